@@ -1,1 +1,109 @@
-//! placeholder: see ARCHITECTURE.md
+//! Cluster metadata for Josefine: versioned deterministic commands, the metadata image (a pure
+//! state machine), their binary encoding, and the durable local command log.
+//!
+//! Owns: what a topic, a broker registration and a producer-id block *are* in the cluster, and
+//! the rules for changing them. Every change is a [`Command`] that carries everything it needs
+//! (topic ids, partition assignments, id ranges are chosen by the proposer, never on apply), so
+//! applying the same commands in the same order gives the same [`Image`] on every node.
+//! Must never: read clocks, randomness, sockets or files (except [`command_log`], the local
+//! durable backend). That is what lets the chain replicate it and the simulator replay it.
+
+pub mod command;
+pub mod command_log;
+pub mod image;
+pub mod topic_config;
+
+pub use command::{Command, PartitionAssignment, TopicId, COMMAND_FORMAT_VERSION};
+pub use command_log::CommandLog;
+pub use image::{Applied, BrokerRegistration, Image, Topic};
+
+/// Errors of the metadata crate. `kafka_error_code` gives the code a handler returns.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("topic id {0} already exists")]
+    TopicIdAlreadyExists(TopicId),
+    #[error("unknown topic id {0}")]
+    UnknownTopicId(TopicId),
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid producer id block: {0}")]
+    InvalidProducerIdBlock(String),
+    #[error("invalid broker registration: {0}")]
+    InvalidBrokerRegistration(String),
+    #[error("cluster id is already set to '{0}'")]
+    ClusterIdAlreadySet(String),
+    #[error("cannot decode metadata command: {0}")]
+    Decode(String),
+    #[error("metadata command log I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata store is shutting down")]
+    ShuttingDown,
+}
+
+impl MetaError {
+    /// The Kafka error code a client should see for this error.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            MetaError::TopicAlreadyExists(_) | MetaError::TopicIdAlreadyExists(_) => 36, // TOPIC_ALREADY_EXISTS
+            MetaError::UnknownTopicId(_) => 100, // UNKNOWN_TOPIC_ID
+            MetaError::InvalidTopicName { .. } => 17, // INVALID_TOPIC_EXCEPTION
+            MetaError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
+            MetaError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
+            MetaError::InvalidConfig(_) => 40,   // INVALID_CONFIG
+            MetaError::ShuttingDown => 15,       // COORDINATOR_NOT_AVAILABLE
+            _ => -1,                             // UNKNOWN_SERVER_ERROR
+        }
+    }
+}
+
+/// Kafka's topic name rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), MetaError> {
+    let bad = |reason: &str| {
+        Err(MetaError::InvalidTopicName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("topic name is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("topic name cannot be '.' or '..'");
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return bad("topic name is longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("topic names may only contain ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Longest topic name (Kafka: a partition directory name must fit in 255 bytes).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders", "a.b_c-D9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}
