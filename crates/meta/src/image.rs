@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn replay_is_deterministic() {
-        let cmds = vec![
+        let cmds = [
             Command::InitCluster {
                 cluster_id: "c".into(),
             },
