@@ -1,0 +1,1 @@
+//! placeholder for the storage module (step 3)
