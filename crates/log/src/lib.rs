@@ -1,1 +1,126 @@
-//! placeholder: see ARCHITECTURE.md
+//! josefine-log: the durable partition log.
+//!
+//! A partition is a directory of segments (`<base offset, 20 digits>.log` holding record
+//! batches exactly as produced except for the broker-stamped base offset, leader epoch and,
+//! for LogAppendTime topics, max timestamp), each with a sparse offset index (`.index`) and time
+//! index (`.timeindex`), plus a producer-state snapshot, a recovery-point checkpoint and a
+//! clean-shutdown marker. Read it in this order: [`batch`] (what a batch is and what we accept),
+//! `records` (the records inside), `segment` (one file trio), `producer_state` (idempotence),
+//! [`PartitionLog`] (append/read/flush/recovery), [`LogManager`] (the data directory).
+//!
+//! This crate must never: know about sockets, tokio or the Kafka request framing; recompress a
+//! batch; serve bytes beyond what an append completed; allocate in proportion to a count or
+//! length read from the wire before checking it against the bytes present.
+//!
+//! # Durability policy
+//!
+//! The default is Kafka's: `flush_interval_messages = i64::MAX`, `flush_interval_ms = None`,
+//! i.e. no fsync on the write path. An append is a `pwrite` into the page cache; the OS writes
+//! it back. A crash of the *process* (SIGKILL, panic) loses nothing, because the page cache
+//! belongs to the kernel. A crash of the *machine* can lose the last few seconds of
+//! acknowledged writes; Kafka accepts that because replication, not fsync, is what makes data
+//! durable in a cluster. For a single node that must not lose acknowledged writes on power
+//! loss, set `flush_interval_messages = 1`: then [`PartitionLog::needs_flush_after_append`] is
+//! true and the broker calls [`PartitionLog::flush`] before acknowledging. Flushes are group
+//! commits: concurrent callers share one `fdatasync`, so throughput degrades gracefully with
+//! many producers instead of one fsync per request. `flush_interval_ms` makes [`PartitionLog::tick`]
+//! flush at most that long after the data was written.
+//!
+//! Recovery: `close()` flushes, writes a producer-state snapshot, the recovery point and a
+//! clean-shutdown marker. On open without the marker, every batch after the recovery point
+//! (the last offset known to be fsynced) is validated (structure and CRC); the log is truncated
+//! at the first invalid byte and the indexes of the recovered segments are rebuilt.
+
+pub mod batch;
+mod error;
+mod index;
+pub mod limits;
+mod manager;
+mod partition;
+mod producer_state;
+mod records;
+mod segment;
+#[doc(hidden)]
+pub mod testkit;
+
+pub use error::LogError;
+pub use manager::LogManager;
+pub use partition::PartitionLog;
+pub use records::RecordVisit;
+
+/// Kafka's `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// Keep the producer's timestamps (validated against the before/after windows).
+    #[default]
+    CreateTime,
+    /// Stamp every batch with the broker's append time.
+    LogAppendTime,
+}
+
+/// Per-partition log settings. Field comments give the Kafka setting; `Default` is Kafka's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `log.segment.bytes` (1 GiB).
+    pub segment_bytes: u64,
+    /// `log.roll.ms` (7 days).
+    pub segment_ms: i64,
+    /// `log.index.interval.bytes` (4096).
+    pub index_interval_bytes: u32,
+    /// `message.max.bytes` (1048588), per batch after compression.
+    pub max_message_bytes: u32,
+    /// `log.flush.interval.messages` (i64::MAX as u64: never force). 1 = fsync before every ack.
+    pub flush_interval_messages: u64,
+    /// `log.flush.interval.ms` (None: leave it to the OS).
+    pub flush_interval_ms: Option<i64>,
+    /// `message.timestamp.type` (CreateTime).
+    pub timestamp_type: TimestampType,
+    /// `log.retention.ms` (7 days; -1 unlimited). Enforced in a later issue.
+    pub retention_ms: i64,
+    /// `log.retention.bytes` (-1 unlimited). Enforced in a later issue.
+    pub retention_bytes: i64,
+    /// `log.message.timestamp.before.max.ms` (i64::MAX).
+    pub timestamp_before_max_ms: i64,
+    /// `log.message.timestamp.after.max.ms` (1 hour in Kafka 4).
+    pub timestamp_after_max_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1_073_741_824,
+            segment_ms: 7 * 24 * 3_600_000,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            flush_interval_messages: i64::MAX as u64,
+            flush_interval_ms: None,
+            timestamp_type: TimestampType::CreateTime,
+            retention_ms: 7 * 24 * 3_600_000,
+            retention_bytes: -1,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+        }
+    }
+}
+
+/// Result of a successful append (or of a recognised duplicate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's append time for LogAppendTime topics, -1 for CreateTime (and duplicates).
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// True when the batch was already in the log (idempotent retry): offsets are the original
+    /// ones and nothing was written.
+    pub duplicate: bool,
+}
+
+/// Whole batches for a fetch, plus the offsets the response reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    pub records: bytes::Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}

@@ -1,0 +1,58 @@
+//! Every storage limit as a named constant, with why the number is what it is.
+//!
+//! Owns: the hard bounds the log enforces regardless of configuration. Must never: be bypassed
+//! by a configuration value; a config may only tighten these.
+
+/// Size of the fixed v2 record batch header (baseOffset .. recordCount). Kafka's
+/// `RECORD_BATCH_OVERHEAD`: a batch shorter than this cannot be parsed at all.
+pub const BATCH_HEADER_BYTES: usize = 61;
+
+/// Smallest possible encoded record: a 1-byte length varint plus a 6-byte body (attributes,
+/// timestamp delta, offset delta, key length -1, value length -1, header count 0). Dividing the
+/// bytes present by this bounds a declared record count before anything is done with it, so a
+/// hostile count of 2^31 is rejected without a loop or an allocation.
+pub const RECORD_BYTES_MIN: usize = 7;
+
+/// Hard cap on the bytes a compressed batch may decompress to while we validate it. Bounds the
+/// CPU a single produce can burn (a zstd "bomb" of 1 MiB can expand to gigabytes). 128 MiB is
+/// >100x the default message.max.bytes, far above real compression ratios of record data.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: u64 = 128 * 1024 * 1024;
+
+/// Largest single record (key + value + headers) we will skip through while validating a
+/// compressed batch; equal to the decompression cap since a record cannot exceed its batch.
+pub const RECORD_BYTES_MAX: u64 = DECOMPRESSED_BATCH_BYTES_MAX;
+
+/// Largest batch accepted regardless of `message.max.bytes`: batch lengths are i32 on the wire
+/// and segment positions are u32 in the offset index, so a batch must fit well inside both.
+pub const BATCH_BYTES_MAX: u64 = 1 << 30;
+
+/// Largest segment file: offset index positions are 32-bit, as in Kafka.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// Smallest segment size we accept from config (Kafka's log.segment.bytes minimum is 1 MiB;
+/// tests use smaller values, so only a sanity floor is enforced here).
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+
+/// Batches remembered per producer for duplicate detection. Kafka's
+/// `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`; clients cap in-flight requests at 5 to match.
+pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+/// Most producer ids a partition tracks. Bounds memory and snapshot size; the oldest (by last
+/// append time) is evicted first. Kafka bounds this only by producer.id.expiration.ms.
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 100_000;
+
+/// Largest producer-state snapshot file we will read (entries are ~100 bytes each).
+pub const PRODUCER_SNAPSHOT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Largest records field accepted by one `read`'s result when the first batch alone is larger
+/// than max_bytes: one batch can be at most this big, so at most this much is read.
+pub const READ_BYTES_MAX: usize = BATCH_BYTES_MAX as usize;
+
+/// Default `log.message.timestamp.after.max.ms` in Kafka 4 (KIP-937/1030): a CreateTime record
+/// more than one hour in the future is rejected with INVALID_TIMESTAMP.
+pub const TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
+
+/// Largest zstd window (log2) a batch may ask for: the decoder allocates a window of this size,
+/// so an unbounded one lets a 20-byte frame demand 2 GiB. 2^24 = 16 MiB covers every client
+/// default (they compress batches of at most a few MiB at levels 1-9).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;

@@ -1,0 +1,396 @@
+//! Walking the records inside a v2 batch: varint structure, offset deltas, timestamps, and
+//! decompression of gzip / snappy (xerial-framed and raw) / lz4 frame / zstd.
+//!
+//! Owns: the per-record wire format and the decompression readers. Must never: hold more than a
+//! fixed-size buffer of decompressed bytes (records are streamed and skipped, not collected), let
+//! decompression run past `DECOMPRESSED_BATCH_BYTES_MAX`, or allocate per record. Raw snappy is
+//! the one codec without a streaming decoder: it is decompressed whole after its declared length
+//! is checked against the cap.
+
+use std::io::Read;
+
+use crate::batch::{BatchHeader, Compression};
+use crate::error::LogError;
+use crate::limits::{BATCH_HEADER_BYTES, DECOMPRESSED_BATCH_BYTES_MAX, ZSTD_WINDOW_LOG_MAX};
+
+/// What a visitor learns about one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordVisit {
+    pub offset_delta: i32,
+    pub timestamp: i64,
+}
+
+/// Walk every record of a complete batch (header already parsed and CRC-checked by the caller),
+/// checking structure. `visit` returns Ok(false) to stop early; the end-of-batch checks are then
+/// skipped. Never allocates per record.
+pub fn visit_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    visit: impl FnMut(RecordVisit) -> Result<bool, LogError>,
+) -> Result<(), LogError> {
+    let body = &batch[BATCH_HEADER_BYTES..header.total_bytes()];
+    match header.compression() {
+        Compression::None => walk(&mut SliceSource { buf: body, pos: 0 }, header, visit),
+        Compression::Gzip => walk(
+            &mut StreamSource::new(flate2::read::GzDecoder::new(body)),
+            header,
+            visit,
+        ),
+        Compression::Lz4 => walk(
+            &mut StreamSource::new(lz4_flex::frame::FrameDecoder::new(body)),
+            header,
+            visit,
+        ),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)
+                .map_err(|e| LogError::CorruptMessage(format!("zstd: {e}")))?;
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(|e| LogError::CorruptMessage(format!("zstd: {e}")))?;
+            walk(&mut StreamSource::new(decoder), header, visit)
+        }
+        Compression::Snappy => {
+            if body.starts_with(&XERIAL_MAGIC) {
+                walk(
+                    &mut StreamSource::new(XerialReader::new(body)?),
+                    header,
+                    visit,
+                )
+            } else {
+                let len = snap::raw::decompress_len(body)
+                    .map_err(|e| LogError::CorruptMessage(format!("snappy: {e}")))?;
+                if len as u64 > DECOMPRESSED_BATCH_BYTES_MAX {
+                    return Err(cap_exceeded());
+                }
+                let raw = snap::raw::Decoder::new()
+                    .decompress_vec(body)
+                    .map_err(|e| LogError::CorruptMessage(format!("snappy: {e}")))?;
+                walk(&mut SliceSource { buf: &raw, pos: 0 }, header, visit)
+            }
+        }
+    }
+}
+
+fn cap_exceeded() -> LogError {
+    LogError::InvalidRecord(format!(
+        "batch would decompress to more than {DECOMPRESSED_BATCH_BYTES_MAX} bytes"
+    ))
+}
+
+/// A byte source the record walker reads from: a slice (uncompressed) or a decompressor.
+trait Source {
+    fn byte(&mut self) -> Result<u8, LogError>;
+    fn skip(&mut self, n: usize) -> Result<(), LogError>;
+    /// Bytes consumed so far (to check each record's declared size).
+    fn consumed(&self) -> u64;
+    fn at_end(&mut self) -> Result<bool, LogError>;
+}
+
+fn short() -> LogError {
+    LogError::InvalidRecord("record extends past the end of the batch".into())
+}
+
+struct SliceSource<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Source for SliceSource<'_> {
+    #[inline]
+    fn byte(&mut self) -> Result<u8, LogError> {
+        let b = *self.buf.get(self.pos).ok_or_else(short)?;
+        self.pos += 1;
+        Ok(b)
+    }
+    #[inline]
+    fn skip(&mut self, n: usize) -> Result<(), LogError> {
+        if self.buf.len() - self.pos < n {
+            return Err(short());
+        }
+        self.pos += n;
+        Ok(())
+    }
+    fn consumed(&self) -> u64 {
+        self.pos as u64
+    }
+    fn at_end(&mut self) -> Result<bool, LogError> {
+        Ok(self.pos == self.buf.len())
+    }
+}
+
+/// Buffered reader over a decompressor that counts every decompressed byte against the cap.
+struct StreamSource<R: Read> {
+    inner: R,
+    buf: Box<[u8; STREAM_BUFFER_BYTES]>,
+    pos: usize,
+    len: usize,
+    /// Bytes handed to the walker before `buf[..pos]`.
+    consumed_before: u64,
+    produced: u64,
+    eof: bool,
+}
+
+/// Decompressed bytes buffered at a time while validating a compressed batch.
+const STREAM_BUFFER_BYTES: usize = 16 * 1024;
+
+impl<R: Read> StreamSource<R> {
+    fn new(inner: R) -> Self {
+        StreamSource {
+            inner,
+            buf: Box::new([0; STREAM_BUFFER_BYTES]),
+            pos: 0,
+            len: 0,
+            consumed_before: 0,
+            produced: 0,
+            eof: false,
+        }
+    }
+
+    /// Refill when empty; false at end of stream.
+    fn fill(&mut self) -> Result<bool, LogError> {
+        if self.pos < self.len {
+            return Ok(true);
+        }
+        if self.eof {
+            return Ok(false);
+        }
+        self.consumed_before += self.len as u64;
+        self.pos = 0;
+        self.len = 0;
+        let n = loop {
+            match self.inner.read(&mut self.buf[..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(LogError::CorruptMessage(format!(
+                        "decompression failed: {e}"
+                    )))
+                }
+            }
+        };
+        if n == 0 {
+            self.eof = true;
+            return Ok(false);
+        }
+        self.produced += n as u64;
+        if self.produced > DECOMPRESSED_BATCH_BYTES_MAX {
+            return Err(cap_exceeded());
+        }
+        self.len = n;
+        Ok(true)
+    }
+}
+
+impl<R: Read> Source for StreamSource<R> {
+    #[inline]
+    fn byte(&mut self) -> Result<u8, LogError> {
+        if !self.fill()? {
+            return Err(short());
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+    fn skip(&mut self, mut n: usize) -> Result<(), LogError> {
+        while n > 0 {
+            if !self.fill()? {
+                return Err(short());
+            }
+            let step = n.min(self.len - self.pos);
+            self.pos += step;
+            n -= step;
+        }
+        Ok(())
+    }
+    fn consumed(&self) -> u64 {
+        self.consumed_before + self.pos as u64
+    }
+    fn at_end(&mut self) -> Result<bool, LogError> {
+        Ok(!self.fill()?)
+    }
+}
+
+/// Zigzag varint of at most 5 bytes (Kafka's `ByteUtils.readVarint`).
+#[inline]
+fn varint(src: &mut impl Source) -> Result<i32, LogError> {
+    let mut raw: u32 = 0;
+    for i in 0..5 {
+        let b = src.byte()?;
+        raw |= ((b & 0x7f) as u32) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32));
+        }
+    }
+    Err(LogError::InvalidRecord(
+        "varint is longer than 5 bytes".into(),
+    ))
+}
+
+/// Zigzag varlong of at most 10 bytes.
+#[inline]
+fn varlong(src: &mut impl Source) -> Result<i64, LogError> {
+    let mut raw: u64 = 0;
+    for i in 0..10 {
+        let b = src.byte()?;
+        raw |= ((b & 0x7f) as u64) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    Err(LogError::InvalidRecord(
+        "varlong is longer than 10 bytes".into(),
+    ))
+}
+
+fn walk(
+    src: &mut impl Source,
+    header: &BatchHeader,
+    mut visit: impl FnMut(RecordVisit) -> Result<bool, LogError>,
+) -> Result<(), LogError> {
+    for index in 0..header.records_count {
+        let size = varint(src)?;
+        if size < 0 {
+            return Err(LogError::InvalidRecord(format!(
+                "invalid record size {size}"
+            )));
+        }
+        let start = src.consumed();
+        let end = start + size as u64;
+        let _attributes = src.byte()?;
+        let timestamp_delta = varlong(src)?;
+        let offset_delta = varint(src)?;
+        if offset_delta != index {
+            // Kafka would recompress to renumber; we never recompress, and every client writes
+            // dense deltas, so a gap is refused rather than stored.
+            return Err(LogError::InvalidRecord(format!(
+                "record {index} has offset delta {offset_delta}"
+            )));
+        }
+        let key_len = varint(src)?;
+        if key_len >= 0 {
+            let n = within(src.consumed(), end, key_len as i64)?;
+            src.skip(n)?;
+        }
+        let value_len = varint(src)?;
+        if value_len >= 0 {
+            let n = within(src.consumed(), end, value_len as i64)?;
+            src.skip(n)?;
+        }
+        let header_count = varint(src)?;
+        if header_count < 0 {
+            return Err(LogError::InvalidRecord(format!(
+                "invalid header count {header_count}"
+            )));
+        }
+        // Each header takes at least 2 bytes: bound the loop by the bytes the record has left.
+        within(src.consumed(), end, header_count as i64 * 2)?;
+        for _ in 0..header_count {
+            let key_len = varint(src)?;
+            if key_len < 0 {
+                return Err(LogError::InvalidRecord(
+                    "invalid negative header key size".into(),
+                ));
+            }
+            let n = within(src.consumed(), end, key_len as i64)?;
+            src.skip(n)?;
+            let value_len = varint(src)?;
+            if value_len >= 0 {
+                let n = within(src.consumed(), end, value_len as i64)?;
+                src.skip(n)?;
+            }
+        }
+        if src.consumed() != end {
+            return Err(LogError::InvalidRecord(format!(
+                "invalid record size: expected to read {size} bytes in record payload, but read {}",
+                src.consumed() - start
+            )));
+        }
+        let keep_going = visit(RecordVisit {
+            offset_delta,
+            timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
+        })?;
+        if !keep_going {
+            return Ok(());
+        }
+    }
+    if !src.at_end()? {
+        return Err(LogError::InvalidRecord(
+            "incorrect declared batch size, records still remaining after the declared count"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every length inside a record must fit in the bytes the record declared (`at..end`).
+#[inline]
+fn within(at: u64, end: u64, n: i64) -> Result<usize, LogError> {
+    if n as u64 > end.saturating_sub(at) {
+        return Err(LogError::InvalidRecord(format!(
+            "a field of {n} bytes overruns its record ({} bytes left)",
+            end.saturating_sub(at)
+        )));
+    }
+    Ok(n as usize)
+}
+
+/// The framing snappy-java's `SnappyOutputStream` writes (what the Java client sends): an
+/// 8-byte magic, two i32 version fields, then blocks of [i32 compressed length][raw snappy].
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+const XERIAL_HEADER_BYTES: usize = 16;
+
+struct XerialReader<'a> {
+    rest: &'a [u8],
+    block: Vec<u8>,
+    block_pos: usize,
+    decoder: snap::raw::Decoder,
+}
+
+impl<'a> XerialReader<'a> {
+    fn new(body: &'a [u8]) -> Result<Self, LogError> {
+        if body.len() < XERIAL_HEADER_BYTES {
+            return Err(LogError::CorruptMessage(
+                "truncated xerial snappy header".into(),
+            ));
+        }
+        Ok(XerialReader {
+            rest: &body[XERIAL_HEADER_BYTES..],
+            block: Vec::new(),
+            block_pos: 0,
+            decoder: snap::raw::Decoder::new(),
+        })
+    }
+}
+
+impl Read for XerialReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.block_pos == self.block.len() {
+            if self.rest.is_empty() {
+                return Ok(0);
+            }
+            let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+            if self.rest.len() < 4 {
+                return Err(bad("truncated xerial block length".into()));
+            }
+            let n = i32::from_be_bytes(self.rest[..4].try_into().expect("4 bytes"));
+            if n < 0 || n as usize > self.rest.len() - 4 {
+                return Err(bad(format!("xerial block length {n} overruns the batch")));
+            }
+            let compressed = &self.rest[4..4 + n as usize];
+            self.rest = &self.rest[4 + n as usize..];
+            let len = snap::raw::decompress_len(compressed).map_err(|e| bad(e.to_string()))?;
+            if len as u64 > DECOMPRESSED_BATCH_BYTES_MAX {
+                return Err(bad("xerial block exceeds the decompression cap".into()));
+            }
+            self.block.resize(len, 0);
+            self.decoder
+                .decompress(compressed, &mut self.block)
+                .map_err(|e| bad(e.to_string()))?;
+            self.block_pos = 0;
+        }
+        let n = out.len().min(self.block.len() - self.block_pos);
+        out[..n].copy_from_slice(&self.block[self.block_pos..self.block_pos + n]);
+        self.block_pos += n;
+        Ok(n)
+    }
+}
