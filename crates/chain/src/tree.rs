@@ -145,9 +145,9 @@ impl BlockTree {
         if !self.is_ancestor_or_equal(from, to) {
             return None;
         }
-        let end_height = to.height.min(from.height + max as u64);
+        let end_height = to.height.min(from.height.saturating_add(max as u64));
         let mut cur = self.ancestor_at(to, end_height)?;
-        let mut out = Vec::with_capacity((end_height - from.height) as usize);
+        let mut out = Vec::with_capacity((end_height - from.height).min(1024) as usize);
         while cur != from {
             let b = self.blocks.get(&cur)?;
             out.push(b.clone());

@@ -1,0 +1,222 @@
+//! `chain-sim`: runs many simulator seeds in resumable chunks and prints totals.
+//!
+//! ```text
+//! chain-sim --seeds 10000 [--start 0] [--chunk 500] [--progress chain-sim.progress]
+//!           [--mutation none|last-appended-term|no-up-to-date|commit-older-term|ack-before-fsync]
+//!           [--fault-ms 6000] [--keep-going]
+//! ```
+//! After every chunk the totals and the next seed are written to the progress file; running
+//! the same command again continues from there. A failing seed is printed with the exact
+//! command that replays it.
+
+use std::io::Write;
+use std::time::Instant;
+
+use josefine_sim::{run_seed, Mutation, RunOptions, Totals};
+
+struct Args {
+    seeds: u64,
+    start: u64,
+    chunk: u64,
+    progress: Option<String>,
+    mutation: Mutation,
+    fault_ms: u64,
+    keep_going: bool,
+    verbose: bool,
+}
+
+fn parse_mutation(s: &str) -> Result<Mutation, String> {
+    Ok(match s {
+        "none" => Mutation::None,
+        "last-appended-term" => Mutation::VoteOnLastAppendedTerm,
+        "no-up-to-date" => Mutation::VoteWithoutUpToDateCheck,
+        "commit-older-term" => Mutation::CommitOlderTermByCount,
+        "ack-before-fsync" => Mutation::AckBeforeFsync,
+        _ => return Err(format!("unknown mutation {s}")),
+    })
+}
+
+fn mutation_name(m: Mutation) -> &'static str {
+    match m {
+        Mutation::None => "none",
+        Mutation::VoteOnLastAppendedTerm => "last-appended-term",
+        Mutation::VoteWithoutUpToDateCheck => "no-up-to-date",
+        Mutation::CommitOlderTermByCount => "commit-older-term",
+        Mutation::AckBeforeFsync => "ack-before-fsync",
+    }
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        seeds: 100,
+        start: 0,
+        chunk: 500,
+        progress: None,
+        mutation: Mutation::None,
+        fault_ms: RunOptions::new(0).fault_ms,
+        keep_going: false,
+        verbose: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("bad number {v}: {e}"));
+        match flag.as_str() {
+            "--seeds" => a.seeds = num(val()?)?,
+            "--start" => a.start = num(val()?)?,
+            "--chunk" => a.chunk = num(val()?)?.max(1),
+            "--progress" => a.progress = Some(val()?),
+            "--mutation" => a.mutation = parse_mutation(&val()?)?,
+            "--fault-ms" => a.fault_ms = num(val()?)?,
+            "--keep-going" => a.keep_going = true,
+            "--verbose" => a.verbose = true,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(a)
+}
+
+/// Progress file: one `key value` per line.
+fn load(path: &str, key: &str) -> Option<(u64, Totals, f64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut t = Totals::default();
+    let mut next = None;
+    let mut wall = 0.0;
+    let mut ok_key = false;
+    for line in text.lines() {
+        let (k, v) = line.split_once(' ')?;
+        match k {
+            "key" => ok_key = v == key,
+            "next" => next = v.parse().ok(),
+            "wall_s" => wall = v.parse().ok()?,
+            "seeds" => t.seeds = v.parse().ok()?,
+            "sim_time_ms" => t.sim_time_ms = v.parse().ok()?,
+            "elections" => t.elections = v.parse().ok()?,
+            "blocks_committed" => t.blocks_committed = v.parse().ok()?,
+            "dead_blocks_collected" => t.dead_blocks_collected = v.parse().ok()?,
+            "crashes" => t.crashes = v.parse().ok()?,
+            "snapshots_installed" => t.snapshots_installed = v.parse().ok()?,
+            "violations" => t.violations = v.parse().ok()?,
+            "failing_seeds" => {
+                t.failing_seeds = v.split(',').filter_map(|s| s.parse().ok()).collect()
+            }
+            _ => {}
+        }
+    }
+    if !ok_key {
+        return None;
+    }
+    Some((next?, t, wall))
+}
+
+fn save(path: &str, key: &str, next: u64, t: &Totals, wall: f64) -> std::io::Result<()> {
+    let tmp = format!("{path}.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    let failing: Vec<String> = t.failing_seeds.iter().map(|s| s.to_string()).collect();
+    write!(
+        f,
+        "key {key}\nnext {next}\nwall_s {wall:.1}\nseeds {}\nsim_time_ms {}\nelections {}\n\
+         blocks_committed {}\ndead_blocks_collected {}\ncrashes {}\nsnapshots_installed {}\n\
+         violations {}\nfailing_seeds {}\n",
+        t.seeds,
+        t.sim_time_ms,
+        t.elections,
+        t.blocks_committed,
+        t.dead_blocks_collected,
+        t.crashes,
+        t.snapshots_installed,
+        t.violations,
+        failing.join(",")
+    )?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("chain-sim: {e}");
+            std::process::exit(2);
+        }
+    };
+    let key = format!(
+        "start={},seeds={},mutation={},fault_ms={}",
+        args.start,
+        args.seeds,
+        mutation_name(args.mutation),
+        args.fault_ms
+    );
+    let end = args.start + args.seeds;
+    let (mut next, mut totals, mut wall_before) = (args.start, Totals::default(), 0.0);
+    if let Some(p) = &args.progress {
+        if let Some((n, t, w)) = load(p, &key) {
+            eprintln!("resuming at seed {n} ({} seeds done)", t.seeds);
+            (next, totals, wall_before) = (n, t, w);
+        }
+    }
+    let started = Instant::now();
+    while next < end {
+        let chunk_end = (next + args.chunk).min(end);
+        for seed in next..chunk_end {
+            let mut opts = RunOptions::new(seed);
+            opts.mutation = args.mutation;
+            opts.fault_ms = args.fault_ms;
+            opts.stop_at_first_violation = true;
+            let r = run_seed(opts);
+            if args.verbose {
+                eprintln!("{r:?}");
+            }
+            for v in &r.violations {
+                println!(
+                    "VIOLATION seed={seed} nodes={} {} at {} ms: {}\n  replay: cargo run --release -p josefine-sim --bin chain-sim -- --start {seed} --seeds 1 --mutation {}",
+                    r.nodes, v.property, v.time_ms, v.detail, mutation_name(args.mutation)
+                );
+            }
+            totals.add(&r);
+            if !r.violations.is_empty() && !args.keep_going && args.mutation == Mutation::None {
+                // Keep counting, but make the failure impossible to miss.
+                eprintln!("seed {seed} FAILED");
+            }
+        }
+        next = chunk_end;
+        let wall = wall_before + started.elapsed().as_secs_f64();
+        if let Some(p) = &args.progress {
+            if let Err(e) = save(p, &key, next, &totals, wall) {
+                eprintln!("chain-sim: cannot write progress file {p}: {e}");
+            }
+        }
+        eprintln!(
+            "progress: {}/{} seeds, {} violations, {:.1} s",
+            next - args.start,
+            args.seeds,
+            totals.violations,
+            wall
+        );
+    }
+    let wall = wall_before + started.elapsed().as_secs_f64();
+    println!(
+        "seeds {} (from {}), mutation {}, wall {:.1} s\nsimulated time {:.1} s\nelections {}\nblocks committed {}\ndead-branch blocks collected {}\ncrashes {}\nsnapshots installed {}\nviolations {}",
+        totals.seeds,
+        args.start,
+        mutation_name(args.mutation),
+        wall,
+        totals.sim_time_ms as f64 / 1000.0,
+        totals.elections,
+        totals.blocks_committed,
+        totals.dead_blocks_collected,
+        totals.crashes,
+        totals.snapshots_installed,
+        totals.violations
+    );
+    if totals.violations > 0 {
+        let shown: Vec<String> = totals
+            .failing_seeds
+            .iter()
+            .take(20)
+            .map(|s| s.to_string())
+            .collect();
+        println!("failing seeds: {}", shown.join(","));
+        std::process::exit(1);
+    }
+}
