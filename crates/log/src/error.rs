@@ -53,6 +53,9 @@ pub enum LogError {
     /// zstd in a produce request older than v7 (Kafka's UNSUPPORTED_COMPRESSION_TYPE).
     #[error("unsupported compression type: {0}")]
     UnsupportedCompressionType(String),
+    /// The partition directory (or the open log) belongs to another topic id.
+    #[error("inconsistent topic id: {0}")]
+    InconsistentTopicId(String),
     /// The disk failed (ENOSPC, EIO, ...). The log stays consistent; the append did not happen.
     #[error("storage error during {context}: {source}")]
     Storage {
@@ -83,11 +86,11 @@ impl LogError {
             LogError::UnsupportedForMessageFormat(_) => 43,
             LogError::InvalidTxnState(_) => 48,
             LogError::UnsupportedCompressionType(_) => 76,
+            LogError::InconsistentTopicId(_) => 103,
             LogError::Storage { .. } | LogError::Offline => 56,
         }
     }
 
-    #[allow(dead_code)] // used by the segment I/O paths being filled in
     pub(crate) fn storage(context: impl Into<String>, source: io::Error) -> Self {
         LogError::Storage {
             context: context.into(),

@@ -37,6 +37,8 @@ mod index;
 pub mod limits;
 mod manager;
 mod partition;
+#[cfg(test)]
+mod partition_tests;
 mod producer_state;
 mod records;
 mod segment;

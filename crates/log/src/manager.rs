@@ -1,30 +1,151 @@
 //! The data directory: one `<topic>-<partition>` directory per partition, each with a
-//! `partition.metadata` file naming its topic id (as Kafka does).
+//! `partition.metadata` file naming its topic id as Kafka writes it
+//! (`version: 0` / `topic_id: <url-safe base64 uuid>`).
 //!
-//! Owns: finding, creating and deleting partition directories. Must never: open a partition
-//! twice (two writers on one log would interleave appends).
+//! Owns: finding, creating and deleting partition directories, and the map of open logs.
+//! Must never: open a partition twice (two writers on one log would interleave appends), or
+//! leave a half-deleted partition that looks live (deletion renames first, then removes).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::{LogConfig, LogError, PartitionLog};
 
+const METADATA_FILE: &str = "partition.metadata";
+const DELETE_SUFFIX: &str = "-delete";
+
 /// The set of partition logs under one data directory.
 pub struct LogManager {
-    _private: (),
+    data_dir: PathBuf,
+    found: Vec<(String, i32, [u8; 16])>,
+    open: Mutex<HashMap<(String, i32), Arc<PartitionLog>>>,
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Kafka's `Uuid.toString`: URL-safe base64 without padding (22 characters).
+pub fn topic_id_to_string(id: &[u8; 16]) -> String {
+    let mut out = String::with_capacity(22);
+    let mut bits: u32 = 0;
+    let mut n = 0;
+    for &b in id {
+        bits = (bits << 8) | b as u32;
+        n += 8;
+        while n >= 6 {
+            n -= 6;
+            out.push(B64[((bits >> n) & 63) as usize] as char);
+        }
+    }
+    if n > 0 {
+        out.push(B64[((bits << (6 - n)) & 63) as usize] as char);
+    }
+    out
+}
+
+/// Inverse of [`topic_id_to_string`].
+pub fn topic_id_from_string(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 22 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let (mut bits, mut n, mut i) = (0u32, 0, 0);
+    for c in s.bytes() {
+        let v = B64.iter().position(|&x| x == c)? as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            if i < 16 {
+                out[i] = (bits >> n) as u8;
+            }
+            i += 1;
+        }
+    }
+    (i == 16).then_some(out)
+}
+
+fn parse_dir_name(name: &str) -> Option<(String, i32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    let partition: i32 = partition.parse().ok()?;
+    (!topic.is_empty() && partition >= 0).then(|| (topic.to_string(), partition))
+}
+
+fn read_metadata(dir: &Path) -> Option<[u8; 16]> {
+    let text = fs::read_to_string(dir.join(METADATA_FILE)).ok()?;
+    let mut version_ok = false;
+    let mut id = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("version:") {
+            version_ok = v.trim() == "0";
+        } else if let Some(v) = line.strip_prefix("topic_id:") {
+            id = topic_id_from_string(v.trim());
+        }
+    }
+    if version_ok {
+        id
+    } else {
+        None
+    }
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> LogError {
+    move |e| LogError::storage(context, e)
 }
 
 impl LogManager {
     /// Scan `data_dir` (creating it if missing) for partition directories; opens none.
+    /// Finishes deletions interrupted by a crash.
     pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, LogError> {
-        let _ = (data_dir, now_ms);
-        todo!()
+        let _ = now_ms;
+        fs::create_dir_all(data_dir).map_err(io_err(format!("creating {}", data_dir.display())))?;
+        let mut found = Vec::new();
+        for entry in
+            fs::read_dir(data_dir).map_err(io_err(format!("listing {}", data_dir.display())))?
+        {
+            let entry = entry.map_err(io_err(format!("listing {}", data_dir.display())))?;
+            if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(DELETE_SUFFIX) {
+                if let Err(e) = fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(dir = name, error = %e, "could not finish deleting a partition");
+                }
+                continue;
+            }
+            let Some((topic, partition)) = parse_dir_name(&name) else {
+                continue;
+            };
+            match read_metadata(&entry.path()) {
+                Some(id) => found.push((topic, partition, id)),
+                None => tracing::warn!(
+                    dir = name,
+                    "partition directory without a readable partition.metadata; ignored"
+                ),
+            }
+        }
+        found.sort();
+        Ok(LogManager {
+            data_dir: data_dir.to_path_buf(),
+            found,
+            open: Mutex::new(HashMap::new()),
+        })
     }
-    /// Partitions found on disk: (topic, partition, topic id).
+
+    /// Partitions found on disk at `open`: (topic, partition, topic id).
     pub fn existing(&self) -> Vec<(String, i32, [u8; 16])> {
-        todo!()
+        self.found.clone()
     }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
     /// Open (creating or recovering) one partition's log; the same Arc for repeated calls.
+    /// A directory holding another topic id (a deleted and re-created topic whose deletion did
+    /// not finish) is an error rather than silently reused.
     pub fn open_partition(
         &self,
         topic: &str,
@@ -33,12 +154,147 @@ impl LogManager {
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Arc<PartitionLog>, LogError> {
-        let _ = (topic, partition, topic_id, config, now_ms);
-        todo!()
+        if topic.is_empty() || topic.contains('/') || topic == "." || topic == ".." || partition < 0
+        {
+            return Err(LogError::InvalidRecord(format!(
+                "bad partition name {topic}-{partition}"
+            )));
+        }
+        let mut open = self.open.lock().expect("manager lock");
+        let key = (topic.to_string(), partition);
+        if let Some(log) = open.get(&key) {
+            if log.topic_id() != topic_id {
+                return Err(LogError::InconsistentTopicId(format!(
+                    "{topic}-{partition} is open with another topic id"
+                )));
+            }
+            return Ok(log.clone());
+        }
+        let dir = self.partition_dir(topic, partition);
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        match read_metadata(&dir) {
+            Some(id) if id != topic_id => {
+                return Err(LogError::InconsistentTopicId(format!(
+                    "{} holds topic id {}, expected {}",
+                    dir.display(),
+                    topic_id_to_string(&id),
+                    topic_id_to_string(&topic_id)
+                )));
+            }
+            Some(_) => {}
+            None => {
+                let text = format!("version: 0\ntopic_id: {}\n", topic_id_to_string(&topic_id));
+                let tmp = dir.join("partition.metadata.tmp");
+                let write = || -> std::io::Result<()> {
+                    let mut f = fs::File::create(&tmp)?;
+                    std::io::Write::write_all(&mut f, text.as_bytes())?;
+                    f.sync_all()?;
+                    fs::rename(&tmp, dir.join(METADATA_FILE))?;
+                    fs::File::open(&dir)?.sync_all()?;
+                    fs::File::open(&self.data_dir)?.sync_all()
+                };
+                write().map_err(io_err(format!("writing {}/{METADATA_FILE}", dir.display())))?;
+            }
+        }
+        let log = Arc::new(PartitionLog::open(&dir, topic_id, config, now_ms)?);
+        open.insert(key, log.clone());
+        Ok(log)
     }
-    /// Rename the partition's directory to `<dir>.<uuid>-delete`, then remove it.
+
+    /// Close and forget the partition, rename its directory to `<name>.<n>-delete`, then
+    /// remove it. A crash in between leaves a `-delete` directory that `open` removes.
     pub fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), LogError> {
-        let _ = (topic, partition);
-        todo!()
+        let mut open = self.open.lock().expect("manager lock");
+        if let Some(log) = open.remove(&(topic.to_string(), partition)) {
+            // Stop writes; any reader still holding the Arc keeps its open files until dropped.
+            let _ = log.close();
+        }
+        let dir = self.partition_dir(topic, partition);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let doomed = self
+            .data_dir
+            .join(format!("{topic}-{partition}.{nanos:x}{DELETE_SUFFIX}"));
+        fs::rename(&dir, &doomed)
+            .map_err(io_err(format!("renaming {} for deletion", dir.display())))?;
+        fs::File::open(&self.data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync data dir".into()))?;
+        fs::remove_dir_all(&doomed).map_err(io_err(format!("removing {}", doomed.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_id_base64_matches_kafka_format() {
+        // Kafka: Uuid(0, 1).toString() == "AAAAAAAAAAAAAAAAAAAAAQ"
+        let mut id = [0u8; 16];
+        id[15] = 1;
+        assert_eq!(topic_id_to_string(&id), "AAAAAAAAAAAAAAAAAAAAAQ");
+        let id: [u8; 16] = core::array::from_fn(|i| (i * 37 + 11) as u8);
+        let s = topic_id_to_string(&id);
+        assert_eq!(s.len(), 22);
+        assert_eq!(topic_id_from_string(&s), Some(id));
+        assert_eq!(topic_id_from_string("not-an-id"), None);
+    }
+
+    #[test]
+    fn dir_names_split_on_the_last_dash() {
+        assert_eq!(parse_dir_name("my-topic-12"), Some(("my-topic".into(), 12)));
+        assert_eq!(parse_dir_name("t-x"), None);
+        assert_eq!(parse_dir_name("-3"), None);
+    }
+
+    #[test]
+    fn open_existing_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = [7u8; 16];
+        {
+            let m = LogManager::open(dir.path(), 0).unwrap();
+            assert!(m.existing().is_empty());
+            let a = m
+                .open_partition("orders-v1", 0, id, LogConfig::default(), 0)
+                .unwrap();
+            let b = m
+                .open_partition("orders-v1", 0, id, LogConfig::default(), 0)
+                .unwrap();
+            assert!(Arc::ptr_eq(&a, &b));
+            m.open_partition("orders-v1", 1, id, LogConfig::default(), 0)
+                .unwrap();
+            let other = m.open_partition("orders-v1", 0, [8; 16], LogConfig::default(), 0);
+            assert_eq!(other.err().unwrap().kafka_error_code(), 103);
+            a.close().unwrap();
+        }
+        let m = LogManager::open(dir.path(), 0).unwrap();
+        assert_eq!(
+            m.existing(),
+            vec![
+                ("orders-v1".to_string(), 0, id),
+                ("orders-v1".to_string(), 1, id)
+            ]
+        );
+        // Another topic id on disk is refused, not reused.
+        assert_eq!(
+            m.open_partition("orders-v1", 0, [9; 16], LogConfig::default(), 0)
+                .err()
+                .unwrap()
+                .kafka_error_code(),
+            103
+        );
+        m.delete_partition("orders-v1", 0).unwrap();
+        assert!(!dir.path().join("orders-v1-0").exists());
+        // A leftover -delete directory from a crash is removed on open.
+        fs::create_dir_all(dir.path().join("x-0.abc-delete")).unwrap();
+        let m = LogManager::open(dir.path(), 0).unwrap();
+        assert!(!dir.path().join("x-0.abc-delete").exists());
+        assert_eq!(m.existing(), vec![("orders-v1".to_string(), 1, id)]);
     }
 }
