@@ -90,9 +90,11 @@ impl Coordinator {
                 ResponseError::InvalidGroupId.code(),
             );
         }
+        // Everything here ends up in int16-length strings of the group record.
         let too_long = [&join.client_id, &join.client_host, &join.protocol_type]
             .into_iter()
             .chain(join.group_instance_id.as_ref())
+            .chain(join.protocols.iter().map(|(name, _)| name))
             .any(|v| v.len() > STRING_BYTES_MAX / 2);
         if too_long {
             return self.respond_join_error(
@@ -135,19 +137,31 @@ impl Coordinator {
             );
         }
         self.with_group(&group_id, |c, g| {
-            if !c.accept_joining_member(g, &join.member_id) {
-                return c.respond_join_error(
-                    waiter,
-                    &join.member_id,
-                    ResponseError::GroupMaxSizeReached.code(),
-                );
-            }
-            if join.member_id.is_empty() {
-                c.join_unknown_member(g, join, now_ms)
-            } else {
-                c.join_existing_member(g, join, now_ms)
+            c.join_in_group(g, join, now_ms);
+            if g.state == GroupState::Empty
+                && g.generation_id == 0
+                && g.members.is_empty()
+                && g.pending_join_members.is_empty()
+                && g.offsets.is_empty()
+                && g.pending_commits.is_empty()
+            {
+                // Created by a join that failed: never persisted, so just forget it rather
+                // than let failed joins fill the group table.
+                g.state = GroupState::Dead;
             }
         });
+    }
+
+    fn join_in_group(&mut self, g: &mut Group, join: Join, now_ms: i64) {
+        if !self.accept_joining_member(g, &join.member_id) {
+            let code = ResponseError::GroupMaxSizeReached.code();
+            return self.respond_join_error(join.waiter, &join.member_id, code);
+        }
+        if join.member_id.is_empty() {
+            self.join_unknown_member(g, join, now_ms)
+        } else {
+            self.join_existing_member(g, join, now_ms)
+        }
     }
 
     /// Kafka's acceptJoiningMember: counts waiting members while preparing (members that do

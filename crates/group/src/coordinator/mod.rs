@@ -226,9 +226,11 @@ impl Coordinator {
 
     /// Starts loading partition `partition`: its groups answer COORDINATOR_LOAD_IN_PROGRESS
     /// until `complete_load`. Any state previously held for it is dropped.
-    pub fn begin_load(&mut self, partition: i32) {
-        self.groups.retain(|_, g| g.partition != partition);
+    /// Returns responses for requests that were waiting on groups of a previous load.
+    pub fn begin_load(&mut self, partition: i32) -> Vec<Effect> {
+        self.drop_partition(partition);
         self.partitions.insert(partition, PartitionLoad::Loading);
+        std::mem::take(&mut self.effects)
     }
 
     /// Replays one record of the partition, in log order. Records of other group types
@@ -366,6 +368,12 @@ impl Coordinator {
     /// NOT_COORDINATOR so clients look the coordinator up again.
     pub fn unload(&mut self, partition: i32) -> Vec<Effect> {
         self.partitions.remove(&partition);
+        self.drop_partition(partition);
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Forgets the partition's groups, answering their waiting requests NOT_COORDINATOR.
+    fn drop_partition(&mut self, partition: i32) {
         let ids: Vec<String> = self
             .groups
             .values()
@@ -384,7 +392,6 @@ impl Coordinator {
                 }
             }
         }
-        std::mem::take(&mut self.effects)
     }
 
     /// Outcome for a group id: the partition if we serve it now, else the error code.

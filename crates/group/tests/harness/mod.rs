@@ -58,7 +58,7 @@ impl Harness {
         let partitions = config.offsets_topic_partitions;
         let mut c = Coordinator::new(config, 42).unwrap();
         for p in 0..partitions {
-            c.begin_load(p);
+            assert!(c.begin_load(p).is_empty());
             for r in log.get(&p).into_iter().flatten() {
                 c.load_record(p, &r.key, r.value.as_deref()).unwrap();
             }
