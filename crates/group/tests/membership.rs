@@ -595,3 +595,37 @@ fn membership_survives_coordinator_restart() {
     h2.advance(REBALANCE_MS as i64 + 1);
     assert_eq!(h2.c.group_state(G), Some(GroupState::Empty));
 }
+
+#[test]
+fn pending_member_arriving_after_the_join_completes_starts_the_next_rebalance() {
+    let mut h = Harness::new();
+    let ja = h.join(5, G, "", None, &range());
+    let jb = h.join(5, G, "", None, &range());
+    let a = h.join_response(ja).unwrap().member_id.to_string();
+    let b = h.join_response(jb).unwrap().member_id.to_string();
+    let ja = h.join(5, G, &a, None, &range());
+    h.advance(3_000); // the initial delay ends without b
+    let r = h.join_response(ja).unwrap();
+    assert_eq!((r.generation_id, r.members.len()), (1, 1));
+    h.sync_all(G, std::slice::from_ref(&a), 1, &a);
+    h.advance(2_000);
+    // b is late but within its session timeout: still a valid pending id.
+    let jb = h.join(5, G, &b, None, &range());
+    assert_eq!(h.c.group_state(G), Some(GroupState::PreparingRebalance));
+    assert_eq!(
+        h.heartbeat(G, &a, None, 1),
+        code(ResponseError::RebalanceInProgress)
+    );
+    let ja = h.join(5, G, &a, None, &range());
+    let (ra, rb) = (h.join_response(ja).unwrap(), h.join_response(jb).unwrap());
+    assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
+    // A pending id not used within the session timeout is forgotten.
+    let jc = h.join(5, G, "", None, &range());
+    let c = h.join_response(jc).unwrap().member_id.to_string();
+    h.advance(SESSION_MS as i64 + 1);
+    let jc = h.join(5, G, &c, None, &range());
+    assert_eq!(
+        h.join_response(jc).unwrap().error_code,
+        code(ResponseError::UnknownMemberId)
+    );
+}

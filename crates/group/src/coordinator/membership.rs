@@ -442,10 +442,8 @@ impl Coordinator {
         g.pending_sync_deadline_ms = None;
         let rebalance_timeout_ms = g.rebalance_timeout_ms();
         g.join_timer = Some(if g.state == GroupState::Empty {
-            let delay_ms = self
-                .config
-                .initial_rebalance_delay_ms
-                .min(rebalance_timeout_ms);
+            // Kafka waits the full delay even when the rebalance timeout is shorter.
+            let delay_ms = self.config.initial_rebalance_delay_ms;
             g.new_member_added = false;
             JoinTimer::Initial {
                 deadline_ms: now_ms + delay_ms,
@@ -516,7 +514,8 @@ impl Coordinator {
             return;
         }
         g.join_timer = None;
-        g.pending_join_members.clear();
+        // Members still pending (MEMBER_ID_REQUIRED sent, not back yet) stay pending until
+        // their own deadline: when they come back they start the next rebalance.
         g.generation_id += 1;
         if g.members.is_empty() {
             g.protocol_name = None;
