@@ -155,6 +155,7 @@ impl Coordinator {
                     None | Some(GroupState::Dead) => ResponseError::GroupIdNotFound.code(),
                     Some(GroupState::Empty) if self.groups[&id].pending_join_members.is_empty() => {
                         let g = self.groups.remove(&id).expect("present");
+                        self.reindex(&id);
                         let (records_out, ids) = by_partition.entry(g.partition).or_default();
                         for (topic, partition) in g.offsets.keys() {
                             records_out.push(OffsetsRecord {

@@ -18,7 +18,7 @@ mod membership;
 mod offsets;
 mod versions;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -186,6 +186,11 @@ pub struct Coordinator {
     delete_aggregates: BTreeMap<u64, admin::DeleteAggregate>,
     next_aggregate_id: u64,
     next_expiry_check_ms: Option<i64>,
+    /// Timer index: (earliest deadline, group) for every loaded group that has one, so
+    /// `next_deadline_ms` and `tick` do not scan every group and member.
+    timers: BTreeSet<(i64, String)>,
+    /// The deadline each group is indexed under in `timers`.
+    timer_of: BTreeMap<String, i64>,
     effects: Vec<Effect>,
 }
 
@@ -203,6 +208,8 @@ impl Coordinator {
             delete_aggregates: BTreeMap::new(),
             next_aggregate_id: 1,
             next_expiry_check_ms: None,
+            timers: BTreeSet::new(),
+            timer_of: BTreeMap::new(),
             effects: Vec::new(),
         })
     }
@@ -357,6 +364,15 @@ impl Coordinator {
             group.subscribed_topics = group.compute_subscribed_topics();
         }
         self.partitions.insert(partition, PartitionLoad::Loaded);
+        let ids: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| g.partition == partition)
+            .map(|g| g.group_id.clone())
+            .collect();
+        for id in ids {
+            self.reindex(&id);
+        }
         if self.next_expiry_check_ms.is_none() {
             self.next_expiry_check_ms =
                 Some(now_ms + self.config.offsets_retention_check_interval_ms);
@@ -383,6 +399,7 @@ impl Coordinator {
         let not_coordinator = ResponseError::NotCoordinator.code();
         for id in ids {
             let group = self.groups.remove(&id).expect("listed above");
+            self.reindex(&id);
             for m in group.members.values() {
                 if let Some(w) = m.awaiting_join {
                     self.respond_join_error(w, &m.member_id, not_coordinator);
@@ -432,11 +449,21 @@ impl Coordinator {
 
     /// The earliest time at which `tick` has work, if any.
     pub fn next_deadline_ms(&self) -> Option<i64> {
+        let groups = self.timers.first().map(|(deadline, _)| *deadline);
+        debug_assert_eq!(
+            groups,
+            self.scan_next_deadline_ms(),
+            "timer index out of date"
+        );
+        groups.into_iter().chain(self.next_expiry_check_ms).min()
+    }
+
+    /// The timer index recomputed from scratch (debug check of the index).
+    fn scan_next_deadline_ms(&self) -> Option<i64> {
         self.groups
             .values()
             .filter(|g| self.partitions.get(&g.partition) == Some(&PartitionLoad::Loaded))
             .filter_map(Group::next_deadline_ms)
-            .chain(self.next_expiry_check_ms)
             .min()
     }
 
@@ -447,11 +474,10 @@ impl Coordinator {
         // settle that without risking a livelock.
         for _ in 0..4 {
             let due: Vec<String> = self
-                .groups
-                .values()
-                .filter(|g| self.partitions.get(&g.partition) == Some(&PartitionLoad::Loaded))
-                .filter(|g| g.next_deadline_ms().is_some_and(|d| d <= now_ms))
-                .map(|g| g.group_id.clone())
+                .timers
+                .iter()
+                .take_while(|(deadline, _)| *deadline <= now_ms)
+                .map(|(_, id)| id.clone())
                 .collect();
             if due.is_empty() {
                 break;
@@ -572,7 +598,26 @@ impl Coordinator {
         if group.state != GroupState::Dead {
             self.groups.insert(group_id.to_string(), group);
         }
+        self.reindex(group_id);
         Some(result)
+    }
+
+    /// Re-files `group_id` in the timer index after its state changed or it went away.
+    fn reindex(&mut self, group_id: &str) {
+        if let Some(old) = self.timer_of.remove(group_id) {
+            let removed = self.timers.remove(&(old, group_id.to_string()));
+            assert!(removed, "timer index and its reverse map disagree");
+        }
+        let Some(group) = self.groups.get(group_id) else {
+            return;
+        };
+        if self.partitions.get(&group.partition) != Some(&PartitionLoad::Loaded) {
+            return;
+        }
+        if let Some(deadline) = group.next_deadline_ms() {
+            self.timers.insert((deadline, group_id.to_string()));
+            self.timer_of.insert(group_id.to_string(), deadline);
+        }
     }
 
     fn respond(&mut self, request_id: RequestId, api_version: i16, response: GroupResponse) {

@@ -598,6 +598,7 @@ impl Coordinator {
         }
         for id in dead_groups {
             self.groups.remove(&id);
+            self.reindex(&id);
         }
         for (partition, recs) in by_partition {
             self.append(partition, recs, AfterAppend::Nothing);
