@@ -81,10 +81,6 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// `log.retention.bytes` (-1 unlimited). Enforced in a later issue.
     pub retention_bytes: i64,
-    /// `log.message.timestamp.before.max.ms` (i64::MAX).
-    pub timestamp_before_max_ms: i64,
-    /// `log.message.timestamp.after.max.ms` (1 hour in Kafka 4).
-    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -99,8 +95,6 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             retention_ms: 7 * 24 * 3_600_000,
             retention_bytes: -1,
-            timestamp_before_max_ms: i64::MAX,
-            timestamp_after_max_ms: limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT,
         }
     }
 }

@@ -52,6 +52,9 @@ pub const READ_BYTES_MAX: usize = BATCH_BYTES_MAX as usize;
 /// more than one hour in the future is rejected with INVALID_TIMESTAMP.
 pub const TIMESTAMP_AFTER_MAX_MS_DEFAULT: i64 = 3_600_000;
 
+/// Default `log.message.timestamp.before.max.ms`: any past CreateTime is accepted.
+pub const TIMESTAMP_BEFORE_MAX_MS_DEFAULT: i64 = i64::MAX;
+
 /// Largest zstd window (log2) a batch may ask for: the decoder allocates a window of this size,
 /// so an unbounded one lets a 20-byte frame demand 2 GiB. 2^24 = 16 MiB covers every client
 /// default (they compress batches of at most a few MiB at levels 1-9).

@@ -466,7 +466,9 @@ impl Segment {
         let (_, index_pos) = self.index.lock().expect("index lock").lookup_offset(rel);
         let mut pos = index_pos as u64;
         loop {
-            let want = (index_interval_bytes as u64 + max_bytes as u64 + BATCH_HEADER_BYTES as u64)
+            let want = (index_interval_bytes as u64)
+                .saturating_add(max_bytes as u64)
+                .saturating_add(BATCH_HEADER_BYTES as u64)
                 .min(committed - pos)
                 .min(crate::limits::READ_BYTES_MAX as u64) as usize;
             let mut buf = vec![0u8; want];

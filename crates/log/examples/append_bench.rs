@@ -1,0 +1,85 @@
+//! Prints append and read throughput of a `PartitionLog`, and how well group commit coalesces
+//! fsyncs when every append must be flushed (`flush_interval_messages = 1`).
+//!
+//! Run: `cargo run --release -p josefine-log --example append_bench [dir]`
+//! (default dir: a temp dir under the current directory, so it measures the real disk).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use josefine_log::testkit::BatchBuilder;
+use josefine_log::{LogConfig, PartitionLog};
+
+fn main() {
+    let base = std::env::args().nth(1).unwrap_or_else(|| ".".into());
+    let now = 1_700_000_000_000;
+    let batch = BatchBuilder::new(now).sized_records(100, 1000).build();
+    let batches = 2000;
+    {
+        let dir = tempfile::tempdir_in(&base).expect("temp dir");
+        let log = PartitionLog::open(dir.path(), [1; 16], LogConfig::default(), now).expect("open");
+        let start = Instant::now();
+        for _ in 0..batches {
+            log.append(&batch, 0, now).expect("append");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "append, no fsync (default policy): {} batches of {} bytes: {:.0} MB/s, {:.0} batches/s",
+            batches,
+            batch.len(),
+            (batches * batch.len()) as f64 / secs / 1e6,
+            batches as f64 / secs
+        );
+        let start = Instant::now();
+        let mut next = 0;
+        let mut bytes = 0usize;
+        while next < log.log_end_offset() {
+            let r = log.read(next, 1 << 20, i64::MAX).expect("read");
+            bytes += r.records.len();
+            let mut at = 0;
+            while at < r.records.len() {
+                let h = josefine_log::batch::BatchHeader::parse(&r.records[at..]).expect("batch");
+                next = h.last_offset() + 1;
+                at += h.total_bytes();
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "read (1 MiB fetches, page cache): {:.0} MB/s",
+            bytes as f64 / secs / 1e6
+        );
+    }
+    for threads in [1usize, 4, 16] {
+        let dir = tempfile::tempdir_in(&base).expect("temp dir");
+        let config = LogConfig {
+            flush_interval_messages: 1,
+            ..LogConfig::default()
+        };
+        let log = Arc::new(PartitionLog::open(dir.path(), [1; 16], config, now).expect("open"));
+        let small = BatchBuilder::new(now).sized_records(10, 100).build();
+        let per_thread = 1600 / threads;
+        let start = Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (log, small) = (log.clone(), small.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..per_thread {
+                        log.append(&small, 0, now).expect("append");
+                        log.flush().expect("flush");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("thread");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let acks = threads * per_thread;
+        println!(
+            "fsync before ack, {threads:>2} producers: {:.0} acked appends/s, {} flush calls -> {} fsync rounds",
+            acks as f64 / secs,
+            acks,
+            log.flush_rounds()
+        );
+    }
+}
