@@ -61,6 +61,8 @@ class Broker:
         self.raft_port = free_port()
         self.proc = None
         self.starts = 0
+        # Flags beyond the ones every broker gets (e.g. --advertise); kept across restarts.
+        self.extra_args = []
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
     @property
@@ -82,7 +84,7 @@ class Broker:
         ]
         for key, value in self.settings.items():
             cmd += ["--set", f"{key}={value}"]
-        return cmd
+        return cmd + self.extra_args
 
     def start(self):
         assert self.proc is None, "broker already running"
