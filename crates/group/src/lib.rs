@@ -14,7 +14,8 @@
 //!
 //! - Startup / leadership gained for `__consumer_offsets` partition `p`: `begin_load(p)`,
 //!   then `load_record(p, key, value)` for every record in log order (value `None` for a
-//!   tombstone; skip control batches), then `complete_load(p, now_ms)`. Until then requests
+//!   tombstone; skip control batches), then `complete_load(p, now_ms)` (its effects may hold
+//!   tombstones for topics deleted during the load). Until then requests
 //!   for its groups get COORDINATOR_LOAD_IN_PROGRESS; groups of partitions never loaded get
 //!   NOT_COORDINATOR. Leadership lost: `unload(p)`.
 //! - FindCoordinator: the coordinator of a group is the leader of partition

@@ -564,7 +564,7 @@ fn load_in_progress_and_not_coordinator() {
         code_of(c.handle(ctx(2), hb(), 0)),
         ResponseError::CoordinatorLoadInProgress.code()
     );
-    c.complete_load(p, 0).unwrap();
+    assert!(c.complete_load(p, 0).unwrap().is_empty());
     assert_eq!(
         code_of(c.handle(ctx(3), hb(), 0)),
         ResponseError::UnknownMemberId.code()
@@ -619,5 +619,44 @@ fn old_versions_shape_responses_correctly() {
         assert!(
             r.error_code == 0 || (v >= 4 && r.error_code == ResponseError::MemberIdRequired.code())
         );
+    }
+}
+
+#[test]
+fn topic_deleted_during_load_is_purged_when_load_completes() {
+    let mut h = Harness::new();
+    commit(
+        &mut h,
+        commit_request(G, -1, "", &[("gone", 0, 1, -1, ""), ("kept", 0, 2, -1, "")]),
+    );
+    let log = h.log.clone();
+    let mut c = josefine_group::Coordinator::new(GroupConfig::default(), 3).unwrap();
+    let p = c.partition_for(G);
+    assert!(c.begin_load(p).is_empty());
+    for r in &log[&p] {
+        c.load_record(p, &r.key, r.value.as_deref()).unwrap();
+    }
+    assert!(
+        c.on_topic_deleted("gone", 5).is_empty(),
+        "nothing to append while loading"
+    );
+    let effects = c.complete_load(p, 5).unwrap();
+    match &effects[..] {
+        [josefine_group::Effect::Append {
+            partition, records, ..
+        }] => {
+            assert_eq!(*partition, p);
+            assert_eq!(records.len(), 1);
+            assert!(records[0].value.is_none(), "a tombstone");
+            assert_eq!(
+                josefine_group::records::decode_key(&records[0].key).unwrap(),
+                Some(josefine_group::records::RecordKey::OffsetCommit {
+                    group_id: G.into(),
+                    topic: "gone".into(),
+                    partition: 0
+                })
+            );
+        }
+        other => panic!("{other:?}"),
     }
 }

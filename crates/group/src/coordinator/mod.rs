@@ -191,6 +191,8 @@ pub struct Coordinator {
     timers: BTreeSet<(i64, String)>,
     /// The deadline each group is indexed under in `timers`.
     timer_of: BTreeMap<String, i64>,
+    /// Topics deleted while a partition was loading, purged when its load completes.
+    deleted_while_loading: BTreeMap<i32, BTreeSet<String>>,
     effects: Vec<Effect>,
 }
 
@@ -210,6 +212,7 @@ impl Coordinator {
             next_expiry_check_ms: None,
             timers: BTreeSet::new(),
             timer_of: BTreeMap::new(),
+            deleted_while_loading: BTreeMap::new(),
             effects: Vec::new(),
         })
     }
@@ -236,6 +239,7 @@ impl Coordinator {
     /// Returns responses for requests that were waiting on groups of a previous load.
     pub fn begin_load(&mut self, partition: i32) -> Vec<Effect> {
         self.drop_partition(partition);
+        self.deleted_while_loading.remove(&partition);
         self.partitions.insert(partition, PartitionLoad::Loading);
         std::mem::take(&mut self.effects)
     }
@@ -346,7 +350,12 @@ impl Coordinator {
 
     /// Finishes loading: groups become servable and members get a fresh session timeout
     /// (they cannot have heartbeated to a coordinator that did not exist).
-    pub fn complete_load(&mut self, partition: i32, now_ms: i64) -> Result<(), GroupError> {
+    /// Returns tombstones for offsets of topics deleted during the load.
+    pub fn complete_load(
+        &mut self,
+        partition: i32,
+        now_ms: i64,
+    ) -> Result<Vec<Effect>, GroupError> {
         if self.partitions.get(&partition) != Some(&PartitionLoad::Loading) {
             return Err(GroupError::NotLoading(partition));
         }
@@ -377,13 +386,17 @@ impl Coordinator {
             self.next_expiry_check_ms =
                 Some(now_ms + self.config.offsets_retention_check_interval_ms);
         }
-        Ok(())
+        if let Some(topics) = self.deleted_while_loading.remove(&partition) {
+            self.purge_topics(partition, &topics, now_ms);
+        }
+        Ok(std::mem::take(&mut self.effects))
     }
 
     /// Gives up partition `partition` (leadership moved): waiting requests get
     /// NOT_COORDINATOR so clients look the coordinator up again.
     pub fn unload(&mut self, partition: i32) -> Vec<Effect> {
         self.partitions.remove(&partition);
+        self.deleted_while_loading.remove(&partition);
         self.drop_partition(partition);
         std::mem::take(&mut self.effects)
     }
@@ -556,32 +569,55 @@ impl Coordinator {
         std::mem::take(&mut self.effects)
     }
 
-    /// A topic was deleted: its committed offsets go, in memory and on disk.
+    /// A topic was deleted: its committed offsets go, in memory and on disk. Partitions still
+    /// loading remember the topic and purge it when their load completes.
     pub fn on_topic_deleted(&mut self, topic: &str, now_ms: i64) -> Vec<Effect> {
-        let mut by_partition: BTreeMap<i32, Vec<OffsetsRecord>> = BTreeMap::new();
-        for group in self.groups.values_mut() {
+        for (partition, load) in &self.partitions {
+            if *load == PartitionLoad::Loading {
+                let topics = self.deleted_while_loading.entry(*partition).or_default();
+                // Bounded by the number of topics deleted during one load.
+                topics.insert(topic.to_string());
+            }
+        }
+        let loaded: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, l)| **l == PartitionLoad::Loaded)
+            .map(|(p, _)| *p)
+            .collect();
+        let topics = BTreeSet::from([topic.to_string()]);
+        for partition in loaded {
+            self.purge_topics(partition, &topics, now_ms);
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Drops the offsets of `topics` held by groups of `partition`, with tombstones.
+    fn purge_topics(&mut self, partition: i32, topics: &BTreeSet<String>, now_ms: i64) {
+        let mut tombstones = Vec::new();
+        for group in self
+            .groups
+            .values_mut()
+            .filter(|g| g.partition == partition)
+        {
             let doomed: Vec<(String, i32)> = group
                 .offsets
                 .keys()
-                .filter(|(t, _)| t == topic)
+                .filter(|(t, _)| topics.contains(t))
                 .cloned()
                 .collect();
             for key in doomed {
                 group.offsets.remove(&key);
-                by_partition
-                    .entry(group.partition)
-                    .or_default()
-                    .push(OffsetsRecord {
-                        key: records::encode_offset_key(&group.group_id, &key.0, key.1),
-                        value: None,
-                        timestamp_ms: now_ms,
-                    });
+                tombstones.push(OffsetsRecord {
+                    key: records::encode_offset_key(&group.group_id, &key.0, key.1),
+                    value: None,
+                    timestamp_ms: now_ms,
+                });
             }
         }
-        for (partition, recs) in by_partition {
-            self.append(partition, recs, AfterAppend::Nothing);
+        if !tombstones.is_empty() {
+            self.append(partition, tombstones, AfterAppend::Nothing);
         }
-        std::mem::take(&mut self.effects)
     }
 
     // ---- Internal plumbing -------------------------------------------------------------------

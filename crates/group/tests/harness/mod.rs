@@ -57,14 +57,15 @@ impl Harness {
     pub fn with_config(config: GroupConfig, log: BTreeMap<i32, Vec<OffsetsRecord>>) -> Self {
         let partitions = config.offsets_topic_partitions;
         let mut c = Coordinator::new(config, 42).unwrap();
+        let mut effects = Vec::new();
         for p in 0..partitions {
             assert!(c.begin_load(p).is_empty());
             for r in log.get(&p).into_iter().flatten() {
                 c.load_record(p, &r.key, r.value.as_deref()).unwrap();
             }
-            c.complete_load(p, 1_000).unwrap();
+            effects.extend(c.complete_load(p, 1_000).unwrap());
         }
-        Harness {
+        let mut h = Harness {
             c,
             now_ms: 1_000,
             next_request: 1,
@@ -72,7 +73,9 @@ impl Harness {
             log,
             auto_ack: true,
             held: Vec::new(),
-        }
+        };
+        h.process(effects);
+        h
     }
 
     /// Simulates a broker restart: a fresh coordinator loaded from the log written so far.
