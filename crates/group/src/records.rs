@@ -4,8 +4,8 @@
 //! own tools (`kafka-console-consumer --formatter ...GroupMetadataMessageFormatter`, log dumps)
 //! and so a log written by Kafka could be loaded here. Writes use OffsetCommitKey v1,
 //! OffsetCommitValue v3 (v1 when a commit carries an explicit expire timestamp, as Kafka does),
-//! GroupMetadataKey v2 and GroupMetadataValue v3. Reads accept every non-flexible version plus
-//! the flexible OffsetCommitValue v4. A deletion is a record with the same key and no value.
+//! GroupMetadataKey v2 and GroupMetadataValue v3. Reads accept every version up to the
+//! flexible OffsetCommitValue v4 and GroupMetadataValue v4. A deletion is a record with the same key and no value.
 //!
 //! Never does I/O and never interprets group semantics: it is a codec. Malformed bytes are an
 //! `Err`, never a panic, because the bytes come from disk.
@@ -235,12 +235,47 @@ impl<'a> Reader<'a> {
             "varint longer than 5 bytes".into(),
         ))
     }
-    fn compact_string(&mut self) -> Result<String, GroupError> {
+    fn compact_nullable_string(&mut self) -> Result<Option<String>, GroupError> {
         let len_plus_one = self.unsigned_varint()?;
         if len_plus_one == 0 {
-            return Err(GroupError::CorruptRecord("null compact string".into()));
+            return Ok(None);
         }
-        self.utf8(len_plus_one as usize - 1)
+        Ok(Some(self.utf8(len_plus_one as usize - 1)?))
+    }
+    fn compact_string(&mut self) -> Result<String, GroupError> {
+        self.compact_nullable_string()?
+            .ok_or_else(|| GroupError::CorruptRecord("null compact string".into()))
+    }
+    fn compact_bytes(&mut self) -> Result<Bytes, GroupError> {
+        let len_plus_one = self.unsigned_varint()?;
+        if len_plus_one == 0 {
+            return Ok(Bytes::new());
+        }
+        Ok(Bytes::copy_from_slice(
+            self.take(len_plus_one as usize - 1)?,
+        ))
+    }
+    /// A string in the encoding of the value's version (compact when flexible).
+    fn str_v(&mut self, flexible: bool) -> Result<String, GroupError> {
+        if flexible {
+            self.compact_string()
+        } else {
+            self.string()
+        }
+    }
+    fn nullable_str_v(&mut self, flexible: bool) -> Result<Option<String>, GroupError> {
+        if flexible {
+            self.compact_nullable_string()
+        } else {
+            self.nullable_string()
+        }
+    }
+    fn bytes_v(&mut self, flexible: bool) -> Result<Bytes, GroupError> {
+        if flexible {
+            self.compact_bytes()
+        } else {
+            self.bytes()
+        }
     }
     fn skip_tagged_fields(&mut self) -> Result<(), GroupError> {
         let count = self.unsigned_varint()?;
@@ -323,43 +358,52 @@ pub fn decode_offset_value(value: &[u8]) -> Result<OffsetCommitValue, GroupError
     Ok(v)
 }
 
-/// Decodes a group metadata value (versions 0-3).
+/// Decodes a group metadata value (versions 0-4; 4 is the flexible encoding).
 pub fn decode_group_value(value: &[u8]) -> Result<GroupMetadataValue, GroupError> {
     let mut r = Reader { buf: value };
     let version = r.i16()?;
-    if !(0..=3).contains(&version) {
+    if !(0..=4).contains(&version) {
         return Err(GroupError::CorruptRecord(format!(
             "unsupported group metadata value version {version}"
         )));
     }
-    let protocol_type = r.string()?;
+    let flexible = version >= 4;
+    let protocol_type = r.str_v(flexible)?;
     let generation_id = r.i32()?;
-    let protocol_name = r.nullable_string()?;
-    let leader_id = r.nullable_string()?;
+    let protocol_name = r.nullable_str_v(flexible)?;
+    let leader_id = r.nullable_str_v(flexible)?;
     let current_state_timestamp_ms = if version >= 2 { r.i64()? } else { -1 };
-    let count = r.i32()?;
-    // Each member needs at least 22 bytes, so a count beyond that is corrupt, not an allocation.
-    if count < 0 || count as usize > r.buf.len() / 22 + 1 {
+    let count = if flexible {
+        i64::from(r.unsigned_varint()?) - 1
+    } else {
+        i64::from(r.i32()?)
+    };
+    // Each member takes at least 14 bytes, so a larger count is corruption, not an allocation.
+    if count < 0 || count as usize > r.buf.len() / 14 + 1 {
         return Err(GroupError::CorruptRecord(format!("member count {count}")));
     }
     let mut members = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        let member_id = r.string()?;
+        let member_id = r.str_v(flexible)?;
         let group_instance_id = if version >= 3 {
-            r.nullable_string()?
+            r.nullable_str_v(flexible)?
         } else {
             None
         };
-        let client_id = r.string()?;
-        let client_host = r.string()?;
-        let session_first = version == 0;
-        let (rebalance_timeout_ms, session_timeout_ms) = if session_first {
-            let s = r.i32()?;
-            (s, s)
+        let client_id = r.str_v(flexible)?;
+        let client_host = r.str_v(flexible)?;
+        let (rebalance_timeout_ms, session_timeout_ms) = if version == 0 {
+            let session = r.i32()?;
+            (session, session)
         } else {
             let rebalance = r.i32()?;
             (rebalance, r.i32()?)
         };
+        let subscription = r.bytes_v(flexible)?;
+        let assignment = r.bytes_v(flexible)?;
+        if flexible {
+            r.skip_tagged_fields()?;
+        }
         members.push(MemberMetadataValue {
             member_id,
             group_instance_id,
@@ -367,9 +411,12 @@ pub fn decode_group_value(value: &[u8]) -> Result<GroupMetadataValue, GroupError
             client_host,
             rebalance_timeout_ms,
             session_timeout_ms,
-            subscription: r.bytes()?,
-            assignment: r.bytes()?,
+            subscription,
+            assignment,
         });
+    }
+    if flexible {
+        r.skip_tagged_fields()?;
     }
     Ok(GroupMetadataValue {
         protocol_type,
@@ -499,6 +546,37 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode_group_value(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn group_value_v4_flexible_decodes() {
+        let mut b = vec![0, 4];
+        b.extend_from_slice(&[9]); // "consumer"
+        b.extend_from_slice(b"consumer");
+        b.extend_from_slice(&7i32.to_be_bytes());
+        b.extend_from_slice(&[6]);
+        b.extend_from_slice(b"range");
+        b.extend_from_slice(&[0]); // null leader
+        b.extend_from_slice(&99i64.to_be_bytes());
+        b.extend_from_slice(&[2]); // one member
+        b.extend_from_slice(&[2, b'm', 0, 2, b'c', 2, b'h']); // id, null instance, client, host
+        b.extend_from_slice(&1000i32.to_be_bytes());
+        b.extend_from_slice(&2000i32.to_be_bytes());
+        b.extend_from_slice(&[3, 1, 2, 1, 0]); // subscription [1,2], empty assignment, no tags
+        b.extend_from_slice(&[0]); // no top-level tags
+        let v = decode_group_value(&b).unwrap();
+        assert_eq!(
+            (v.generation_id, v.protocol_name.as_deref()),
+            (7, Some("range"))
+        );
+        assert_eq!((v.leader_id, v.current_state_timestamp_ms), (None, 99));
+        let m = &v.members[0];
+        assert_eq!((m.member_id.as_str(), m.client_host.as_str()), ("m", "h"));
+        assert_eq!((m.rebalance_timeout_ms, m.session_timeout_ms), (1000, 2000));
+        assert_eq!(
+            (&m.subscription[..], m.assignment.len()),
+            (&[1u8, 2][..], 0)
+        );
     }
 
     #[test]
