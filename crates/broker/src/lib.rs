@@ -1,1 +1,28 @@
-//! placeholder
+//! The Josefine broker: the only crate that knows about tokio and sockets.
+//!
+//! Follow a request: [`server`] (listener) -> [`connection`] (frames, ordering) -> [`codec`]
+//! (header + body decode) -> [`dispatch`] -> `handlers/<api>.rs` -> [`partitions`] /
+//! `josefine_log::PartitionLog` (produce, fetch) or [`metadata_store`] -> `josefine_meta`
+//! (topics) -> reply back through [`connection`].
+//! Configuration is in [`config`], every network limit in [`limits`], and [`alloc_guard`] keeps
+//! hostile array counts from aborting the process (see its doc).
+
+pub mod alloc_guard;
+pub mod api_versions;
+pub mod broker;
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod error;
+pub mod handlers;
+pub mod limits;
+pub mod metadata_store;
+pub mod partitions;
+pub mod server;
+
+/// Installed for every binary that links this crate (the broker, its tests, the fuzz target),
+/// so the decode path is always exercised with the guard in place.
+#[global_allocator]
+static GLOBAL: alloc_guard::GuardedAllocator = alloc_guard::GuardedAllocator;

@@ -1,1 +1,57 @@
-fn main() {}
+//! The `josefine` binary: parse configuration, start the broker, wait for SIGTERM/SIGINT,
+//! shut down cleanly (close every partition log).
+
+use clap::Parser;
+use josefine::config::{Cli, Config};
+use tracing::info;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if matches!(cli.command, Some(josefine::config::Command::ApiTable)) {
+        print!("{}", josefine::api_versions::readme_table());
+        return std::process::ExitCode::SUCCESS;
+    }
+    let config = match Config::resolve(cli.serve_args()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("josefine: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("josefine: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("josefine: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let running = josefine::server::start(config).await?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = sigterm.recv() => info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received; shutting down"),
+    }
+    running.shutdown().await;
+    info!("josefine stopped cleanly");
+    Ok(())
+}

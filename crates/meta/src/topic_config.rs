@@ -28,8 +28,6 @@ const TOPIC_CONFIGS: &[(&str, Kind)] = &[
         "message.timestamp.type",
         Kind::OneOf(&["CreateTime", "LogAppendTime"]),
     ),
-    ("message.timestamp.before.max.ms", Kind::Long(0, i64::MAX)),
-    ("message.timestamp.after.max.ms", Kind::Long(0, i64::MAX)),
     ("min.insync.replicas", Kind::Long(1, i32::MAX as i64)),
     ("preallocate", Kind::Bool),
     ("retention.bytes", Kind::Long(-1, i64::MAX)),

@@ -1,0 +1,196 @@
+//! The broker's shared state: configuration, metadata, hosted partitions, producer ids, and the
+//! append notifications fetch long-polls wait on.
+//!
+//! Owns: start-up (replay metadata, reconcile logs, set the cluster id, register this broker)
+//! and the helpers handlers share. Must never: hold a lock across an await, or run blocking
+//! file I/O on an async worker (see [`Broker::blocking`]).
+
+use std::sync::Arc;
+
+use josefine_meta::{Applied, Command, MetaError};
+use tokio::sync::{watch, Mutex, Semaphore};
+use tracing::info;
+
+use crate::config::Config;
+use crate::error::BrokerError;
+use crate::limits;
+use crate::metadata_store::MetadataStore;
+use crate::partitions::PartitionRegistry;
+
+/// Producer ids this broker may hand out without asking the metadata store.
+#[derive(Debug, Default)]
+struct ProducerIdBlock {
+    next: i64,
+    end: i64,
+}
+
+/// Shared broker state.
+pub struct Broker {
+    pub config: Config,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub metadata: MetadataStore,
+    pub partitions: Arc<PartitionRegistry>,
+    producer_ids: Mutex<ProducerIdBlock>,
+    /// Bumped after every successful append; fetch long-polls wait for it to change.
+    appends: watch::Sender<u64>,
+    /// Bounds parked fetches ([`limits::FETCH_WAITERS_MAX`]).
+    pub fetch_waiters: Semaphore,
+    io_permits: Arc<Semaphore>,
+    meta_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Broker {
+    /// Opens the data directory and metadata, then makes sure the cluster id is set and this
+    /// broker is registered with its advertised endpoint.
+    pub async fn start(config: Config, advertised_port: i32) -> Result<Arc<Broker>, BrokerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let data_dir = config.data_dir.clone();
+        let node_id = config.node_id;
+        let settings = config.broker.clone();
+        let (partitions, metadata, thread) = tokio::task::spawn_blocking(move || {
+            let partitions = Arc::new(PartitionRegistry::open(&data_dir, node_id, settings)?);
+            let (metadata, thread) =
+                MetadataStore::open(&data_dir.join("metadata.log"), partitions.clone())?;
+            Ok::<_, BrokerError>((partitions, metadata, thread))
+        })
+        .await
+        .expect("start-up task panicked")?;
+        let broker = Arc::new(Broker {
+            advertised_host: config.advertise_host.clone(),
+            advertised_port,
+            config,
+            metadata,
+            partitions,
+            producer_ids: Mutex::new(ProducerIdBlock::default()),
+            appends: watch::channel(0).0,
+            fetch_waiters: Semaphore::new(limits::FETCH_WAITERS_MAX),
+            io_permits: Arc::new(Semaphore::new(limits::BLOCKING_IO_IN_FLIGHT_MAX)),
+            meta_thread: std::sync::Mutex::new(Some(thread)),
+        });
+        let image = broker.metadata.image();
+        if image.cluster_id.is_none() {
+            let cluster_id = broker
+                .config
+                .broker
+                .cluster_id
+                .clone()
+                .unwrap_or_else(new_cluster_id);
+            broker
+                .metadata
+                .propose(Command::InitCluster { cluster_id })
+                .await?;
+        }
+        let registration = Command::RegisterBroker {
+            node_id: broker.config.node_id,
+            host: broker.advertised_host.clone(),
+            port: broker.advertised_port,
+            rack: broker.config.rack.clone(),
+        };
+        let current = image.brokers.get(&broker.config.node_id);
+        let unchanged = current.is_some_and(|b| {
+            b.host == broker.advertised_host
+                && b.port == broker.advertised_port
+                && b.rack == broker.config.rack
+        });
+        if !unchanged {
+            broker.metadata.propose(registration).await?;
+        }
+        info!(
+            node_id = broker.config.node_id,
+            cluster_id = broker.metadata.image().cluster_id.as_deref().unwrap_or(""),
+            partitions = broker.partitions.all().len(),
+            "broker started"
+        );
+        Ok(broker)
+    }
+
+    /// Runs blocking file I/O on the blocking pool, at most
+    /// [`limits::BLOCKING_IO_IN_FLIGHT_MAX`] at a time.
+    pub async fn blocking<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let permit = self
+            .io_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("io semaphore never closes");
+        let result = tokio::task::spawn_blocking(move || {
+            let r = f();
+            drop(permit);
+            r
+        })
+        .await;
+        match result {
+            Ok(r) => r,
+            // Propagate a panic in storage code: it means a broken invariant.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Tells fetch long-polls that data was appended.
+    pub fn notify_append(&self) {
+        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes on every append.
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appends.subscribe()
+    }
+
+    /// A new producer id from this broker's block, allocating a new block through the metadata
+    /// state machine when it runs out (so a cluster hands out disjoint blocks).
+    pub async fn allocate_producer_id(&self) -> Result<i64, MetaError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.next >= block.end {
+            let first_id = self.metadata.image().next_producer_id;
+            let cmd = Command::AllocateProducerIds {
+                broker_id: self.config.node_id,
+                first_id,
+                count: limits::PRODUCER_ID_BLOCK_SIZE,
+            };
+            match self.metadata.propose(cmd).await? {
+                Applied::ProducerIdsAllocated {
+                    first_id, count, ..
+                } => {
+                    block.next = first_id;
+                    block.end = first_id + count;
+                }
+                other => panic!("AllocateProducerIds applied as {other:?}"),
+            }
+        }
+        let id = block.next;
+        block.next += 1;
+        Ok(id)
+    }
+
+    /// Clean shutdown: close every partition log.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let partitions = self.partitions.clone();
+        let _ = tokio::task::spawn_blocking(move || partitions.close_all()).await;
+        // The applier thread exits when the last MetadataStore handle is dropped; do not wait
+        // for it here (handlers may still hold the broker).
+        drop(self.meta_thread.lock().expect("meta thread lock").take());
+    }
+}
+
+/// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).
+pub fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let v = u128::from_be_bytes(uuid::Uuid::new_v4().into_bytes());
+    let mut out = Vec::with_capacity(22);
+    // 128 bits = 21 full sextets plus 2 bits, which base64 pads with zeros to a 22nd sextet.
+    for i in 0..22i32 {
+        let shift = 128 - 6 * (i + 1);
+        let sextet = if shift >= 0 {
+            (v >> shift) & 0x3f
+        } else {
+            (v << -shift) & 0x3f
+        };
+        out.push(ALPHABET[sextet as usize]);
+    }
+    String::from_utf8(out).expect("ascii")
+}

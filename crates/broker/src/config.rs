@@ -1,0 +1,692 @@
+//! Command line, environment, TOML file and Kafka-named broker settings.
+//!
+//! Owns: turning `josefine [serve] --flags`, `JOSEFINE_*` environment variables, an optional TOML
+//! file and repeated `--set key=value` into one validated [`Config`].
+//! Precedence is flag > env > file > default for every flag; for Kafka-named settings it is
+//! `--set` > file `[broker]` table > Kafka's default.
+//! Must never: read configuration anywhere else, or accept an unknown or ill-typed setting
+//! silently. An operator who misspells `log.retention.ms` must get an error naming the key,
+//! not a broker that quietly keeps data forever.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::limits;
+
+/// Flags of `josefine serve` (also accepted without the subcommand).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// This broker's node id. [default: 1]
+    #[arg(long, env = "JOSEFINE_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Directory holding partition logs and metadata. [default: ./josefine-data]
+    #[arg(long, env = "JOSEFINE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Rack name returned in Metadata responses. [default: none]
+    #[arg(long, env = "JOSEFINE_RACK")]
+    pub rack: Option<String>,
+    /// Address for Kafka clients. [default: 127.0.0.1:9092]
+    #[arg(long, env = "JOSEFINE_LISTEN")]
+    pub listen: Option<String>,
+    /// host:port returned to clients in Metadata. [default: the --listen address]
+    #[arg(long, env = "JOSEFINE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Address for broker-to-broker (chain) traffic. [default: 127.0.0.1:9093]
+    #[arg(long, env = "JOSEFINE_RAFT_LISTEN")]
+    pub raft_listen: Option<String>,
+    /// The chain's voters as ID@HOST:PORT,... by raft address. [default: this node alone]
+    #[arg(long, env = "JOSEFINE_VOTERS")]
+    pub voters: Option<String>,
+    /// TOML file: the flags above as snake_case keys plus a [broker] table of Kafka-named settings.
+    #[arg(long, env = "JOSEFINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A Kafka-named broker setting, e.g. --set num.partitions=3 (repeatable). Settings and
+    /// defaults (Kafka's unless noted):
+    ///   num.partitions=1, default.replication.factor=1, auto.create.topics.enable=true,
+    ///   min.insync.replicas=1, message.max.bytes=1048588, log.segment.bytes=1073741824,
+    ///   log.roll.ms / log.roll.hours=168, log.retention.ms / log.retention.minutes /
+    ///   log.retention.hours=168, log.retention.bytes=-1, log.index.interval.bytes=4096,
+    ///   log.flush.interval.messages=9223372036854775807, log.flush.interval.ms=(none: OS flushes),
+    ///   log.message.timestamp.type=CreateTime, socket.request.max.bytes=104857600,
+    ///   fetch.max.bytes=57671680, connections.max.idle.ms=600000,
+    ///   max.connections=4096 (Kafka: unlimited; Josefine always keeps a cap),
+    ///   queued.max.requests=16 (per connection in-flight cap; Kafka's is a global queue of 500),
+    ///   cluster.id=(derived from the data dir on first start)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// `josefine`: a Kafka-compatible broker. Running it without a subcommand means `josefine serve`.
+#[derive(Parser, Debug)]
+#[command(name = "josefine", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the broker (the default).
+    Serve(ServeArgs),
+    /// Print the supported-API table (the README's copy is checked against it).
+    ApiTable,
+}
+
+impl Cli {
+    /// The serve arguments, whichever way they were given.
+    pub fn serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            Some(Command::ApiTable) | None => self.serve,
+        }
+    }
+}
+
+/// Configuration errors: always name the offending key or value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown broker setting `{0}` (see `josefine --help` for the supported Kafka-named settings)")]
+    UnknownSetting(String),
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("`--set {0}` must have the form KEY=VALUE")]
+    BadSetSyntax(String),
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("unknown key `{0}` in config file (expected node_id, data_dir, rack, listen, advertise, raft_listen, voters or a [broker] table)")]
+    UnknownFileKey(String),
+    #[error("invalid address `{value}` for {key}: {reason}")]
+    BadAddress {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// How record timestamps are assigned (Kafka `log.message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampKind {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// Kafka-named broker settings, typed. Field docs give the Kafka name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerSettings {
+    /// num.partitions: partitions of auto-created topics and CreateTopics with -1.
+    pub num_partitions: i32,
+    /// default.replication.factor
+    pub default_replication_factor: i16,
+    /// auto.create.topics.enable
+    pub auto_create_topics_enable: bool,
+    /// min.insync.replicas
+    pub min_insync_replicas: i32,
+    /// message.max.bytes: largest record batch accepted, after compression.
+    pub message_max_bytes: u32,
+    /// log.segment.bytes
+    pub log_segment_bytes: u64,
+    /// log.roll.ms (or log.roll.hours)
+    pub log_roll_ms: i64,
+    /// log.retention.ms (or .minutes/.hours); -1 = unlimited
+    pub log_retention_ms: i64,
+    /// log.retention.bytes; -1 = unlimited
+    pub log_retention_bytes: i64,
+    /// log.index.interval.bytes
+    pub log_index_interval_bytes: u32,
+    /// log.flush.interval.messages; 1 = fsync (group-committed) before acknowledging each append
+    pub log_flush_interval_messages: u64,
+    /// log.flush.interval.ms; None = leave flushing to the OS (Kafka's default)
+    pub log_flush_interval_ms: Option<i64>,
+    /// log.message.timestamp.type
+    pub log_message_timestamp_type: TimestampKind,
+    /// socket.request.max.bytes: largest request frame accepted, checked before allocating.
+    pub socket_request_max_bytes: u32,
+    /// fetch.max.bytes: cap on one Fetch response's record bytes.
+    pub fetch_max_bytes: u32,
+    /// connections.max.idle.ms: idle client connections are closed after this.
+    pub connections_max_idle_ms: u64,
+    /// max.connections: concurrent client connections.
+    pub max_connections: u32,
+    /// queued.max.requests: in-flight requests per connection (Josefine meaning, see --help).
+    pub queued_max_requests: u32,
+    /// cluster.id: None = generated on first start and kept in the data dir.
+    pub cluster_id: Option<String>,
+}
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            min_insync_replicas: 1,
+            message_max_bytes: 1_048_588,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 168 * HOUR_MS,
+            log_retention_ms: 168 * HOUR_MS,
+            log_retention_bytes: -1,
+            log_index_interval_bytes: 4096,
+            log_flush_interval_messages: i64::MAX as u64,
+            log_flush_interval_ms: None,
+            log_message_timestamp_type: TimestampKind::CreateTime,
+            socket_request_max_bytes: limits::REQUEST_BYTES_MAX_DEFAULT,
+            fetch_max_bytes: 57_671_680,
+            connections_max_idle_ms: 600_000,
+            max_connections: limits::CONNECTIONS_MAX_DEFAULT,
+            queued_max_requests: limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_DEFAULT,
+            cluster_id: None,
+        }
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_int<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+    key: &str,
+    value: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let parsed: T = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "not an integer in range"))?;
+    if parsed < min || parsed > max {
+        return Err(invalid(
+            key,
+            value,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+impl BrokerSettings {
+    /// Every accepted Kafka-named key, for error messages and docs.
+    pub const KEYS: &'static [&'static str] = &[
+        "num.partitions",
+        "default.replication.factor",
+        "auto.create.topics.enable",
+        "min.insync.replicas",
+        "message.max.bytes",
+        "log.segment.bytes",
+        "log.roll.ms",
+        "log.roll.hours",
+        "log.retention.ms",
+        "log.retention.minutes",
+        "log.retention.hours",
+        "log.retention.bytes",
+        "log.index.interval.bytes",
+        "log.flush.interval.messages",
+        "log.flush.interval.ms",
+        "log.message.timestamp.type",
+        "socket.request.max.bytes",
+        "fetch.max.bytes",
+        "connections.max.idle.ms",
+        "max.connections",
+        "queued.max.requests",
+        "cluster.id",
+    ];
+
+    /// Sets one Kafka-named setting from its string form. Unknown keys and bad values are errors.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value;
+        match key {
+            "num.partitions" => {
+                self.num_partitions = parse_int(key, v, 1, limits::PARTITIONS_PER_TOPIC_MAX)?
+            }
+            "default.replication.factor" => {
+                self.default_replication_factor = parse_int(key, v, 1, i16::MAX)?
+            }
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(key, v)?,
+            "min.insync.replicas" => self.min_insync_replicas = parse_int(key, v, 1, i32::MAX)?,
+            "message.max.bytes" => self.message_max_bytes = parse_int(key, v, 0, i32::MAX as u32)?,
+            "log.segment.bytes" => self.log_segment_bytes = parse_int(key, v, 14, i32::MAX as u64)?,
+            "log.roll.ms" => self.log_roll_ms = parse_int(key, v, 1, i64::MAX)?,
+            "log.roll.hours" => {
+                self.log_roll_ms = parse_int(key, v, 1, i64::MAX / HOUR_MS)? * HOUR_MS
+            }
+            "log.retention.ms" => self.log_retention_ms = parse_int(key, v, -1, i64::MAX)?,
+            "log.retention.minutes" => {
+                let minutes: i64 = parse_int(key, v, -1, i64::MAX / 60_000)?;
+                self.log_retention_ms = if minutes < 0 { -1 } else { minutes * 60_000 };
+            }
+            "log.retention.hours" => {
+                let hours: i64 = parse_int(key, v, -1, i64::MAX / HOUR_MS)?;
+                self.log_retention_ms = if hours < 0 { -1 } else { hours * HOUR_MS };
+            }
+            "log.retention.bytes" => self.log_retention_bytes = parse_int(key, v, -1, i64::MAX)?,
+            "log.index.interval.bytes" => {
+                self.log_index_interval_bytes = parse_int(key, v, 0, i32::MAX as u32)?
+            }
+            "log.flush.interval.messages" => {
+                self.log_flush_interval_messages = parse_int(key, v, 1, i64::MAX as u64)?
+            }
+            "log.flush.interval.ms" => {
+                self.log_flush_interval_ms = Some(parse_int(key, v, 0, i64::MAX)?)
+            }
+            "log.message.timestamp.type" => {
+                self.log_message_timestamp_type = match v.trim() {
+                    "CreateTime" => TimestampKind::CreateTime,
+                    "LogAppendTime" => TimestampKind::LogAppendTime,
+                    _ => return Err(invalid(key, v, "expected CreateTime or LogAppendTime")),
+                }
+            }
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes =
+                    parse_int(key, v, 1, limits::REQUEST_BYTES_MAX_CEILING)?
+            }
+            "fetch.max.bytes" => self.fetch_max_bytes = parse_int(key, v, 1024, i32::MAX as u32)?,
+            "connections.max.idle.ms" => {
+                self.connections_max_idle_ms = parse_int(key, v, 1, u64::MAX / 2)?
+            }
+            "max.connections" => {
+                self.max_connections = parse_int(key, v, 1, limits::CONNECTIONS_MAX_CEILING)?
+            }
+            "queued.max.requests" => {
+                self.queued_max_requests =
+                    parse_int(key, v, 1, limits::IN_FLIGHT_REQUESTS_PER_CONNECTION_CEILING)?
+            }
+            "cluster.id" => {
+                let id = v.trim();
+                if id.is_empty() || id.len() > 64 {
+                    return Err(invalid(key, v, "must be 1 to 64 characters"));
+                }
+                self.cluster_id = Some(id.to_string());
+            }
+            _ => return Err(ConfigError::UnknownSetting(key.to_string())),
+        }
+        Ok(())
+    }
+
+    /// The log configuration these settings give a new partition (before topic overrides).
+    pub fn log_config(&self) -> josefine_log::LogConfig {
+        josefine_log::LogConfig {
+            segment_bytes: self.log_segment_bytes,
+            segment_ms: self.log_roll_ms,
+            index_interval_bytes: self.log_index_interval_bytes,
+            max_message_bytes: self.message_max_bytes,
+            flush_interval_messages: self.log_flush_interval_messages,
+            flush_interval_ms: self.log_flush_interval_ms,
+            timestamp_type: match self.log_message_timestamp_type {
+                TimestampKind::CreateTime => josefine_log::TimestampType::CreateTime,
+                TimestampKind::LogAppendTime => josefine_log::TimestampType::LogAppendTime,
+            },
+            retention_ms: self.log_retention_ms,
+            retention_bytes: self.log_retention_bytes,
+        }
+    }
+}
+
+/// A voter of the chain: node id and raft address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub node_id: i32,
+    pub raft_addr: String,
+}
+
+/// The fully resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub rack: Option<String>,
+    pub listen: SocketAddr,
+    /// host and port given to clients in Metadata.
+    pub advertise_host: String,
+    pub advertise_port: i32,
+    pub raft_listen: SocketAddr,
+    pub voters: Vec<Voter>,
+    pub broker: BrokerSettings,
+}
+
+/// Values read from the TOML file, before precedence is applied.
+#[derive(Debug, Default)]
+struct FileValues {
+    flags: ServeArgs,
+    broker: Vec<(String, String)>,
+}
+
+fn toml_scalar(key: &str, value: &toml::Value) -> Result<String, ConfigError> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        other => Err(invalid(
+            key,
+            &other.to_string(),
+            "expected a string, integer or boolean",
+        )),
+    }
+}
+
+/// Flattens `[broker]`: `num.partitions = 3` in TOML is a dotted key, i.e. nested tables, and
+/// `"num.partitions" = 3` is a quoted key; both mean the Kafka name `num.partitions`.
+fn flatten_broker(
+    prefix: &str,
+    table: &toml::value::Table,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), ConfigError> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(inner) => flatten_broker(&key, inner, out)?,
+            scalar => out.push((key.clone(), toml_scalar(&key, scalar)?)),
+        }
+    }
+    Ok(())
+}
+
+fn parse_file(path: &std::path::Path, text: &str) -> Result<FileValues, ConfigError> {
+    let table: toml::value::Table = toml::from_str(text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut out = FileValues::default();
+    for (key, value) in &table {
+        let as_string = || toml_scalar(key, value);
+        match key.as_str() {
+            "node_id" => {
+                let s = as_string()?;
+                out.flags.node_id = Some(parse_int("node_id", &s, 0, i32::MAX)?);
+            }
+            "data_dir" => out.flags.data_dir = Some(PathBuf::from(as_string()?)),
+            "rack" => out.flags.rack = Some(as_string()?),
+            "listen" => out.flags.listen = Some(as_string()?),
+            "advertise" => out.flags.advertise = Some(as_string()?),
+            "raft_listen" => out.flags.raft_listen = Some(as_string()?),
+            "voters" => out.flags.voters = Some(as_string()?),
+            "broker" => match value {
+                toml::Value::Table(t) => flatten_broker("", t, &mut out.broker)?,
+                _ => {
+                    return Err(ConfigError::ParseFile {
+                        path: path.to_path_buf(),
+                        message: "`broker` must be a table".into(),
+                    })
+                }
+            },
+            other => return Err(ConfigError::UnknownFileKey(other.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .map_err(|e| ConfigError::BadAddress {
+            key: key.into(),
+            value: value.into(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| ConfigError::BadAddress {
+            key: key.into(),
+            value: value.into(),
+            reason: "no address".into(),
+        })
+}
+
+fn split_host_port(key: &str, value: &str) -> Result<(String, i32), ConfigError> {
+    let bad = |reason: &str| ConfigError::BadAddress {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    };
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| bad("port must be 0-65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+fn parse_voters(value: &str) -> Result<Vec<Voter>, ConfigError> {
+    let mut voters = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| invalid("voters", part, "expected ID@HOST:PORT"))?;
+        let node_id = parse_int("voters", id, 0, i32::MAX)?;
+        split_host_port("voters", addr)?;
+        voters.push(Voter {
+            node_id,
+            raft_addr: addr.to_string(),
+        });
+    }
+    Ok(voters)
+}
+
+impl Config {
+    /// Resolves flags (already merged with env by clap), the optional file and defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                parse_file(path, &text)?
+            }
+            None => FileValues::default(),
+        };
+        Self::resolve_with(args, file)
+    }
+
+    fn resolve_with(args: ServeArgs, file: FileValues) -> Result<Config, ConfigError> {
+        let f = file.flags;
+        let node_id = args.node_id.or(f.node_id).unwrap_or(1);
+        if node_id < 0 {
+            return Err(invalid("node_id", &node_id.to_string(), "must be >= 0"));
+        }
+        let data_dir = args
+            .data_dir
+            .or(f.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./josefine-data"));
+        let rack = args.rack.or(f.rack);
+        let listen_s = args
+            .listen
+            .or(f.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        let listen = parse_addr("listen", &listen_s)?;
+        let advertise_s = args
+            .advertise
+            .or(f.advertise)
+            .unwrap_or_else(|| listen_s.clone());
+        let (advertise_host, mut advertise_port) = split_host_port("advertise", &advertise_s)?;
+        if advertise_port == 0 {
+            // Listening on port 0 (tests): the real port is only known after bind.
+            advertise_port = 0;
+        }
+        let raft_s = args
+            .raft_listen
+            .or(f.raft_listen)
+            .unwrap_or_else(|| "127.0.0.1:9093".to_string());
+        let raft_listen = parse_addr("raft_listen", &raft_s)?;
+        let voters = match args.voters.or(f.voters) {
+            Some(v) => parse_voters(&v)?,
+            None => vec![Voter {
+                node_id,
+                raft_addr: raft_s.clone(),
+            }],
+        };
+        let mut broker = BrokerSettings::default();
+        let mut sets: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in file.broker {
+            sets.insert(k, v);
+        }
+        for kv in &args.set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadSetSyntax(kv.clone()))?;
+            sets.insert(k.trim().to_string(), v.to_string());
+        }
+        // Apply the coarse unit first so `log.retention.ms` wins over `.hours`, as in Kafka.
+        let order = |k: &str| match k {
+            "log.retention.hours" | "log.roll.hours" => 0,
+            "log.retention.minutes" => 1,
+            _ => 2,
+        };
+        let mut ordered: Vec<_> = sets.into_iter().collect();
+        ordered.sort_by_key(|(k, _)| order(k));
+        for (k, v) in ordered {
+            broker.set(&k, &v)?;
+        }
+        Ok(Config {
+            node_id,
+            data_dir,
+            rack,
+            listen,
+            advertise_host,
+            advertise_port,
+            raft_listen,
+            voters,
+            broker,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> ServeArgs {
+        let mut full = vec!["josefine"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).expect("parse").serve_args()
+    }
+
+    #[test]
+    fn defaults_match_the_issue() {
+        let c = Config::resolve_with(ServeArgs::default(), FileValues::default()).unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.data_dir, PathBuf::from("./josefine-data"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            (c.advertise_host.as_str(), c.advertise_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(c.raft_listen.to_string(), "127.0.0.1:9093");
+        assert_eq!(
+            c.voters,
+            vec![Voter {
+                node_id: 1,
+                raft_addr: "127.0.0.1:9093".into()
+            }]
+        );
+        assert_eq!(c.broker.socket_request_max_bytes, 104_857_600);
+        assert_eq!(c.broker.message_max_bytes, 1_048_588);
+        assert!(c.broker.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn serve_subcommand_and_bare_flags_are_the_same() {
+        let a = cli(&["--node-id", "7", "--set", "num.partitions=3"]);
+        let b = cli(&["serve", "--node-id", "7", "--set", "num.partitions=3"]);
+        let a = Config::resolve_with(a, FileValues::default()).unwrap();
+        let b = Config::resolve_with(b, FileValues::default()).unwrap();
+        assert_eq!(a.node_id, 7);
+        assert_eq!(b.node_id, 7);
+        assert_eq!(a.broker.num_partitions, 3);
+        assert_eq!(b.broker, a.broker);
+    }
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let text = "node_id = 4\nlisten = \"127.0.0.1:19092\"\n[broker]\nnum.partitions = 5\n\"log.retention.ms\" = 1000\n";
+        let file = parse_file(&PathBuf::from("x.toml"), text).unwrap();
+        let args = cli(&["--node-id", "9", "--set", "num.partitions=2"]);
+        let c = Config::resolve_with(args, file).unwrap();
+        assert_eq!(c.node_id, 9);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:19092");
+        assert_eq!(c.broker.num_partitions, 2);
+        assert_eq!(c.broker.log_retention_ms, 1000);
+    }
+
+    #[test]
+    fn unknown_setting_is_named_in_the_error() {
+        let err = Config::resolve_with(
+            cli(&["--set", "log.retention.msec=5"]),
+            FileValues::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("log.retention.msec"), "{err}");
+        let err = parse_file(&PathBuf::from("x.toml"), "nodeid = 3").unwrap_err();
+        assert!(err.to_string().contains("nodeid"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let mut s = BrokerSettings::default();
+        assert!(s.set("num.partitions", "0").is_err());
+        assert!(s.set("auto.create.topics.enable", "yes").is_err());
+        assert!(s.set("log.message.timestamp.type", "Now").is_err());
+        assert!(s.set("socket.request.max.bytes", "-1").is_err());
+        s.set("log.message.timestamp.type", "LogAppendTime")
+            .unwrap();
+        assert_eq!(s.log_message_timestamp_type, TimestampKind::LogAppendTime);
+    }
+
+    #[test]
+    fn retention_ms_wins_over_hours_regardless_of_order() {
+        let c = Config::resolve_with(
+            cli(&[
+                "--set",
+                "log.retention.ms=5",
+                "--set",
+                "log.retention.hours=1",
+            ]),
+            FileValues::default(),
+        )
+        .unwrap();
+        assert_eq!(c.broker.log_retention_ms, 5);
+    }
+
+    #[test]
+    fn voters_parse() {
+        let c =
+            Config::resolve_with(cli(&["--voters", "1@a:1,2@b:2"]), FileValues::default()).unwrap();
+        assert_eq!(c.voters.len(), 2);
+        assert!(Config::resolve_with(cli(&["--voters", "x@a:1"]), FileValues::default()).is_err());
+    }
+}

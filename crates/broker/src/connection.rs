@@ -1,0 +1,132 @@
+//! One client connection: bytes <-> frames, pipelining, ordering.
+//!
+//! Owns: reading 4-byte-length frames (length checked against `socket.request.max.bytes`
+//! BEFORE any buffer is sized; negative lengths close), decoding them, running each request as
+//! its own task (so a parked Fetch does not block the read loop), and writing the replies back
+//! strictly in request order. At most `queued.max.requests` requests are in flight per
+//! connection; beyond that the read loop waits (TCP back-pressure does the rest).
+//! A malformed frame, an unknown or unimplemented API, or an idle timeout closes this
+//! connection only, with a log line; nothing here can stop the broker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::codec::decode_request;
+use crate::dispatch::{self, Reply};
+
+/// Initial receive buffer for a frame; it grows with the bytes actually received, so a peer
+/// that declares 100 MiB and sends nothing costs this much, not 100 MiB.
+const FRAME_BUFFER_INITIAL_BYTES: usize = 64 * 1024;
+
+/// Serves one connection until the peer closes, errs, or idles out.
+pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let settings = &broker.config.broker;
+    let max_frame = settings.socket_request_max_bytes as usize;
+    let idle = Duration::from_millis(settings.connections_max_idle_ms);
+    let (tx, rx) = mpsc::channel::<oneshot::Receiver<Reply>>(settings.queued_max_requests as usize);
+    let mut write_task = tokio::spawn(write_loop(writer, rx));
+    loop {
+        let mut len_bytes = [0u8; 4];
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, reader.read_exact(&mut len_bytes)) => r,
+            _ = &mut write_task => return, // writer failed or closed: stop reading
+        };
+        match read {
+            Err(_) => {
+                debug!(%peer, "closing idle connection");
+                break;
+            }
+            Ok(Err(e)) => {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    debug!(%peer, "read error: {e}");
+                }
+                break;
+            }
+            Ok(Ok(_)) => {}
+        }
+        let len = i32::from_be_bytes(len_bytes);
+        if len < 0 {
+            warn!(%peer, len, "negative frame length; closing connection");
+            break;
+        }
+        if len as usize > max_frame {
+            let hint = if len_bytes[0] == 0x16 && len_bytes[1] == 0x03 {
+                " (this looks like a TLS ClientHello: the listener is plaintext)"
+            } else {
+                ""
+            };
+            warn!(%peer, len, max = max_frame, "frame larger than socket.request.max.bytes{hint}; closing connection");
+            break;
+        }
+        let mut buf = Vec::with_capacity((len as usize).min(FRAME_BUFFER_INITIAL_BYTES));
+        match (&mut reader).take(len as u64).read_to_end(&mut buf).await {
+            Ok(n) if n == len as usize => {}
+            Ok(_) => {
+                debug!(%peer, "connection closed mid-frame");
+                break;
+            }
+            Err(e) => {
+                debug!(%peer, "read error mid-frame: {e}");
+                break;
+            }
+        }
+        let decoded = match decode_request(Bytes::from(buf)) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%peer, "closing connection: {e}");
+                break;
+            }
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if tx.send(reply_rx).await.is_err() {
+            break; // writer gone
+        }
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let reply = dispatch::handle(&broker, decoded).await;
+            let _ = reply_tx.send(reply);
+        });
+    }
+    drop(tx);
+    let _ = write_task.await;
+}
+
+/// Writes replies in request order.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut replies: mpsc::Receiver<oneshot::Receiver<Reply>>,
+) {
+    while let Some(next) = replies.recv().await {
+        match next.await {
+            Ok(Reply::Frame(frame)) => {
+                if let Err(e) = writer.write_all(&frame).await {
+                    debug!("write error: {e}");
+                    return;
+                }
+            }
+            Ok(Reply::Nothing) => {}
+            Ok(Reply::Close) => {
+                info!("closing connection after a request that requires it");
+                let _ = writer.shutdown().await;
+                return;
+            }
+            Err(_) => {
+                // The handler task panicked: a broken invariant was caught there. Close.
+                warn!("request handler failed; closing connection");
+                return;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}

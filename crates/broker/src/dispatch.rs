@@ -1,0 +1,115 @@
+//! Routes a decoded request to its handler and frames the response.
+//!
+//! Owns: the match from API to handler, and turning handler results into a [`Reply`]. Must
+//! never: contain API logic (that lives in `handlers/`).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::ApiKey;
+use tracing::{error, warn};
+
+use crate::broker::Broker;
+use crate::codec::{
+    encode_old_produce_unsupported, encode_response, Decoded, DecodedRequest, RequestBody,
+    ResponseBody,
+};
+use crate::handlers::{self, produce::ProduceOutcome};
+
+/// What the connection writes back for one request.
+pub enum Reply {
+    Frame(BytesMut),
+    /// Nothing (acks=0 produce).
+    Nothing,
+    /// Close the connection after earlier replies.
+    Close,
+}
+
+/// Handles one decoded frame.
+pub async fn handle(broker: &Arc<Broker>, decoded: Decoded) -> Reply {
+    match decoded {
+        Decoded::Request(request) => handle_request(broker, *request).await,
+        Decoded::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            correlation_id,
+            ..
+        } => {
+            // v0 body, v0 header, whatever version was asked for.
+            let body = ResponseBody::ApiVersions(handlers::api_versions::unsupported_version());
+            let encoded = encode_response(ApiKey::ApiVersions, 0, correlation_id, &body);
+            frame((ApiKey::ApiVersions, 0), encoded)
+        }
+        Decoded::UnsupportedVersion {
+            api_key: ApiKey::Produce,
+            api_version,
+            correlation_id,
+            body,
+        } => match encode_old_produce_unsupported(api_version, correlation_id, body) {
+            Some(f) => Reply::Frame(f),
+            None => {
+                warn!("malformed Produce v{api_version} request; closing");
+                Reply::Close
+            }
+        },
+        Decoded::UnsupportedVersion {
+            api_key,
+            api_version,
+            ..
+        } => {
+            panic!(
+                "decoder returned an unanswerable unsupported version {api_key:?} v{api_version}"
+            )
+        }
+    }
+}
+
+fn frame(api: (ApiKey, i16), result: anyhow::Result<BytesMut>) -> Reply {
+    match result {
+        Ok(f) => Reply::Frame(f),
+        Err(e) => {
+            error!(
+                "cannot encode {:?} v{} response: {e:#}; closing",
+                api.0, api.1
+            );
+            Reply::Close
+        }
+    }
+}
+
+async fn handle_request(broker: &Arc<Broker>, request: DecodedRequest) -> Reply {
+    let DecodedRequest {
+        api_key,
+        api_version: v,
+        correlation_id,
+        body,
+        ..
+    } = request;
+    let response = match body {
+        RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(handlers::api_versions::handle(r)),
+        RequestBody::Metadata(r) => {
+            ResponseBody::Metadata(handlers::metadata::handle(broker, v, r).await)
+        }
+        RequestBody::CreateTopics(r) => {
+            ResponseBody::CreateTopics(handlers::create_topics::handle(broker, v, r).await)
+        }
+        RequestBody::DeleteTopics(r) => {
+            ResponseBody::DeleteTopics(handlers::delete_topics::handle(broker, v, r).await)
+        }
+        RequestBody::Produce(r) => match handlers::produce::handle(broker, v, r).await {
+            ProduceOutcome::Respond(r) => ResponseBody::Produce(r),
+            ProduceOutcome::NoResponse => return Reply::Nothing,
+            ProduceOutcome::Close => return Reply::Close,
+        },
+        RequestBody::Fetch(r) => ResponseBody::Fetch(handlers::fetch::handle(broker, v, r).await),
+        RequestBody::ListOffsets(r) => {
+            ResponseBody::ListOffsets(handlers::list_offsets::handle(broker, v, r).await)
+        }
+        RequestBody::InitProducerId(r) => {
+            ResponseBody::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
+        }
+    };
+    frame(
+        (api_key, v),
+        encode_response(api_key, v, correlation_id, &response),
+    )
+}

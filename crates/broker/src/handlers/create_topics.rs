@@ -1,0 +1,244 @@
+//! CreateTopics: validates each topic, chooses its id and replica assignment, and proposes a
+//! `CreateTopic` command (or only validates, with `validate_only`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use josefine_meta::topic_config::validate_topic_config;
+use josefine_meta::{validate_topic_name, Command, Image, MetaError, PartitionAssignment, TopicId};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use tracing::info;
+
+use super::{code, str_bytes, topic_name, uuid_of};
+use crate::broker::Broker;
+use crate::limits;
+
+/// Round-robin assignment over the registered brokers (sorted by id), chosen before proposing
+/// so the command is deterministic.
+pub fn assign_partitions(
+    image: &Image,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<Vec<PartitionAssignment>, String> {
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let rf = replication_factor as usize;
+    if rf == 0 || rf > brokers.len() {
+        return Err(format!(
+            "Unable to replicate the partition {replication_factor} time(s): The target replication factor of \
+             {replication_factor} cannot be reached because only {} broker(s) are registered.",
+            brokers.len()
+        ));
+    }
+    Ok((0..partitions)
+        .map(|p| PartitionAssignment {
+            partition: p,
+            replicas: (0..rf)
+                .map(|j| brokers[(p as usize + j) % brokers.len()])
+                .collect(),
+        })
+        .collect())
+}
+
+/// A fresh random topic id not in use. Like Kafka, avoid ids whose base64 form starts with '-'
+/// (they look like command-line flags).
+pub fn new_topic_id(image: &Image) -> TopicId {
+    loop {
+        let id = TopicId(uuid::Uuid::new_v4().into_bytes());
+        if id != TopicId::ZERO && id.0[0] >> 2 != 62 && !image.topics.contains_key(&id) {
+            return id;
+        }
+    }
+}
+
+struct Rejection(i16, String);
+
+/// Builds the CreateTopic command for one requested topic, or the error to return.
+fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<Command, Rejection> {
+    let name = t.name.0.to_string();
+    validate_topic_name(&name)
+        .map_err(|e| Rejection(code::INVALID_TOPIC_EXCEPTION, e.to_string()))?;
+    if image.topic_by_name(&name).is_some() {
+        return Err(Rejection(
+            code::TOPIC_ALREADY_EXISTS,
+            format!("Topic '{name}' already exists."),
+        ));
+    }
+    let settings = &broker.config.broker;
+    let partitions = if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err(Rejection(
+                code::INVALID_REQUEST,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+            ));
+        }
+        let mut assignments: Vec<PartitionAssignment> = t
+            .assignments
+            .iter()
+            .map(|a| PartitionAssignment {
+                partition: a.partition_index,
+                replicas: a.broker_ids.iter().map(|b| b.0).collect(),
+            })
+            .collect();
+        assignments.sort_by_key(|a| a.partition);
+        assignments
+    } else {
+        let n = if t.num_partitions == -1 {
+            settings.num_partitions
+        } else {
+            t.num_partitions
+        };
+        if n <= 0 {
+            return Err(Rejection(
+                code::INVALID_PARTITIONS,
+                "Number of partitions was set to an invalid non-positive value.".into(),
+            ));
+        }
+        if n > limits::PARTITIONS_PER_TOPIC_MAX {
+            return Err(Rejection(
+                code::INVALID_PARTITIONS,
+                format!(
+                    "Number of partitions {n} exceeds this broker's limit of {}.",
+                    limits::PARTITIONS_PER_TOPIC_MAX
+                ),
+            ));
+        }
+        let rf = if t.replication_factor == -1 {
+            settings.default_replication_factor
+        } else {
+            t.replication_factor
+        };
+        if rf <= 0 {
+            return Err(Rejection(
+                code::INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            ));
+        }
+        assign_partitions(image, n, rf)
+            .map_err(|m| Rejection(code::INVALID_REPLICATION_FACTOR, m))?
+    };
+    let mut configs = Vec::with_capacity(t.configs.len().min(64));
+    for c in &t.configs {
+        let key = c.name.to_string();
+        let Some(value) = c.value.as_ref().map(|v| v.to_string()) else {
+            return Err(Rejection(
+                code::INVALID_CONFIG,
+                format!("Null value not supported for topic configs: {key}"),
+            ));
+        };
+        validate_topic_config(&key, &value).map_err(|m| Rejection(code::INVALID_CONFIG, m))?;
+        configs.push((key, value));
+    }
+    let cmd = Command::CreateTopic {
+        topic_id: new_topic_id(image),
+        name,
+        partitions,
+        configs,
+    };
+    image
+        .validate(&cmd)
+        .map_err(|e| Rejection(meta_error_code(&e), e.to_string()))?;
+    Ok(cmd)
+}
+
+pub(crate) fn meta_error_code(e: &MetaError) -> i16 {
+    match e.kafka_error_code() {
+        -1 => code::UNKNOWN_SERVER_ERROR,
+        c => c,
+    }
+}
+
+fn result_for(name: &str, error: i16, message: Option<String>) -> CreatableTopicResult {
+    CreatableTopicResult::default()
+        .with_name(topic_name(name))
+        .with_error_code(error)
+        .with_error_message(message.map(str_bytes))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in &request.topics {
+        *counts.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let mut results = Vec::with_capacity(request.topics.len().min(limits::TOPICS_PER_REQUEST_MAX));
+    for (i, t) in request.topics.iter().enumerate() {
+        let name = t.name.0.to_string();
+        if i >= limits::TOPICS_PER_REQUEST_MAX {
+            results.push(result_for(
+                &name,
+                code::INVALID_REQUEST,
+                Some("too many topics in one request".into()),
+            ));
+            continue;
+        }
+        if counts[&name] > 1 {
+            results.push(result_for(
+                &name,
+                code::INVALID_REQUEST,
+                Some(format!("Create topics request from client contains multiple entries for the following topics: {name}")),
+            ));
+            continue;
+        }
+        let image = broker.metadata.image();
+        let cmd = match build_command(broker, &image, t) {
+            Ok(cmd) => cmd,
+            Err(Rejection(error, message)) => {
+                results.push(result_for(&name, error, Some(message)));
+                continue;
+            }
+        };
+        let Command::CreateTopic {
+            topic_id,
+            partitions,
+            configs,
+            ..
+        } = &cmd
+        else {
+            unreachable!()
+        };
+        let mut ok = result_for(&name, code::NONE, None)
+            .with_topic_id(uuid_of(*topic_id))
+            .with_num_partitions(partitions.len() as i32)
+            .with_replication_factor(partitions[0].replicas.len() as i16)
+            // Config entries exist from v5; encoding them earlier is an error.
+            .with_configs(if version < 5 {
+                None
+            } else {
+                Some(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(k.clone()))
+                                .with_value(Some(str_bytes(v.clone())))
+                                .with_config_source(1) // DYNAMIC_TOPIC_CONFIG
+                        })
+                        .collect(),
+                )
+            });
+        if request.validate_only {
+            results.push(ok);
+            continue;
+        }
+        match broker.metadata.propose(cmd).await {
+            Ok(_) => {
+                info!(topic = %name, partitions = ok.num_partitions, "created topic");
+                results.push(ok);
+            }
+            Err(e) => {
+                ok = result_for(&name, meta_error_code(&e), Some(e.to_string()));
+                results.push(ok);
+            }
+        }
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}

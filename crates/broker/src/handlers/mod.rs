@@ -1,0 +1,60 @@
+//! One handler per Kafka API. Each takes the decoded request and the shared [`Broker`] and
+//! returns the response body; the connection owns framing and ordering.
+//!
+//! Handlers stay thin: they translate between Kafka messages and the metadata store / partition
+//! logs, and choose error codes. Must never: block an async worker on file I/O (use
+//! `Broker::blocking`), or trust a client-sent size without clamping it to a limit.
+//!
+//! [`Broker`]: crate::broker::Broker
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+/// Kafka error codes used by the handlers (names as in Kafka's `Errors` enum).
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}
+
+use josefine_meta::TopicId;
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+pub(crate) fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+pub(crate) fn uuid_of(id: TopicId) -> Uuid {
+    Uuid::from_bytes(id.0)
+}
+
+pub(crate) fn topic_id_of(id: Uuid) -> TopicId {
+    TopicId(id.into_bytes())
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}

@@ -1,0 +1,193 @@
+//! Produce: the write path. connection -> dispatch -> here -> `PartitionLog::append` -> reply.
+//!
+//! For each partition: resolve it (by name, or by topic id in v13+), check acks and
+//! `min.insync.replicas`, validate the produce shape for the request version, append on the
+//! blocking pool, and flush before acknowledging when the log's durability policy asks for it
+//! (`log.flush.interval.messages=1`; concurrent flushes are group-committed by the log).
+//! acks=0 gets no response at all; if any partition failed, the connection is closed instead,
+//! as Kafka does, because that is the only signal an acks=0 producer can receive.
+//! On one node the ISR is this broker alone, so acks=-1 is satisfied by the local append.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use josefine_log::batch::validate_produce_shape;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use tracing::debug;
+
+use super::{code, str_bytes, topic_id_of};
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::partitions::Partition;
+
+/// What the connection should do after a produce.
+pub enum ProduceOutcome {
+    Respond(ProduceResponse),
+    /// acks=0 and everything succeeded.
+    NoResponse,
+    /// acks=0 and something failed.
+    Close,
+}
+
+struct Slot {
+    partition_index: i32,
+    target: Result<(Arc<Partition>, Bytes), (i16, String)>,
+    result: Result<josefine_log::AppendOutcome, (i16, String)>,
+}
+
+/// Leader epoch stamped into batches. Single node, no leader changes yet: epoch 0 (the chain
+/// work makes this the partition's real leader epoch).
+const LEADER_EPOCH: i32 = 0;
+
+pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> ProduceOutcome {
+    let acks = request.acks;
+    let image = broker.metadata.image();
+    let request_error: Option<(i16, String)> = if !matches!(acks, -1..=1) {
+        Some((
+            code::INVALID_REQUIRED_ACKS,
+            format!("invalid acks {acks}: use 0, 1 or -1"),
+        ))
+    } else if request.transactional_id.is_some() {
+        Some((
+            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            "transactions are not supported by this broker yet".to_string(),
+        ))
+    } else {
+        None
+    };
+
+    // Resolve every partition first; keep the request's order for the response.
+    let mut topics: Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<Slot>)> = Vec::new();
+    for t in request.topic_data {
+        let topic = if version >= 13 {
+            image.topics.get(&topic_id_of(t.topic_id))
+        } else {
+            image.topic_by_name(&t.name.0)
+        };
+        let unknown = if version >= 13 {
+            code::UNKNOWN_TOPIC_ID
+        } else {
+            code::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let mut slots = Vec::new();
+        for p in t.partition_data {
+            let target = if let Some(e) = &request_error {
+                Err(e.clone())
+            } else if let Some(topic) = topic {
+                match broker.partitions.get(topic.topic_id, p.index) {
+                    None if (p.index as usize) < topic.partitions.len() && p.index >= 0 => {
+                        Err((code::KAFKA_STORAGE_ERROR, "partition log is not open on this broker".into()))
+                    }
+                    None => Err((code::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.".into())),
+                    Some(_) if acks == -1 && topic_min_insync(broker, topic, p.index) > 1 => Err((
+                        code::NOT_ENOUGH_REPLICAS,
+                        "min.insync.replicas is larger than the 1 in-sync replica of a single-node broker".into(),
+                    )),
+                    Some(partition) => match p.records {
+                        Some(records) => Ok((partition, records)),
+                        None => Err((code::INVALID_RECORD, "produce request without records".into())),
+                    },
+                }
+            } else {
+                Err((
+                    unknown,
+                    "This server does not host this topic-partition.".into(),
+                ))
+            };
+            slots.push(Slot {
+                partition_index: p.index,
+                target,
+                result: Err((code::UNKNOWN_SERVER_ERROR, String::new())),
+            });
+        }
+        let topic_id = topic.map_or(t.topic_id, |x| super::uuid_of(x.topic_id));
+        topics.push((t.name, topic_id, slots));
+    }
+
+    // Append (and flush if required) on the blocking pool.
+    let topics = broker
+        .blocking(move || {
+            let now = now_ms();
+            let mut to_flush: Vec<Arc<Partition>> = Vec::new();
+            for (_, _, slots) in topics.iter_mut() {
+                for slot in slots.iter_mut() {
+                    slot.result = match &slot.target {
+                        Err(e) => Err(e.clone()),
+                        Ok((partition, records)) => validate_produce_shape(version, records)
+                            .and_then(|_| partition.log.append(records, LEADER_EPOCH, now))
+                            .map_err(|e| (e.kafka_error_code(), e.to_string())),
+                    };
+                    if let (Ok(o), Ok((partition, _))) = (&slot.result, &slot.target) {
+                        if !o.duplicate && acks != 0 && partition.log.needs_flush_after_append() {
+                            to_flush.push(partition.clone());
+                        }
+                    }
+                }
+            }
+            for partition in &to_flush {
+                if let Err(e) = partition.log.flush() {
+                    for (_, _, slots) in topics.iter_mut() {
+                        for slot in slots.iter_mut() {
+                            if matches!(&slot.target, Ok((p, _)) if Arc::ptr_eq(p, partition)) {
+                                slot.result = Err((e.kafka_error_code(), e.to_string()));
+                            }
+                        }
+                    }
+                }
+            }
+            topics
+        })
+        .await;
+    broker.notify_append();
+
+    let any_error = topics
+        .iter()
+        .flat_map(|(_, _, s)| s)
+        .any(|s| s.result.is_err());
+    if acks == 0 {
+        if any_error {
+            debug!("acks=0 produce failed; closing the connection as Kafka does");
+            return ProduceOutcome::Close;
+        }
+        return ProduceOutcome::NoResponse;
+    }
+    let responses = topics
+        .into_iter()
+        .map(|(name, topic_id, slots)| {
+            let partitions = slots
+                .into_iter()
+                .map(|slot| {
+                    let r = PartitionProduceResponse::default().with_index(slot.partition_index);
+                    match slot.result {
+                        Ok(o) => r
+                            .with_error_code(code::NONE)
+                            .with_base_offset(o.base_offset)
+                            .with_log_append_time_ms(o.log_append_time_ms)
+                            .with_log_start_offset(o.log_start_offset),
+                        Err((error, message)) => r
+                            .with_error_code(error)
+                            .with_error_message(Some(str_bytes(message)))
+                            .with_base_offset(-1)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(-1),
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_topic_id(topic_id)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses))
+}
+
+fn topic_min_insync(broker: &Broker, topic: &josefine_meta::Topic, partition: i32) -> i32 {
+    broker
+        .partitions
+        .get(topic.topic_id, partition)
+        .map_or(broker.config.broker.min_insync_replicas, |p| {
+            p.min_insync_replicas
+        })
+}

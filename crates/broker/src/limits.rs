@@ -1,0 +1,64 @@
+//! Every network-side limit of the broker, named once, each with the reason for its number.
+//!
+//! Owns: the constants that bound memory and work per connection and per broker. Storage limits
+//! live in `josefine_log::limits`. Must never: be bypassed by an unbounded queue or a
+//! `Vec::with_capacity` of a peer-declared size elsewhere in the broker.
+
+/// Default request size cap (Kafka `socket.request.max.bytes`, 100 MiB). Checked against the
+/// 4-byte frame length before any buffer is allocated.
+pub const REQUEST_BYTES_MAX_DEFAULT: u32 = 100 * 1024 * 1024;
+
+/// Highest value `socket.request.max.bytes` may be set to. The allocator guard's threshold
+/// ([`crate::alloc_guard::GUARD_THRESHOLD_BYTES`]) must stay well above it so no legitimate
+/// allocation is ever served from the guard's reserve-only mappings.
+pub const REQUEST_BYTES_MAX_CEILING: u32 = 512 * 1024 * 1024;
+
+/// Default cap on concurrent client connections. Kafka's `max.connections` is unlimited by
+/// default; Josefine always keeps a cap so a connection flood cannot exhaust file descriptors.
+pub const CONNECTIONS_MAX_DEFAULT: u32 = 4096;
+
+/// Highest value `max.connections` may be set to (beyond typical fd limits anyway).
+pub const CONNECTIONS_MAX_CEILING: u32 = 1 << 20;
+
+/// Default number of requests read ahead on one connection while earlier ones are handled.
+/// Responses still go back in request order; the bound keeps one pipelining client from
+/// queueing unbounded work (worst case memory: this times `socket.request.max.bytes`).
+pub const IN_FLIGHT_REQUESTS_PER_CONNECTION_DEFAULT: u32 = 16;
+
+/// Highest value `queued.max.requests` may be set to.
+pub const IN_FLIGHT_REQUESTS_PER_CONNECTION_CEILING: u32 = 1024;
+
+/// Most partitions a single topic may have; bounds per-topic memory and the CreateTopics work
+/// one request can cause. Kafka has no hard cap, but a single-node broker with one log (3 open
+/// files) per partition cannot sensibly hold more.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+/// Most topics a single CreateTopics/DeleteTopics/Metadata request may name. Each name costs
+/// work and, for auto-creation, a metadata proposal; real clients send a handful.
+pub const TOPICS_PER_REQUEST_MAX: usize = 10_000;
+
+/// Longest `max_wait_ms` a Fetch may park for. Clients use 500 ms by default; a hostile value
+/// of i32::MAX would pin a waiter for weeks.
+pub const FETCH_MAX_WAIT_MS_CEILING: u64 = 30_000;
+
+/// Most Fetch requests parked waiting for data at once, broker-wide. Beyond this a fetch is
+/// answered immediately with what is there (still correct, just less efficient).
+pub const FETCH_WAITERS_MAX: usize = 10_000;
+
+/// Most pending metadata proposals queued to the metadata store; proposers wait beyond it.
+pub const METADATA_PROPOSALS_QUEUED_MAX: usize = 256;
+
+/// Producer ids allocated through the metadata state machine per block. Big enough that
+/// InitProducerId rarely needs a proposal, small enough that a crash wastes few ids.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// Longest topic name, as Kafka (249: a partition dir name must fit in 255 bytes).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// Threads for blocking file I/O (appends, reads, fsync) off the async workers. tokio's
+/// blocking pool is itself bounded (512 by default); this is the in-flight cap we enforce
+/// with a semaphore so a burst cannot spawn hundreds of threads on a 2-core machine.
+pub const BLOCKING_IO_IN_FLIGHT_MAX: usize = 64;
+
+/// How often the background ticker calls `PartitionLog::tick` (time rolls, interval flushes).
+pub const LOG_TICK_INTERVAL_MS: u64 = 1_000;

@@ -1,0 +1,120 @@
+//! The metadata store: `propose(command) -> result once applied`, and cheap image snapshots.
+//!
+//! Owns: the single applier that orders metadata commands, makes them durable, applies them to
+//! the [`Image`] and carries out their file side effects (partition logs). Handlers call
+//! [`MetadataStore::propose`] and read [`MetadataStore::image`]; they never see the backend.
+//! Today the backend is the durable local command log (append + fsync, replay on start); the
+//! Chained Raft work replaces the backend with the chain without changing this interface.
+//! Must never: apply a command before it is durable, answer a proposal before it is applied, or
+//! run its blocking fsyncs on the async workers (the applier is its own thread).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use josefine_meta::{Applied, Command, CommandLog, Image, MetaError};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::error::BrokerError;
+use crate::limits::METADATA_PROPOSALS_QUEUED_MAX;
+use crate::partitions::PartitionRegistry;
+
+struct Proposal {
+    cmd: Command,
+    reply: oneshot::Sender<Result<Applied, MetaError>>,
+}
+
+/// Handle to the metadata store. Cheap to share behind an `Arc`.
+pub struct MetadataStore {
+    proposals: mpsc::Sender<Proposal>,
+    image: watch::Receiver<Arc<Image>>,
+}
+
+impl MetadataStore {
+    /// Replays the command log at `path`, reconciles partition logs with the image, and starts
+    /// the applier thread. The thread ends when the last `MetadataStore` is dropped.
+    pub fn open(
+        path: &Path,
+        partitions: Arc<PartitionRegistry>,
+    ) -> Result<(MetadataStore, JoinHandle<()>), BrokerError> {
+        let (mut log, replay) = CommandLog::open(path)?;
+        if replay.truncated_bytes > 0 {
+            warn!(
+                bytes = replay.truncated_bytes,
+                "dropped a torn tail from the metadata command log"
+            );
+        }
+        let mut image = Image::default();
+        for cmd in &replay.commands {
+            // A command that failed on its first apply fails identically on replay: a no-op.
+            let _ = image.apply(cmd);
+        }
+        info!(
+            commands = replay.commands.len(),
+            topics = image.topics.len(),
+            "metadata replayed"
+        );
+        partitions.reconcile(&image)?;
+        let (image_tx, image_rx) = watch::channel(Arc::new(image.clone()));
+        let (tx, mut rx) = mpsc::channel::<Proposal>(METADATA_PROPOSALS_QUEUED_MAX);
+        let thread = std::thread::Builder::new()
+            .name("josefine-meta".into())
+            .spawn(move || {
+                while let Some(Proposal { cmd, reply }) = rx.blocking_recv() {
+                    let result = apply_one(&mut log, &mut image, &partitions, &cmd);
+                    if result.is_ok() {
+                        image_tx.send_replace(Arc::new(image.clone()));
+                    }
+                    let _ = reply.send(result);
+                }
+            })?;
+        Ok((
+            MetadataStore {
+                proposals: tx,
+                image: image_rx,
+            },
+            thread,
+        ))
+    }
+
+    /// Proposes a command; resolves once it is durable and applied (or rejected).
+    pub async fn propose(&self, cmd: Command) -> Result<Applied, MetaError> {
+        // Cheap early rejection; the applier validates again against the image it applies to.
+        self.image().validate(&cmd)?;
+        let (reply, rx) = oneshot::channel();
+        self.proposals
+            .send(Proposal { cmd, reply })
+            .await
+            .map_err(|_| MetaError::ShuttingDown)?;
+        rx.await.map_err(|_| MetaError::ShuttingDown)?
+    }
+
+    /// The current image (an `Arc` clone: no copying).
+    pub fn image(&self) -> Arc<Image> {
+        self.image.borrow().clone()
+    }
+}
+
+fn apply_one(
+    log: &mut CommandLog,
+    image: &mut Image,
+    partitions: &PartitionRegistry,
+    cmd: &Command,
+) -> Result<Applied, MetaError> {
+    image.validate(cmd)?;
+    log.append(cmd)?;
+    let applied = image.apply(cmd);
+    let applied = match applied {
+        Ok(a) => a,
+        Err(e) => {
+            // validate() just passed on this same image: apply must agree.
+            panic!("metadata apply disagreed with validate for {cmd:?}: {e}");
+        }
+    };
+    if let Err(e) = partitions.on_applied(&applied) {
+        // The command is durable and applied; the files are retried at the next start.
+        error!("metadata side effect failed for {cmd:?}: {e}");
+    }
+    Ok(applied)
+}

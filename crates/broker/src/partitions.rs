@@ -1,0 +1,207 @@
+//! The partitions this broker hosts: one open `PartitionLog` per (topic id, partition).
+//!
+//! Owns: the mapping from metadata to open logs. It follows the metadata image: a created topic
+//! opens its logs, a deleted topic closes and deletes them, and at start-up logs on disk whose
+//! topic id is no longer in the image are deleted (a crash between the DeleteTopic command and
+//! the file removal must not resurrect data). Must never: create a log the image does not
+//! name, or be consulted for topic names (the image is the authority; this only holds files).
+//! All methods block on file I/O: call them off the async workers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use josefine_log::{LogConfig, LogManager, PartitionLog, TimestampType};
+use josefine_meta::{Applied, Image, Topic, TopicId};
+use tracing::{info, warn};
+
+use crate::config::BrokerSettings;
+use crate::error::BrokerError;
+
+/// One hosted partition.
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: TopicId,
+    pub index: i32,
+    pub log: Arc<PartitionLog>,
+    /// Effective `min.insync.replicas` (topic override or broker default).
+    pub min_insync_replicas: i32,
+}
+
+/// Hosted partitions by (topic id, partition index).
+pub struct PartitionRegistry {
+    node_id: i32,
+    settings: BrokerSettings,
+    logs: LogManager,
+    partitions: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
+}
+
+fn now_ms() -> i64 {
+    crate::clock::now_ms()
+}
+
+impl PartitionRegistry {
+    pub fn open(
+        data_dir: &Path,
+        node_id: i32,
+        settings: BrokerSettings,
+    ) -> Result<Self, BrokerError> {
+        let logs = LogManager::open(data_dir, now_ms())?;
+        Ok(PartitionRegistry {
+            node_id,
+            settings,
+            logs,
+            partitions: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The log configuration for one topic: broker defaults overlaid with the topic's configs.
+    pub fn log_config_for(&self, topic: &Topic) -> LogConfig {
+        let mut c = self.settings.log_config();
+        for (k, v) in &topic.configs {
+            // Values were validated by the metadata image; parse failures cannot happen.
+            let int = || v.trim().parse::<i64>().ok();
+            match k.as_str() {
+                "segment.bytes" => c.segment_bytes = int().map_or(c.segment_bytes, |x| x as u64),
+                "segment.ms" => c.segment_ms = int().unwrap_or(c.segment_ms),
+                "index.interval.bytes" => {
+                    c.index_interval_bytes = int().map_or(c.index_interval_bytes, |x| x as u32)
+                }
+                "max.message.bytes" => {
+                    c.max_message_bytes = int().map_or(c.max_message_bytes, |x| x as u32)
+                }
+                "flush.messages" => {
+                    c.flush_interval_messages =
+                        int().map_or(c.flush_interval_messages, |x| x as u64)
+                }
+                "flush.ms" => c.flush_interval_ms = int().or(c.flush_interval_ms),
+                "retention.ms" => c.retention_ms = int().unwrap_or(c.retention_ms),
+                "retention.bytes" => c.retention_bytes = int().unwrap_or(c.retention_bytes),
+                "message.timestamp.type" => {
+                    c.timestamp_type = if v == "LogAppendTime" {
+                        TimestampType::LogAppendTime
+                    } else {
+                        TimestampType::CreateTime
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    fn min_insync_for(&self, topic: &Topic) -> i32 {
+        topic
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.settings.min_insync_replicas)
+    }
+
+    fn open_topic(&self, topic: &Topic) -> Result<(), BrokerError> {
+        let config = self.log_config_for(topic);
+        for p in &topic.partitions {
+            if !p.replicas.contains(&self.node_id) {
+                continue;
+            }
+            let key = (topic.topic_id, p.partition);
+            if self
+                .partitions
+                .read()
+                .expect("registry lock")
+                .contains_key(&key)
+            {
+                continue;
+            }
+            let log = self.logs.open_partition(
+                &topic.name,
+                p.partition,
+                topic.topic_id.0,
+                config.clone(),
+                now_ms(),
+            )?;
+            let partition = Arc::new(Partition {
+                topic: topic.name.clone(),
+                topic_id: topic.topic_id,
+                index: p.partition,
+                log,
+                min_insync_replicas: self.min_insync_for(topic),
+            });
+            self.partitions
+                .write()
+                .expect("registry lock")
+                .insert(key, partition);
+        }
+        Ok(())
+    }
+
+    fn delete_topic(&self, topic: &Topic) -> Result<(), BrokerError> {
+        for p in &topic.partitions {
+            let removed = self
+                .partitions
+                .write()
+                .expect("registry lock")
+                .remove(&(topic.topic_id, p.partition));
+            if let Some(partition) = removed {
+                if let Err(e) = partition.log.close() {
+                    warn!(topic = %topic.name, partition = p.partition, "closing deleted partition: {e}");
+                }
+                self.logs.delete_partition(&topic.name, p.partition)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start-up: delete logs the image does not know, open the ones it does.
+    pub fn reconcile(&self, image: &Image) -> Result<(), BrokerError> {
+        for (name, partition, topic_id) in self.logs.existing() {
+            let keep = image
+                .topics
+                .get(&TopicId(topic_id))
+                .is_some_and(|t| t.name == name && (partition as usize) < t.partitions.len());
+            if !keep {
+                info!(topic = %name, partition, topic_id = %TopicId(topic_id), "deleting partition log of a topic no longer in the metadata");
+                self.logs.delete_partition(&name, partition)?;
+            }
+        }
+        for topic in image.topics.values() {
+            self.open_topic(topic)?;
+        }
+        Ok(())
+    }
+
+    /// Carries out the file-side effects of an applied metadata command.
+    pub fn on_applied(&self, applied: &Applied) -> Result<(), BrokerError> {
+        match applied {
+            Applied::TopicCreated { topic } => self.open_topic(topic),
+            Applied::TopicDeleted { topic } => self.delete_topic(topic),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn get(&self, topic_id: TopicId, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("registry lock")
+            .get(&(topic_id, partition))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("registry lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Clean shutdown: flush and close every log (writes the clean-shutdown markers).
+    pub fn close_all(&self) {
+        for p in self.all() {
+            if let Err(e) = p.log.close() {
+                warn!(topic = %p.topic, partition = p.index, "close failed: {e}");
+            }
+        }
+    }
+}
