@@ -56,9 +56,16 @@ mod tests {
         // abs(i32::MIN) is 0 in Kafka, not a panic or a negative partition.
         assert_eq!(partition_for("polygenelubricants", 50), 0);
         assert_eq!(partition_for("my-group", 50), 12);
-        for g in ["a", "b", "group-with-long-name", "\u{1F600}x"] {
-            let p = partition_for(g, 50);
-            assert!((0..50).contains(&p));
+        // Computed with Java's String.hashCode and Kafka 4.1.2's Utils.abs(h) % 50.
+        let kafka = [
+            ("hello", 22),
+            ("console-consumer-1", 24),
+            ("\u{1F600}", 49),
+            ("é", 33),
+            ("group-with-long-name", 21),
+        ];
+        for (group, partition) in kafka {
+            assert_eq!(partition_for(group, 50), partition, "{group}");
         }
     }
 }
