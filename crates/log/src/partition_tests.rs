@@ -605,3 +605,33 @@ fn concurrent_appends_flushes_and_reads_see_only_whole_batches() {
         assert_eq!(w[0].0.last_offset() + 1, w[1].0.base_offset);
     }
 }
+
+#[test]
+fn flush_interval_messages_and_ms_trigger_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_interval_messages: 10,
+        flush_interval_ms: Some(1000),
+        ..LogConfig::default()
+    };
+    let log = PartitionLog::open(dir.path(), ID, config, NOW).unwrap();
+    let five = BatchBuilder::new(NOW).records(5).build();
+    let rounds0 = log.flush_rounds();
+    log.append(&five, 0, NOW).unwrap();
+    assert_eq!(log.flush_rounds(), rounds0, "5 unflushed messages < 10");
+    log.append(&five, 0, NOW).unwrap();
+    assert_eq!(
+        log.flush_rounds(),
+        rounds0 + 1,
+        "10 messages reach the interval"
+    );
+    log.append(&five, 0, NOW).unwrap();
+    assert_eq!(log.flush_rounds(), rounds0 + 1);
+    log.tick(NOW + 999).unwrap();
+    assert_eq!(log.flush_rounds(), rounds0 + 1);
+    log.tick(NOW + 1000).unwrap();
+    assert_eq!(log.flush_rounds(), rounds0 + 2, "flush.interval.ms elapsed");
+    // Nothing new: a flush is a no-op, not another fsync round.
+    log.flush().unwrap();
+    assert_eq!(log.flush_rounds(), rounds0 + 2);
+}

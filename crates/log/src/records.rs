@@ -41,14 +41,30 @@ pub fn visit_records(
             header,
             visit,
         ),
-        Compression::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)
-                .map_err(|e| LogError::CorruptMessage(format!("zstd: {e}")))?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|e| LogError::CorruptMessage(format!("zstd: {e}")))?;
-            walk(&mut StreamSource::new(decoder), header, visit)
-        }
+        Compression::Zstd => ZSTD_CONTEXT.with(|cell| {
+            // Reuse this thread's decompression context: creating one per batch dominated the
+            // cost of validating small zstd batches. A nested use falls back to a fresh one.
+            let mut fresh;
+            let mut borrowed = cell.try_borrow_mut();
+            let context = match borrowed.as_deref_mut() {
+                Ok(Some(c)) => c,
+                Ok(slot) => {
+                    *slot = Some(new_zstd_context()?);
+                    slot.as_mut().expect("just set")
+                }
+                Err(_) => {
+                    fresh = new_zstd_context()?;
+                    &mut fresh
+                }
+            };
+            let mut source =
+                StreamSource::new(zstd::stream::read::Decoder::with_context(body, context));
+            // Bound to a local so `source` (which borrows the context) drops before the borrow
+            // guard does; as a tail expression it would outlive it.
+            #[allow(clippy::let_and_return)]
+            let result = walk(&mut source, header, visit);
+            result
+        }),
         Compression::Snappy => {
             if body.starts_with(&XERIAL_MAGIC) {
                 walk(
@@ -69,6 +85,20 @@ pub fn visit_records(
             }
         }
     }
+}
+
+thread_local! {
+    static ZSTD_CONTEXT: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn new_zstd_context() -> Result<zstd::zstd_safe::DCtx<'static>, LogError> {
+    let mut c = zstd::zstd_safe::DCtx::create();
+    c.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(
+        ZSTD_WINDOW_LOG_MAX,
+    ))
+    .map_err(|code| LogError::CorruptMessage(format!("zstd context: error {code}")))?;
+    Ok(c)
 }
 
 fn cap_exceeded() -> LogError {
