@@ -629,3 +629,53 @@ fn pending_member_arriving_after_the_join_completes_starts_the_next_rebalance() 
         code(ResponseError::UnknownMemberId)
     );
 }
+
+#[test]
+fn failed_assignment_append_fails_syncs_and_rebalances() {
+    let mut h = Harness::new();
+    let (ids, generation, leader) = h.form_group(G, 2, &range());
+    let follower = ids.iter().find(|i| **i != leader).unwrap().clone();
+    let fsync = h.sync(5, G, &follower, None, generation, &[]);
+    h.auto_ack = false;
+    let lsync = h.sync(
+        5,
+        G,
+        &leader,
+        None,
+        generation,
+        &[(&leader, b"a"), (&follower, b"b")],
+    );
+    assert!(h.sync_response(fsync).is_none() && h.sync_response(lsync).is_none());
+    h.ack_held(josefine_group::AppendOutcome::Unavailable);
+    let unavailable = code(ResponseError::CoordinatorNotAvailable);
+    assert_eq!(h.sync_response(fsync).unwrap().error_code, unavailable);
+    assert_eq!(h.sync_response(lsync).unwrap().error_code, unavailable);
+    assert_eq!(h.c.group_state(G), Some(GroupState::PreparingRebalance));
+}
+
+#[test]
+fn failed_static_rejoin_append_keeps_the_old_member_id() {
+    let mut h = Harness::new();
+    let j = h.join(5, G, "", Some("i1"), &range());
+    h.advance(3_000);
+    let old_id = h.join_response(j).unwrap().member_id.to_string();
+    let sync = h.sync(5, G, &old_id, Some("i1"), 1, &[(&old_id, b"x")]);
+    assert_eq!(h.sync_response(sync).unwrap().error_code, 0);
+    h.auto_ack = false;
+    let rejoin = h.join(5, G, "", Some("i1"), &range());
+    assert!(
+        h.join_response(rejoin).is_none(),
+        "answered only once durable"
+    );
+    h.ack_held(josefine_group::AppendOutcome::NotLeader);
+    assert_eq!(
+        h.join_response(rejoin).unwrap().error_code,
+        code(ResponseError::NotCoordinator)
+    );
+    h.auto_ack = true;
+    assert_eq!(
+        h.heartbeat(G, &old_id, Some("i1"), 1),
+        0,
+        "old id still valid"
+    );
+}

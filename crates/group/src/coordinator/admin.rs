@@ -153,7 +153,7 @@ impl Coordinator {
                 Err(code) => code,
                 Ok(_) => match self.groups.get(&id).map(|g| g.state) {
                     None | Some(GroupState::Dead) => ResponseError::GroupIdNotFound.code(),
-                    Some(GroupState::Empty) if self.groups[&id].pending_join_members.is_empty() => {
+                    Some(GroupState::Empty) => {
                         let g = self.groups.remove(&id).expect("present");
                         self.reindex(&id);
                         let (records_out, ids) = by_partition.entry(g.partition).or_default();
