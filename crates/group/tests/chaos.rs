@@ -42,7 +42,19 @@ enum Phase {
 
 struct Client {
     member_id: String,
+    /// Static members (group.instance.id) keep their assignment across restarts.
+    instance: Option<String>,
     phase: Phase,
+}
+
+impl Client {
+    /// What the leader assigns this client: its identity, so it can check what it receives.
+    fn identity(&self) -> &[u8] {
+        self.instance
+            .as_deref()
+            .unwrap_or(&self.member_id)
+            .as_bytes()
+    }
 }
 
 fn protocols() -> Vec<(&'static str, Bytes)> {
@@ -52,7 +64,8 @@ fn protocols() -> Vec<(&'static str, Bytes)> {
 fn step_client(h: &mut Harness, c: &mut Client) {
     match c.phase {
         Phase::Idle => {
-            let j = h.join(5, G, &c.member_id.clone(), None, &protocols());
+            let (id, instance) = (c.member_id.clone(), c.instance.clone());
+            let j = h.join(5, G, &id, instance.as_deref(), &protocols());
             c.phase = Phase::Joining(j);
         }
         Phase::Joining(j) => {
@@ -65,14 +78,17 @@ fn step_client(h: &mut Harness, c: &mut Client) {
                     let plan: Vec<(String, Vec<u8>)> = r
                         .members
                         .iter()
-                        .map(|m| (m.member_id.to_string(), m.member_id.as_bytes().to_vec()))
+                        .map(|m| {
+                            let identity = m.group_instance_id.as_ref().unwrap_or(&m.member_id);
+                            (m.member_id.to_string(), identity.as_bytes().to_vec())
+                        })
                         .collect();
                     let refs: Vec<(&str, &[u8])> = plan
                         .iter()
                         .map(|(m, a)| (m.as_str(), a.as_slice()))
                         .collect();
-                    let id = c.member_id.clone();
-                    let sid = h.sync(5, G, &id, None, r.generation_id, &refs);
+                    let (id, instance) = (c.member_id.clone(), c.instance.clone());
+                    let sid = h.sync(5, G, &id, instance.as_deref(), r.generation_id, &refs);
                     c.phase = Phase::Syncing(sid, r.generation_id);
                 }
                 e if e == ResponseError::MemberIdRequired.code() => {
@@ -94,7 +110,7 @@ fn step_client(h: &mut Harness, c: &mut Client) {
                 0 => {
                     assert_eq!(
                         &r.assignment[..],
-                        c.member_id.as_bytes(),
+                        c.identity(),
                         "a member received an assignment made for another member"
                     );
                     c.phase = Phase::Stable(generation);
@@ -107,8 +123,8 @@ fn step_client(h: &mut Harness, c: &mut Client) {
             }
         }
         Phase::Stable(generation) => {
-            let id = c.member_id.clone();
-            match h.heartbeat(G, &id, None, generation) {
+            let (id, instance) = (c.member_id.clone(), c.instance.clone());
+            match h.heartbeat(G, &id, instance.as_deref(), generation) {
                 0 => {}
                 e if e == ResponseError::RebalanceInProgress.code() => c.phase = Phase::Idle,
                 _ => {
@@ -129,8 +145,9 @@ fn run(seed: u64) {
     let mut rng = Rng(seed | 1);
     let mut h = Harness::new();
     let mut clients: Vec<Client> = (0..6)
-        .map(|_| Client {
+        .map(|i| Client {
             member_id: String::new(),
+            instance: (i % 2 == 0).then(|| format!("instance-{i}")),
             phase: Phase::Idle,
         })
         .collect();
@@ -151,9 +168,9 @@ fn run(seed: u64) {
                 2 if !c.member_id.is_empty() => {
                     let leave = LeaveGroupRequest::default()
                         .with_group_id(GroupId(s(G)))
-                        .with_members(vec![
-                            MemberIdentity::default().with_member_id(s(&c.member_id))
-                        ]);
+                        .with_members(vec![MemberIdentity::default()
+                            .with_member_id(s(&c.member_id))
+                            .with_group_instance_id(c.instance.as_deref().map(s))]);
                     let id = h.send(3, GroupRequest::LeaveGroup(leave));
                     assert!(matches!(h.take(id), Some(GroupResponse::LeaveGroup(_))));
                     c.member_id.clear();
@@ -198,9 +215,9 @@ fn run(seed: u64) {
     for c in &clients {
         let leave = LeaveGroupRequest::default()
             .with_group_id(GroupId(s(G)))
-            .with_members(vec![
-                MemberIdentity::default().with_member_id(s(&c.member_id))
-            ]);
+            .with_members(vec![MemberIdentity::default()
+                .with_member_id(s(&c.member_id))
+                .with_group_instance_id(c.instance.as_deref().map(s))]);
         let id = h.send(3, GroupRequest::LeaveGroup(leave));
         let Some(GroupResponse::LeaveGroup(r)) = h.take(id) else {
             panic!()
