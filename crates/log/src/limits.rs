@@ -59,3 +59,8 @@ pub const TIMESTAMP_BEFORE_MAX_MS_DEFAULT: i64 = i64::MAX;
 /// so an unbounded one lets a 20-byte frame demand 2 GiB. 2^24 = 16 MiB covers every client
 /// default (they compress batches of at most a few MiB at levels 1-9).
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// Largest ratio of decompressed to compressed bytes a raw snappy block can have (its longest
+/// copy op is 3 bytes for 64 bytes of output, ~21x; 32 leaves margin). A block declaring more is
+/// refused before the decoder allocates the declared length.
+pub const SNAPPY_EXPANSION_MAX: u64 = 32;

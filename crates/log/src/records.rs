@@ -11,7 +11,9 @@ use std::io::Read;
 
 use crate::batch::{BatchHeader, Compression};
 use crate::error::LogError;
-use crate::limits::{BATCH_HEADER_BYTES, DECOMPRESSED_BATCH_BYTES_MAX, ZSTD_WINDOW_LOG_MAX};
+use crate::limits::{
+    BATCH_HEADER_BYTES, DECOMPRESSED_BATCH_BYTES_MAX, SNAPPY_EXPANSION_MAX, ZSTD_WINDOW_LOG_MAX,
+};
 
 /// What a visitor learns about one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,12 @@ pub fn visit_records(
                 if len as u64 > DECOMPRESSED_BATCH_BYTES_MAX {
                     return Err(cap_exceeded());
                 }
+                if !snappy_len_plausible(len, body.len()) {
+                    return Err(LogError::CorruptMessage(format!(
+                        "snappy block of {} bytes cannot decompress to the {len} bytes it declares",
+                        body.len()
+                    )));
+                }
                 let raw = snap::raw::Decoder::new()
                     .decompress_vec(body)
                     .map_err(|e| LogError::CorruptMessage(format!("snappy: {e}")))?;
@@ -99,6 +107,12 @@ fn new_zstd_context() -> Result<zstd::zstd_safe::DCtx<'static>, LogError> {
     ))
     .map_err(|code| LogError::CorruptMessage(format!("zstd context: error {code}")))?;
     Ok(c)
+}
+
+/// Snappy allocates the declared decompressed length up front; a declared length beyond what
+/// the compressed bytes could possibly expand to is a lie told to make us allocate.
+fn snappy_len_plausible(declared: usize, compressed: usize) -> bool {
+    declared as u64 <= compressed as u64 * SNAPPY_EXPANSION_MAX + 64
 }
 
 fn cap_exceeded() -> LogError {
@@ -409,8 +423,12 @@ impl Read for XerialReader<'_> {
             let compressed = &self.rest[4..4 + n as usize];
             self.rest = &self.rest[4 + n as usize..];
             let len = snap::raw::decompress_len(compressed).map_err(|e| bad(e.to_string()))?;
-            if len as u64 > DECOMPRESSED_BATCH_BYTES_MAX {
-                return Err(bad("xerial block exceeds the decompression cap".into()));
+            if len as u64 > DECOMPRESSED_BATCH_BYTES_MAX
+                || !snappy_len_plausible(len, compressed.len())
+            {
+                return Err(bad(format!(
+                    "xerial block of {n} bytes declares {len} decompressed bytes"
+                )));
             }
             self.block.resize(len, 0);
             self.decoder
@@ -422,5 +440,45 @@ impl Read for XerialReader<'_> {
         out[..n].copy_from_slice(&self.block[self.block_pos..self.block_pos + n]);
         self.block_pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::BatchBuilder;
+
+    #[test]
+    fn snappy_declaring_a_huge_length_is_refused_before_allocating() {
+        // Raw snappy starts with the decompressed length as a varint: claim 100 MiB in 8 bytes.
+        let mut b = BatchBuilder::new(0)
+            .compression(Compression::Snappy)
+            .raw_snappy()
+            .records(1)
+            .build();
+        let body_at = BATCH_HEADER_BYTES;
+        let lie = [0x80, 0x80, 0x80, 0x32, 0, 0, 0, 0]; // varint 0x32 << 21 = 100 MiB
+        b.truncate(body_at);
+        b.extend_from_slice(&lie);
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let h = BatchHeader::parse(&b).unwrap();
+        let e = visit_records(&b, &h, |_| Ok(true)).unwrap_err();
+        assert_eq!(e.kafka_error_code(), 2, "{e}");
+        assert!(e.to_string().contains("declares"), "{e}");
+    }
+
+    #[test]
+    fn varints_decode_like_kafka() {
+        let mut src = SliceSource {
+            buf: &[
+                0x01, 0x02, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0x80, 0x80, 0x80, 0x80, 0x80,
+            ],
+            pos: 0,
+        };
+        assert_eq!(varint(&mut src).unwrap(), -1);
+        assert_eq!(varint(&mut src).unwrap(), 1);
+        assert_eq!(varint(&mut src).unwrap(), i32::MAX);
+        assert!(varint(&mut src).is_err(), "6-byte varint");
     }
 }
