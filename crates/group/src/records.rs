@@ -627,6 +627,30 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Steer half the inputs to valid version prefixes so decoding gets past them.
+            if len >= 2 && next() % 2 == 0 {
+                b[0] = 0;
+                b[1] = (next() % 5) as u8;
+            }
+            let _ = decode_key(&b);
+            let _ = decode_offset_value(&b);
+            let _ = decode_group_value(&b);
+            let _ = subscription_topics(&b);
+        }
+    }
+
+    #[test]
     fn subscription_topics_reads_v0_prefix() {
         let mut b = vec![0, 3, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c'];
         b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // user data (null) and later fields

@@ -679,3 +679,18 @@ fn failed_static_rejoin_append_keeps_the_old_member_id() {
         "old id still valid"
     );
 }
+
+#[test]
+fn pending_id_cannot_claim_an_existing_static_instance() {
+    let mut h = Harness::new();
+    let j = h.join(5, G, "", Some("i1"), &range());
+    h.advance(3_000);
+    assert_eq!(h.join_response(j).unwrap().error_code, 0);
+    let first = h.join(5, G, "", None, &range());
+    let pending = h.join_response(first).unwrap().member_id.to_string();
+    let claim = h.join(5, G, &pending, Some("i1"), &range());
+    assert_eq!(
+        h.join_response(claim).unwrap().error_code,
+        code(ResponseError::FencedInstanceId)
+    );
+}

@@ -224,6 +224,16 @@ impl Coordinator {
             return self.respond_join_error(join.waiter, &member_id, code);
         }
         if g.pending_join_members.contains_key(&member_id) {
+            // Pending ids are only handed to dynamic members; one claiming the instance id of
+            // an existing static member is an impostor.
+            let instance_taken = join
+                .group_instance_id
+                .as_ref()
+                .is_some_and(|i| g.static_members.contains_key(i));
+            if instance_taken {
+                let code = ResponseError::FencedInstanceId.code();
+                return self.respond_join_error(join.waiter, &member_id, code);
+            }
             return self.add_member_and_rebalance(g, join, member_id, now_ms);
         }
         if let Err(code) = validate_member(g, &member_id, join.group_instance_id.as_deref()) {
