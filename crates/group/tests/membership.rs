@@ -528,6 +528,15 @@ fn group_max_size_is_enforced() {
         h.join_response(extra).unwrap().error_code,
         code(ResponseError::GroupMaxSizeReached)
     );
+    // Pending ids handed out by MEMBER_ID_REQUIRED are bounded too.
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let j = h.join(5, "other", "", None, &range());
+        codes.push(h.join_response(j).unwrap().error_code);
+    }
+    let required = code(ResponseError::MemberIdRequired);
+    let full = code(ResponseError::GroupMaxSizeReached);
+    assert_eq!(codes, vec![required, required, full]);
 }
 
 #[test]

@@ -201,6 +201,12 @@ impl Coordinator {
             return self.add_member_and_rebalance(g, join, new_member_id, now_ms);
         }
         if join.waiter.api_version >= 4 {
+            if g.pending_join_members.len() >= self.config.group_max_size {
+                // Each pending id is held for a session timeout; without this bound a client
+                // looping on empty-id joins would grow the group without limit.
+                let code = ResponseError::GroupMaxSizeReached.code();
+                return self.respond_join_error(join.waiter, "", code);
+            }
             // The client must come back with this id; until then it holds up the rebalance
             // only for one session timeout.
             g.pending_join_members.insert(
