@@ -438,4 +438,112 @@ mod tests {
         bad.put_i32(i32::MAX);
         assert!(encode_old_produce_unsupported(2, 1, bad.freeze()).is_none());
     }
+    fn header_only(api_key: ApiKey, version: i16) -> BytesMut {
+        let mut b = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(1)
+            .encode(&mut b, api_key.request_header_version(version))
+            .unwrap();
+        b
+    }
+
+    /// The example: a 4-byte Metadata v0 body declaring 2^31-1 topics.
+    #[test]
+    fn metadata_v0_7fffffff_is_a_decode_error_not_an_abort() {
+        let _serial = crate::alloc_guard::RSS_TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rss_before = crate::alloc_guard::resident_bytes().unwrap();
+        let guarded_before = crate::alloc_guard::guarded_allocations_total();
+        let mut f = header_only(ApiKey::Metadata, 0);
+        f.put_slice(&[0x7f, 0xff, 0xff, 0xff]);
+        let err = decode_request(f.freeze()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Body {
+                    api_key: ApiKey::Metadata,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            crate::alloc_guard::guarded_allocations_total() > guarded_before,
+            "the guard served the huge Vec"
+        );
+        let rss_after = crate::alloc_guard::resident_bytes().unwrap();
+        assert!(
+            rss_after < rss_before + (64 << 20),
+            "RSS {rss_before} -> {rss_after}"
+        );
+    }
+
+    /// Flexible versions: compact arrays take an unsigned varint (0xffffffff => n = 2^32 - 2).
+    #[test]
+    fn huge_compact_array_counts_in_flexible_versions_are_decode_errors() {
+        let varint_max = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        // (api, version, bytes before the first compact array in the body)
+        let cases: &[(ApiKey, i16, &[u8])] = &[
+            (ApiKey::Metadata, 12, &[]),
+            (ApiKey::Metadata, 13, &[]),
+            (ApiKey::CreateTopics, 7, &[]),
+            (ApiKey::DeleteTopics, 6, &[]),
+            // Produce v9+: transactional_id (compact nullable string: 0 = null), acks, timeout.
+            (ApiKey::Produce, 9, &[0, 0, 1, 0, 0, 0x75, 0x30]),
+            (ApiKey::Produce, 13, &[0, 0, 1, 0, 0, 0x75, 0x30]),
+            // ListOffsets v6+: replica_id, isolation_level.
+            (ApiKey::ListOffsets, 6, &[0xff, 0xff, 0xff, 0xff, 0]),
+            (ApiKey::ListOffsets, 10, &[0xff, 0xff, 0xff, 0xff, 0]),
+        ];
+        for (api, version, prefix) in cases {
+            let mut f = header_only(*api, *version);
+            f.put_slice(prefix);
+            f.put_slice(&varint_max);
+            let err = decode_request(f.freeze()).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::Body { .. }),
+                "{api:?} v{version}: {err}"
+            );
+        }
+    }
+
+    /// Sweep: for every served API and version, plant a maximal count (int32 and varint forms)
+    /// at every offset of a small zeroed body. Every decode must return promptly without
+    /// touching memory. This also proves no array element type we decode is built from zero
+    /// bytes: such an element would turn a 2^31 count into a 2^31-iteration loop filling memory
+    /// (a static scan of the crate's decoders, tools/zero_byte_elements.py, agrees: the only
+    /// zero-byte structs are never inside an array at the versions where they are empty).
+    #[test]
+    fn planted_huge_counts_anywhere_never_allocate_for_any_served_api() {
+        let _serial = crate::alloc_guard::RSS_TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rss_before = crate::alloc_guard::resident_bytes().unwrap();
+        let mut decodes = 0;
+        for api in crate::api_versions::SUPPORTED_APIS {
+            for version in api.served_min..=api.max {
+                for offset in 0..48 {
+                    for planted in [
+                        &[0x7f, 0xff, 0xff, 0xff][..],
+                        &[0xff, 0xff, 0xff, 0xff, 0x0f][..],
+                    ] {
+                        let mut body = vec![0u8; 64];
+                        body[offset..offset + planted.len()].copy_from_slice(planted);
+                        let mut f = header_only(api.key, version);
+                        f.put_slice(&body);
+                        let _ = decode_request(f.freeze());
+                        decodes += 1;
+                    }
+                }
+            }
+        }
+        let rss_after = crate::alloc_guard::resident_bytes().unwrap();
+        assert!(
+            rss_after < rss_before + (64 << 20),
+            "RSS {rss_before} -> {rss_after} after {decodes} decodes"
+        );
+    }
 }
