@@ -635,3 +635,61 @@ fn flush_interval_messages_and_ms_trigger_flushes() {
     log.flush().unwrap();
     assert_eq!(log.flush_rounds(), rounds0 + 2);
 }
+
+#[test]
+fn damage_in_an_unflushed_middle_segment_truncates_there_and_drops_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), ID, small_config(), NOW).unwrap();
+    let mut i = 0;
+    while log.segment_count() < 4 {
+        log.append(&batch_n(i), 0, NOW).unwrap();
+        i += 1;
+    }
+    let originals = read_all(&log, 0);
+    drop(log); // unclean, and nothing was flushed: the recovery point is still 0
+    let mut logs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let second_base: i64 = logs[1]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Corrupt the value bytes of the second batch of the second segment.
+    let victim = originals
+        .iter()
+        .position(|b| b.0.base_offset == second_base)
+        .unwrap()
+        + 1;
+    let at = originals[victim - 1].1.len() + originals[victim].1.len() - 3;
+    let mut data = std::fs::read(&logs[1]).unwrap();
+    data[at] ^= 0xff;
+    std::fs::write(&logs[1], &data).unwrap();
+
+    let log = PartitionLog::open(dir.path(), ID, small_config(), NOW).unwrap();
+    assert_eq!(log.log_end_offset(), originals[victim].0.base_offset);
+    assert_eq!(
+        log.segment_count(),
+        2,
+        "segments after the damaged one are gone"
+    );
+    assert!(!logs[2].exists() && !logs[3].exists());
+    let got = read_all(&log, 0);
+    assert_eq!(got.len(), victim);
+    for (g, o) in got.iter().zip(&originals) {
+        assert_eq!(g.1, o.1);
+    }
+}
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PartitionLog>();
+    assert_send_sync::<crate::LogManager>();
+    assert_send_sync::<crate::LogError>();
+}
