@@ -12,6 +12,10 @@ pub const PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
 /// catch-up proceed in steps the follower can fsync quickly.
 pub const BLOCKS_PER_APPEND_MAX: usize = 64;
 
+/// Default Append runs in flight per follower while it catches up: enough to keep a LAN
+/// round trip busy, few enough that a lost run costs little to resend.
+pub const APPENDS_INFLIGHT_MAX: usize = 8;
+
 /// Default bound on proposals awaiting commit on a leader: back-pressure instead of an
 /// unbounded queue when followers are slow.
 pub const PENDING_PROPOSALS_MAX: usize = 1024;

@@ -44,6 +44,9 @@ pub struct Config {
     /// A proposal not committed within this many ticks is answered `TimedOut`.
     pub proposal_timeout_ticks: u64,
     pub blocks_per_append_max: usize,
+    /// Append runs in flight per follower while catching up (pipelining): throughput is
+    /// about this many runs per round trip.
+    pub appends_inflight_max: usize,
     pub pending_proposals_max: usize,
     pub mutation: Mutation,
 }
@@ -58,6 +61,7 @@ impl Config {
             heartbeat_interval_ticks: 2,
             proposal_timeout_ticks: 100,
             blocks_per_append_max: limits::BLOCKS_PER_APPEND_MAX,
+            appends_inflight_max: limits::APPENDS_INFLIGHT_MAX,
             pending_proposals_max: limits::PENDING_PROPOSALS_MAX,
             mutation: Mutation::None,
         }
@@ -79,7 +83,10 @@ impl Config {
                 "need 0 < heartbeat interval < election timeout",
             ));
         }
-        if self.blocks_per_append_max == 0 || self.pending_proposals_max == 0 {
+        if self.blocks_per_append_max == 0
+            || self.pending_proposals_max == 0
+            || self.appends_inflight_max == 0
+        {
             return Err(ChainError::InvalidConfig("zero limit"));
         }
         Ok(())
@@ -187,6 +194,11 @@ struct Progress {
     next_prev: BlockId,
     /// Highest block this follower confirmed durable in the current term (rule 5).
     matched: Option<BlockId>,
+    /// Runs sent and not yet answered (reset on every heartbeat, which retransmits).
+    inflight: usize,
+    /// After a failed Append: one run at a time from `probe_prev` until one succeeds, so a
+    /// burst of stale failures cannot multiply into a burst of resends.
+    probe_prev: Option<BlockId>,
 }
 
 #[derive(Clone, Debug)]
@@ -724,6 +736,8 @@ impl Node {
                     Progress {
                         next_prev: self.head,
                         matched: None,
+                        inflight: 0,
+                        probe_prev: None,
                     },
                 )
             })
@@ -760,7 +774,9 @@ impl Node {
             RoleState::Leader(ls) => ls
                 .peers
                 .iter()
-                .filter(|(_, p)| p.next_prev == parent)
+                .filter(|(_, p)| {
+                    p.next_prev == parent && p.inflight < self.cfg.appends_inflight_max
+                })
                 .map(|(id, _)| *id)
                 .collect(),
             _ => Vec::new(),
@@ -786,39 +802,57 @@ impl Node {
         for p in self.peers() {
             if from_matched {
                 if let Some(pr) = self.progress_mut(p) {
-                    if let Some(m) = pr.matched {
+                    if let Some(pp) = pr.probe_prev {
+                        pr.next_prev = pp;
+                    } else if let Some(m) = pr.matched {
                         pr.next_prev = m;
                     }
+                    pr.inflight = 0;
                 }
             }
             self.send_append(p);
         }
     }
 
+    /// Sends the next run (a heartbeat if the peer is caught up), then keeps pipelining runs
+    /// while the peer is behind and fewer than `appends_inflight_max` are unanswered.
     fn send_append(&mut self, peer: NodeId) {
-        let Some(prev) = self.progress_mut(peer).map(|p| p.next_prev) else {
-            return;
-        };
-        if !self.tree.contains(prev) {
-            // Rule 6: the resume point was compacted away.
-            return self.send_snapshot(peer);
+        loop {
+            let Some(prev) = self.progress_mut(peer).map(|p| p.next_prev) else {
+                return;
+            };
+            if !self.tree.contains(prev) {
+                // Rule 6: the resume point was compacted away.
+                return self.send_snapshot(peer);
+            }
+            let blocks = self
+                .tree
+                .run(prev, self.head, self.cfg.blocks_per_append_max)
+                .expect("a peer's resume point is always on the leader's chain");
+            let last = blocks.last().map(|b| b.id).unwrap_or(prev);
+            let head = self.head;
+            let max = self.cfg.appends_inflight_max;
+            let more = {
+                let pr = self.progress_mut(peer).expect("peer exists");
+                pr.next_prev = last;
+                pr.inflight += 1;
+                if pr.probe_prev.is_some() {
+                    pr.probe_prev = Some(prev);
+                }
+                last != head && pr.inflight < max && pr.probe_prev.is_none()
+            };
+            let msg = Message::Append {
+                term: self.term,
+                leader: self.cfg.id,
+                prev,
+                blocks,
+                leader_commit: self.commit,
+            };
+            self.send(peer, msg);
+            if !more {
+                return;
+            }
         }
-        let blocks = self
-            .tree
-            .run(prev, self.head, self.cfg.blocks_per_append_max)
-            .expect("a peer's resume point is always on the leader's chain");
-        let last = blocks.last().map(|b| b.id).unwrap_or(prev);
-        if let Some(pr) = self.progress_mut(peer) {
-            pr.next_prev = last;
-        }
-        let msg = Message::Append {
-            term: self.term,
-            leader: self.cfg.id,
-            prev,
-            blocks,
-            leader_commit: self.commit,
-        };
-        self.send(peer, msg);
     }
 
     fn send_snapshot(&mut self, peer: NodeId) {
@@ -826,6 +860,10 @@ impl Node {
         if let Some(pr) = self.progress_mut(peer) {
             // Optimistic: continue after the root; a failure reply resets it.
             pr.next_prev = root;
+            pr.inflight += 1;
+            if pr.probe_prev.is_some() {
+                pr.probe_prev = Some(root);
+            }
         }
         let msg = Message::InstallSnapshot {
             term: self.term,
@@ -860,18 +898,24 @@ impl Node {
             if pr.matched.is_none_or(|m| m.height < matched.height) {
                 pr.matched = Some(matched);
             }
-            let all_acked = pr.next_prev.height <= matched.height;
-            if all_acked {
+            pr.inflight = pr.inflight.saturating_sub(1);
+            pr.probe_prev = None;
+            if pr.next_prev.height < matched.height {
                 pr.next_prev = matched;
             }
+            let room = pr.inflight < self.cfg.appends_inflight_max && pr.next_prev != head;
             self.leader_maybe_commit();
             if transfer_to == Some(from) && matched == self.head {
                 let term = self.term;
                 let me = self.cfg.id;
                 self.send(from, Message::TimeoutNow { term, leader: me });
-            } else if all_acked && matched != self.head {
+            } else if room {
                 self.send_append(from);
             }
+            return;
+        }
+        // A failure for anything but our latest probe is stale: the probe answers it.
+        if pr.probe_prev.is_some_and(|p| p != matched) {
             return;
         }
         // Rule 6: resume after the follower's head if it is on our chain, else after our
@@ -890,6 +934,8 @@ impl Node {
         } else {
             None
         };
+        pr.inflight = 0;
+        pr.probe_prev = Some(resume.unwrap_or(self.snapshot.root));
         match resume {
             Some(r) => {
                 pr.next_prev = r;
@@ -1011,7 +1057,9 @@ impl Node {
         let root = snap.root;
         // Rule 9: only a root above our commit is news.
         if root.height <= self.commit.height {
-            return self.reply_append(from, false, self.commit);
+            // Echo the root (as a failed Append echoes its prev) so the leader can tell this
+            // answer from stale ones; our head and commit tell it where to resume.
+            return self.reply_append(from, false, root);
         }
         let head_descends = self.tree.is_ancestor_or_equal(root, self.head);
         self.ready.dead.extend(self.tree.rebase(root));

@@ -112,11 +112,40 @@ impl BlockTree {
         if h < self.root.height || !self.contains(id) || h > id.height {
             return None;
         }
-        let mut cur = id;
+        if h == id.height {
+            return Some(id);
+        }
+        if h == self.root.height {
+            return Some(self.root);
+        }
+        // Every ancestor of a stored block is stored, so a height holding a single block holds
+        // the ancestor. Jump to the lowest fork-free height at or above `h` instead of walking
+        // the whole chain; only runs of forked heights are walked.
+        let mut g = h;
+        for &f in self.forks.range(h..) {
+            if f == g {
+                g += 1;
+            } else {
+                break;
+            }
+        }
+        let mut cur = if g >= id.height {
+            id
+        } else {
+            self.unique_at(g)?
+        };
         while cur.height > h {
             cur = self.parent(cur)?;
         }
         Some(cur)
+    }
+
+    /// The only block stored at height `h` (the caller knows there is no fork there).
+    fn unique_at(&self, h: u64) -> Option<BlockId> {
+        self.blocks
+            .range(BlockId::new(0, h)..=BlockId::new(u64::MAX, h))
+            .next()
+            .map(|(id, _)| *id)
     }
 
     /// True when `a` is `b` or one of its ancestors (both must be held).

@@ -23,6 +23,8 @@ pub struct Observer {
     pub leaders: BTreeMap<u64, NodeId>,
     /// height -> (committed block, lowest term in which any server saw it committed).
     pub committed: BTreeMap<u64, (BlockId, u64)>,
+    /// term -> highest height first seen committed in that term (index for the above).
+    pub committed_height_by_term: BTreeMap<u64, u64>,
     /// height -> digest of the payload applied there.
     pub applied: BTreeMap<u64, u64>,
     /// (voter, term) -> the candidate it granted.
@@ -94,6 +96,8 @@ pub fn chain_safety(obs: &mut Observer, node: &Node, mem: &NodeMemory) {
             Some(&(_, t)) if t <= node.term() => {}
             _ => {
                 obs.committed.insert(cur.height, (cur, node.term()));
+                let top = obs.committed_height_by_term.entry(node.term()).or_insert(0);
+                *top = (*top).max(cur.height);
             }
         }
         if cur.height <= from_height + 1 && mem.last_commit.is_some() {
@@ -112,9 +116,16 @@ pub fn leader_completeness(obs: &mut Observer, node: &Node) {
         return;
     }
     let term = node.term();
-    let Some((_, &(block, _))) = obs.committed.iter().rev().find(|(_, &(_, t))| t < term) else {
+    // The highest block committed in an earlier term; its ancestors come with it.
+    let Some(height) = obs
+        .committed_height_by_term
+        .range(..term)
+        .map(|(_, &h)| h)
+        .max()
+    else {
         return;
     };
+    let block = obs.committed[&height].0;
     let root = node.root();
     let ok = if block.height >= root.height {
         node.tree().ancestor_at(node.head(), block.height) == Some(block)

@@ -14,7 +14,7 @@ pub mod world;
 
 pub use invariants::Violation;
 pub use josefine_chain::Mutation;
-pub use world::{RunOptions, RunReport, World};
+pub use world::{Profile, RunOptions, RunReport, World};
 
 /// Runs one seed to completion.
 pub fn run_seed(opts: RunOptions) -> RunReport {

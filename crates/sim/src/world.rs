@@ -26,9 +26,20 @@ pub const TICK_MS: u64 = 10;
 /// After the final heal, a leader must be elected and a new proposal commit within this.
 pub const LIVENESS_BOUND_MS: u64 = 5_000;
 
+/// Which family of fault schedules a seed draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// Everything, at rates drawn per seed: the default.
+    Mixed,
+    /// Three servers, one-block Append runs, and new leaders that are isolated or crash soon
+    /// after winning: rapid leader churn, where Raft's Figure 8 and its relatives live.
+    LeaderChurn,
+}
+
 /// Options of one run (everything else is drawn from the seed).
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    pub profile: Profile,
     pub seed: u64,
     pub mutation: Mutation,
     /// Simulated time with faults, then the cluster heals for the liveness phase.
@@ -40,6 +51,7 @@ pub struct RunOptions {
 impl RunOptions {
     pub fn new(seed: u64) -> RunOptions {
         RunOptions {
+            profile: Profile::Mixed,
             seed,
             mutation: Mutation::None,
             fault_ms: 20_000,
@@ -76,6 +88,11 @@ struct Faults {
     pause_ppm_per_ms: u64,
     propose_every_ms: u64,
     snapshot_every_blocks: u64,
+    /// Chance that a newly elected leader crashes within the next 100 ms.
+    crash_new_leader_ppm: u64,
+    /// Chance that a newly elected leader is cut off from everyone for a while, soon after
+    /// winning: it keeps appending proposals nobody receives (the first step of Figure 8).
+    isolate_new_leader_ppm: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +113,9 @@ struct SimNode {
     sm_digest: u64,
     paused_until_ms: u64,
     restart_at_ms: Option<u64>,
+    /// A crash scheduled shortly after this server won an election (the window in which
+    /// Raft's Figure 8 lives: old-term blocks replicated, own-term block not yet).
+    crash_at_ms: Option<u64>,
     tick_phase_ms: u64,
     incarnation: u64,
     collected_seen: u64,
@@ -124,6 +144,8 @@ pub struct World {
     net: NetShape,
     /// Directed links that drop everything (from, to).
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Servers cut off from everyone during `[from_ms, until_ms)`.
+    isolated: BTreeMap<NodeId, (u64, u64)>,
     in_flight: BinaryHeap<InFlight>,
     frames: BTreeMap<u64, Envelope>,
     next_seq: u64,
@@ -135,6 +157,8 @@ pub struct World {
     heal_proposal_committed: bool,
     post_heal_proposals: BTreeSet<(usize, u64, u64)>,
     payload_counter: u64,
+    /// `SIM_TRACE=1`: print every delivery after the heal (debugging a failing seed).
+    trace: bool,
 }
 
 fn digest(kind: BlockKind, payload: &[u8]) -> u64 {
@@ -165,7 +189,8 @@ fn decode_sm(s: &Snapshot) -> (u64, u64) {
 impl World {
     pub fn new(opts: RunOptions) -> World {
         let mut rng = SplitMix64::new(opts.seed);
-        let n = if rng.chance(500_000) { 3 } else { 5 };
+        let churn = opts.profile == Profile::LeaderChurn;
+        let n = if churn || rng.chance(500_000) { 3 } else { 5 };
         let voters: Vec<NodeId> = (1..=n as u64).collect();
         let faults = Faults {
             drop_ppm: [0, 10_000, 50_000, 200_000][rng.range(0, 4) as usize],
@@ -178,6 +203,18 @@ impl World {
             pause_ppm_per_ms: [0, 100, 500][rng.range(0, 3) as usize],
             propose_every_ms: rng.range(2, 30),
             snapshot_every_blocks: rng.range(10, 200),
+            crash_new_leader_ppm: [0, 100_000, 300_000][rng.range(0, 3) as usize],
+            isolate_new_leader_ppm: [0, 200_000, 500_000][rng.range(0, 3) as usize],
+        };
+        let faults = if churn {
+            Faults {
+                crash_new_leader_ppm: 300_000,
+                isolate_new_leader_ppm: 600_000,
+                pause_ppm_per_ms: 0,
+                ..faults
+            }
+        } else {
+            faults
         };
         let mut nodes = Vec::new();
         for &id in &voters {
@@ -191,6 +228,7 @@ impl World {
                 sm_digest: 0,
                 paused_until_ms: 0,
                 restart_at_ms: None,
+                crash_at_ms: None,
                 tick_phase_ms: phase,
                 incarnation: 0,
                 collected_seen: 0,
@@ -210,6 +248,7 @@ impl World {
             faults,
             net: NetShape::Healthy,
             cut: BTreeSet::new(),
+            isolated: BTreeMap::new(),
             in_flight: BinaryHeap::new(),
             frames: BTreeMap::new(),
             next_seq: 0,
@@ -218,6 +257,7 @@ impl World {
             heal_proposal_committed: false,
             post_heal_proposals: BTreeSet::new(),
             payload_counter: 0,
+            trace: std::env::var_os("SIM_TRACE").is_some(),
         };
         for i in 0..w.nodes.len() {
             w.start_node(i);
@@ -231,7 +271,10 @@ impl World {
         cfg.heartbeat_interval_ticks = 2;
         cfg.proposal_timeout_ticks = 200;
         // Small runs make Appends end at older blocks, which the lastAppendedTerm bug needs.
-        cfg.blocks_per_append_max = self.rng.range(1, 9) as usize;
+        cfg.blocks_per_append_max = [1, 1, 1, 2, 3, 8][self.rng.range(0, 6) as usize];
+        if self.opts.profile == Profile::LeaderChurn {
+            cfg.blocks_per_append_max = 1;
+        }
         cfg.pending_proposals_max = 64;
         cfg.mutation = self.opts.mutation;
         cfg
@@ -313,7 +356,8 @@ impl World {
             self.obs.violations.push(Violation {
                 property: "liveness",
                 detail: format!(
-                    "no proposal committed within {LIVENESS_BOUND_MS} ms after the heal"
+                    "no proposal committed within {LIVENESS_BOUND_MS} ms after the heal; {}",
+                    self.describe()
                 ),
                 time_ms: self.now_ms,
             });
@@ -330,10 +374,33 @@ impl World {
         self.report
     }
 
+    /// One line per server: role, term, head, commit. For failure reports.
+    fn describe(&self) -> String {
+        let mut out = Vec::new();
+        for sn in &self.nodes {
+            match &sn.node {
+                Some(n) => out.push(format!(
+                    "s{} {:?} t{} vote{:?} head {} commit {} leader {:?} pending {}",
+                    sn.id,
+                    n.role(),
+                    n.term(),
+                    n.voted_for(),
+                    n.head(),
+                    n.commit(),
+                    n.leader(),
+                    n.pending_proposals()
+                )),
+                None => out.push(format!("s{} down", sn.id)),
+            }
+        }
+        out.join(" | ")
+    }
+
     fn heal(&mut self) {
         self.healed = true;
         self.net = NetShape::Healthy;
         self.cut.clear();
+        self.isolated.clear();
         for i in 0..self.nodes.len() {
             self.nodes[i].paused_until_ms = 0;
             if self.nodes[i].node.is_none() {
@@ -373,6 +440,9 @@ impl World {
                 let at = self.nodes[i].paused_until_ms;
                 self.enqueue(env, at);
                 continue;
+            }
+            if self.trace && (self.healed || std::env::var_os("SIM_TRACE_ALL").is_some()) {
+                eprintln!("{} deliver {:?}", self.now_ms, env);
             }
             self.with_node(i, |n| n.step(env));
         }
@@ -447,7 +517,11 @@ impl World {
             self.random_cut();
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].node.is_some() && self.rng.chance(f.crash_ppm_per_ms) {
+            let scheduled = self.nodes[i].crash_at_ms.is_some_and(|t| t <= self.now_ms);
+            if scheduled {
+                self.nodes[i].crash_at_ms = None;
+            }
+            if self.nodes[i].node.is_some() && (scheduled || self.rng.chance(f.crash_ppm_per_ms)) {
                 self.crash_node(i);
             }
             if self.nodes[i].node.is_some() && self.rng.chance(f.pause_ppm_per_ms) {
@@ -510,8 +584,17 @@ impl World {
 
     fn transmit(&mut self, env: Envelope) {
         let healthy = self.healed;
+        let now = self.now_ms;
+        let isolated = |id: NodeId| {
+            self.isolated
+                .get(&id)
+                .is_some_and(|&(from, until)| from <= now && now < until)
+        };
         if !healthy
-            && (self.cut.contains(&(env.from, env.to)) || self.rng.chance(self.faults.drop_ppm))
+            && (isolated(env.from)
+                || isolated(env.to)
+                || self.cut.contains(&(env.from, env.to))
+                || self.rng.chance(self.faults.drop_ppm))
         {
             return;
         }
@@ -659,6 +742,7 @@ impl World {
     fn check(&mut self, i: usize) {
         let sn = &mut self.nodes[i];
         let Some(node) = sn.node.as_ref() else { return };
+        let newly_leader = node.is_leader() && !self.obs.leaders.contains_key(&node.term());
         invariants::election_safety(&mut self.obs, node);
         invariants::term_monotonic(&mut self.obs, node, &sn.mem);
         invariants::commit_monotonic_and_on_head(&mut self.obs, node, &sn.mem);
@@ -666,5 +750,14 @@ impl World {
         invariants::leader_completeness(&mut self.obs, node);
         sn.mem.last_term = node.term();
         sn.mem.last_commit = Some(node.commit());
+        if newly_leader && !self.healed && self.rng.chance(self.faults.crash_new_leader_ppm) {
+            let at = self.now_ms + self.rng.range(1, 100);
+            self.nodes[i].crash_at_ms = Some(at);
+        }
+        if newly_leader && !self.healed && self.rng.chance(self.faults.isolate_new_leader_ppm) {
+            let from = self.now_ms + self.rng.range(0, 40);
+            let until = from + self.rng.range(100, 1_500);
+            self.isolated.insert(self.nodes[i].id, (from, until));
+        }
     }
 }

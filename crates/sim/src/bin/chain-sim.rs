@@ -3,7 +3,7 @@
 //! ```text
 //! chain-sim --seeds 10000 [--start 0] [--chunk 500] [--progress chain-sim.progress]
 //!           [--mutation none|last-appended-term|no-up-to-date|commit-older-term|ack-before-fsync]
-//!           [--fault-ms 6000] [--keep-going]
+//!           [--fault-ms 20000] [--profile mixed|churn] [--keep-going]
 //! ```
 //! After every chunk the totals and the next seed are written to the progress file; running
 //! the same command again continues from there. A failing seed is printed with the exact
@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use josefine_sim::{run_seed, Mutation, RunOptions, Totals};
+use josefine_sim::{run_seed, Mutation, Profile, RunOptions, Totals};
 
 struct Args {
     seeds: u64,
@@ -20,6 +20,7 @@ struct Args {
     chunk: u64,
     progress: Option<String>,
     mutation: Mutation,
+    profile: Profile,
     fault_ms: u64,
     keep_going: bool,
     verbose: bool,
@@ -53,6 +54,7 @@ fn parse() -> Result<Args, String> {
         chunk: 500,
         progress: None,
         mutation: Mutation::None,
+        profile: Profile::Mixed,
         fault_ms: RunOptions::new(0).fault_ms,
         keep_going: false,
         verbose: false,
@@ -68,6 +70,13 @@ fn parse() -> Result<Args, String> {
             "--progress" => a.progress = Some(val()?),
             "--mutation" => a.mutation = parse_mutation(&val()?)?,
             "--fault-ms" => a.fault_ms = num(val()?)?,
+            "--profile" => {
+                a.profile = match val()?.as_str() {
+                    "mixed" => Profile::Mixed,
+                    "churn" => Profile::LeaderChurn,
+                    other => return Err(format!("unknown profile {other}")),
+                }
+            }
             "--keep-going" => a.keep_going = true,
             "--verbose" => a.verbose = true,
             _ => return Err(format!("unknown flag {flag}")),
@@ -141,11 +150,12 @@ fn main() {
         }
     };
     let key = format!(
-        "start={},seeds={},mutation={},fault_ms={}",
+        "start={},seeds={},mutation={},fault_ms={},profile={:?}",
         args.start,
         args.seeds,
         mutation_name(args.mutation),
-        args.fault_ms
+        args.fault_ms,
+        args.profile
     );
     let end = args.start + args.seeds;
     let (mut next, mut totals, mut wall_before) = (args.start, Totals::default(), 0.0);
@@ -162,6 +172,7 @@ fn main() {
             let mut opts = RunOptions::new(seed);
             opts.mutation = args.mutation;
             opts.fault_ms = args.fault_ms;
+            opts.profile = args.profile;
             opts.stop_at_first_violation = true;
             let r = run_seed(opts);
             if args.verbose {
@@ -169,8 +180,9 @@ fn main() {
             }
             for v in &r.violations {
                 println!(
-                    "VIOLATION seed={seed} nodes={} {} at {} ms: {}\n  replay: cargo run --release -p josefine-sim --bin chain-sim -- --start {seed} --seeds 1 --mutation {}",
-                    r.nodes, v.property, v.time_ms, v.detail, mutation_name(args.mutation)
+                    "VIOLATION seed={seed} nodes={} {} at {} ms: {}\n  replay: cargo run --release -p josefine-sim --bin chain-sim -- --start {seed} --seeds 1 --mutation {} --fault-ms {} --profile {}",
+                    r.nodes, v.property, v.time_ms, v.detail, mutation_name(args.mutation), args.fault_ms,
+                    if args.profile == Profile::Mixed { "mixed" } else { "churn" }
                 );
             }
             totals.add(&r);
