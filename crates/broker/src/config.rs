@@ -43,19 +43,22 @@ pub struct ServeArgs {
     /// TOML file: the flags above as snake_case keys plus a [broker] table of Kafka-named settings.
     #[arg(long, env = "JOSEFINE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// A Kafka-named broker setting, e.g. --set num.partitions=3 (repeatable). Settings and
-    /// defaults (Kafka's unless noted):
-    ///   num.partitions=1, default.replication.factor=1, auto.create.topics.enable=true,
-    ///   min.insync.replicas=1, message.max.bytes=1048588, log.segment.bytes=1073741824,
-    ///   log.roll.ms / log.roll.hours=168, log.retention.ms / log.retention.minutes /
-    ///   log.retention.hours=168, log.retention.bytes=-1, log.index.interval.bytes=4096,
-    ///   log.flush.interval.messages=9223372036854775807, log.flush.interval.ms=(none: OS flushes),
-    ///   log.message.timestamp.type=CreateTime, socket.request.max.bytes=104857600,
-    ///   fetch.max.bytes=57671680, connections.max.idle.ms=600000,
-    ///   max.connections=4096 (Kafka: unlimited; Josefine always keeps a cap),
-    ///   queued.max.requests=16 (per connection in-flight cap; Kafka's is a global queue of 500),
-    ///   cluster.id=(derived from the data dir on first start)
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    /// A Kafka-named broker setting, e.g. --set num.partitions=3 (repeatable; beats the file's
+    /// [broker] table). Settings and defaults (Kafka's unless noted):
+    ///   num.partitions=1                  default.replication.factor=1
+    ///   auto.create.topics.enable=true    min.insync.replicas=1
+    ///   message.max.bytes=1048588         socket.request.max.bytes=104857600
+    ///   log.segment.bytes=1073741824      log.roll.ms (or log.roll.hours=168)
+    ///   log.retention.ms (or log.retention.minutes, log.retention.hours=168)
+    ///   log.retention.bytes=-1            log.index.interval.bytes=4096
+    ///   log.flush.interval.messages=9223372036854775807 (1 = fsync before every ack, group-committed)
+    ///   log.flush.interval.ms=(unset: the OS flushes)
+    ///   log.message.timestamp.type=CreateTime (or LogAppendTime)
+    ///   fetch.max.bytes=57671680          connections.max.idle.ms=600000
+    ///   max.connections=4096 (Kafka: unlimited; Josefine always keeps a cap)
+    ///   queued.max.requests=16 (Josefine: in-flight requests per connection)
+    ///   cluster.id=(random on first start, then kept in the metadata log)
+    #[arg(long = "set", value_name = "KEY=VALUE", verbatim_doc_comment)]
     pub set: Vec<String>,
 }
 

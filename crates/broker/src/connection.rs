@@ -70,14 +70,21 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             break;
         }
         let mut buf = Vec::with_capacity((len as usize).min(FRAME_BUFFER_INITIAL_BYTES));
-        match (&mut reader).take(len as u64).read_to_end(&mut buf).await {
-            Ok(n) if n == len as usize => {}
-            Ok(_) => {
+        // The idle timeout also bounds a frame that trickles in (slow-loris).
+        let body =
+            tokio::time::timeout(idle, (&mut reader).take(len as u64).read_to_end(&mut buf)).await;
+        match body {
+            Ok(Ok(n)) if n == len as usize => {}
+            Ok(Ok(_)) => {
                 debug!(%peer, "connection closed mid-frame");
                 break;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 debug!(%peer, "read error mid-frame: {e}");
+                break;
+            }
+            Err(_) => {
+                debug!(%peer, "frame not completed within connections.max.idle.ms; closing");
                 break;
             }
         }

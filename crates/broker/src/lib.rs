@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod limits;
 pub mod metadata_store;
 pub mod partitions;
+pub mod raft;
 pub mod server;
 
 /// Installed for every binary that links this crate (the broker, its tests, the fuzz target),

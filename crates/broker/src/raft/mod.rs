@@ -1,0 +1,339 @@
+//! The chain's runtime: drives the pure `josefine_chain::Node` with real time, real sockets and
+//! the on-disk `ChainStore`.
+//!
+//! Owns the event loop of one chain server: ticks from a tokio interval, messages from
+//! [`transport`], proposals from [`ChainHandle::propose`]. After every event it carries out the
+//! core's `Ready` in the order the core documents: persist and fsync (on the blocking pool, so
+//! the async workers never wait on a disk), then send, then apply, then answer proposals, then
+//! reclaim. It must never put consensus logic here: every decision is the core's, so what the
+//! simulator proved is what runs.
+
+pub mod limits;
+pub mod transport;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use josefine_chain::storage::ChainStore;
+use josefine_chain::{
+    codec, Block, BlockId, Config, Node, NodeId, ProposalId, ProposalOutcome, ProposeError, Role,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use self::limits::*;
+use self::transport::PeerSender;
+
+/// Everything one chain server needs.
+#[derive(Clone, Debug)]
+pub struct ChainNodeConfig {
+    pub id: NodeId,
+    /// Every voter (this one included) and its raft address.
+    pub voters: Vec<(NodeId, SocketAddr)>,
+    /// Where to listen; defaults to this server's voter address.
+    pub listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// One core tick. Default 100 ms: election timeout 1-2 s, heartbeat 200 ms.
+    pub tick_ms: u64,
+    pub election_timeout_ticks: u64,
+    pub heartbeat_interval_ticks: u64,
+    /// Seeds election-timeout jitter; any value works, distinct per server is best.
+    pub seed: u64,
+    /// Receives committed blocks in chain order. None: blocks are not delivered.
+    pub apply: Option<mpsc::Sender<Block>>,
+}
+
+impl ChainNodeConfig {
+    pub fn new(id: NodeId, voters: Vec<(NodeId, SocketAddr)>, data_dir: PathBuf) -> Self {
+        ChainNodeConfig {
+            id,
+            voters,
+            listen: None,
+            data_dir,
+            tick_ms: 100,
+            election_timeout_ticks: 10,
+            heartbeat_interval_ticks: 2,
+            seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64,
+            apply: None,
+        }
+    }
+
+    /// Parses `1@127.0.0.1:19093,2@127.0.0.1:19094,...`.
+    pub fn parse_voters(s: &str) -> anyhow::Result<Vec<(NodeId, SocketAddr)>> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) = part
+                .split_once('@')
+                .ok_or_else(|| anyhow::anyhow!("voter {part:?} is not id@host:port"))?;
+            out.push((id.parse()?, addr.parse()?));
+        }
+        anyhow::ensure!(!out.is_empty(), "no voters given");
+        Ok(out)
+    }
+}
+
+/// A snapshot of the server's consensus state, for status pages and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainStatus {
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub head: BlockId,
+    pub commit: BlockId,
+}
+
+/// Why a proposal did not commit. `NotLeader`, `Busy` are safe to retry elsewhere or later;
+/// `LeadershipLost` and `TimedOut` mean the outcome is unknown (it may still commit).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeFailure {
+    #[error("not the chain leader (leader: {leader:?} at {addr:?})")]
+    NotLeader {
+        leader: Option<NodeId>,
+        addr: Option<SocketAddr>,
+    },
+    #[error("too many proposals pending or leadership transfer in progress")]
+    Busy,
+    #[error("payload too large")]
+    TooLarge,
+    #[error("leadership lost before commit; outcome unknown")]
+    LeadershipLost,
+    #[error("not committed in time; outcome unknown")]
+    TimedOut,
+    #[error("chain server stopped")]
+    Stopped,
+}
+
+type ProposalReply = oneshot::Sender<Result<BlockId, ProposeFailure>>;
+
+/// The running chain server.
+pub struct ChainHandle {
+    proposals: mpsc::Sender<(Bytes, ProposalReply)>,
+    status: watch::Receiver<ChainStatus>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ChainHandle {
+    /// Proposes a payload; answers once it is committed and handed to `apply`, or failed.
+    pub async fn propose(&self, payload: Bytes) -> Result<BlockId, ProposeFailure> {
+        let (tx, rx) = oneshot::channel();
+        self.proposals
+            .send((payload, tx))
+            .await
+            .map_err(|_| ProposeFailure::Stopped)?;
+        rx.await.unwrap_or(Err(ProposeFailure::Stopped))
+    }
+
+    pub fn status(&self) -> ChainStatus {
+        *self.status.borrow()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<ChainStatus> {
+        self.status.clone()
+    }
+
+    /// Waits for the server loop to end (after shutdown, or with its fatal error).
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Opens the chain store, recovers, binds the raft address and starts the server. It runs until
+/// `shutdown` completes.
+pub async fn run_chain(
+    cfg: ChainNodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<ChainHandle> {
+    let addrs: BTreeMap<NodeId, SocketAddr> = cfg.voters.iter().copied().collect();
+    let my_addr = *addrs
+        .get(&cfg.id)
+        .ok_or_else(|| anyhow::anyhow!("server {} is not in the voter list", cfg.id))?;
+    let mut core_cfg = Config::new(cfg.id, addrs.keys().copied().collect());
+    core_cfg.election_timeout_ticks = cfg.election_timeout_ticks;
+    core_cfg.heartbeat_interval_ticks = cfg.heartbeat_interval_ticks;
+    let dir = cfg.data_dir.clone();
+    let (store, recovered) =
+        tokio::task::spawn_blocking(move || ChainStore::open(&dir)).await??;
+    let node = Node::restart(core_cfg, cfg.seed, recovered)?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen.unwrap_or(my_addr)).await?;
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE_MAX);
+    let (prop_tx, prop_rx) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+    let peers: BTreeMap<NodeId, PeerSender> = addrs
+        .iter()
+        .filter(|(&id, _)| id != cfg.id)
+        .map(|(&id, &addr)| (id, transport::spawn_peer(id, addr)))
+        .collect();
+    let server = tokio::spawn(transport::serve(listener, cfg.id, inbound_tx));
+    let (status_tx, status_rx) = watch::channel(status_of(&node));
+    let lp = Loop {
+        node,
+        store: Some(store),
+        peers,
+        addrs,
+        apply: cfg.apply.clone(),
+        status: status_tx,
+        waiting: HashMap::new(),
+        frames_dropped: 0,
+    };
+    let tick = Duration::from_millis(cfg.tick_ms.max(1));
+    let task = tokio::spawn(async move {
+        let res = lp.run(tick, inbound_rx, prop_rx, shutdown).await;
+        server.abort();
+        res
+    });
+    Ok(ChainHandle {
+        proposals: prop_tx,
+        status: status_rx,
+        task,
+    })
+}
+
+fn status_of(node: &Node) -> ChainStatus {
+    ChainStatus {
+        role: node.role(),
+        term: node.term(),
+        leader: node.leader(),
+        head: node.head(),
+        commit: node.commit(),
+    }
+}
+
+struct Loop {
+    node: Node,
+    /// Moved onto the blocking pool for each write, then back.
+    store: Option<ChainStore>,
+    peers: BTreeMap<NodeId, PeerSender>,
+    addrs: BTreeMap<NodeId, SocketAddr>,
+    apply: Option<mpsc::Sender<Block>>,
+    status: watch::Sender<ChainStatus>,
+    waiting: HashMap<ProposalId, ProposalReply>,
+    frames_dropped: u64,
+}
+
+impl Loop {
+    async fn run(
+        mut self,
+        tick: Duration,
+        mut inbound: mpsc::Receiver<josefine_chain::Envelope>,
+        mut proposals: mpsc::Receiver<(Bytes, ProposalReply)>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => self.node.tick(),
+                Some(env) = inbound.recv() => self.node.step(env),
+                Some((payload, reply)) = proposals.recv() => self.propose(payload, reply),
+            }
+            self.drain().await?;
+        }
+        for (_, reply) in self.waiting.drain() {
+            let _ = reply.send(Err(ProposeFailure::Stopped));
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, payload: Bytes, reply: ProposalReply) {
+        match self.node.propose(payload) {
+            Ok(pid) => {
+                self.waiting.insert(pid, reply);
+            }
+            Err(e) => {
+                let f = match e {
+                    ProposeError::NotLeader { leader } => ProposeFailure::NotLeader {
+                        leader,
+                        addr: leader.and_then(|l| self.addrs.get(&l).copied()),
+                    },
+                    ProposeError::TooManyPending | ProposeError::TransferInProgress => {
+                        ProposeFailure::Busy
+                    }
+                    ProposeError::TooLarge { .. } => ProposeFailure::TooLarge,
+                };
+                let _ = reply.send(Err(f));
+            }
+        }
+    }
+
+    /// Carries out every Ready the core has, in the order the core requires.
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        while self.node.has_ready() {
+            let ready = self.node.take_ready();
+            // 1. Persist and fsync off the async workers.
+            let mut store = self.store.take().expect("store present between readies");
+            let (store, ready, res) = tokio::task::spawn_blocking(move || {
+                let res = store.persist(&ready);
+                (store, ready, res)
+            })
+            .await?;
+            self.store = Some(store);
+            res?;
+            // 2. Send: never waits; a full peer queue drops the frame.
+            for env in &ready.messages {
+                if let Some(p) = self.peers.get(&env.to) {
+                    if !p.send(codec::encode(env)) {
+                        self.frames_dropped += 1;
+                    }
+                }
+            }
+            // 3. Apply in chain order (the application applies a snapshot it is told about).
+            if let Some(apply) = &self.apply {
+                for b in &ready.committed {
+                    if apply.send(b.clone()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            // 4. Answer proposals, now that their blocks are applied.
+            for (pid, outcome) in &ready.proposals {
+                if let Some(reply) = self.waiting.remove(pid) {
+                    let r = match outcome {
+                        ProposalOutcome::Committed(id) => Ok(*id),
+                        ProposalOutcome::LeadershipLost => Err(ProposeFailure::LeadershipLost),
+                        ProposalOutcome::TimedOut => Err(ProposeFailure::TimedOut),
+                    };
+                    let _ = reply.send(r);
+                }
+            }
+            // 5. Reclaim space.
+            if !ready.dead.is_empty() || ready.compacted_to.is_some() {
+                if !ready.dead.is_empty() {
+                    tracing::info!(
+                        collected = ready.dead.len(),
+                        total = self.node.collected_total(),
+                        "chain: dead-branch blocks collected"
+                    );
+                }
+                let mut store = self.store.take().expect("store present");
+                let (store, res) = tokio::task::spawn_blocking(move || {
+                    let res = store.reclaim(&ready);
+                    (store, res)
+                })
+                .await?;
+                self.store = Some(store);
+                res?;
+            }
+            self.node.advance();
+        }
+        let now = status_of(&self.node);
+        self.status.send_if_modified(|s| {
+            if *s != now {
+                if s.leader != now.leader || s.term != now.term {
+                    tracing::info!(term = now.term, leader = ?now.leader, role = ?now.role, "chain: leadership");
+                }
+                *s = now;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+}
