@@ -16,9 +16,15 @@ use crate::{LogConfig, LogError, PartitionLog};
 const METADATA_FILE: &str = "partition.metadata";
 const DELETE_SUFFIX: &str = "-delete";
 
+/// Lock file in the data directory, held (flock) for the manager's lifetime as Kafka holds
+/// `.lock`: a second broker process on the same directory would interleave appends.
+const LOCK_FILE: &str = ".lock";
+
 /// The set of partition logs under one data directory.
 pub struct LogManager {
     data_dir: PathBuf,
+    /// Held open to keep the exclusive lock.
+    _lock: fs::File,
     found: Vec<(String, i32, [u8; 16])>,
     open: Mutex<HashMap<(String, i32), Arc<PartitionLog>>>,
 }
@@ -100,6 +106,19 @@ impl LogManager {
     pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, LogError> {
         let _ = now_ms;
         fs::create_dir_all(data_dir).map_err(io_err(format!("creating {}", data_dir.display())))?;
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(format!("opening {}", lock_path.display())))?;
+        lock.try_lock().map_err(|e| {
+            LogError::storage(
+                format!("{} is in use by another process", data_dir.display()),
+                std::io::Error::new(std::io::ErrorKind::WouldBlock, e.to_string()),
+            )
+        })?;
         let mut found = Vec::new();
         for entry in
             fs::read_dir(data_dir).map_err(io_err(format!("listing {}", data_dir.display())))?
@@ -129,6 +148,7 @@ impl LogManager {
         found.sort();
         Ok(LogManager {
             data_dir: data_dir.to_path_buf(),
+            _lock: lock,
             found,
             open: Mutex::new(HashMap::new()),
         })
@@ -274,6 +294,14 @@ mod tests {
             a.close().unwrap();
         }
         let m = LogManager::open(dir.path(), 0).unwrap();
+        // A second manager on the same directory is refused while the first one lives.
+        assert_eq!(
+            LogManager::open(dir.path(), 0)
+                .err()
+                .unwrap()
+                .kafka_error_code(),
+            56
+        );
         assert_eq!(
             m.existing(),
             vec![
@@ -293,6 +321,7 @@ mod tests {
         assert!(!dir.path().join("orders-v1-0").exists());
         // A leftover -delete directory from a crash is removed on open.
         fs::create_dir_all(dir.path().join("x-0.abc-delete")).unwrap();
+        drop(m);
         let m = LogManager::open(dir.path(), 0).unwrap();
         assert!(!dir.path().join("x-0.abc-delete").exists());
         assert_eq!(m.existing(), vec![("orders-v1".to_string(), 1, id)]);
