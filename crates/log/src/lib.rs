@@ -31,6 +31,24 @@
 //! (the last offset known to be fsynced) is validated (structure and CRC); the log is truncated
 //! at the first invalid byte and the indexes of the recovered segments are rebuilt.
 
+//! # Where this differs from Kafka, and why
+//!
+//! - Records inside a batch must have offset deltas 0..n-1. Kafka would recompress the batch to
+//!   renumber them; we never recompress, and every client writes dense deltas.
+//! - Bytes after the one batch of a produce are refused (INVALID_RECORD / CORRUPT_MESSAGE);
+//!   Kafka silently ignores a trailing partial batch.
+//! - Time-based roll counts from the wall-clock time of a segment's first append, not from the
+//!   producer's timestamp, so a client with a bad clock cannot make every append roll.
+//! - `log.message.timestamp.{before,after}.max.ms` are fixed at Kafka 4's defaults
+//!   (see [`limits`]); a compressed batch may not decompress past
+//!   [`limits::DECOMPRESSED_BATCH_BYTES_MAX`].
+//! - Transactional and control batches from clients are refused (INVALID_TXN_STATE /
+//!   INVALID_RECORD) until transactions exist.
+//! - Recovery and segment files follow Kafka's names (`<offset>.log/.index/.timeindex`,
+//!   `partition.metadata`); the recovery point, clean marker and producer snapshots are kept per
+//!   partition directory (`recovery-point`, `clean-shutdown`, `<offset>.snapshot`) in our own
+//!   formats.
+
 pub mod batch;
 mod error;
 mod index;

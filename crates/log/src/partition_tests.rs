@@ -693,3 +693,22 @@ fn shared_types_are_send_and_sync() {
     assert_send_sync::<crate::LogManager>();
     assert_send_sync::<crate::LogError>();
 }
+
+#[test]
+fn timestamp_lookup_with_log_append_time_uses_the_append_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..small_config()
+    };
+    let log = PartitionLog::open(dir.path(), ID, config, NOW).unwrap();
+    // Producer timestamps are ignored: batch i is stamped NOW + 10 * i.
+    for i in 0..40 {
+        let b = BatchBuilder::new(5).sized_records(3, 50).build();
+        log.append(&b, 0, NOW + 10 * i).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(NOW + 15), Some((6, NOW + 20)));
+    assert_eq!(log.offset_for_timestamp(NOW + 390), Some((117, NOW + 390)));
+    assert_eq!(log.offset_for_timestamp(NOW + 391), None);
+    assert_eq!(log.max_timestamp(), Some((NOW + 390, 117)));
+}
