@@ -329,6 +329,14 @@ impl PartitionLog {
             ));
         }
         let summary = batch::validate_client_batch(records, &self.validation_config(), now_ms)?;
+        // Everything under the CRC is settled before the lock: only the base offset and leader
+        // epoch (outside the CRC) depend on the log's state.
+        let mut bytes = records.to_vec();
+        let (log_append_time_ms, max_ts) = match self.config.timestamp_type {
+            TimestampType::LogAppendTime => (now_ms, now_ms),
+            TimestampType::CreateTime => (-1, summary.max_timestamp),
+        };
+        batch::set_max_timestamp(&mut bytes, self.config.timestamp_type, max_ts);
 
         let mut w = self.writer.lock().expect("writer lock");
         if w.offline || w.closed {
@@ -344,17 +352,11 @@ impl PartitionLog {
             });
         }
         let base_offset = self.log_end_offset.load(Ordering::Relaxed);
-        let mut bytes = records.to_vec();
         batch::set_offset_and_epoch(&mut bytes, base_offset, leader_epoch);
-        let (log_append_time_ms, max_ts, max_ts_offset) = match self.config.timestamp_type {
-            TimestampType::LogAppendTime => (now_ms, now_ms, base_offset),
-            TimestampType::CreateTime => (
-                -1,
-                summary.max_timestamp,
-                base_offset + summary.max_timestamp_offset_delta as i64,
-            ),
+        let max_ts_offset = match self.config.timestamp_type {
+            TimestampType::LogAppendTime => base_offset,
+            TimestampType::CreateTime => base_offset + summary.max_timestamp_offset_delta as i64,
         };
-        batch::set_max_timestamp(&mut bytes, self.config.timestamp_type, max_ts);
         let h = BatchHeader::parse(&bytes).expect("rewritten header parses");
         let active = self.maybe_roll(&w, bytes.len() as u64, h.last_offset(), now_ms)?;
         if let Err((e, repaired)) = active.append(

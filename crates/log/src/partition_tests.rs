@@ -712,3 +712,20 @@ fn timestamp_lookup_with_log_append_time_uses_the_append_time() {
     assert_eq!(log.offset_for_timestamp(NOW + 391), None);
     assert_eq!(log.max_timestamp(), Some((NOW + 390, 117)));
 }
+
+#[test]
+fn a_length_corrupted_on_disk_under_a_running_log_is_a_storage_error_not_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), ID, LogConfig::default(), NOW).unwrap();
+    let first = batch_n(0);
+    log.append(&first, 0, NOW).unwrap();
+    log.append(&batch_n(1), 0, NOW).unwrap();
+    let path = dir.path().join("00000000000000000000.log");
+    for bad_length in [-1i32, 3, i32::MAX] {
+        let mut data = std::fs::read(&path).unwrap();
+        data[first.len() + 8..first.len() + 12].copy_from_slice(&bad_length.to_be_bytes());
+        std::fs::write(&path, &data).unwrap();
+        let e = log.read(1, 1 << 20, i64::MAX).unwrap_err();
+        assert_eq!(e.kafka_error_code(), 56, "length {bad_length}: {e}");
+    }
+}

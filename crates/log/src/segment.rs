@@ -485,9 +485,13 @@ impl Segment {
                 if buf.len() - at < 27 {
                     break None;
                 }
-                let total = LOG_OVERHEAD_BYTES + be_i32(&buf, at + batch::LENGTH_AT) as usize;
-                let last = be_i64(&buf, at) + be_i32(&buf, at + batch::LAST_OFFSET_DELTA_AT) as i64;
-                if total <= LOG_OVERHEAD_BYTES || pos + (at + total) as u64 > committed {
+                let length = be_i32(&buf, at + batch::LENGTH_AT);
+                let total = LOG_OVERHEAD_BYTES + length.max(0) as usize;
+                let last = be_i64(&buf, at)
+                    .saturating_add(be_i32(&buf, at + batch::LAST_OFFSET_DELTA_AT) as i64);
+                if length < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32
+                    || pos + (at + total) as u64 > committed
+                {
                     return Err(corrupt_on_disk(format!(
                         "{} at {}",
                         self.log_path.display(),
@@ -518,7 +522,17 @@ impl Segment {
             // Take whole batches from s.
             let mut e = s;
             while buf.len() - e >= 27 {
-                let total = LOG_OVERHEAD_BYTES + be_i32(&buf, e + batch::LENGTH_AT) as usize;
+                let length = be_i32(&buf, e + batch::LENGTH_AT);
+                let total = LOG_OVERHEAD_BYTES + length.max(0) as usize;
+                if length < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32
+                    || pos + (e + total) as u64 > committed
+                {
+                    return Err(corrupt_on_disk(format!(
+                        "{} at {}",
+                        self.log_path.display(),
+                        pos + e as u64
+                    )));
+                }
                 let base = be_i64(&buf, e);
                 if base >= max_offset_exclusive {
                     break;
