@@ -34,7 +34,7 @@ pub fn visit_records(
     match header.compression() {
         Compression::None => walk(&mut SliceSource { buf: body, pos: 0 }, header, visit),
         Compression::Gzip => walk(
-            &mut StreamSource::new(flate2::read::GzDecoder::new(body)),
+            &mut StreamSource::new(flate2::bufread::GzDecoder::new(body)),
             header,
             visit,
         ),
