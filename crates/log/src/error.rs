@@ -53,6 +53,9 @@ pub enum LogError {
     /// zstd in a produce request older than v7 (Kafka's UNSUPPORTED_COMPRESSION_TYPE).
     #[error("unsupported compression type: {0}")]
     UnsupportedCompressionType(String),
+    /// A log setting outside what the log can honour (INVALID_CONFIG).
+    #[error("invalid log config: {0}")]
+    InvalidConfig(String),
     /// The partition directory (or the open log) belongs to another topic id.
     #[error("inconsistent topic id: {0}")]
     InconsistentTopicId(String),
@@ -87,6 +90,7 @@ impl LogError {
             LogError::InvalidTxnState(_) => 48,
             LogError::UnsupportedCompressionType(_) => 76,
             LogError::InconsistentTopicId(_) => 103,
+            LogError::InvalidConfig(_) => 40,
             LogError::Storage { .. } | LogError::Offline => 56,
         }
     }

@@ -122,10 +122,16 @@ impl PartitionLog {
         if config.segment_bytes < crate::limits::SEGMENT_BYTES_MIN
             || config.segment_bytes > SEGMENT_BYTES_MAX
         {
-            return Err(LogError::InvalidRecord(format!(
+            return Err(LogError::InvalidConfig(format!(
                 "segment_bytes {} outside [{}, {SEGMENT_BYTES_MAX}]",
                 config.segment_bytes,
                 crate::limits::SEGMENT_BYTES_MIN
+            )));
+        }
+        if config.segment_ms <= 0 || config.index_interval_bytes == 0 {
+            return Err(LogError::InvalidConfig(format!(
+                "segment_ms {} and index_interval_bytes {} must be positive",
+                config.segment_ms, config.index_interval_bytes
             )));
         }
         fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;

@@ -729,3 +729,31 @@ fn a_length_corrupted_on_disk_under_a_running_log_is_a_storage_error_not_garbage
         assert_eq!(e.kafka_error_code(), 56, "length {bad_length}: {e}");
     }
 }
+
+#[test]
+fn impossible_configs_are_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for config in [
+        LogConfig {
+            segment_bytes: 10,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_bytes: 1 << 40,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_ms: 0,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        },
+    ] {
+        let e = PartitionLog::open(dir.path(), ID, config.clone(), NOW)
+            .err()
+            .unwrap();
+        assert_eq!(e.kafka_error_code(), 40, "{config:?}");
+    }
+}
