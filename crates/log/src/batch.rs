@@ -284,10 +284,13 @@ pub fn validate_client_batch(
             header.base_offset
         )));
     }
-    if batch.len() as u64 > cfg.max_message_bytes as u64 {
+    // Never above BATCH_BYTES_MAX, whatever the config says: recovery treats longer batches as
+    // corrupt, so accepting one would lose it at the next unclean restart.
+    let max_bytes = (cfg.max_message_bytes as u64).min(crate::limits::BATCH_BYTES_MAX);
+    if batch.len() as u64 > max_bytes {
         return Err(LogError::MessageTooLarge {
             size_bytes: batch.len() as u64,
-            max_bytes: cfg.max_message_bytes as u64,
+            max_bytes,
         });
     }
     check_crc(batch, &header)?;

@@ -18,10 +18,6 @@ pub const RECORD_BYTES_MIN: usize = 7;
 /// >100x the default message.max.bytes, far above real compression ratios of record data.
 pub const DECOMPRESSED_BATCH_BYTES_MAX: u64 = 128 * 1024 * 1024;
 
-/// Largest single record (key + value + headers) we will skip through while validating a
-/// compressed batch; equal to the decompression cap since a record cannot exceed its batch.
-pub const RECORD_BYTES_MAX: u64 = DECOMPRESSED_BATCH_BYTES_MAX;
-
 /// Largest batch accepted regardless of `message.max.bytes`: batch lengths are i32 on the wire
 /// and segment positions are u32 in the offset index, so a batch must fit well inside both.
 pub const BATCH_BYTES_MAX: u64 = 1 << 30;
