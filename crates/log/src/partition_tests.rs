@@ -256,6 +256,17 @@ fn timestamp_lookup_and_max_timestamp() {
         Some((firsts[37] + 2, NOW + 3702))
     );
     assert_eq!(log.max_timestamp(), Some((NOW + 5902, firsts[59] + 2)));
+    drop(log);
+    // Unclean, with no recovery point: every segment is walked and its indexes rebuilt.
+    std::fs::remove_file(dir.path().join("recovery-point")).unwrap();
+    std::fs::remove_file(dir.path().join("clean-shutdown")).ok();
+    let log = PartitionLog::open(dir.path(), ID, small_config(), NOW).unwrap();
+    assert_eq!(
+        log.offset_for_timestamp(NOW + 3702),
+        Some((firsts[37] + 2, NOW + 3702))
+    );
+    assert_eq!(log.offset_for_timestamp(NOW + 1), Some((1, NOW + 1)));
+    assert_eq!(log.max_timestamp(), Some((NOW + 5902, firsts[59] + 2)));
 }
 
 /// A temp dir on tmpfs when there is one: the recovery sweep opens hundreds of logs and each

@@ -164,6 +164,7 @@ impl Segment {
         // Walk [start_pos, end): validate, rebuild index entries when rebuilding, find the end.
         let mut expected = start_offset;
         let mut first = true;
+        let mut max_position = None;
         let walked = seg.walk(start_pos, file_bytes, |pos, bytes| {
             let h = BatchHeader::parse(bytes)?;
             batch::check_crc(bytes, &h)?;
@@ -182,7 +183,21 @@ impl Segment {
             expected = h.last_offset() + 1;
             let already_indexed = !rebuild && first;
             first = false;
-            seg.note_batch(pos, bytes, &h, index_interval_bytes, !already_indexed, None);
+            if h.max_timestamp > seg.max_timestamp().0 {
+                max_position = Some(pos);
+            }
+            // The batch's base offset stands in for its max-timestamp record (a conservative
+            // time index entry: lookups start at or before it); the exact record offset is
+            // computed once, below, for the segment's max only, so recovery does not
+            // decompress every compressed batch.
+            seg.note_batch(
+                pos,
+                bytes,
+                &h,
+                index_interval_bytes,
+                !already_indexed,
+                Some(h.base_offset),
+            );
             Ok(true)
         });
         let (valid_end, truncated) = match walked {
@@ -211,6 +226,15 @@ impl Segment {
         }
         seg.size_bytes.store(valid_end, Ordering::Release);
         seg.next_offset.store(expected, Ordering::Release);
+        if let Some(pos) = max_position {
+            let exact = seg.walk(pos, valid_end, |_, bytes| {
+                let h = BatchHeader::parse(bytes)?;
+                *seg.max_timestamp.lock().expect("ts lock") =
+                    (h.max_timestamp, max_timestamp_offset(bytes, &h));
+                Ok(false)
+            });
+            exact.map_err(|b| b.error)?;
+        }
         if rebuild {
             seg.index.lock().expect("index lock").sync().map_err(io)?;
             // What we walked may exist only in the page cache (the process died, not the
