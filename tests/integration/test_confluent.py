@@ -75,3 +75,22 @@ def test_100k_idempotent_round_trip_survives_sigkill(broker_factory, topic_name)
 
     assert watermarks(broker.bootstrap, topic_name) == (0, MESSAGES)
     _check_in_order(read_partition(broker.bootstrap, topic_name, MESSAGES))
+
+
+def test_idempotent_small_batches_pipelined(shared_broker, topic_name):
+    """Many small batches with up to 5 produce requests in flight on one connection: the
+    broker must apply them in request order, or the sequence checks reject the later ones."""
+    create_topic(shared_broker.bootstrap, topic_name)
+    producer = Producer({
+        "bootstrap.servers": shared_broker.bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "max.in.flight.requests.per.connection": 5,
+        "linger.ms": 0,
+        "batch.num.messages": 50,
+    })
+    total = 20_000
+    log = produce_all(producer, topic_name, _records(0, total))
+    assert not log.errors(), log.errors()[:5]
+    assert [r[3] for r in log.reports] == list(range(total)), "delivery offsets not dense and in order"
+    _check_in_order(read_partition(shared_broker.bootstrap, topic_name, total))
