@@ -45,6 +45,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::InitProducerId, 0, 6),
+    api(ApiKey::DescribeConfigs, 1, 4),
 ];
 
 /// The support entry for an API key, if we implement it.

@@ -12,9 +12,10 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -38,6 +39,7 @@ pub enum RequestBody {
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
     InitProducerId(InitProducerIdRequest),
+    DescribeConfigs(DescribeConfigsRequest),
 }
 
 /// The body of a response we send.
@@ -51,6 +53,7 @@ pub enum ResponseBody {
     CreateTopics(CreateTopicsResponse),
     DeleteTopics(DeleteTopicsResponse),
     InitProducerId(InitProducerIdResponse),
+    DescribeConfigs(DescribeConfigsResponse),
 }
 
 impl ResponseBody {
@@ -64,6 +67,7 @@ impl ResponseBody {
             ResponseBody::CreateTopics(r) => r.encode(out, version),
             ResponseBody::DeleteTopics(r) => r.encode(out, version),
             ResponseBody::InitProducerId(r) => r.encode(out, version),
+            ResponseBody::DescribeConfigs(r) => r.encode(out, version),
         }
     }
 }
@@ -79,6 +83,9 @@ fn decode_body(api_key: ApiKey, buf: &mut Bytes, v: i16) -> anyhow::Result<Reque
         ApiKey::DeleteTopics => RequestBody::DeleteTopics(DeleteTopicsRequest::decode(buf, v)?),
         ApiKey::InitProducerId => {
             RequestBody::InitProducerId(InitProducerIdRequest::decode(buf, v)?)
+        }
+        ApiKey::DescribeConfigs => {
+            RequestBody::DescribeConfigs(DescribeConfigsRequest::decode(buf, v)?)
         }
         other => anyhow::bail!("no decoder wired for {other:?}"),
     })

@@ -1,10 +1,14 @@
 //! One client connection: bytes <-> frames, pipelining, ordering.
 //!
 //! Owns: reading 4-byte-length frames (length checked against `socket.request.max.bytes`
-//! BEFORE any buffer is sized; negative lengths close), decoding them, running each request as
-//! its own task (so a parked Fetch does not block the read loop), and writing the replies back
-//! strictly in request order. At most `queued.max.requests` requests are in flight per
-//! connection; beyond that the read loop waits (TCP back-pressure does the rest).
+//! BEFORE any buffer is sized; negative lengths close), decoding them, and handling them one
+//! at a time in arrival order, writing each reply before starting the next request. Requests
+//! are read ahead and decoded while an earlier one is handled (pipelining), at most
+//! `queued.max.requests` of them; beyond that the read loop waits (TCP back-pressure).
+//! Handling strictly in order is not only about reply order: an idempotent producer pipelines
+//! up to 5 Produce requests on one connection and relies on them being *appended* in order
+//! (Kafka mutes a connection while a request is in progress for the same reason), so
+//! concurrent handling would turn in-order sequences into OUT_OF_ORDER_SEQUENCE_NUMBER.
 //! A malformed frame, an unknown or unimplemented API, or an idle timeout closes this
 //! connection only, with a log line; nothing here can stop the broker.
 
@@ -16,11 +20,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
-use crate::codec::decode_request;
+use crate::codec::{decode_request, Decoded};
 use crate::dispatch::{self, Reply};
 
 /// Initial receive buffer for a frame; it grows with the bytes actually received, so a peer
@@ -34,8 +38,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let settings = &broker.config.broker;
     let max_frame = settings.socket_request_max_bytes as usize;
     let idle = Duration::from_millis(settings.connections_max_idle_ms);
-    let (tx, rx) = mpsc::channel::<oneshot::Receiver<Reply>>(settings.queued_max_requests as usize);
-    let mut write_task = tokio::spawn(write_loop(writer, rx));
+    let (tx, rx) = mpsc::channel::<Decoded>(settings.queued_max_requests as usize);
+    let mut write_task = tokio::spawn(handle_loop(broker.clone(), writer, rx));
     loop {
         let mut len_bytes = [0u8; 4];
         let read = tokio::select! {
@@ -95,42 +99,32 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                 break;
             }
         };
-        let (reply_tx, reply_rx) = oneshot::channel();
-        if tx.send(reply_rx).await.is_err() {
-            break; // writer gone
+        if tx.send(decoded).await.is_err() {
+            break; // the handler loop ended (write error or a Close reply)
         }
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            let reply = dispatch::handle(&broker, decoded).await;
-            let _ = reply_tx.send(reply);
-        });
     }
     drop(tx);
     let _ = write_task.await;
 }
 
-/// Writes replies in request order.
-async fn write_loop(
+/// Handles requests one at a time, in arrival order, writing each reply before the next.
+async fn handle_loop(
+    broker: Arc<Broker>,
     mut writer: OwnedWriteHalf,
-    mut replies: mpsc::Receiver<oneshot::Receiver<Reply>>,
+    mut requests: mpsc::Receiver<Decoded>,
 ) {
-    while let Some(next) = replies.recv().await {
-        match next.await {
-            Ok(Reply::Frame(frame)) => {
+    while let Some(decoded) = requests.recv().await {
+        match dispatch::handle(&broker, decoded).await {
+            Reply::Frame(frame) => {
                 if let Err(e) = writer.write_all(&frame).await {
                     debug!("write error: {e}");
                     return;
                 }
             }
-            Ok(Reply::Nothing) => {}
-            Ok(Reply::Close) => {
+            Reply::Nothing => {}
+            Reply::Close => {
                 info!("closing connection after a request that requires it");
                 let _ = writer.shutdown().await;
-                return;
-            }
-            Err(_) => {
-                // The handler task panicked: a broken invariant was caught there. Close.
-                warn!("request handler failed; closing connection");
                 return;
             }
         }

@@ -107,6 +107,9 @@ async fn handle_request(broker: &Arc<Broker>, request: DecodedRequest) -> Reply 
         RequestBody::InitProducerId(r) => {
             ResponseBody::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
         }
+        RequestBody::DescribeConfigs(r) => {
+            ResponseBody::DescribeConfigs(handlers::describe_configs::handle(broker, r))
+        }
     };
     frame(
         (api_key, v),

@@ -201,11 +201,8 @@ async fn pipelined_requests_are_answered_in_order_and_acks_0_gets_no_response() 
     c.send(ApiKey::Metadata, 9, &req).await;
     let _: (i32, MetadataResponse) = c.recv(ApiKey::Metadata, 9).await;
 
-    // A long-poll fetch first (parks up to 2 s), then cheap requests behind it: the replies must
-    // still come back in request order.
-    let fetch_id = c
-        .send(ApiKey::Fetch, 11, &fetch("p", Uuid::nil(), 0, 2000, 1))
-        .await;
+    // Pipelined: an acks=0 produce, a fetch, an ApiVersions, all sent before reading. They are
+    // handled in order (the fetch sees the record) and the acks=0 produce gets no reply.
     let acks0_id = c
         .send(
             ApiKey::Produce,
@@ -213,20 +210,42 @@ async fn pipelined_requests_are_answered_in_order_and_acks_0_gets_no_response() 
             &produce("p", Uuid::nil(), 0, batch(&[("k", "x")], None)),
         )
         .await;
+    let fetch_id = c
+        .send(ApiKey::Fetch, 11, &fetch("p", Uuid::nil(), 0, 2000, 1))
+        .await;
     let versions_id = c
         .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;
-    assert!(acks0_id < versions_id);
+    assert!(acks0_id < fetch_id && fetch_id < versions_id);
     let (id1, f): (i32, FetchResponse) = c.recv(ApiKey::Fetch, 11).await;
     assert_eq!(id1, fetch_id);
-    // The acks=0 append woke the long poll, so the fetch returned the record.
     assert_eq!(
         values(f.responses[0].partitions[0].records.as_ref().unwrap()),
         vec!["x"]
     );
-    // No response for acks=0: the next frame is the ApiVersions reply.
     let (id2, _): (i32, ApiVersionsResponse) = c.recv(ApiKey::ApiVersions, 3).await;
     assert_eq!(id2, versions_id);
+
+    // Long poll: a fetch parked on one connection is woken by an append from another.
+    let mut waiter = Client::connect(&broker).await;
+    let parked_id = waiter
+        .send(ApiKey::Fetch, 11, &fetch("p", Uuid::nil(), 1, 10_000, 1))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.send(
+        ApiKey::Produce,
+        9,
+        &produce("p", Uuid::nil(), 1, batch(&[("k", "y")], None)),
+    )
+    .await;
+    let _: (i32, ProduceResponse) = c.recv(ApiKey::Produce, 9).await;
+    let (id3, f): (i32, FetchResponse) = waiter.recv(ApiKey::Fetch, 11).await;
+    assert_eq!(id3, parked_id);
+    // Had it timed out instead of waking, it would carry the (empty) read from before the append.
+    assert_eq!(
+        values(f.responses[0].partitions[0].records.as_ref().unwrap()),
+        vec!["y"]
+    );
     broker.shutdown().await;
 }
 

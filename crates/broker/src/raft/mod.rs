@@ -156,8 +156,7 @@ pub async fn run_chain(
     core_cfg.election_timeout_ticks = cfg.election_timeout_ticks;
     core_cfg.heartbeat_interval_ticks = cfg.heartbeat_interval_ticks;
     let dir = cfg.data_dir.clone();
-    let (store, recovered) =
-        tokio::task::spawn_blocking(move || ChainStore::open(&dir)).await??;
+    let (store, recovered) = tokio::task::spawn_blocking(move || ChainStore::open(&dir)).await??;
     let node = Node::restart(core_cfg, cfg.seed, recovered)?;
 
     let listener = tokio::net::TcpListener::bind(cfg.listen.unwrap_or(my_addr)).await?;
