@@ -171,7 +171,10 @@ fn three_servers_elect_commit_survive_leader_kill_and_catch_up() {
             println!("restarted server {victim_id} caught up: {st:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "restarted server did not catch up: {st:?}");
+        assert!(
+            Instant::now() < deadline,
+            "restarted server did not catch up: {st:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     restarted.kill();

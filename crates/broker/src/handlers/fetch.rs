@@ -113,6 +113,11 @@ fn read_all(
                 }
             }
         }
+        // A topic listed without partitions gets no entry, as in Kafka (the Java client flags a
+        // topic id in a full fetch response that covers none of its requested partitions).
+        if partitions.is_empty() {
+            continue;
+        }
         out.push(
             FetchableTopicResponse::default()
                 .with_topic(t.name.clone())
