@@ -37,7 +37,7 @@ pub async fn handle(
             .with_producer_epoch(0),
         Err(e) => {
             warn!("producer id allocation failed: {e}");
-            failed(code::UNKNOWN_SERVER_ERROR)
+            failed(code::COORDINATOR_NOT_AVAILABLE)
         }
     }
 }
