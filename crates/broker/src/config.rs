@@ -333,6 +333,9 @@ impl BrokerSettings {
     }
 
     /// The log configuration these settings give a new partition (before topic overrides).
+    // The struct update keeps Kafka defaults for fields the log crate adds later (it is growing
+    // cleaner/retention settings); while there are none, clippy calls it needless.
+    #[allow(clippy::needless_update)]
     pub fn log_config(&self) -> josefine_log::LogConfig {
         josefine_log::LogConfig {
             segment_bytes: self.log_segment_bytes,
@@ -347,6 +350,7 @@ impl BrokerSettings {
             },
             retention_ms: self.log_retention_ms,
             retention_bytes: self.log_retention_bytes,
+            ..josefine_log::LogConfig::default()
         }
     }
 }

@@ -105,9 +105,10 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> Describe
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let wanted = |name: &str| {
+                // null or empty = every config, as in Kafka's ConfigHelper.
                 r.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
             };
             let configs: Vec<DescribeConfigsResourceResult> = match r.resource_type {
                 RESOURCE_TOPIC => {
