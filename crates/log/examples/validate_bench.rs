@@ -18,6 +18,7 @@ fn main() {
         timestamp_type: TimestampType::CreateTime,
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: 3_600_000,
+        require_keys: false,
     };
     println!(
         "{:<8} {:>8} {:>10} {:>11} {:>14} {:>12}",

@@ -259,6 +259,9 @@ pub struct ValidationConfig {
     pub timestamp_before_max_ms: i64,
     /// `log.message.timestamp.after.max.ms`: how far in the future a CreateTime may be.
     pub timestamp_after_max_ms: i64,
+    /// Compacted topics: a record without a key is INVALID_RECORD (Kafka's rule; the cleaner
+    /// could never decide which version of "no key" to keep).
+    pub require_keys: bool,
 }
 
 /// Validate one complete batch from a client, as Kafka's broker does, in this order:
@@ -318,6 +321,12 @@ pub fn validate_client_batch(
     };
     let check_time = cfg.timestamp_type == TimestampType::CreateTime;
     records::visit_records(batch, &header, |r: RecordVisit| {
+        if cfg.require_keys && r.key_len < 0 {
+            return Err(LogError::InvalidRecord(format!(
+                "compacted topic cannot accept message without key (offset delta {})",
+                r.offset_delta
+            )));
+        }
         let out_of_window = r.timestamp > now_ms.saturating_add(cfg.timestamp_after_max_ms)
             || r.timestamp < now_ms.saturating_sub(cfg.timestamp_before_max_ms);
         if check_time && r.timestamp != NO_TIMESTAMP && out_of_window {
@@ -383,6 +392,31 @@ pub fn check_counts(header: &BatchHeader, batch_bytes: usize) -> Result<(), LogE
     Ok(())
 }
 
+/// `check_counts` for a batch the cleaner may have rewritten: it keeps its offset range
+/// (lastOffsetDelta) but may hold fewer records, or none (an emptied batch kept to preserve
+/// an idempotent producer's last sequence).
+pub fn check_counts_cleaned(header: &BatchHeader, batch_bytes: usize) -> Result<(), LogError> {
+    if header.last_offset_delta < 0
+        || header.records_count < 0
+        || header.records_count as i64 > header.last_offset_delta as i64 + 1
+    {
+        return Err(LogError::CorruptMessage(format!(
+            "cleaned batch holds {} records in lastOffsetDelta {}",
+            header.records_count, header.last_offset_delta
+        )));
+    }
+    if header.compression() == Compression::None
+        && header.records_count as u64 * RECORD_BYTES_MIN as u64
+            > (batch_bytes - BATCH_HEADER_BYTES) as u64
+    {
+        return Err(LogError::CorruptMessage(format!(
+            "record count {} cannot fit in the batch",
+            header.records_count
+        )));
+    }
+    Ok(())
+}
+
 /// Stamp the broker-assigned base offset and leader epoch: both live outside the CRC.
 pub fn set_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
@@ -423,6 +457,7 @@ pub(crate) mod tests {
             timestamp_type: TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            require_keys: false,
         }
     }
 

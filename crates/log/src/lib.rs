@@ -50,6 +50,9 @@
 //!   formats.
 
 pub mod batch;
+pub mod cleaner;
+#[cfg(test)]
+mod cleaner_tests;
 mod error;
 mod index;
 pub mod limits;
@@ -59,6 +62,8 @@ mod partition;
 mod partition_tests;
 mod producer_state;
 mod records;
+#[cfg(test)]
+mod retention_tests;
 mod segment;
 #[doc(hidden)]
 pub mod testkit;
@@ -79,7 +84,7 @@ pub enum TimestampType {
 }
 
 /// Per-partition log settings. Field comments give the Kafka setting; `Default` is Kafka's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `log.segment.bytes` (1 GiB).
     pub segment_bytes: u64,
@@ -95,10 +100,124 @@ pub struct LogConfig {
     pub flush_interval_ms: Option<i64>,
     /// `message.timestamp.type` (CreateTime).
     pub timestamp_type: TimestampType,
-    /// `log.retention.ms` (7 days; -1 unlimited). Enforced in a later issue.
+    /// `log.retention.ms` (7 days; -1 unlimited). Enforced by [`PartitionLog::enforce_retention`]
+    /// when `cleanup_policy` includes delete.
     pub retention_ms: i64,
-    /// `log.retention.bytes` (-1 unlimited). Enforced in a later issue.
+    /// `log.retention.bytes` (-1 unlimited). Enforced like `retention_ms`.
     pub retention_bytes: i64,
+    /// `cleanup.policy` (delete).
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms` (1 day): how long a tombstone stays after its offset was cleaned.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` (0.5), in [0, 1]: the driver cleans when `dirty_ratio()`
+    /// reaches it (or when `max_compaction_lag_ms` forces it).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms` (0): a segment whose newest record is younger is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` (i64::MAX): a dirty record older than this makes the log
+    /// cleanable whatever its dirty ratio ([`PartitionLog::cleaning_due`]).
+    pub max_compaction_lag_ms: i64,
+    /// `message.timestamp.before.max.ms` (i64::MAX: any past CreateTime is accepted).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (1 hour, Kafka 4).
+    pub timestamp_after_max_ms: i64,
+}
+
+/// `LogConfig` is compared in tests and by the broker; its one float is validated to lie in
+/// [0, 1] (never NaN), so equality is reflexive.
+impl Eq for LogConfig {}
+
+/// Kafka's `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Retention by time and size deletes old segments.
+    #[default]
+    Delete,
+    /// The log cleaner keeps the latest record per key; no retention.
+    Compact,
+    /// Both: compaction, and retention deletes whole old segments.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Parse Kafka's list syntax ("compact,delete" in either order, spaces allowed).
+    pub fn parse(value: &str) -> Result<CleanupPolicy, LogError> {
+        let (mut delete, mut compact) = (false, false);
+        for part in value.split(',').map(str::trim) {
+            match part {
+                "delete" => delete = true,
+                "compact" => compact = true,
+                _ => {
+                    return Err(LogError::InvalidConfig(format!(
+                        "cleanup.policy value {value:?}: {part:?} is not delete or compact"
+                    )))
+                }
+            }
+        }
+        match (compact, delete) {
+            (true, true) => Ok(CleanupPolicy::CompactDelete),
+            (true, false) => Ok(CleanupPolicy::Compact),
+            (false, true) => Ok(CleanupPolicy::Delete),
+            (false, false) => Err(LogError::InvalidConfig("cleanup.policy is empty".into())),
+        }
+    }
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+    /// Kafka's spelling, for DescribeConfigs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+}
+
+/// What one [`PartitionLog::enforce_retention`] call removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub new_log_start_offset: i64,
+}
+
+/// Per-call bounds of [`PartitionLog::clean`], set by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerLimits {
+    /// Keys the offset map may hold (memory ~ 48 bytes each). Capped by
+    /// [`limits::CLEANER_OFFSET_MAP_ENTRIES_MAX`]. When the dirty section has more keys, a
+    /// prefix of it is cleaned and `more` is returned.
+    pub offset_map_entries_max: usize,
+    /// Segment bytes one call may read and write while rewriting; at least one segment is
+    /// always processed so every call makes progress. The driver throttles by sleeping
+    /// `(bytes_read + bytes_written) / bytes_per_second` after each call.
+    pub io_bytes_max: u64,
+}
+
+impl Default for CleanerLimits {
+    fn default() -> Self {
+        CleanerLimits {
+            offset_map_entries_max: limits::CLEANER_OFFSET_MAP_ENTRIES_DEFAULT,
+            io_bytes_max: limits::CLEANER_IO_BYTES_PER_CALL_DEFAULT,
+        }
+    }
+}
+
+/// What one [`PartitionLog::clean`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CleanOutcome {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Records dropped (superseded, expired tombstones, keyless).
+    pub records_removed: u64,
+    /// Segments swapped for a cleaned copy.
+    pub segments_rewritten: usize,
+    /// True when the call stopped on its budget or map limit: call again (after throttling).
+    pub more: bool,
 }
 
 impl Default for LogConfig {
@@ -113,6 +232,13 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             retention_ms: 7 * 24 * 3_600_000,
             retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            timestamp_before_max_ms: limits::TIMESTAMP_BEFORE_MAX_MS_DEFAULT,
+            timestamp_after_max_ms: limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT,
         }
     }
 }

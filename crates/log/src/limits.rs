@@ -60,3 +60,21 @@ pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 /// copy op is 3 bytes for 64 bytes of output, ~21x; 32 leaves margin). A block declaring more is
 /// refused before the decoder allocates the declared length.
 pub const SNAPPY_EXPANSION_MAX: u64 = 32;
+
+/// Hard cap on the cleaner's offset map (keys per pass). Each entry is a 16-byte key hash and
+/// an 8-byte offset in a hash map (~48 bytes with overhead): 4M entries bound one pass to
+/// ~200 MiB, Kafka's default `log.cleaner.dedupe.buffer.size` territory (128 MiB for 24-byte
+/// entries at 0.9 load). A `CleanerLimits` may only ask for less.
+pub const CLEANER_OFFSET_MAP_ENTRIES_MAX: usize = 4 * 1024 * 1024;
+
+/// Default map size per pass: 1M keys (~48 MiB), enough for `__consumer_offsets` partitions.
+pub const CLEANER_OFFSET_MAP_ENTRIES_DEFAULT: usize = 1024 * 1024;
+
+/// Default segment bytes one `clean` call reads and writes before returning "more": small
+/// enough that the driver's throttle sleeps are frequent, large enough to swap whole segments.
+pub const CLEANER_IO_BYTES_PER_CALL_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Entries of the cleaner's "cleaned point" history (offset cleaned up to, at what time) kept
+/// to time tombstone removal. Merging two entries only delays removal, never hastens it, so a
+/// small bound is safe: 64 covers a week of hourly passes at a 1-day delete.retention.ms.
+pub const CLEANER_HISTORY_ENTRIES_MAX: usize = 64;

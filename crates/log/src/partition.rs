@@ -22,38 +22,50 @@ use crate::batch::{self, BatchHeader, ValidationConfig};
 use crate::limits::SEGMENT_BYTES_MAX;
 use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::segment::{file_stem, Segment};
-use crate::{AppendOutcome, LogConfig, LogError, ReadResult, TimestampType};
+use crate::{AppendOutcome, LogConfig, LogError, ReadResult, RetentionOutcome, TimestampType};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// The log start offset checkpoint: "0\n<offset>\n". Needed because DeleteRecords can put the
+/// log start inside a segment, where the first segment's base offset no longer says it.
+const LOG_START_FILE: &str = "log-start-offset";
+/// Suffix of segment files being deleted (renamed first, removed second; recovery removes any).
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 /// Producer snapshots kept: the newest plus one older in case the newest is damaged.
 const SNAPSHOTS_RETAINED: usize = 2;
 
 /// A partition's durable log. `Send + Sync`; every method takes `&self`.
 pub struct PartitionLog {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     topic_id: [u8; 16],
-    config: LogConfig,
-    segments: RwLock<Vec<Arc<Segment>>>,
+    /// Swapped whole by `update_config`; readers clone it (every field is plain data).
+    config: RwLock<LogConfig>,
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     log_end_offset: AtomicI64,
     log_start_offset: AtomicI64,
-    size_bytes: AtomicU64,
+    pub(crate) size_bytes: AtomicU64,
     unflushed_messages: AtomicU64,
     /// fsync rounds run by `flush` (a metric: compare with flush calls to see group commit).
     flush_rounds: AtomicU64,
     /// (largest timestamp, its offset) over the whole log.
     max_timestamp: Mutex<(i64, i64)>,
-    writer: Mutex<Writer>,
+    pub(crate) writer: Mutex<Writer>,
+    /// The log cleaner's checkpoint and pending pass (only `clean` takes it, never under
+    /// `writer`; `clean` takes `writer` inside it only to swap).
+    pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
+    /// Serialises removing or replacing sealed segments' files (retention, DeleteRecords,
+    /// cleaner swaps). Lock order: `writer`, then this.
+    pub(crate) segment_files: Mutex<()>,
     flush_state: Mutex<FlushState>,
     flush_done: Condvar,
 }
 
-struct Writer {
-    producers: ProducerStates,
+pub(crate) struct Writer {
+    pub(crate) producers: ProducerStates,
     /// A failed write could not be undone: refuse writes until reopened (and recovered).
-    offline: bool,
-    closed: bool,
+    pub(crate) offline: bool,
+    pub(crate) closed: bool,
     checkpointed_recovery_point: i64,
     last_interval_flush_ms: i64,
 }
@@ -64,13 +76,13 @@ struct FlushState {
     in_progress: bool,
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
     let context = context.into();
     move |e| LogError::storage(context, e)
 }
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename.
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
@@ -81,15 +93,20 @@ fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
     write().map_err(io_err(format!("writing {}", path.display())))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!("fsync directory {}", dir.display())))
 }
 
 fn read_recovery_point(dir: &Path) -> i64 {
-    // Format: "0\n<offset>\n" (version, offset). Anything else means "recover everything".
-    let Ok(text) = fs::read_to_string(dir.join(RECOVERY_POINT_FILE)) else {
+    read_offset_file(dir, RECOVERY_POINT_FILE)
+}
+
+/// Read a "0\n<offset>\n" (version, offset) file. Anything else reads as 0: for the recovery
+/// point that means "recover everything", for the log start "the first segment's base".
+fn read_offset_file(dir: &Path, name: &str) -> i64 {
+    let Ok(text) = fs::read_to_string(dir.join(name)) else {
         return 0;
     };
     let mut lines = text.lines();
@@ -103,7 +120,7 @@ fn read_recovery_point(dir: &Path) -> i64 {
 }
 
 /// Parse `<20 digits><suffix>` file names.
-fn offset_from_name(name: &str, suffix: &str) -> Option<i64> {
+pub(crate) fn offset_from_name(name: &str, suffix: &str) -> Option<i64> {
     let stem = name.strip_suffix(suffix)?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -111,14 +128,36 @@ fn offset_from_name(name: &str, suffix: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
-impl PartitionLog {
-    /// Create the log in `dir` or recover the one there (see the crate doc for the rules).
-    pub fn open(
-        dir: &Path,
-        topic_id: [u8; 16],
-        config: LogConfig,
-        now_ms: i64,
-    ) -> Result<Self, LogError> {
+/// INVALID_CONFIG for settings the log cannot honour (checked at open and on update).
+fn validate_config(config: &LogConfig) -> Result<(), LogError> {
+    if !(0.0..=1.0).contains(&config.min_cleanable_dirty_ratio) {
+        return Err(LogError::InvalidConfig(format!(
+            "min.cleanable.dirty.ratio {} outside [0, 1]",
+            config.min_cleanable_dirty_ratio
+        )));
+    }
+    if config.delete_retention_ms < 0
+        || config.min_compaction_lag_ms < 0
+        || config.max_compaction_lag_ms < 1
+        || config.timestamp_before_max_ms < 0
+        || config.timestamp_after_max_ms < 0
+    {
+        return Err(LogError::InvalidConfig(format!(
+            "delete.retention.ms {}, min.compaction.lag.ms {}, max.compaction.lag.ms {}, message.timestamp.before/after.max.ms {}/{} must not be negative (max.compaction.lag.ms at least 1)",
+            config.delete_retention_ms,
+            config.min_compaction_lag_ms,
+            config.max_compaction_lag_ms,
+            config.timestamp_before_max_ms,
+            config.timestamp_after_max_ms
+        )));
+    }
+    if config.retention_ms < -1 || config.retention_bytes < -1 {
+        return Err(LogError::InvalidConfig(format!(
+            "retention.ms {} and retention.bytes {} must be -1 (unlimited) or >= 0",
+            config.retention_ms, config.retention_bytes
+        )));
+    }
+    {
         if config.segment_bytes < crate::limits::SEGMENT_BYTES_MIN
             || config.segment_bytes > SEGMENT_BYTES_MAX
         {
@@ -134,7 +173,23 @@ impl PartitionLog {
                 config.segment_ms, config.index_interval_bytes
             )));
         }
+    }
+    Ok(())
+}
+
+impl PartitionLog {
+    /// Create the log in `dir` or recover the one there (see the crate doc for the rules).
+    pub fn open(
+        dir: &Path,
+        topic_id: [u8; 16],
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
+        validate_config(&config)?;
         fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        // Finish or undo what a crash interrupted: segment deletions and cleaner swaps.
+        crate::cleaner::recover_files(dir)?;
+        let cleaner = crate::cleaner::CleanerState::load(dir);
         let mut bases = Vec::new();
         let mut snapshots = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))? {
@@ -157,7 +212,14 @@ impl PartitionLog {
         let mut discard_from = None;
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
-                if prev.next_offset() != base {
+                // A cleaned segment may end before the next base (its last batches were
+                // superseded); anywhere else a gap means lost data.
+                let continues = if cleaner.may_have_gaps(prev.base_offset) {
+                    prev.next_offset() <= base
+                } else {
+                    prev.next_offset() == base
+                };
+                if !continues {
                     tracing::warn!(dir = %dir.display(), base, expected = prev.next_offset(), "segment does not continue the log; discarding it and later ones");
                     discard_from = Some(i);
                     break;
@@ -166,7 +228,14 @@ impl PartitionLog {
             // A segment is trusted when it ended before the last fsynced offset (its indexes
             // were fsynced when it was sealed), or when the last shutdown was clean.
             let trust = clean || bases.get(i + 1).is_some_and(|&next| next < recovery_point);
-            let (seg, truncated) = Segment::open(dir, base, trust, interval, now_ms)?;
+            let (seg, truncated) = Segment::open(
+                dir,
+                base,
+                trust,
+                interval,
+                now_ms,
+                cleaner.may_have_gaps(base),
+            )?;
             segments.push(Arc::new(seg));
             if truncated {
                 discard_from = Some(i + 1);
@@ -179,11 +248,21 @@ impl PartitionLog {
                     .map_err(io_err("deleting segments after a truncation"))?;
             }
         }
+        let log_start_checkpoint = read_offset_file(dir, LOG_START_FILE);
         if segments.is_empty() {
-            segments.push(Arc::new(Segment::create(dir, 0, now_ms)?));
+            // Retention and DeleteRecords never remove the last segment, so an empty directory
+            // is a new log, or one whose segments were all lost: start at the checkpointed
+            // log start so offsets never go backwards.
+            segments.push(Arc::new(Segment::create(
+                dir,
+                log_start_checkpoint,
+                now_ms,
+            )?));
         }
         let log_end_offset = segments.last().expect("one segment").next_offset();
-        let log_start_offset = segments[0].base_offset;
+        let log_start_offset = log_start_checkpoint
+            .max(segments[0].base_offset)
+            .min(log_end_offset);
         let size_bytes = segments.iter().map(|s| s.size_bytes()).sum();
         let max_timestamp = segments
             .iter()
@@ -193,7 +272,7 @@ impl PartitionLog {
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             topic_id,
-            config,
+            config: RwLock::new(config),
             segments: RwLock::new(segments),
             log_end_offset: AtomicI64::new(log_end_offset),
             log_start_offset: AtomicI64::new(log_start_offset),
@@ -201,6 +280,8 @@ impl PartitionLog {
             unflushed_messages: AtomicU64::new(0),
             flush_rounds: AtomicU64::new(0),
             max_timestamp: Mutex::new(max_timestamp),
+            cleaner: Mutex::new(cleaner),
+            segment_files: Mutex::new(()),
             writer: Mutex::new(Writer {
                 producers: ProducerStates::default(),
                 offline: false,
@@ -300,15 +381,19 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn validation_config(&self) -> ValidationConfig {
+    fn validation_config(config: &LogConfig) -> ValidationConfig {
         ValidationConfig {
-            max_message_bytes: self.config.max_message_bytes,
-            timestamp_type: self.config.timestamp_type,
-            // Kafka 4 defaults of log.message.timestamp.{before,after}.max.ms; not yet
-            // configurable (LogConfig is built by struct literal in the broker).
-            timestamp_before_max_ms: crate::limits::TIMESTAMP_BEFORE_MAX_MS_DEFAULT,
-            timestamp_after_max_ms: crate::limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+            max_message_bytes: config.max_message_bytes,
+            timestamp_type: config.timestamp_type,
+            timestamp_before_max_ms: config.timestamp_before_max_ms,
+            timestamp_after_max_ms: config.timestamp_after_max_ms,
+            require_keys: config.cleanup_policy.compacts(),
         }
+    }
+
+    /// The current settings (a copy: `update_config` may replace them at any time).
+    pub fn config(&self) -> LogConfig {
+        self.config.read().expect("config lock").clone()
     }
 
     /// Append one produced batch: `records` is the Produce request's records field for this
@@ -322,6 +407,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
+        let config = self.config();
         let header = BatchHeader::parse(records)?;
         if header.total_bytes() > records.len() {
             return Err(LogError::InvalidRecord(
@@ -334,15 +420,16 @@ impl PartitionLog {
                 "produce requests are only allowed to contain exactly one record batch per partition".into(),
             ));
         }
-        let summary = batch::validate_client_batch(records, &self.validation_config(), now_ms)?;
+        let summary =
+            batch::validate_client_batch(records, &Self::validation_config(&config), now_ms)?;
         // Everything under the CRC is settled before the lock: only the base offset and leader
         // epoch (outside the CRC) depend on the log's state.
         let mut bytes = records.to_vec();
-        let (log_append_time_ms, max_ts) = match self.config.timestamp_type {
+        let (log_append_time_ms, max_ts) = match config.timestamp_type {
             TimestampType::LogAppendTime => (now_ms, now_ms),
             TimestampType::CreateTime => (-1, summary.max_timestamp),
         };
-        batch::set_max_timestamp(&mut bytes, self.config.timestamp_type, max_ts);
+        batch::set_max_timestamp(&mut bytes, config.timestamp_type, max_ts);
 
         let mut w = self.writer.lock().expect("writer lock");
         if w.offline || w.closed {
@@ -359,17 +446,17 @@ impl PartitionLog {
         }
         let base_offset = self.log_end_offset.load(Ordering::Relaxed);
         batch::set_offset_and_epoch(&mut bytes, base_offset, leader_epoch);
-        let max_ts_offset = match self.config.timestamp_type {
+        let max_ts_offset = match config.timestamp_type {
             TimestampType::LogAppendTime => base_offset,
             TimestampType::CreateTime => base_offset + summary.max_timestamp_offset_delta as i64,
         };
         let h = BatchHeader::parse(&bytes).expect("rewritten header parses");
-        let active = self.maybe_roll(&w, bytes.len() as u64, h.last_offset(), now_ms)?;
+        let active = self.maybe_roll(&w, &config, bytes.len() as u64, h.last_offset(), now_ms)?;
         if let Err((e, repaired)) = active.append(
             &bytes,
             &h,
             max_ts_offset,
-            self.config.index_interval_bytes,
+            config.index_interval_bytes,
             now_ms,
         ) {
             if !repaired {
@@ -394,7 +481,7 @@ impl PartitionLog {
         self.log_end_offset
             .store(h.last_offset() + 1, Ordering::Release);
         drop(w);
-        let interval = self.config.flush_interval_messages;
+        let interval = config.flush_interval_messages;
         if interval > 1 && unflushed >= interval {
             self.flush()?;
         }
@@ -412,6 +499,7 @@ impl PartitionLog {
     fn maybe_roll(
         &self,
         w: &Writer,
+        config: &LogConfig,
         batch_bytes: u64,
         last_offset: i64,
         now_ms: i64,
@@ -427,8 +515,8 @@ impl PartitionLog {
             return Ok(active);
         }
         let size = active.size_bytes();
-        let full = size + batch_bytes > self.config.segment_bytes;
-        let old = now_ms - active.rolling_base_ms.load(Ordering::Relaxed) >= self.config.segment_ms;
+        let full = size + batch_bytes > config.segment_bytes;
+        let old = now_ms - active.rolling_base_ms.load(Ordering::Relaxed) >= config.segment_ms;
         let offsets_overflow = last_offset - active.base_offset > i32::MAX as i64;
         if !(full || old || offsets_overflow) {
             return Ok(active);
@@ -490,24 +578,217 @@ impl PartitionLog {
         if fetch_offset >= limit {
             return Ok(result(bytes::Bytes::new()));
         }
-        let candidates: Vec<Arc<Segment>> = {
-            let segs = self.segments.read().expect("segments lock");
-            let i = segs
-                .partition_point(|s| s.base_offset <= fetch_offset)
-                .saturating_sub(1);
-            segs[i..].iter().take(2).cloned().collect()
-        };
-        for seg in candidates {
+        // Normally the first or second segment answers; after compaction whole segments may be
+        // empty (every record superseded), so walk on until one has data.
+        let mut base = fetch_offset;
+        loop {
+            let seg = {
+                let segs = self.segments.read().expect("segments lock");
+                let i = segs
+                    .partition_point(|s| s.base_offset <= base)
+                    .saturating_sub(1);
+                let mut i = i;
+                // Skip segments that end at or before `base` (possible after cleaning).
+                while i + 1 < segs.len() && segs[i].next_offset() <= base {
+                    i += 1;
+                }
+                segs[i].clone()
+            };
             if let Some(b) = seg.read(
                 fetch_offset,
                 max_bytes,
                 limit,
-                self.config.index_interval_bytes,
+                self.config().index_interval_bytes,
             )? {
+                let now_start = self.log_start_offset();
+                if fetch_offset < now_start {
+                    // Retention or DeleteRecords moved the log start while we read.
+                    return Err(LogError::OffsetOutOfRange {
+                        offset: fetch_offset,
+                        log_start_offset: now_start,
+                        log_end_offset,
+                    });
+                }
                 return Ok(result(b));
             }
+            // Nothing at or after `base` in this segment: continue from the next one.
+            let next_base = {
+                let segs = self.segments.read().expect("segments lock");
+                segs.iter()
+                    .map(|s| s.base_offset)
+                    .find(|&b| b > seg.base_offset)
+            };
+            match next_base {
+                Some(b) if b < limit => base = base.max(b),
+                _ => return Ok(result(bytes::Bytes::new())),
+            }
         }
-        Ok(result(bytes::Bytes::new()))
+    }
+
+    /// Apply new settings (AlterConfigs): segment size/time, flush policy, timestamps,
+    /// retention and cleaner settings all take effect from the next append / tick / clean.
+    /// INVALID_CONFIG leaves the old settings in place.
+    pub fn update_config(&self, config: LogConfig) -> Result<(), LogError> {
+        validate_config(&config)?;
+        *self.config.write().expect("config lock") = config;
+        Ok(())
+    }
+
+    /// Retention (only when `cleanup.policy` includes delete): delete whole segments from the
+    /// oldest while (a) the segment's largest record timestamp (its creation time when it has
+    /// none) is more than `retention.ms` before `now_ms`, then (b) the log exceeds
+    /// `retention.bytes` by at least the segment's size, then (c) the segment lies wholly below
+    /// the log start offset (after DeleteRecords). As Kafka does, the active segment counts:
+    /// when every segment qualifies, a new empty active segment is rolled first so the log end
+    /// offset is kept. The log start offset moves to the first remaining segment. Call it from
+    /// a background timer (Kafka: every `log.retention.check.interval.ms`, 5 minutes).
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        let config = self.config();
+        let w = self.writer.lock().expect("writer lock");
+        let mut outcome = RetentionOutcome {
+            new_log_start_offset: self.log_start_offset(),
+            ..RetentionOutcome::default()
+        };
+        if w.closed || w.offline {
+            return Ok(outcome);
+        }
+        let segs = self.segments.read().expect("segments lock").clone();
+        let last = segs.len() - 1;
+        let mut count = 0;
+        if config.cleanup_policy.deletes() && config.retention_ms >= 0 {
+            while count < segs.len() {
+                let seg = &segs[count];
+                if count == last && seg.is_empty() {
+                    break;
+                }
+                let (ts, _) = seg.max_timestamp();
+                let largest_ms = if ts >= 0 {
+                    ts
+                } else {
+                    seg.rolling_base_ms.load(Ordering::Relaxed)
+                };
+                if now_ms.saturating_sub(largest_ms) <= config.retention_ms {
+                    break;
+                }
+                count += 1;
+            }
+        }
+        if config.cleanup_policy.deletes() && config.retention_bytes >= 0 {
+            let kept: u64 = segs[count..].iter().map(|s| s.size_bytes()).sum();
+            let mut excess = kept as i128 - config.retention_bytes as i128;
+            while count < segs.len() {
+                let seg = &segs[count];
+                if (count == last && seg.is_empty()) || excess < seg.size_bytes() as i128 {
+                    break;
+                }
+                excess -= seg.size_bytes() as i128;
+                count += 1;
+            }
+        }
+        let log_start = self.log_start_offset();
+        while count < last && segs[count + 1].base_offset <= log_start {
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(outcome);
+        }
+        if count == segs.len() {
+            self.roll(&w, &segs[last], now_ms)?;
+        }
+        let (n, bytes) = self.delete_oldest_segments(&w, count, log_start)?;
+        outcome.segments_deleted = n;
+        outcome.bytes_deleted = bytes;
+        outcome.new_log_start_offset = self.log_start_offset();
+        tracing::info!(dir = %self.dir.display(), segments = n, bytes, log_start_offset = outcome.new_log_start_offset, "retention deleted segments");
+        Ok(outcome)
+    }
+
+    /// DeleteRecords: make `offset` the log start offset (-1 means the high watermark), delete
+    /// the segments wholly below it, and return the new low watermark. Never moves the log
+    /// start backwards (an offset at or below it answers the current one). The new log start
+    /// is fsynced before this returns. OFFSET_OUT_OF_RANGE for an offset above the high
+    /// watermark or negative (other than -1).
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        let w = self.writer.lock().expect("writer lock");
+        if w.closed || w.offline {
+            return Err(LogError::Offline);
+        }
+        let current = self.log_start_offset();
+        if target <= current {
+            return Ok(current);
+        }
+        self.write_log_start_offset(target)?;
+        self.log_start_offset.store(target, Ordering::Release);
+        let segs = self.segments.read().expect("segments lock").clone();
+        let count = (0..segs.len() - 1)
+            .take_while(|&i| segs[i + 1].base_offset <= target)
+            .count();
+        if count > 0 {
+            self.delete_oldest_segments(&w, count, target)?;
+        }
+        Ok(target)
+    }
+
+    /// Remove the `count` oldest segments (fewer than all: callers roll first), crash-safely:
+    /// drop them from the list (readers holding one keep reading its open file), rename their
+    /// files to `.deleted`, checkpoint the new log start, then remove the files. A crash at any
+    /// point leaves either the segment (still below the checkpointed log start, deleted by the
+    /// next retention run) or `.deleted` files (removed by recovery).
+    fn delete_oldest_segments(
+        &self,
+        _w: &Writer,
+        count: usize,
+        log_start_floor: i64,
+    ) -> Result<(usize, u64), LogError> {
+        let _files = self.segment_files.lock().expect("segment files lock");
+        let removed: Vec<Arc<Segment>> = {
+            let mut segs = self.segments.write().expect("segments lock");
+            assert!(count < segs.len(), "the active segment is never deleted");
+            let new_start = log_start_floor.max(segs[count].base_offset);
+            // Publish the new start before the segments go, so a read that raced with this
+            // deletion and looked up a segment list without them sees it and answers
+            // OFFSET_OUT_OF_RANGE (read re-checks the log start after reading).
+            self.log_start_offset.store(new_start, Ordering::Release);
+            segs.drain(..count).collect()
+        };
+        let bytes: u64 = removed.iter().map(|s| s.size_bytes()).sum();
+        self.size_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        for seg in &removed {
+            Segment::rename_to_deleted(&self.dir, seg.base_offset)
+                .map_err(io_err("renaming a segment to .deleted"))?;
+        }
+        sync_dir(&self.dir)?;
+        self.write_log_start_offset(self.log_start_offset())?;
+        for seg in &removed {
+            crate::cleaner::remove_deleted_files(&self.dir, seg.base_offset)
+                .map_err(io_err("removing .deleted segment files"))?;
+        }
+        {
+            let segs = self.segments.read().expect("segments lock");
+            let max = segs
+                .iter()
+                .map(|s| s.max_timestamp())
+                .fold((-1, -1), |a, b| if b.0 > a.0 { b } else { a });
+            *self.max_timestamp.lock().expect("ts lock") = max;
+        }
+        Ok((removed.len(), bytes))
+    }
+
+    fn write_log_start_offset(&self, offset: i64) -> Result<(), LogError> {
+        write_file_atomically(
+            &self.dir.join(LOG_START_FILE),
+            format!("0\n{offset}\n").as_bytes(),
+        )?;
+        sync_dir(&self.dir)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -526,7 +807,9 @@ impl PartitionLog {
         let segs = self.segments.read().expect("segments lock").clone();
         for seg in segs {
             match seg.offset_for_timestamp(ts_ms) {
-                Ok(Some(found)) => return Some(found),
+                // Kafka answers at least the log start offset (DeleteRecords may put it inside
+                // the segment holding the match).
+                Ok(Some((offset, ts))) => return Some((offset.max(self.log_start_offset()), ts)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(dir = %self.dir.display(), error = %e, "timestamp lookup failed");
@@ -587,7 +870,7 @@ impl PartitionLog {
     /// True when every append must be fsynced before it is acknowledged
     /// (`flush_interval_messages` = 1): the broker then calls `flush()` before replying.
     pub fn needs_flush_after_append(&self) -> bool {
-        self.config.flush_interval_messages <= 1
+        self.config().flush_interval_messages <= 1
     }
 
     /// Periodic work: roll by time, flush by interval and after a roll (as Kafka flushes a
@@ -595,6 +878,7 @@ impl PartitionLog {
     pub fn tick(&self, now_ms: i64) -> Result<(), LogError> {
         let mut flush_now = false;
         {
+            let config = self.config();
             let mut w = self.writer.lock().expect("writer lock");
             if w.closed || w.offline {
                 return Ok(());
@@ -607,11 +891,11 @@ impl PartitionLog {
                 .expect("one")
                 .clone();
             if !active.is_empty()
-                && now_ms - active.rolling_base_ms.load(Ordering::Relaxed) >= self.config.segment_ms
+                && now_ms - active.rolling_base_ms.load(Ordering::Relaxed) >= config.segment_ms
             {
                 self.roll(&w, &active, now_ms)?;
             }
-            if let Some(ms) = self.config.flush_interval_ms {
+            if let Some(ms) = config.flush_interval_ms {
                 if now_ms - w.last_interval_flush_ms >= ms {
                     w.last_interval_flush_ms = now_ms;
                     flush_now = true;

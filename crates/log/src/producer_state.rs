@@ -150,6 +150,14 @@ impl ProducerStates {
         }
     }
 
+    /// Last offset of the producer's newest batch in the log, if we know the producer.
+    pub(crate) fn last_offset(&self, producer_id: i64) -> Option<i64> {
+        self.producers
+            .get(&producer_id)
+            .and_then(|e| e.batches.back())
+            .map(|b| b.last_offset)
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.producers.len()

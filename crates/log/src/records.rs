@@ -20,6 +20,10 @@ use crate::limits::{
 pub struct RecordVisit {
     pub offset_delta: i32,
     pub timestamp: i64,
+    /// -1 for a null key (refused on compacted topics).
+    pub key_len: i32,
+    /// -1 for a null value (a tombstone).
+    pub value_len: i32,
 }
 
 /// Walk every record of a complete batch (header already parsed and CRC-checked by the caller),
@@ -291,6 +295,10 @@ fn walk(
     header: &BatchHeader,
     mut visit: impl FnMut(RecordVisit) -> Result<bool, LogError>,
 ) -> Result<(), LogError> {
+    // Batches the cleaner rewrote keep their offset range but hold fewer records, with
+    // increasing deltas; clients' batches (check_counts) are dense.
+    let dense = header.records_count as i64 == header.last_offset_delta as i64 + 1;
+    let mut previous_delta = -1i32;
     for index in 0..header.records_count {
         let size = varint(src)?;
         if size < 0 {
@@ -303,13 +311,19 @@ fn walk(
         let _attributes = src.byte()?;
         let timestamp_delta = varlong(src)?;
         let offset_delta = varint(src)?;
-        if offset_delta != index {
+        let in_order = if dense {
+            offset_delta == index
+        } else {
+            offset_delta > previous_delta && offset_delta <= header.last_offset_delta
+        };
+        if !in_order {
             // Kafka would recompress to renumber; we never recompress, and every client writes
             // dense deltas, so a gap is refused rather than stored.
             return Err(LogError::InvalidRecord(format!(
                 "record {index} has offset delta {offset_delta}"
             )));
         }
+        previous_delta = offset_delta;
         let key_len = varint(src)?;
         if key_len >= 0 {
             let n = within(src.consumed(), end, key_len as i64)?;
@@ -352,6 +366,8 @@ fn walk(
         let keep_going = visit(RecordVisit {
             offset_delta,
             timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
+            key_len,
+            value_len,
         })?;
         if !keep_going {
             return Ok(());
@@ -362,6 +378,122 @@ fn walk(
             "incorrect declared batch size, records still remaining after the declared count"
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// One record of a decompressed records section, for the cleaner: where its encoded bytes
+/// (size varint included) are, so a kept record is copied verbatim (its offset and timestamp
+/// deltas stay valid because the rewritten batch keeps the base offset and base timestamp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredRecord {
+    pub(crate) encoded: std::ops::Range<usize>,
+    pub(crate) offset_delta: i32,
+    pub(crate) timestamp: i64,
+    /// None for a null key.
+    pub(crate) key: Option<std::ops::Range<usize>>,
+    /// None for a null value (a tombstone).
+    pub(crate) value: Option<std::ops::Range<usize>>,
+    pub(crate) tombstone: bool,
+}
+
+/// The records section of a batch, decompressed (bounded by `DECOMPRESSED_BATCH_BYTES_MAX`).
+pub(crate) fn decompressed_records(
+    batch: &[u8],
+    header: &BatchHeader,
+) -> Result<Vec<u8>, LogError> {
+    let body = &batch[BATCH_HEADER_BYTES..header.total_bytes()];
+    let cap = DECOMPRESSED_BATCH_BYTES_MAX;
+    let read_capped = |r: &mut dyn Read| -> Result<Vec<u8>, LogError> {
+        let mut out = Vec::new();
+        r.take(cap + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| LogError::CorruptMessage(format!("decompression failed: {e}")))?;
+        if out.len() as u64 > cap {
+            return Err(cap_exceeded());
+        }
+        Ok(out)
+    };
+    match header.compression() {
+        Compression::None => Ok(body.to_vec()),
+        Compression::Gzip => read_capped(&mut flate2::bufread::GzDecoder::new(body)),
+        Compression::Lz4 => read_capped(&mut lz4_flex::frame::FrameDecoder::new(body)),
+        Compression::Zstd => {
+            let mut context = new_zstd_context()?;
+            let mut d = zstd::stream::read::Decoder::with_context(body, &mut context);
+            read_capped(&mut d)
+        }
+        Compression::Snappy if body.starts_with(&XERIAL_MAGIC) => {
+            read_capped(&mut XerialReader::new(body)?)
+        }
+        Compression::Snappy => {
+            let len = snap::raw::decompress_len(body)
+                .map_err(|e| LogError::CorruptMessage(format!("snappy: {e}")))?;
+            if len as u64 > cap || !snappy_len_plausible(len, body.len()) {
+                return Err(cap_exceeded());
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(body)
+                .map_err(|e| LogError::CorruptMessage(format!("snappy: {e}")))
+        }
+    }
+}
+
+/// Split a decompressed records section into records (structure checked like
+/// [`visit_records`]). Allocates one entry per record: callers hold one batch at a time.
+pub(crate) fn stored_records(
+    raw: &[u8],
+    header: &BatchHeader,
+) -> Result<Vec<StoredRecord>, LogError> {
+    let mut out = Vec::new();
+    let mut src = SliceSource { buf: raw, pos: 0 };
+    let mut at = 0usize;
+    walk_positions(&mut src, header, |r, end| {
+        out.push(StoredRecord {
+            encoded: at..end,
+            offset_delta: r.0.offset_delta,
+            timestamp: r.0.timestamp,
+            key: r.1 .0,
+            value: r.1 .1,
+            tombstone: r.0.value_len < 0,
+        });
+        at = end;
+    })?;
+    Ok(out)
+}
+
+type KeyValueRanges = (
+    Option<std::ops::Range<usize>>,
+    Option<std::ops::Range<usize>>,
+);
+
+/// `walk` over a slice, also reporting each record's key range and end position.
+fn walk_positions(
+    src: &mut SliceSource<'_>,
+    header: &BatchHeader,
+    mut each: impl FnMut((RecordVisit, KeyValueRanges), usize),
+) -> Result<(), LogError> {
+    let buf = src.buf;
+    let mut key_at = Vec::new();
+    // First pass validates structure (shared with produce validation); second locates keys.
+    walk(&mut SliceSource { buf, pos: 0 }, header, |r| {
+        key_at.push(r);
+        Ok(true)
+    })?;
+    for r in key_at {
+        let size = varint(src)?;
+        let start = src.pos;
+        let end = start + size as usize;
+        let _attributes = src.byte()?;
+        varlong(src)?;
+        varint(src)?;
+        let key_len = varint(src)?;
+        let key = (key_len >= 0).then(|| src.pos..src.pos + key_len as usize);
+        src.pos += key_len.max(0) as usize;
+        let value_len = varint(src)?;
+        let value = (value_len >= 0).then(|| src.pos..src.pos + value_len as usize);
+        src.pos = end;
+        each((r, (key, value)), end);
     }
     Ok(())
 }

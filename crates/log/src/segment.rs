@@ -66,7 +66,7 @@ fn corrupt_on_disk(what: String) -> LogError {
 }
 
 impl Segment {
-    fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+    pub(crate) fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
         let stem = file_stem(base_offset);
         (
             dir.join(format!("{stem}.log")),
@@ -108,13 +108,16 @@ impl Segment {
     /// tail after the last index entry is walked; otherwise (or if the index is malformed)
     /// every batch is validated (header, CRC, counts, offset contiguity), the file is truncated
     /// at the first invalid byte and the indexes are rebuilt. Returns the segment and whether
-    /// anything was truncated.
+    /// anything was truncated. `cleaned`: the log cleaner may have rewritten this segment, so
+    /// batches may leave offset gaps between them and hold fewer records than their offset
+    /// range (anywhere else a gap is corruption).
     pub(crate) fn open(
         dir: &Path,
         base_offset: i64,
         trust_index: bool,
         index_interval_bytes: u32,
         now_ms: i64,
+        cleaned: bool,
     ) -> Result<(Segment, bool), LogError> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
         let io = |e| LogError::storage(format!("opening segment {}", log_path.display()), e);
@@ -168,8 +171,17 @@ impl Segment {
         let walked = seg.walk(start_pos, file_bytes, |pos, bytes| {
             let h = BatchHeader::parse(bytes)?;
             batch::check_crc(bytes, &h)?;
-            batch::check_counts(&h, bytes.len())?;
-            if h.base_offset != expected {
+            if cleaned {
+                batch::check_counts_cleaned(&h, bytes.len())?;
+            } else {
+                batch::check_counts(&h, bytes.len())?;
+            }
+            let in_place = if cleaned {
+                h.base_offset >= expected
+            } else {
+                h.base_offset == expected
+            };
+            if !in_place {
                 return Err(LogError::CorruptMessage(format!(
                     "batch at position {pos} has base offset {} where {expected} was expected",
                     h.base_offset
@@ -218,7 +230,14 @@ impl Segment {
         if truncated && !rebuild {
             // The trusted index may point into the truncated part: rebuild from scratch.
             drop(seg);
-            return Self::open(dir, base_offset, false, index_interval_bytes, now_ms);
+            return Self::open(
+                dir,
+                base_offset,
+                false,
+                index_interval_bytes,
+                now_ms,
+                cleaned,
+            );
         }
         if truncated {
             seg.log.set_len(valid_end).map_err(io)?;
@@ -619,6 +638,23 @@ impl Segment {
     pub(crate) fn index_position(&self, offset: i64) -> u64 {
         let rel = (offset - self.base_offset).max(0) as u32;
         self.index.lock().expect("index lock").lookup_offset(rel).1 as u64
+    }
+
+    /// First step of deleting a segment (retention, DeleteRecords): rename its files to
+    /// `<name>.deleted`, so a crash before the removal leaves files recovery knows to remove
+    /// rather than a segment it would load back.
+    pub(crate) fn rename_to_deleted(dir: &Path, base_offset: i64) -> std::io::Result<()> {
+        let (l, i, t) = Self::paths(dir, base_offset);
+        for p in [l, i, t] {
+            let mut to = p.clone().into_os_string();
+            to.push(crate::partition::DELETED_SUFFIX);
+            match std::fs::rename(&p, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Remove the three files (after the segment was dropped from the log).

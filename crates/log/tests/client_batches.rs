@@ -24,6 +24,7 @@ fn kafka_python_batches_validate_for_every_codec() {
         timestamp_type: TimestampType::CreateTime,
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: 3_600_000,
+        require_keys: false,
     };
     for (name, codec) in [
         ("none", Compression::None),

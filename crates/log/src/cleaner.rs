@@ -1,0 +1,722 @@
+//! The log cleaner (compaction) for `cleanup.policy=compact` partitions, and the recovery of
+//! interrupted segment deletions and cleaner swaps.
+//!
+//! Owns: the cleaner checkpoint (`cleaner-checkpoint`), the bounded offset map of one pass, the
+//! rewriting of sealed segments into `<base>.log.cleaned` copies, and the crash-safe swap
+//! `.cleaned` -> `.swap` -> `.log`. A pass is synchronous and driven from outside
+//! ([`PartitionLog::clean`]); it never touches the active segment, never changes an offset, and
+//! holds at most one batch (decompressed) plus the offset map in memory.
+//!
+//! Must never: drop the latest record of a key, a control batch, a transactional batch, or an
+//! idempotent producer's newest batch header; remove a tombstone before it has been in the
+//! cleaned section for `delete.retention.ms`; let a crash at any step lose or duplicate data.
+//!
+//! A pass: (1) the dirty section is [max(cleaned up to, log start), first uncleanable offset),
+//! where the first uncleanable offset is the active segment's base or the first segment whose
+//! newest record is younger than `min.compaction.lag.ms`. (2) Build a map key hash -> latest
+//! offset over the dirty section, at most `offset_map_entries_max` keys; when it fills, the
+//! pass covers only the prefix [.., map end) and says `more`. (3) Rewrite every sealed segment
+//! below the map end, oldest first, keeping a record unless a later offset of its key is in the
+//! map, it has no key, or it is a tombstone whose offset was cleaned more than
+//! `delete.retention.ms` ago. Batches keeping every record are copied byte for byte; the others
+//! are re-encoded *uncompressed* with their original base offset, offset range (lastOffsetDelta),
+//! base timestamp, producer id/epoch/base sequence, so offsets stay sparse and ordered and an
+//! idempotent producer's sequence range is unchanged. (4) Record the map end as cleaned.
+//!
+//! Swap (per segment, under the partition's `segment_files` lock):
+//! 1. write `<base>.log.cleaned`, fsync. A crash leaves a `.cleaned` file: recovery deletes it
+//!    (roll back: the original is untouched).
+//! 2. rename it to `<base>.log.swap`, fsync the directory. From here the new copy is complete:
+//!    recovery completes the swap.
+//! 3. delete `<base>.index` / `.timeindex` (they describe the old file positions).
+//! 4. rename `.swap` over `<base>.log`, fsync the directory.
+//! 5. open the new segment (rebuilding its indexes) and replace the old one in the list;
+//!    readers holding the old segment keep reading its (unlinked) file.
+//!
+//! Before the first swap of a pass the checkpoint records that segments below the map end may
+//! hold offset gaps (`rewritten below`), so recovery accepts them there and only there.
+
+use std::collections::HashMap;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, Compression, ATTRIBUTES_AT, CRC_AT};
+use crate::limits::{
+    BATCH_HEADER_BYTES, CLEANER_HISTORY_ENTRIES_MAX, CLEANER_OFFSET_MAP_ENTRIES_MAX,
+};
+use crate::partition::{io_err, offset_from_name, sync_dir, write_file_atomically, DELETED_SUFFIX};
+use crate::records;
+use crate::segment::{file_stem, Segment};
+use crate::{CleanOutcome, CleanerLimits, LogError, PartitionLog, TimestampType};
+
+const CHECKPOINT_FILE: &str = "cleaner-checkpoint";
+const CLEANED_SUFFIX: &str = ".log.cleaned";
+const SWAP_SUFFIX: &str = ".log.swap";
+
+/// The cleaner's per-partition state: what is clean, and the pass in progress.
+pub(crate) struct CleanerState {
+    /// Every offset below this went through a completed pass (Kafka's cleaner checkpoint).
+    cleaned_upto: i64,
+    /// Segments with a base offset below this may have been rewritten (may hold gaps).
+    rewritten_below: i64,
+    /// (cleaned up to, when), increasing in both: a tombstone at offset o may be dropped once
+    /// some entry with up-to > o is older than `delete.retention.ms`.
+    history: Vec<(i64, i64)>,
+    pending: Option<Pass>,
+    /// Test hook: fail (as a crash would stop) right after this swap step (1..=4).
+    #[cfg(test)]
+    pub(crate) crash_after_step: Option<u8>,
+}
+
+/// A pass whose map is built and whose rewrites are under way.
+struct Pass {
+    map: HashMap<u128, i64>,
+    /// The map covers every keyed record in [first dirty, map_end).
+    map_end: i64,
+    /// The map stopped before the dirty section's end: another pass is needed.
+    map_full: bool,
+    /// Next segment to rewrite: the first with a base offset >= this.
+    next_base: i64,
+}
+
+fn key_hash(key: &[u8]) -> u128 {
+    // Two independently salted 64-bit SipHashes: a collision would drop a live record, so
+    // 128 bits (as Kafka's MD5-based map) rather than 64.
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    (0u8, key).hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    (1u8, key).hash(&mut b);
+    ((a.finish() as u128) << 64) | b.finish() as u128
+}
+
+impl CleanerState {
+    /// Read the checkpoint. A missing file means "never cleaned"; an unreadable one means
+    /// "anything may have been rewritten" (gaps accepted everywhere, nothing counted clean),
+    /// which can only cost work, never data.
+    pub(crate) fn load(dir: &Path) -> CleanerState {
+        let mut st = CleanerState {
+            cleaned_upto: 0,
+            rewritten_below: 0,
+            history: Vec::new(),
+            pending: None,
+            #[cfg(test)]
+            crash_after_step: None,
+        };
+        let text = match fs::read_to_string(dir.join(CHECKPOINT_FILE)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return st,
+            Err(_) => {
+                st.rewritten_below = i64::MAX;
+                return st;
+            }
+        };
+        match parse_checkpoint(&text) {
+            Some((upto, below, history)) => {
+                st.cleaned_upto = upto;
+                st.rewritten_below = below;
+                st.history = history;
+            }
+            None => {
+                tracing::warn!(dir = %dir.display(), "unreadable cleaner checkpoint; accepting gaps everywhere");
+                st.rewritten_below = i64::MAX;
+            }
+        }
+        st
+    }
+
+    /// True when the segment at `base_offset` may have been rewritten by the cleaner.
+    pub(crate) fn may_have_gaps(&self, base_offset: i64) -> bool {
+        base_offset < self.rewritten_below
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), LogError> {
+        let mut text = format!(
+            "0\n{}\n{}\n{}\n",
+            self.cleaned_upto,
+            self.rewritten_below,
+            self.history.len()
+        );
+        for (upto, ms) in &self.history {
+            text.push_str(&format!("{upto} {ms}\n"));
+        }
+        write_file_atomically(&dir.join(CHECKPOINT_FILE), text.as_bytes())?;
+        sync_dir(dir)
+    }
+
+    /// Tombstones below this offset have been clean for `delete_retention_ms`.
+    fn tombstones_expired_below(&self, now_ms: i64, delete_retention_ms: i64) -> i64 {
+        self.history
+            .iter()
+            .filter(|(_, ms)| ms.saturating_add(delete_retention_ms) <= now_ms)
+            .map(|(upto, _)| *upto)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    fn record_pass(&mut self, upto: i64, now_ms: i64) {
+        if upto <= self.cleaned_upto && !self.history.is_empty() {
+            return;
+        }
+        self.cleaned_upto = self.cleaned_upto.max(upto);
+        let ms = self.history.last().map_or(now_ms, |l| l.1.max(now_ms));
+        self.history.push((upto, ms));
+        // Dropping the oldest entry makes offsets below it wait for a later (newer) entry:
+        // tombstones are kept longer, never removed early.
+        while self.history.len() > CLEANER_HISTORY_ENTRIES_MAX {
+            self.history.remove(0);
+        }
+    }
+}
+
+/// (cleaned up to, rewritten below, history) as stored in the checkpoint file.
+type Checkpoint = (i64, i64, Vec<(i64, i64)>);
+
+fn parse_checkpoint(text: &str) -> Option<Checkpoint> {
+    let mut lines = text.lines();
+    if lines.next()? != "0" {
+        return None;
+    }
+    let upto: i64 = lines.next()?.trim().parse().ok()?;
+    let below: i64 = lines.next()?.trim().parse().ok()?;
+    let n: usize = lines.next()?.trim().parse().ok()?;
+    if n > CLEANER_HISTORY_ENTRIES_MAX {
+        return None;
+    }
+    let mut history = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut parts = lines.next()?.split(' ');
+        let u: i64 = parts.next()?.parse().ok()?;
+        let t: i64 = parts.next()?.parse().ok()?;
+        history.push((u, t));
+    }
+    Some((upto, below, history))
+}
+
+fn suffixed(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{}{suffix}", file_stem(base_offset)))
+}
+
+/// Remove the `.deleted` files of the segment at `base_offset` (last step of a deletion).
+pub(crate) fn remove_deleted_files(dir: &Path, base_offset: i64) -> std::io::Result<()> {
+    for ext in [".log", ".index", ".timeindex"] {
+        let p = suffixed(dir, base_offset, &format!("{ext}{DELETED_SUFFIX}"));
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Recovery, before segments are loaded: remove `.deleted` files (deletions that were
+/// decided), remove `.cleaned` files (swaps that had not committed), and complete `.swap`
+/// files (swaps that had: the old indexes go, the copy becomes the segment).
+pub(crate) fn recover_files(dir: &Path) -> Result<(), LogError> {
+    let mut changed = false;
+    let listing = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
+    for entry in listing {
+        let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.ends_with(DELETED_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
+            tracing::info!(file = %path.display(), "removing leftover of an interrupted deletion or clean");
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            changed = true;
+        } else if let Some(base) = offset_from_name(&name, SWAP_SUFFIX) {
+            tracing::info!(file = %path.display(), "completing an interrupted cleaner swap");
+            let (log, index, time) = Segment::paths(dir, base);
+            for p in [index, time] {
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(LogError::storage(format!("removing {}", p.display()), e))
+                    }
+                }
+            }
+            fs::rename(&path, &log).map_err(io_err(format!("renaming {}", path.display())))?;
+            changed = true;
+        }
+    }
+    if changed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The dirty section [first_dirty, first_uncleanable) and its byte accounting.
+struct Sections {
+    first_dirty: i64,
+    first_uncleanable: i64,
+    clean_bytes: u64,
+    dirty_bytes: u64,
+    /// Wall time of the first append to the oldest dirty segment (for max.compaction.lag.ms).
+    oldest_dirty_ms: Option<i64>,
+}
+
+impl PartitionLog {
+    fn sections(&self, st: &CleanerState, segs: &[Arc<Segment>], now_ms: i64) -> Sections {
+        let config = self.config();
+        let first_dirty = st.cleaned_upto.max(self.log_start_offset());
+        let last = segs.len() - 1;
+        let mut first_uncleanable = segs[last].base_offset;
+        let mut out = Sections {
+            first_dirty,
+            first_uncleanable,
+            clean_bytes: 0,
+            dirty_bytes: 0,
+            oldest_dirty_ms: None,
+        };
+        for (i, seg) in segs[..last].iter().enumerate() {
+            let end = segs[i + 1].base_offset;
+            if end <= first_dirty {
+                out.clean_bytes += seg.size_bytes();
+                continue;
+            }
+            // Kafka checks the lag only when one is set: with 0, a producer's clock running
+            // ahead must not make a segment uncleanable.
+            let newest_ms = seg.max_timestamp().0;
+            if config.min_compaction_lag_ms > 0
+                && newest_ms > now_ms.saturating_sub(config.min_compaction_lag_ms)
+            {
+                first_uncleanable = seg.base_offset.max(first_dirty);
+                break;
+            }
+            out.dirty_bytes += seg.size_bytes();
+            if out.oldest_dirty_ms.is_none() {
+                out.oldest_dirty_ms = Some(seg.rolling_base_ms.load(Ordering::Relaxed));
+            }
+        }
+        out.first_uncleanable = first_uncleanable;
+        out
+    }
+
+    /// Dirty bytes / (clean + dirty bytes) over the sealed, cleanable segments (0 when there
+    /// are none): the driver picks the partition with the highest ratio, as Kafka's does.
+    pub fn dirty_ratio(&self, now_ms: i64) -> f64 {
+        let st = self.cleaner.lock().expect("cleaner lock");
+        let segs = self.segments.read().expect("segments lock").clone();
+        let s = self.sections(&st, &segs, now_ms);
+        let total = s.clean_bytes + s.dirty_bytes;
+        if total == 0 {
+            0.0
+        } else {
+            s.dirty_bytes as f64 / total as f64
+        }
+    }
+
+    /// True when `clean` has work: the topic compacts, and either the dirty ratio reached
+    /// `min.cleanable.dirty.ratio`, the oldest dirty segment is older than
+    /// `max.compaction.lag.ms`, or a pass is half done.
+    pub fn cleaning_due(&self, now_ms: i64) -> bool {
+        let config = self.config();
+        if !config.cleanup_policy.compacts() {
+            return false;
+        }
+        let st = self.cleaner.lock().expect("cleaner lock");
+        if st.pending.is_some() {
+            return true;
+        }
+        let segs = self.segments.read().expect("segments lock").clone();
+        let s = self.sections(&st, &segs, now_ms);
+        if s.dirty_bytes == 0 {
+            return false;
+        }
+        let ratio = s.dirty_bytes as f64 / (s.clean_bytes + s.dirty_bytes) as f64;
+        let overdue = s
+            .oldest_dirty_ms
+            .is_some_and(|ms| now_ms.saturating_sub(ms) > config.max_compaction_lag_ms);
+        ratio >= config.min_cleanable_dirty_ratio || overdue
+    }
+
+    /// Offset below which every record went through a completed cleaner pass.
+    pub fn cleaned_upto(&self) -> i64 {
+        self.cleaner.lock().expect("cleaner lock").cleaned_upto
+    }
+
+    /// One bounded step of compaction (no-op unless `cleanup.policy` includes compact). Builds
+    /// the offset map when no pass is under way, then rewrites sealed segments oldest first
+    /// until `limits.io_bytes_max` is spent (at least one segment per call). Returns `more`
+    /// when the pass is unfinished or the map could not hold the whole dirty section: call
+    /// again after sleeping `(bytes_read + bytes_written) / bytes_per_second`. Errors are
+    /// storage errors (the pass is abandoned; the log stays consistent) or INVALID_CONFIG when
+    /// the map limit is smaller than one batch's record count.
+    pub fn clean(&self, now_ms: i64, limits: &CleanerLimits) -> Result<CleanOutcome, LogError> {
+        let config = self.config();
+        let mut out = CleanOutcome::default();
+        if !config.cleanup_policy.compacts() {
+            return Ok(out);
+        }
+        {
+            let w = self.writer.lock().expect("writer lock");
+            if w.closed || w.offline {
+                return Ok(out);
+            }
+        }
+        let mut st = self.cleaner.lock().expect("cleaner lock");
+        let segs = self.segments.read().expect("segments lock").clone();
+        if st.pending.is_none() {
+            let s = self.sections(&st, &segs, now_ms);
+            if s.first_dirty >= s.first_uncleanable {
+                return Ok(out);
+            }
+            let max_entries = limits
+                .offset_map_entries_max
+                .clamp(1, CLEANER_OFFSET_MAP_ENTRIES_MAX);
+            let pass = self.build_map(
+                &segs,
+                s.first_dirty,
+                s.first_uncleanable,
+                max_entries,
+                &mut out,
+            )?;
+            if pass.map_end > st.rewritten_below {
+                // Durable before any rewritten segment exists, so recovery accepts its gaps.
+                st.rewritten_below = pass.map_end;
+                st.save(&self.dir)?;
+            }
+            st.pending = Some(pass);
+        }
+        let drop_tombstones_below = st.tombstones_expired_below(now_ms, config.delete_retention_ms);
+        let mut processed = 0usize;
+        loop {
+            let pass = st.pending.as_ref().expect("pass under way");
+            let next = {
+                let segs = self.segments.read().expect("segments lock");
+                let last = segs.len() - 1;
+                segs[..last]
+                    .iter()
+                    .find(|s| s.base_offset >= pass.next_base && s.base_offset < pass.map_end)
+                    .cloned()
+            };
+            let Some(seg) = next else {
+                let pass = st.pending.take().expect("pass under way");
+                st.record_pass(pass.map_end, now_ms);
+                st.save(&self.dir)?;
+                out.more = pass.map_full;
+                tracing::info!(dir = %self.dir.display(), cleaned_upto = pass.map_end, "cleaner pass complete");
+                return Ok(out);
+            };
+            // At least one segment per call, so a small budget still makes progress.
+            if processed > 0 && out.bytes_read + out.bytes_written >= limits.io_bytes_max {
+                out.more = true;
+                return Ok(out);
+            }
+            processed += 1;
+            let rewritten = self.rewrite_segment(&seg, pass, drop_tombstones_below, &mut out)?;
+            if let Some(cleaned_path) = rewritten {
+                #[cfg(test)]
+                let crash_after = st.crash_after_step;
+                #[cfg(not(test))]
+                let crash_after = None;
+                self.swap_in(&seg, &cleaned_path, crash_after)?;
+                out.segments_rewritten += 1;
+            }
+            st.pending.as_mut().expect("pass under way").next_base = seg.base_offset + 1;
+        }
+    }
+
+    fn build_map(
+        &self,
+        segs: &[Arc<Segment>],
+        first_dirty: i64,
+        first_uncleanable: i64,
+        max_entries: usize,
+        out: &mut CleanOutcome,
+    ) -> Result<Pass, LogError> {
+        let mut map: HashMap<u128, i64> = HashMap::new();
+        let mut map_end = first_dirty;
+        let mut full = false;
+        for (i, seg) in segs.iter().enumerate() {
+            let end = segs.get(i + 1).map_or(i64::MAX, |n| n.base_offset);
+            if end <= first_dirty {
+                continue;
+            }
+            if seg.base_offset >= first_uncleanable {
+                break;
+            }
+            let walked = seg.walk(0, seg.size_bytes(), |_, bytes| {
+                let h = BatchHeader::parse(bytes)?;
+                if h.last_offset() < first_dirty {
+                    return Ok(true);
+                }
+                if h.base_offset >= first_uncleanable {
+                    return Ok(false);
+                }
+                out.bytes_read += bytes.len() as u64;
+                if h.is_control() || h.records_count == 0 {
+                    map_end = h.last_offset() + 1;
+                    return Ok(true);
+                }
+                if map.len() + h.records_count as usize > max_entries {
+                    if map.is_empty() {
+                        return Err(LogError::InvalidConfig(format!(
+                            "cleaner offset map of {max_entries} entries cannot hold one batch of {} records",
+                            h.records_count
+                        )));
+                    }
+                    full = true;
+                    return Ok(false);
+                }
+                let raw = records::decompressed_records(bytes, &h)?;
+                for r in records::stored_records(&raw, &h)? {
+                    if let Some(k) = r.key {
+                        let offset = h.base_offset + r.offset_delta as i64;
+                        map.insert(key_hash(&raw[k]), offset);
+                    }
+                }
+                map_end = h.last_offset() + 1;
+                Ok(true)
+            });
+            walked.map_err(|b| b.error)?;
+            if full {
+                break;
+            }
+            // Everything up to the segment's end is covered (gaps left by earlier cleaning
+            // included), unless the walk stopped at the uncleanable boundary.
+            if end <= first_uncleanable {
+                map_end = map_end.max(end);
+            }
+        }
+        Ok(Pass {
+            map,
+            map_end: map_end.min(first_uncleanable),
+            map_full: full,
+            next_base: i64::MIN,
+        })
+    }
+
+    /// Write the cleaned copy of `seg` to `<base>.log.cleaned` (fsynced) and return its path,
+    /// or None when nothing in it can be removed.
+    fn rewrite_segment(
+        &self,
+        seg: &Arc<Segment>,
+        pass: &Pass,
+        drop_tombstones_below: i64,
+        out: &mut CleanOutcome,
+    ) -> Result<Option<PathBuf>, LogError> {
+        let path = suffixed(&self.dir, seg.base_offset, CLEANED_SUFFIX);
+        let file =
+            fs::File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
+        let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+        let mut removed = 0u64;
+        let mut written = 0u64;
+        let walked = seg.walk(0, seg.size_bytes(), |_, bytes| {
+            out.bytes_read += bytes.len() as u64;
+            let h = BatchHeader::parse(bytes)?;
+            let kept = self.filter_batch(bytes, &h, pass, drop_tombstones_below)?;
+            let (new_bytes, dropped) = match kept {
+                Filtered::Unchanged => (None, 0),
+                Filtered::Rewritten(b, dropped) => (Some(b), dropped),
+                Filtered::Dropped(dropped) => {
+                    removed += dropped;
+                    return Ok(true);
+                }
+            };
+            removed += dropped;
+            let b = new_bytes.as_deref().unwrap_or(bytes);
+            writer
+                .write_all(b)
+                .map_err(|e| LogError::storage(format!("writing {}", path.display()), e))?;
+            written += b.len() as u64;
+            Ok(true)
+        });
+        let finish = |w: std::io::BufWriter<fs::File>| -> std::io::Result<()> {
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()
+        };
+        match walked {
+            Ok(_) => {}
+            Err(bad) => {
+                drop(writer);
+                let _ = fs::remove_file(&path);
+                return Err(bad.error);
+            }
+        }
+        if removed == 0 {
+            drop(writer);
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            return Ok(None);
+        }
+        finish(writer).map_err(io_err(format!("fsync {}", path.display())))?;
+        out.bytes_written += written;
+        out.records_removed += removed;
+        Ok(Some(path))
+    }
+
+    fn filter_batch(
+        &self,
+        bytes: &[u8],
+        h: &BatchHeader,
+        pass: &Pass,
+        drop_tombstones_below: i64,
+    ) -> Result<Filtered, LogError> {
+        // Control and transactional batches are kept whole: transaction markers and the data
+        // they commit or abort are the transaction coordinator's business (none exists yet).
+        if h.is_control() || h.is_transactional() || h.records_count == 0 {
+            return Ok(Filtered::Unchanged);
+        }
+        let raw = records::decompressed_records(bytes, h)?;
+        let recs = records::stored_records(&raw, h)?;
+        let mut keep = Vec::with_capacity(recs.len());
+        for r in &recs {
+            let offset = h.base_offset + r.offset_delta as i64;
+            let retain = match &r.key {
+                // Kafka's cleaner drops keyless records: no key, no "latest version" to keep.
+                None => false,
+                Some(k) => {
+                    let superseded = pass
+                        .map
+                        .get(&key_hash(&raw[k.clone()]))
+                        .is_some_and(|&latest| latest > offset);
+                    let expired_tombstone = r.tombstone && offset < drop_tombstones_below;
+                    !superseded && !expired_tombstone
+                }
+            };
+            if retain {
+                keep.push(r);
+            }
+        }
+        let dropped = (recs.len() - keep.len()) as u64;
+        if dropped == 0 {
+            return Ok(Filtered::Unchanged);
+        }
+        if keep.is_empty() && !self.is_producers_last_batch(h) {
+            return Ok(Filtered::Dropped(dropped));
+        }
+        Ok(Filtered::Rewritten(encode_cleaned(h, &raw, &keep), dropped))
+    }
+
+    /// An idempotent producer's newest batch is kept (even empty) so its sequence survives
+    /// recovery from the log, as Kafka's cleaner does.
+    fn is_producers_last_batch(&self, h: &BatchHeader) -> bool {
+        if !h.has_producer_id() {
+            return false;
+        }
+        let w = self.writer.lock().expect("writer lock");
+        w.producers
+            .last_offset(h.producer_id)
+            .is_none_or(|last| last <= h.last_offset())
+    }
+
+    /// Steps 2-5 of the swap (see the module doc).
+    fn swap_in(
+        &self,
+        old: &Arc<Segment>,
+        cleaned: &Path,
+        crash_after: Option<u8>,
+    ) -> Result<(), LogError> {
+        let _files = self.segment_files.lock().expect("segment files lock");
+        let still_there = self
+            .segments
+            .read()
+            .expect("segments lock")
+            .iter()
+            .any(|s| Arc::ptr_eq(s, old));
+        if !still_there {
+            // Retention deleted it meanwhile.
+            fs::remove_file(cleaned).map_err(io_err(format!("removing {}", cleaned.display())))?;
+            return Ok(());
+        }
+        let crash = |step: u8| -> Result<(), LogError> {
+            if crash_after == Some(step) {
+                return Err(LogError::storage(
+                    format!("simulated crash after swap step {step}"),
+                    std::io::Error::other("test"),
+                ));
+            }
+            Ok(())
+        };
+        crash(1)?;
+        let base = old.base_offset;
+        let swap = suffixed(&self.dir, base, SWAP_SUFFIX);
+        fs::rename(cleaned, &swap).map_err(io_err(format!("renaming {}", cleaned.display())))?;
+        sync_dir(&self.dir)?;
+        crash(2)?;
+        let (log, index, time) = Segment::paths(&self.dir, base);
+        for p in [index, time] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::storage(format!("removing {}", p.display()), e)),
+            }
+        }
+        crash(3)?;
+        fs::rename(&swap, &log).map_err(io_err(format!("renaming {}", swap.display())))?;
+        sync_dir(&self.dir)?;
+        crash(4)?;
+        let config = self.config();
+        let (seg, truncated) = Segment::open(
+            &self.dir,
+            base,
+            false,
+            config.index_interval_bytes,
+            old.rolling_base_ms.load(Ordering::Relaxed),
+            true,
+        )?;
+        assert!(
+            !truncated,
+            "a cleaned segment we just fsynced must read back whole"
+        );
+        let new = Arc::new(seg);
+        new.sync_indexes()?;
+        let mut segs = self.segments.write().expect("segments lock");
+        let at = segs
+            .iter()
+            .position(|s| Arc::ptr_eq(s, old))
+            .expect("segment files lock keeps the segment in the list");
+        self.size_bytes
+            .fetch_sub(old.size_bytes(), Ordering::Relaxed);
+        self.size_bytes
+            .fetch_add(new.size_bytes(), Ordering::Relaxed);
+        segs[at] = new;
+        Ok(())
+    }
+}
+
+enum Filtered {
+    Unchanged,
+    Rewritten(Vec<u8>, u64),
+    Dropped(u64),
+}
+
+/// Re-encode a batch with only `keep` (a subset of its records, in order), uncompressed, with
+/// every header field that gives offsets and sequences their meaning unchanged.
+fn encode_cleaned(h: &BatchHeader, raw: &[u8], keep: &[&records::StoredRecord]) -> Vec<u8> {
+    let body: usize = keep.iter().map(|r| r.encoded.len()).sum();
+    let mut b = Vec::with_capacity(BATCH_HEADER_BYTES + body);
+    let attributes = h.attributes & !0x07 | Compression::None.id();
+    let max_timestamp = match h.timestamp_type() {
+        TimestampType::LogAppendTime => h.max_timestamp,
+        TimestampType::CreateTime => keep
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .unwrap_or(h.max_timestamp),
+    };
+    b.extend_from_slice(&h.base_offset.to_be_bytes());
+    b.extend_from_slice(&((BATCH_HEADER_BYTES - 12 + body) as i32).to_be_bytes());
+    b.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&attributes.to_be_bytes());
+    b.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    b.extend_from_slice(&h.base_timestamp.to_be_bytes());
+    b.extend_from_slice(&max_timestamp.to_be_bytes());
+    b.extend_from_slice(&h.producer_id.to_be_bytes());
+    b.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    b.extend_from_slice(&h.base_sequence.to_be_bytes());
+    b.extend_from_slice(&(keep.len() as i32).to_be_bytes());
+    for r in keep {
+        b.extend_from_slice(&raw[r.encoded.clone()]);
+    }
+    let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    debug_assert!(batch::check_crc(&b, &BatchHeader::parse(&b).expect("header")).is_ok());
+    b
+}
