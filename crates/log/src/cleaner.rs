@@ -675,6 +675,8 @@ impl PartitionLog {
         self.size_bytes
             .fetch_add(new.size_bytes(), Ordering::Relaxed);
         segs[at] = new;
+        drop(segs);
+        self.recompute_max_timestamp();
         Ok(())
     }
 }
@@ -719,4 +721,111 @@ fn encode_cleaned(h: &BatchHeader, raw: &[u8], keep: &[&records::StoredRecord]) 
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     debug_assert!(batch::check_crc(&b, &BatchHeader::parse(&b).expect("header")).is_ok());
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{BatchBuilder, Rec};
+
+    fn rec(key: &str) -> Rec {
+        Rec {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(b"v".to_vec()),
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn control_and_transactional_batches_are_kept_whole_and_others_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), [1; 16], crate::LogConfig::default(), 0).unwrap();
+        // Every key is superseded at offset 1000.
+        let pass = Pass {
+            map: ["a", "b"]
+                .iter()
+                .map(|k| (key_hash(k.as_bytes()), 1000))
+                .collect(),
+            map_end: 1001,
+            map_full: false,
+            next_base: 0,
+        };
+        let plain = BatchBuilder::new(0)
+            .custom_records(vec![rec("a"), rec("b")])
+            .build();
+        let h = BatchHeader::parse(&plain).unwrap();
+        assert!(matches!(
+            log.filter_batch(&plain, &h, &pass, i64::MIN).unwrap(),
+            Filtered::Dropped(2)
+        ));
+        for bits in [0x10, 0x20, 0x30] {
+            let b = BatchBuilder::new(0)
+                .custom_records(vec![rec("a"), rec("b")])
+                .producer(9, 0, 0)
+                .attributes_extra(bits)
+                .build();
+            let h = BatchHeader::parse(&b).unwrap();
+            assert!(
+                matches!(
+                    log.filter_batch(&b, &h, &pass, i64::MIN).unwrap(),
+                    Filtered::Unchanged
+                ),
+                "attributes {bits:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_partly_kept_compressed_batch_is_rewritten_uncompressed_with_its_offset_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), [1; 16], crate::LogConfig::default(), 0).unwrap();
+        let pass = Pass {
+            map: [(key_hash(b"a"), 1000)].into_iter().collect(),
+            map_end: 1001,
+            map_full: false,
+            next_base: 0,
+        };
+        let mut b = BatchBuilder::new(50)
+            .compression(Compression::Zstd)
+            .custom_records(vec![rec("a"), rec("b"), rec("a"), rec("c")])
+            .producer(4, 2, 10)
+            .build();
+        batch::set_offset_and_epoch(&mut b, 500, 3);
+        let h = BatchHeader::parse(&b).unwrap();
+        let Filtered::Rewritten(out, dropped) = log.filter_batch(&b, &h, &pass, i64::MIN).unwrap()
+        else {
+            panic!("expected a rewrite");
+        };
+        assert_eq!(dropped, 2);
+        let n = BatchHeader::parse(&out).unwrap();
+        batch::check_crc(&out, &n).unwrap();
+        batch::check_counts_cleaned(&n, out.len()).unwrap();
+        assert_eq!(n.compression(), Compression::None);
+        assert_eq!(
+            (
+                n.base_offset,
+                n.last_offset(),
+                n.partition_leader_epoch,
+                n.records_count
+            ),
+            (500, 503, 3, 2)
+        );
+        assert_eq!(
+            (
+                n.producer_id,
+                n.producer_epoch,
+                n.base_sequence,
+                n.last_sequence()
+            ),
+            (4, 2, 10, 13)
+        );
+        let raw = records::decompressed_records(&out, &n).unwrap();
+        let kept: Vec<(i32, Vec<u8>, i64)> = records::stored_records(&raw, &n)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.offset_delta, raw[r.key.unwrap()].to_vec(), r.timestamp))
+            .collect();
+        assert_eq!(kept, vec![(1, b"b".to_vec(), 51), (3, b"c".to_vec(), 53)]);
+        assert_eq!(n.max_timestamp, 53);
+    }
 }

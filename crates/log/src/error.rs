@@ -53,6 +53,10 @@ pub enum LogError {
     /// zstd in a produce request older than v7 (Kafka's UNSUPPORTED_COMPRESSION_TYPE).
     #[error("unsupported compression type: {0}")]
     UnsupportedCompressionType(String),
+    /// The topic's settings forbid the operation, e.g. DeleteRecords on a topic whose
+    /// `cleanup.policy` does not include delete (POLICY_VIOLATION, as Kafka).
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
     /// A log setting outside what the log can honour (INVALID_CONFIG).
     #[error("invalid log config: {0}")]
     InvalidConfig(String),
@@ -91,6 +95,7 @@ impl LogError {
             LogError::UnsupportedCompressionType(_) => 76,
             LogError::InconsistentTopicId(_) => 103,
             LogError::InvalidConfig(_) => 40,
+            LogError::PolicyViolation(_) => 44,
             LogError::Storage { .. } | LogError::Offline => 56,
         }
     }

@@ -6,11 +6,14 @@
 //! index (`.timeindex`), plus a producer-state snapshot, a recovery-point checkpoint and a
 //! clean-shutdown marker. Read it in this order: [`batch`] (what a batch is and what we accept),
 //! `records` (the records inside), `segment` (one file trio), `producer_state` (idempotence),
-//! [`PartitionLog`] (append/read/flush/recovery), [`LogManager`] (the data directory).
+//! [`PartitionLog`] (append/read/flush/recovery, retention, DeleteRecords), [`cleaner`]
+//! (compaction), [`LogManager`] (the data directory).
 //!
 //! This crate must never: know about sockets, tokio or the Kafka request framing; recompress a
-//! batch; serve bytes beyond what an append completed; allocate in proportion to a count or
-//! length read from the wire before checking it against the bytes present.
+//! batch on the produce path (only the cleaner rewrites batches, see below); serve bytes beyond
+//! what an append completed; allocate in proportion to a count or length read from the wire
+//! before checking it against the bytes present; run a thread or read the clock (the broker
+//! drives `tick`, `enforce_retention` and `clean` with `now_ms`).
 //!
 //! # Durability policy
 //!
@@ -39,15 +42,51 @@
 //!   Kafka silently ignores a trailing partial batch.
 //! - Time-based roll counts from the wall-clock time of a segment's first append, not from the
 //!   producer's timestamp, so a client with a bad clock cannot make every append roll.
-//! - `log.message.timestamp.{before,after}.max.ms` are fixed at Kafka 4's defaults
-//!   (see [`limits`]); a compressed batch may not decompress past
-//!   [`limits::DECOMPRESSED_BATCH_BYTES_MAX`].
+//! - A compressed batch may not decompress past [`limits::DECOMPRESSED_BATCH_BYTES_MAX`].
+//! - The cleaner rewrites a batch that loses records *uncompressed* (Kafka recompresses with
+//!   the original codec), keeps its lastOffsetDelta (Kafka shrinks it to the last kept
+//!   record), and cleans each segment into one segment of the same base offset (Kafka merges
+//!   small cleaned segments). Tombstone expiry is timed by the cleaner checkpoint's history
+//!   rather than a delete-horizon stamped into the batch (KIP-534). Transactional batches are
+//!   kept whole (no transactions exist yet to abort any).
 //! - Transactional and control batches from clients are refused (INVALID_TXN_STATE /
 //!   INVALID_RECORD) until transactions exist.
 //! - Recovery and segment files follow Kafka's names (`<offset>.log/.index/.timeindex`,
 //!   `partition.metadata`); the recovery point, clean marker and producer snapshots are kept per
 //!   partition directory (`recovery-point`, `clean-shutdown`, `<offset>.snapshot`) in our own
 //!   formats.
+
+//! # Retention and compaction
+//!
+//! Files in a partition directory besides the segments: `log-start-offset`
+//! (`"0\n<offset>\n"`, written atomically and fsynced whenever the log start moves:
+//! DeleteRecords can put it inside a segment), `cleaner-checkpoint`
+//! (`"0\n<cleaned up to>\n<rewritten below>\n<n>\n"` then n lines `"<offset> <ms>"`: the offset below which a cleaner pass completed, the offset below
+//! which segments may have been rewritten, and when each cleaned point was reached, which times
+//! tombstone removal). Transient: `<name>.deleted`, `<base>.log.cleaned`, `<base>.log.swap`.
+//!
+//! Retention ([`PartitionLog::enforce_retention`], only with `cleanup.policy` delete or
+//! compact,delete) deletes whole segments from the oldest: by `retention.ms` (largest record
+//! timestamp older than now - retention.ms), then `retention.bytes` (while the log minus the
+//! segment stays at or above the limit), then segments wholly below the log start. As in
+//! Kafka the active segment qualifies too: when every segment is to go, a new empty active
+//! segment is rolled first, so the log end never moves back. DeleteRecords
+//! ([`PartitionLog::delete_records_before`]) fsyncs the new log start first, then deletes the
+//! covered segments. Deleting a segment: remove it from the list (readers keep their open file),
+//! rename its three files to `.deleted`, fsync the directory, checkpoint the log start, remove
+//! the files. Recovery removes any `.deleted` file and takes the log start as the larger of the
+//! checkpoint and the first segment's base, so a crash at any step leaves either the old state
+//! or the new one. A read below the log start is OFFSET_OUT_OF_RANGE, including one that raced
+//! with a deletion.
+//!
+//! Compaction ([`PartitionLog::clean`], see [`cleaner`] for the pass and the swap steps) rewrites
+//! sealed segments into `.cleaned` copies, renames each to `.swap` (the commit point) and then
+//! over the `.log` after deleting its indexes. Recovery deletes `.cleaned` files (roll back) and
+//! completes `.swap` files (roll forward); indexes of a swapped segment are rebuilt from it.
+//! Cleaned segments may have offset gaps between and inside batches; recovery accepts gaps only
+//! in segments below the checkpoint's "rewritten below" offset, which is fsynced before the
+//! first swap of a pass. Offsets never change, so consumers and the producer state see the same
+//! offsets before and after.
 
 pub mod batch;
 pub mod cleaner;

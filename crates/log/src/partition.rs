@@ -707,8 +707,14 @@ impl PartitionLog {
     /// the segments wholly below it, and return the new low watermark. Never moves the log
     /// start backwards (an offset at or below it answers the current one). The new log start
     /// is fsynced before this returns. OFFSET_OUT_OF_RANGE for an offset above the high
-    /// watermark or negative (other than -1).
+    /// watermark or negative (other than -1); POLICY_VIOLATION when `cleanup.policy` does not
+    /// include delete (Kafka refuses DeleteRecords on compact-only topics).
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        if !self.config().cleanup_policy.deletes() {
+            return Err(LogError::PolicyViolation(
+                "records of a partition with cleanup.policy=compact cannot be deleted".into(),
+            ));
+        }
         let high_watermark = self.high_watermark();
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
@@ -772,15 +778,18 @@ impl PartitionLog {
             crate::cleaner::remove_deleted_files(&self.dir, seg.base_offset)
                 .map_err(io_err("removing .deleted segment files"))?;
         }
-        {
-            let segs = self.segments.read().expect("segments lock");
-            let max = segs
-                .iter()
-                .map(|s| s.max_timestamp())
-                .fold((-1, -1), |a, b| if b.0 > a.0 { b } else { a });
-            *self.max_timestamp.lock().expect("ts lock") = max;
-        }
+        self.recompute_max_timestamp();
         Ok((removed.len(), bytes))
+    }
+
+    /// After segments were removed or rewritten, the log's max timestamp may be gone with them.
+    pub(crate) fn recompute_max_timestamp(&self) {
+        let segs = self.segments.read().expect("segments lock");
+        let max = segs
+            .iter()
+            .map(|s| s.max_timestamp())
+            .fold((-1, -1), |a, b| if b.0 > a.0 { b } else { a });
+        *self.max_timestamp.lock().expect("ts lock") = max;
     }
 
     fn write_log_start_offset(&self, offset: i64) -> Result<(), LogError> {
