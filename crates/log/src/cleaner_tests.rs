@@ -314,6 +314,13 @@ fn a_small_offset_map_cleans_a_prefix_per_pass_and_still_ends_exact() {
     };
     let first = log.clean(NOW, &limits).unwrap();
     assert!(first.more);
+    assert!(first.bytes_read > 0);
+    // The driver's sleep for a 1 MB/s budget is exactly the bytes moved at that rate.
+    assert_eq!(
+        first.throttle_ms(1_000_000),
+        (first.bytes_read + first.bytes_written) / 1000
+    );
+    assert_eq!(first.throttle_ms(0), 0);
     let mut upto = log.cleaned_upto();
     assert!(upto < end);
     let mut calls = 1;

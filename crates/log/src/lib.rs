@@ -259,6 +259,18 @@ pub struct CleanOutcome {
     pub more: bool,
 }
 
+impl CleanOutcome {
+    /// How long the driver should sleep after this call to keep the cleaner's disk traffic at
+    /// `bytes_per_second` (Kafka's `log.cleaner.io.max.bytes.per.second`); 0 when unlimited.
+    pub fn throttle_ms(&self, bytes_per_second: u64) -> u64 {
+        if bytes_per_second == 0 || bytes_per_second == u64::MAX {
+            return 0;
+        }
+        let bytes = self.bytes_read.saturating_add(self.bytes_written) as u128;
+        (bytes * 1000 / bytes_per_second as u128).min(u64::MAX as u128) as u64
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
