@@ -464,12 +464,13 @@ impl PartitionLog {
                     return Ok(false);
                 }
                 let raw = records::decompressed_records(bytes, &h)?;
-                for r in records::stored_records(&raw, &h)? {
+                records::for_each_stored_record(&raw, &h, |r| {
                     if let Some(k) = r.key {
                         let offset = h.base_offset + r.offset_delta as i64;
                         map.insert(key_hash(&raw[k]), offset);
                     }
-                }
+                    Ok(())
+                })?;
                 map_end = h.last_offset() + 1;
                 Ok(true)
             });
@@ -562,9 +563,12 @@ impl PartitionLog {
             return Ok(Filtered::Unchanged);
         }
         let raw = records::decompressed_records(bytes, h)?;
-        let recs = records::stored_records(&raw, h)?;
-        let mut keep = Vec::with_capacity(recs.len());
-        for r in &recs {
+        // Kept records are copied into `body` as they are found: memory is bounded by the
+        // decompressed batch, not by its record count.
+        let mut body = Vec::new();
+        let (mut kept, mut dropped) = (0i32, 0u64);
+        let mut max_kept_ms = i64::MIN;
+        records::for_each_stored_record(&raw, h, |r| {
             let offset = h.base_offset + r.offset_delta as i64;
             let retain = match &r.key {
                 // Kafka's cleaner drops keyless records: no key, no "latest version" to keep.
@@ -579,17 +583,29 @@ impl PartitionLog {
                 }
             };
             if retain {
-                keep.push(r);
+                body.extend_from_slice(&raw[r.encoded.clone()]);
+                kept += 1;
+                max_kept_ms = max_kept_ms.max(r.timestamp);
+            } else {
+                dropped += 1;
             }
-        }
-        let dropped = (recs.len() - keep.len()) as u64;
+            Ok(())
+        })?;
         if dropped == 0 {
             return Ok(Filtered::Unchanged);
         }
-        if keep.is_empty() && !self.is_producers_last_batch(h) {
+        if kept == 0 && !self.is_producers_last_batch(h) {
             return Ok(Filtered::Dropped(dropped));
         }
-        Ok(Filtered::Rewritten(encode_cleaned(h, &raw, &keep), dropped))
+        let max_timestamp = match h.timestamp_type() {
+            TimestampType::LogAppendTime => h.max_timestamp,
+            TimestampType::CreateTime if kept > 0 => max_kept_ms,
+            TimestampType::CreateTime => h.max_timestamp,
+        };
+        Ok(Filtered::Rewritten(
+            encode_cleaned(h, &body, kept, max_timestamp),
+            dropped,
+        ))
     }
 
     /// An idempotent producer's newest batch is kept (even empty) so its sequence survives
@@ -687,22 +703,13 @@ enum Filtered {
     Dropped(u64),
 }
 
-/// Re-encode a batch with only `keep` (a subset of its records, in order), uncompressed, with
-/// every header field that gives offsets and sequences their meaning unchanged.
-fn encode_cleaned(h: &BatchHeader, raw: &[u8], keep: &[&records::StoredRecord]) -> Vec<u8> {
-    let body: usize = keep.iter().map(|r| r.encoded.len()).sum();
-    let mut b = Vec::with_capacity(BATCH_HEADER_BYTES + body);
+/// Re-encode a batch around `body` (`kept` of its records, in order, as encoded), uncompressed,
+/// with every header field that gives offsets and sequences their meaning unchanged.
+fn encode_cleaned(h: &BatchHeader, body: &[u8], kept: i32, max_timestamp: i64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
     let attributes = h.attributes & !0x07 | Compression::None.id();
-    let max_timestamp = match h.timestamp_type() {
-        TimestampType::LogAppendTime => h.max_timestamp,
-        TimestampType::CreateTime => keep
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .unwrap_or(h.max_timestamp),
-    };
     b.extend_from_slice(&h.base_offset.to_be_bytes());
-    b.extend_from_slice(&((BATCH_HEADER_BYTES - 12 + body) as i32).to_be_bytes());
+    b.extend_from_slice(&((BATCH_HEADER_BYTES - 12 + body.len()) as i32).to_be_bytes());
     b.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
     b.push(2);
     b.extend_from_slice(&0u32.to_be_bytes());
@@ -713,10 +720,8 @@ fn encode_cleaned(h: &BatchHeader, raw: &[u8], keep: &[&records::StoredRecord]) 
     b.extend_from_slice(&h.producer_id.to_be_bytes());
     b.extend_from_slice(&h.producer_epoch.to_be_bytes());
     b.extend_from_slice(&h.base_sequence.to_be_bytes());
-    b.extend_from_slice(&(keep.len() as i32).to_be_bytes());
-    for r in keep {
-        b.extend_from_slice(&raw[r.encoded.clone()]);
-    }
+    b.extend_from_slice(&kept.to_be_bytes());
+    b.extend_from_slice(body);
     let crc = crc32c::crc32c(&b[ATTRIBUTES_AT..]);
     b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     debug_assert!(batch::check_crc(&b, &BatchHeader::parse(&b).expect("header")).is_ok());

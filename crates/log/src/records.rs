@@ -439,63 +439,55 @@ pub(crate) fn decompressed_records(
     }
 }
 
-/// Split a decompressed records section into records (structure checked like
-/// [`visit_records`]). Allocates one entry per record: callers hold one batch at a time.
-pub(crate) fn stored_records(
+/// Call `each` for every record of a decompressed records section, after checking its
+/// structure like [`visit_records`]. Holds nothing per record, so memory stays at the
+/// decompressed batch whatever its record count.
+pub(crate) fn for_each_stored_record(
     raw: &[u8],
     header: &BatchHeader,
-) -> Result<Vec<StoredRecord>, LogError> {
-    let mut out = Vec::new();
-    let mut src = SliceSource { buf: raw, pos: 0 };
-    let mut at = 0usize;
-    walk_positions(&mut src, header, |r, end| {
-        out.push(StoredRecord {
-            encoded: at..end,
-            offset_delta: r.0.offset_delta,
-            timestamp: r.0.timestamp,
-            key: r.1 .0,
-            value: r.1 .1,
-            tombstone: r.0.value_len < 0,
-        });
-        at = end;
-    })?;
-    Ok(out)
-}
-
-type KeyValueRanges = (
-    Option<std::ops::Range<usize>>,
-    Option<std::ops::Range<usize>>,
-);
-
-/// `walk` over a slice, also reporting each record's key range and end position.
-fn walk_positions(
-    src: &mut SliceSource<'_>,
-    header: &BatchHeader,
-    mut each: impl FnMut((RecordVisit, KeyValueRanges), usize),
+    mut each: impl FnMut(StoredRecord) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
-    let buf = src.buf;
-    let mut key_at = Vec::new();
-    // First pass validates structure (shared with produce validation); second locates keys.
-    walk(&mut SliceSource { buf, pos: 0 }, header, |r| {
-        key_at.push(r);
-        Ok(true)
-    })?;
-    for r in key_at {
+    // First pass validates structure (shared with produce validation), so the second can
+    // trust every length it reads.
+    walk(&mut SliceSource { buf: raw, pos: 0 }, header, |_| Ok(true))?;
+    let src = &mut SliceSource { buf: raw, pos: 0 };
+    for _ in 0..header.records_count {
+        let at = src.pos;
         let size = varint(src)?;
-        let start = src.pos;
-        let end = start + size as usize;
+        let end = src.pos + size as usize;
         let _attributes = src.byte()?;
-        varlong(src)?;
-        varint(src)?;
+        let timestamp_delta = varlong(src)?;
+        let offset_delta = varint(src)?;
         let key_len = varint(src)?;
         let key = (key_len >= 0).then(|| src.pos..src.pos + key_len as usize);
         src.pos += key_len.max(0) as usize;
         let value_len = varint(src)?;
         let value = (value_len >= 0).then(|| src.pos..src.pos + value_len as usize);
         src.pos = end;
-        each((r, (key, value)), end);
+        each(StoredRecord {
+            encoded: at..end,
+            offset_delta,
+            timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
+            key,
+            tombstone: value.is_none(),
+            value,
+        })?;
     }
     Ok(())
+}
+
+/// All records of a decompressed section (tests; the cleaner streams).
+#[cfg(test)]
+pub(crate) fn stored_records(
+    raw: &[u8],
+    header: &BatchHeader,
+) -> Result<Vec<StoredRecord>, LogError> {
+    let mut out = Vec::new();
+    for_each_stored_record(raw, header, |r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Every length inside a record must fit in the bytes the record declared (`at..end`).

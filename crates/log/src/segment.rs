@@ -645,7 +645,9 @@ impl Segment {
     /// rather than a segment it would load back.
     pub(crate) fn rename_to_deleted(dir: &Path, base_offset: i64) -> std::io::Result<()> {
         let (l, i, t) = Self::paths(dir, base_offset);
-        for p in [l, i, t] {
+        // The .log last: a crash part way leaves a whole segment whose missing indexes are
+        // rebuilt, never index files without their log.
+        for p in [i, t, l] {
             let mut to = p.clone().into_os_string();
             to.push(crate::partition::DELETED_SUFFIX);
             match std::fs::rename(&p, &to) {
