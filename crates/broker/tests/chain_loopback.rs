@@ -182,3 +182,167 @@ fn three_servers_elect_commit_survive_leader_kill_and_catch_up() {
         s.kill();
     }
 }
+
+// ----- the same story with real processes and SIGKILL -----
+//
+// The test binary re-executes itself: with `CHAIN_CHILD_ID` set, the ignored test
+// `chain_child_process` runs one chain server that proposes while it leads and prints one
+// status line every 20 ms on stdout. The parent reads those lines, SIGKILLs the leader, and
+// restarts it on the same directory.
+
+fn child_line(st: &ChainStatus, committed: u64) -> String {
+    format!(
+        "STATUS {} {:?} term={} leader={:?} commit={} committed_proposals={}",
+        std::process::id(),
+        st.role,
+        st.term,
+        st.leader,
+        st.commit.height,
+        committed
+    )
+}
+
+#[test]
+#[ignore = "a child process of sigkill_leader_in_three_processes, not a test on its own"]
+fn chain_child_process() {
+    let Ok(id) = std::env::var("CHAIN_CHILD_ID") else {
+        return;
+    };
+    let id: NodeId = id.parse().unwrap();
+    let voters = ChainNodeConfig::parse_voters(&std::env::var("CHAIN_VOTERS").unwrap()).unwrap();
+    let dir = std::path::PathBuf::from(std::env::var("CHAIN_DIR").unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let cfg = ChainNodeConfig::new(id, voters, dir);
+        let handle = std::sync::Arc::new(
+            run_chain(cfg, std::future::pending())
+                .await
+                .expect("chain starts"),
+        );
+        let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (h, c) = (handle.clone(), committed.clone());
+        tokio::spawn(async move {
+            loop {
+                if h.status().role == Role::Leader {
+                    if h.propose(Bytes::from_static(b"tick")).await.is_ok() {
+                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        loop {
+            let n = committed.load(std::sync::atomic::Ordering::Relaxed);
+            println!("{}", child_line(&handle.status(), n));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+struct Child {
+    id: NodeId,
+    proc: std::process::Child,
+    latest: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+fn spawn_child(id: NodeId, voters: &str, dir: &Path) -> Child {
+    use std::io::BufRead;
+    let mut proc = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "chain_child_process", "--ignored", "--nocapture"])
+        .env("CHAIN_CHILD_ID", id.to_string())
+        .env("CHAIN_VOTERS", voters)
+        .env("CHAIN_DIR", dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let out = proc.stdout.take().unwrap();
+    let l = latest.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("STATUS") {
+                *l.lock().unwrap() = line;
+            }
+        }
+    });
+    Child { id, proc, latest }
+}
+
+impl Child {
+    fn line(&self) -> String {
+        self.latest.lock().unwrap().clone()
+    }
+    fn is_leader(&self) -> bool {
+        self.line().contains(" Leader ")
+    }
+    fn field(&self, name: &str) -> Option<u64> {
+        let line = self.line();
+        let v = line.split(' ').find_map(|w| w.strip_prefix(name))?;
+        v.parse().ok()
+    }
+}
+
+#[test]
+fn sigkill_leader_in_three_processes() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let voters: String = (1..=3u64)
+        .map(|i| format!("{i}@127.0.0.1:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut children: Vec<Child> = (0..3)
+        .map(|i| spawn_child(i as u64 + 1, &voters, dirs[i].path()))
+        .collect();
+    let wait = |children: &[Child], what: &str, f: &dyn Fn(&Child) -> bool| -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(i) = children.iter().position(f) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let li = wait(&children, "a leader that committed proposals", &|c| {
+        c.is_leader() && c.field("committed_proposals=").unwrap_or(0) >= 3
+    });
+    let mut victim = children.remove(li);
+    let victim_id = victim.id;
+    let commit_before = victim.field("commit=").unwrap();
+    let killed_at = Instant::now();
+    victim.proc.kill().unwrap(); // SIGKILL
+    victim.proc.wait().unwrap();
+    let ni = wait(&children, "a new leader", &|c| c.is_leader());
+    let failover = killed_at.elapsed();
+    println!(
+        "SIGKILL of leader {victim_id} (process); new leader {} after {failover:?}",
+        children[ni].id
+    );
+    let new_commit = commit_before + 5;
+    wait(&children, "commits under the new leader", &|c| {
+        c.is_leader() && c.field("commit=").unwrap_or(0) >= new_commit
+    });
+    let vi = (victim_id - 1) as usize;
+    children.push(spawn_child(victim_id, &voters, dirs[vi].path()));
+    let last = children.len() - 1;
+    let caught = Instant::now();
+    wait(
+        &children[last..],
+        "the restarted server to catch up",
+        &|c| c.field("commit=").unwrap_or(0) >= new_commit,
+    );
+    println!(
+        "restarted server {victim_id} caught up to commit {new_commit} in {:?}: {}",
+        caught.elapsed(),
+        children[last].line()
+    );
+    for mut c in children {
+        let _ = c.proc.kill();
+        let _ = c.proc.wait();
+    }
+}
