@@ -36,7 +36,7 @@
 //! - Counts that fit below the threshold but whose elements decode from zero bytes would be
 //!   *filled*, touching real memory; see `codec` tests for the element types checked.
 //! - Amplification remains: a frame of N bytes of minimal elements decodes to roughly
-//!   N/min_element_bytes * size_of::<Element>() bytes. `codec::NON_PRODUCE_REQUEST_BYTES_MAX` (8 MiB)
+//!   N/min_element_bytes * size_of::<Element>() bytes. `codec::NON_PRODUCE_REQUEST_BYTES_MAX` (1 MiB)
 //!   bounds this for every API except Produce, whose large payload is zero-copy `Bytes`.
 //!
 //! This is the one module allowed `unsafe` code (`GlobalAlloc` is an unsafe trait).

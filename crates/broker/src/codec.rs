@@ -25,8 +25,9 @@ use crate::api_versions::support_for;
 /// times larger than its encoding (an empty topic name is 2 bytes on the wire and ~80 bytes as
 /// a struct), so non-Produce requests, which real clients keep to kilobytes, get a tighter cap
 /// than `socket.request.max.bytes`. Produce payloads are zero-copy `Bytes` slices of the frame,
-/// so they do not amplify.
-pub const NON_PRODUCE_REQUEST_BYTES_MAX: usize = 8 << 20;
+/// so they do not amplify. 1 MiB holds a Metadata request for ~20,000 topic names or a
+/// CreateTopics with explicit assignments for tens of thousands of partitions.
+pub const NON_PRODUCE_REQUEST_BYTES_MAX: usize = 1 << 20;
 
 /// The body of a request we serve: exactly the APIs in `api_versions::SUPPORTED_APIS`.
 #[derive(Debug)]
@@ -454,6 +455,27 @@ mod tests {
             .encode(&mut b, api_key.request_header_version(version))
             .unwrap();
         b
+    }
+
+    #[test]
+    fn non_produce_frames_over_the_cap_are_refused_before_decoding() {
+        let mut f = header_only(ApiKey::Metadata, 0);
+        f.put_i32(0);
+        f.resize(NON_PRODUCE_REQUEST_BYTES_MAX + 1, 0);
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(DecodeError::TooLarge {
+                api_key: ApiKey::Metadata,
+                ..
+            })
+        ));
+        // Produce is exempt (its payload is zero-copy): it reaches the body decoder.
+        let mut f = header_only(ApiKey::Produce, 9);
+        f.resize(NON_PRODUCE_REQUEST_BYTES_MAX + 1, 0xff);
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(DecodeError::Body { .. })
+        ));
     }
 
     /// The example: a 4-byte Metadata v0 body declaring 2^31-1 topics.

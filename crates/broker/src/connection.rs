@@ -1,9 +1,9 @@
 //! One client connection: bytes <-> frames, pipelining, ordering.
 //!
 //! Owns: reading 4-byte-length frames (length checked against `socket.request.max.bytes`
-//! BEFORE any buffer is sized; negative lengths close), decoding them, and handling them one
-//! at a time in arrival order, writing each reply before starting the next request. Requests
-//! are read ahead and decoded while an earlier one is handled (pipelining), at most
+//! BEFORE any buffer is sized; negative lengths close), then decoding and handling them one
+//! at a time in arrival order, writing each reply before starting the next request. Frames
+//! are read ahead while an earlier request is handled (pipelining), at most
 //! `queued.max.requests` of them; beyond that the read loop waits (TCP back-pressure).
 //! Handling strictly in order is not only about reply order: an idempotent producer pipelines
 //! up to 5 Produce requests on one connection and relies on them being *appended* in order
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
-use crate::codec::{decode_request, Decoded};
+use crate::codec::decode_request;
 use crate::dispatch::{self, Reply};
 
 /// Initial receive buffer for a frame; it grows with the bytes actually received, so a peer
@@ -38,8 +38,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let settings = &broker.config.broker;
     let max_frame = settings.socket_request_max_bytes as usize;
     let idle = Duration::from_millis(settings.connections_max_idle_ms);
-    let (tx, rx) = mpsc::channel::<Decoded>(settings.queued_max_requests as usize);
-    let mut write_task = tokio::spawn(handle_loop(broker.clone(), writer, rx));
+    let (tx, rx) = mpsc::channel::<Bytes>(settings.queued_max_requests as usize);
+    let mut write_task = tokio::spawn(handle_loop(broker.clone(), peer, writer, rx));
     loop {
         let mut len_bytes = [0u8; 4];
         let read = tokio::select! {
@@ -92,14 +92,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                 break;
             }
         }
-        let decoded = match decode_request(Bytes::from(buf)) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(%peer, "closing connection: {e}");
-                break;
-            }
-        };
-        if tx.send(decoded).await.is_err() {
+        if tx.send(Bytes::from(buf)).await.is_err() {
             break; // the handler loop ended (write error or a Close reply)
         }
     }
@@ -108,12 +101,23 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
 }
 
 /// Handles requests one at a time, in arrival order, writing each reply before the next.
+/// Frames are decoded here rather than by the read loop: a decoded request can be several times
+/// larger than its frame, so only the request in progress is ever held decoded.
 async fn handle_loop(
     broker: Arc<Broker>,
+    peer: SocketAddr,
     mut writer: OwnedWriteHalf,
-    mut requests: mpsc::Receiver<Decoded>,
+    mut frames: mpsc::Receiver<Bytes>,
 ) {
-    while let Some(decoded) = requests.recv().await {
+    while let Some(frame) = frames.recv().await {
+        let decoded = match decode_request(frame) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%peer, "closing connection: {e}");
+                let _ = writer.shutdown().await;
+                return;
+            }
+        };
         match dispatch::handle(&broker, decoded).await {
             Reply::Frame(frame) => {
                 if let Err(e) = writer.write_all(&frame).await {

@@ -21,6 +21,7 @@ struct Server {
 enum Cmd {
     Status(std_mpsc::Sender<ChainStatus>),
     Propose(Bytes, std_mpsc::Sender<Result<BlockId, String>>),
+    Compact(BlockId, std_mpsc::Sender<Result<(), String>>),
 }
 
 fn free_port() -> u16 {
@@ -59,6 +60,13 @@ fn start(id: NodeId, voters: &[(NodeId, SocketAddr)], dir: &Path) -> Server {
                     Ok(Cmd::Status(tx)) => {
                         let _ = tx.send(handle.status());
                     }
+                    Ok(Cmd::Compact(upto, tx)) => {
+                        let r = handle
+                            .compact(upto, Bytes::from_static(b"state"))
+                            .await
+                            .map_err(|e| e.to_string());
+                        let _ = tx.send(r);
+                    }
                     Ok(Cmd::Propose(p, tx)) => {
                         let h = handle.clone();
                         tokio::spawn(async move {
@@ -92,6 +100,14 @@ impl Server {
         let (tx, rx) = std_mpsc::channel();
         self.cmd
             .send(Cmd::Propose(Bytes::from_static(p.as_bytes()), tx))
+            .map_err(|e| e.to_string())?;
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|e| e.to_string())?
+    }
+    fn compact(&self, upto: BlockId) -> Result<(), String> {
+        let (tx, rx) = std_mpsc::channel();
+        self.cmd
+            .send(Cmd::Compact(upto, tx))
             .map_err(|e| e.to_string())?;
         rx.recv_timeout(Duration::from_secs(10))
             .map_err(|e| e.to_string())?
@@ -160,6 +176,11 @@ fn three_servers_elect_commit_survive_leader_kill_and_catch_up() {
     let ni = servers.iter().position(|s| s.id == new_leader).unwrap();
     let after = servers[ni].propose("d").expect("commit after failover");
     assert!(after.height > last.height);
+    // Compact the new leader past everything the killed server holds: it can only catch up
+    // through InstallSnapshot.
+    servers[ni]
+        .compact(after)
+        .expect("compaction at a committed block");
 
     // Restart the killed server from its directory: it must catch up to the new commit.
     let vi = voters.iter().position(|v| v.0 == victim_id).unwrap();

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use josefine_chain::storage::ChainStore;
 use josefine_chain::{
     codec, Block, BlockId, Config, Node, NodeId, ProposalId, ProposalOutcome, ProposeError, Role,
+    Snapshot,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -43,8 +44,8 @@ pub struct ChainNodeConfig {
     pub heartbeat_interval_ticks: u64,
     /// Seeds election-timeout jitter; any value works, distinct per server is best.
     pub seed: u64,
-    /// Receives committed blocks in chain order. None: blocks are not delivered.
-    pub apply: Option<mpsc::Sender<Block>>,
+    /// Receives what the state machine must apply, in chain order. None: nothing delivered.
+    pub apply: Option<mpsc::Sender<Applied>>,
 }
 
 impl ChainNodeConfig {
@@ -74,6 +75,20 @@ impl ChainNodeConfig {
         anyhow::ensure!(!out.is_empty(), "no voters given");
         Ok(out)
     }
+}
+
+/// What the application's state machine must apply, in this order.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// Replace the whole state with this snapshot (sent by the leader; blocks follow it).
+    Snapshot(Snapshot),
+    /// Apply one committed block.
+    Block(Block),
+}
+
+/// A bounded channel for [`ChainNodeConfig::apply`], sized by `COMMITTED_QUEUE_MAX`.
+pub fn apply_channel() -> (mpsc::Sender<Applied>, mpsc::Receiver<Applied>) {
+    mpsc::channel(COMMITTED_QUEUE_MAX)
 }
 
 /// A snapshot of the server's consensus state, for status pages and tests.
@@ -109,9 +124,16 @@ pub enum ProposeFailure {
 
 type ProposalReply = oneshot::Sender<Result<BlockId, ProposeFailure>>;
 
+/// Requests from the handle to the server loop.
+enum Request {
+    Propose(Bytes, ProposalReply),
+    /// The application's state as of applied block `upto`: take a snapshot, drop the prefix.
+    Compact(BlockId, Bytes, oneshot::Sender<Result<(), String>>),
+}
+
 /// The running chain server.
 pub struct ChainHandle {
-    proposals: mpsc::Sender<(Bytes, ProposalReply)>,
+    requests: mpsc::Sender<Request>,
     status: watch::Receiver<ChainStatus>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -120,11 +142,22 @@ impl ChainHandle {
     /// Proposes a payload; answers once it is committed and handed to `apply`, or failed.
     pub async fn propose(&self, payload: Bytes) -> Result<BlockId, ProposeFailure> {
         let (tx, rx) = oneshot::channel();
-        self.proposals
-            .send((payload, tx))
+        self.requests
+            .send(Request::Propose(payload, tx))
             .await
             .map_err(|_| ProposeFailure::Stopped)?;
         rx.await.unwrap_or(Err(ProposeFailure::Stopped))
+    }
+
+    /// Takes a snapshot: `state` is the application's state after applying block `upto`
+    /// (which it has received through `apply`). Blocks up to `upto` are then reclaimed.
+    pub async fn compact(&self, upto: BlockId, state: Bytes) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Compact(upto, state, tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("chain server stopped"))?;
+        rx.await?.map_err(anyhow::Error::msg)
     }
 
     pub fn status(&self) -> ChainStatus {
@@ -186,7 +219,7 @@ pub async fn run_chain(
         res
     });
     Ok(ChainHandle {
-        proposals: prop_tx,
+        requests: prop_tx,
         status: status_rx,
         task,
     })
@@ -208,7 +241,7 @@ struct Loop {
     store: Option<ChainStore>,
     peers: BTreeMap<NodeId, PeerSender>,
     addrs: BTreeMap<NodeId, SocketAddr>,
-    apply: Option<mpsc::Sender<Block>>,
+    apply: Option<mpsc::Sender<Applied>>,
     status: watch::Sender<ChainStatus>,
     waiting: HashMap<ProposalId, ProposalReply>,
     frames_dropped: u64,
@@ -219,7 +252,7 @@ impl Loop {
         mut self,
         tick: Duration,
         mut inbound: mpsc::Receiver<josefine_chain::Envelope>,
-        mut proposals: mpsc::Receiver<(Bytes, ProposalReply)>,
+        mut requests: mpsc::Receiver<Request>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let mut ticker = tokio::time::interval(tick);
@@ -230,7 +263,13 @@ impl Loop {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => self.node.tick(),
                 Some(env) = inbound.recv() => self.node.step(env),
-                Some((payload, reply)) = proposals.recv() => self.propose(payload, reply),
+                Some(req) = requests.recv() => match req {
+                    Request::Propose(payload, reply) => self.propose(payload, reply),
+                    Request::Compact(upto, state, reply) => {
+                        let r = self.node.compact(upto, state).map_err(|e| e.to_string());
+                        let _ = reply.send(r);
+                    }
+                },
             }
             self.drain().await?;
         }
@@ -284,8 +323,14 @@ impl Loop {
             }
             // 3. Apply in chain order (the application applies a snapshot it is told about).
             if let Some(apply) = &self.apply {
-                for b in &ready.committed {
-                    if apply.send(b.clone()).await.is_err() {
+                let snapshot = ready
+                    .snapshot
+                    .as_ref()
+                    .filter(|_| ready.snapshot_installed)
+                    .map(|s| Applied::Snapshot(s.clone()));
+                let blocks = ready.committed.iter().map(|b| Applied::Block(b.clone()));
+                for a in snapshot.into_iter().chain(blocks) {
+                    if apply.send(a).await.is_err() {
                         break;
                     }
                 }
