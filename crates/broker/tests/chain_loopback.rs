@@ -248,10 +248,10 @@ fn chain_child_process() {
         let (h, c) = (handle.clone(), committed.clone());
         tokio::spawn(async move {
             loop {
-                if h.status().role == Role::Leader {
-                    if h.propose(Bytes::from_static(b"tick")).await.is_ok() {
-                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+                if h.status().role == Role::Leader
+                    && h.propose(Bytes::from_static(b"tick")).await.is_ok()
+                {
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
