@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from clients import create_topic, read_partition, watermarks
-from conftest import BROKER_KIND, KAFKA_LIBS
+from conftest import KAFKA_LIBS
 
 TOOL_TIMEOUT_S = 180
 
@@ -56,9 +56,6 @@ def test_kafka_topics_create_list(shared_broker, topic_name):
     assert b"already exists" in proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(BROKER_KIND == "josefine", strict=False, raises=AssertionError,
-                   reason="kafka-topics --describe also sends DescribeConfigs (API 32) for the Configs "
-                          "column; Josefine does not implement it yet (admin/config surface)")
 def test_kafka_topics_describe(shared_broker, topic_name):
     bs = shared_broker.bootstrap
     create_topic(bs, topic_name, partitions=2)
