@@ -623,7 +623,32 @@ def write_report():
     if not groups:
         out.append("No results yet.\n")
     order = [s["name"] for s in CORE + EXTENDED]
-    for name in sorted(groups, key=lambda n: order.index(n) if n in order else 999):
+    names = sorted(groups, key=lambda n: order.index(n) if n in order else 999)
+    if names:
+        out.append("### Summary (medians; J/K = Josefine / Kafka)\n")
+        out.append("| scenario | load avg | MB/s J / K (J/K) | p99 J / K | broker CPU s/GB J / K "
+                   "| peak RSS MB J / K | ready s J / K |")
+        out.append("|---|---|---|---|---|---|---|")
+        for name in names:
+            j = [r for r in groups[name] if r["broker"] == "josefine"]
+            k = [r for r in groups[name] if r["broker"] == "kafka"]
+
+            def pair(key, ratio=False):
+                jm, km = summarize(j, key)[0], summarize(k, key)[0]
+                if jm is None and km is None:
+                    return "–"
+                text = f"{fmt(jm)} / {fmt(km)}"
+                if ratio and jm is not None and km:
+                    text += f" ({fmt(jm / km)})"
+                return text
+
+            lat = (pair("e2e_p99_us") + " µs e2e") if summarize(j, "e2e_p99_us")[3] else (
+                pair("lat_p99_ms") + " ms" if summarize(j, "lat_p99_ms")[3] else "–")
+            load = max((r.get("loadavg_1m") or 0) for r in groups[name])
+            out.append(f"| {name} | {load:.1f} | {pair('mb_per_s', True)} | {lat} | "
+                       f"{pair('cpu_s_per_gb', True)} | {pair('peak_rss_mb')} | {pair('ready_s')} |")
+        out.append("")
+    for name in names:
         rows_s = groups[name]
         j = [r for r in rows_s if r["broker"] == "josefine"]
         k = [r for r in rows_s if r["broker"] == "kafka"]
