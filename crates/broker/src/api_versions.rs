@@ -44,7 +44,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
-    api(ApiKey::InitProducerId, 0, 6),
+    // v6 (KIP-939 two-phase commit) has no request schema in kafka-protocol 0.18.
+    api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
 ];
 

@@ -68,6 +68,18 @@ impl Client {
         correlation_id
     }
 
+    /// Sends any request body (kafka-protocol's enum over every API).
+    pub async fn send_kind(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        body: &kafka_protocol::messages::RequestKind,
+    ) -> i32 {
+        let mut encoded = BytesMut::new();
+        body.encode(&mut encoded, version).unwrap();
+        self.send(api_key, version, &Raw(encoded.freeze())).await
+    }
+
     /// Reads one response frame; None if the connection closed (or timed out).
     pub async fn read_frame(&mut self) -> Option<Bytes> {
         let mut len = [0u8; 4];
@@ -143,4 +155,21 @@ pub fn batch(records: &[(&str, &str)], producer: Option<(i64, i16, i32)>) -> Byt
     )
     .unwrap();
     buf.freeze()
+}
+
+/// Pre-encoded body bytes.
+struct Raw(Bytes);
+
+impl Encodable for Raw {
+    fn encode<B: kafka_protocol::protocol::buf::ByteBufMut>(
+        &self,
+        buf: &mut B,
+        _version: i16,
+    ) -> anyhow::Result<()> {
+        buf.put_slice(&self.0);
+        Ok(())
+    }
+    fn compute_size(&self, _version: i16) -> anyhow::Result<usize> {
+        Ok(self.0.len())
+    }
 }

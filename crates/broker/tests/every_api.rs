@@ -1,0 +1,55 @@
+//! Every API and version in `SUPPORTED_APIS` is answered: a default-valued request of each is
+//! sent over a real socket and must get a response frame with its correlation id, never a
+//! closed connection. This is what keeps the dispatch table and the advertised table in step.
+
+mod common;
+
+use bytes::Buf;
+use common::{start_broker, Client};
+use josefine::api_versions::SUPPORTED_APIS;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
+
+/// A default-valued request body for an API. Fails loudly for an API added to the table but not
+/// here, so a new API cannot skip this test.
+fn default_request(key: ApiKey) -> RequestKind {
+    match key {
+        // acks=0 would get no response; ask for one.
+        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default().with_acks(1)),
+        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default().with_session_epoch(-1)),
+        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
+        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
+        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
+        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
+        other => panic!("add a default {other:?} request to every_api.rs"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_supported_api_and_version_is_answered() {
+    let (broker, _dir) = start_broker(&[]).await;
+    let mut answered = 0;
+    for api in SUPPORTED_APIS {
+        for v in api.served_min..=api.max {
+            let mut c = Client::connect(&broker).await;
+            let id = c.send_kind(api.key, v, &default_request(api.key)).await;
+            let Some(mut frame) = c.read_frame().await else {
+                panic!(
+                    "{:?} v{v}: connection closed instead of a response",
+                    api.key
+                );
+            };
+            let header =
+                ResponseHeader::decode(&mut frame, api.key.response_header_version(v)).unwrap();
+            assert_eq!(header.correlation_id, id, "{:?} v{v}", api.key);
+            ResponseKind::decode(api.key, &mut frame, v)
+                .unwrap_or_else(|e| panic!("{:?} v{v}: undecodable response: {e:#}", api.key));
+            assert!(!frame.has_remaining(), "{:?} v{v}: trailing bytes", api.key);
+            answered += 1;
+        }
+    }
+    assert!(answered >= SUPPORTED_APIS.len());
+}
