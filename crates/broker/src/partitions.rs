@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use josefine_log::{LogConfig, LogManager, PartitionLog, TimestampType};
+use josefine_log::{CleanupPolicy, LogConfig, LogManager, PartitionLog, TimestampType};
 use josefine_meta::{Applied, Image, Topic, TopicId};
 use tracing::{info, warn};
 
@@ -34,6 +34,61 @@ pub struct PartitionRegistry {
     settings: BrokerSettings,
     logs: LogManager,
     partitions: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
+}
+
+/// Overlays one topic config (validated by the metadata image, so parse failures cannot
+/// happen; a value that somehow does not parse keeps the broker default) onto `c`.
+fn apply_topic_config(c: &mut LogConfig, key: &str, value: &str) {
+    let v = value.trim();
+    let int = || v.parse::<i64>().ok();
+    match key {
+        "segment.bytes" => c.segment_bytes = int().map_or(c.segment_bytes, |x| x as u64),
+        "segment.ms" => c.segment_ms = int().unwrap_or(c.segment_ms),
+        // Kafka allows 0 (an index entry per batch); the log wants >= 1, which means the same.
+        "index.interval.bytes" => {
+            c.index_interval_bytes = int().map_or(c.index_interval_bytes, |x| x.max(1) as u32)
+        }
+        "max.message.bytes" => {
+            c.max_message_bytes = int().map_or(c.max_message_bytes, |x| x as u32)
+        }
+        "flush.messages" => {
+            c.flush_interval_messages = int().map_or(c.flush_interval_messages, |x| x as u64)
+        }
+        "flush.ms" => c.flush_interval_ms = int().or(c.flush_interval_ms),
+        "retention.ms" => c.retention_ms = int().unwrap_or(c.retention_ms),
+        "retention.bytes" => c.retention_bytes = int().unwrap_or(c.retention_bytes),
+        "message.timestamp.type" => {
+            c.timestamp_type = if v == "LogAppendTime" {
+                TimestampType::LogAppendTime
+            } else {
+                TimestampType::CreateTime
+            }
+        }
+        "message.timestamp.before.max.ms" => {
+            c.timestamp_before_max_ms = int().unwrap_or(c.timestamp_before_max_ms)
+        }
+        "message.timestamp.after.max.ms" => {
+            c.timestamp_after_max_ms = int().unwrap_or(c.timestamp_after_max_ms)
+        }
+        "cleanup.policy" => c.cleanup_policy = CleanupPolicy::parse(v).unwrap_or(c.cleanup_policy),
+        "delete.retention.ms" => c.delete_retention_ms = int().unwrap_or(c.delete_retention_ms),
+        "min.cleanable.dirty.ratio" => {
+            c.min_cleanable_dirty_ratio = v
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(c.min_cleanable_dirty_ratio)
+        }
+        "min.compaction.lag.ms" => {
+            c.min_compaction_lag_ms = int().unwrap_or(c.min_compaction_lag_ms)
+        }
+        "max.compaction.lag.ms" => {
+            c.max_compaction_lag_ms = int().unwrap_or(c.max_compaction_lag_ms)
+        }
+        // compression.type is always `producer`; the rest are stored for Kafka compatibility
+        // (min.insync.replicas is read by the produce path, not the log).
+        _ => {}
+    }
 }
 
 fn now_ms() -> i64 {
@@ -59,33 +114,11 @@ impl PartitionRegistry {
     pub fn log_config_for(&self, topic: &Topic) -> LogConfig {
         let mut c = self.settings.log_config();
         for (k, v) in &topic.configs {
-            // Values were validated by the metadata image; parse failures cannot happen.
-            let int = || v.trim().parse::<i64>().ok();
-            match k.as_str() {
-                "segment.bytes" => c.segment_bytes = int().map_or(c.segment_bytes, |x| x as u64),
-                "segment.ms" => c.segment_ms = int().unwrap_or(c.segment_ms),
-                "index.interval.bytes" => {
-                    c.index_interval_bytes = int().map_or(c.index_interval_bytes, |x| x as u32)
-                }
-                "max.message.bytes" => {
-                    c.max_message_bytes = int().map_or(c.max_message_bytes, |x| x as u32)
-                }
-                "flush.messages" => {
-                    c.flush_interval_messages =
-                        int().map_or(c.flush_interval_messages, |x| x as u64)
-                }
-                "flush.ms" => c.flush_interval_ms = int().or(c.flush_interval_ms),
-                "retention.ms" => c.retention_ms = int().unwrap_or(c.retention_ms),
-                "retention.bytes" => c.retention_bytes = int().unwrap_or(c.retention_bytes),
-                "message.timestamp.type" => {
-                    c.timestamp_type = if v == "LogAppendTime" {
-                        TimestampType::LogAppendTime
-                    } else {
-                        TimestampType::CreateTime
-                    }
-                }
-                _ => {}
-            }
+            apply_topic_config(&mut c, k, v);
+        }
+        // Kafka: the test-only size wins over segment.bytes whatever the order.
+        if let Some(v) = topic.configs.get("internal.segment.bytes") {
+            c.segment_bytes = v.trim().parse().unwrap_or(c.segment_bytes);
         }
         c
     }

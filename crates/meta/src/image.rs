@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::command::{Command, PartitionAssignment, TopicId};
-use crate::topic_config::validate_topic_config;
+use crate::topic_config::validate_topic_configs;
 use crate::{validate_topic_name, MetaError};
 
 /// Most producer ids one block may hold.
@@ -159,14 +159,8 @@ impl Image {
                         }
                     }
                 }
-                for (j, (k, v)) in configs.iter().enumerate() {
-                    validate_topic_config(k, v).map_err(MetaError::InvalidConfig)?;
-                    if configs[..j].iter().any(|(k2, _)| k2 == k) {
-                        return Err(MetaError::InvalidConfig(format!(
-                            "config '{k}' given twice"
-                        )));
-                    }
-                }
+                validate_topic_configs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(MetaError::InvalidConfig)?;
                 Ok(())
             }
             Command::DeleteTopic { topic_id } => {

@@ -1,73 +1,275 @@
-//! Topic-level configs (Kafka names) accepted by CreateTopics, and their validation.
+//! Topic-level configs (Kafka names): which exist, what values they take, their Kafka type,
+//! default and broker-level synonym, and their validation.
 //!
-//! Owns: which topic config names exist and what values they take. The broker turns validated
-//! configs into a partition `LogConfig`. Must never: accept an unknown name or a value the log
-//! cannot honour (an operator asking for `cleanup.policy=compact` must not silently get delete).
+//! Owns: the topic config table used by CreateTopics, AlterConfigs, IncrementalAlterConfigs
+//! and DescribeConfigs, and the checks that a set of topic configs is acceptable. The broker
+//! turns validated configs into a partition `LogConfig`. Must never: accept an unknown name or a
+//! value the log cannot honour (an operator asking for `compression.type=gzip` must not silently
+//! get the producer's codec), or depend on anything but its arguments (the metadata image and
+//! the fuzz/property tests call these functions; they must stay pure).
 
-/// The kind of value a topic config takes.
+use std::collections::BTreeSet;
+
+/// Kafka's `ConfigType` (DescribeConfigs v3+ `config_type`), with its wire code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Long,
+    Double,
+    List,
+}
+
+impl ConfigType {
+    /// The code DescribeConfigs puts on the wire.
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// The values a config accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
     /// Integer within an inclusive range.
-    Long(i64, i64),
+    Integer(i64, i64),
+    /// Floating point number within an inclusive range.
+    Double(f64, f64),
     Bool,
     /// One of a fixed set of strings.
     OneOf(&'static [&'static str]),
+    /// A comma-separated list whose items come from a fixed set (APPEND/SUBTRACT apply).
+    ListOf(&'static [&'static str]),
+    /// `compression.type`: Kafka's codecs are valid names, but only `producer` is honoured.
+    Compression,
 }
 
-/// Every accepted topic config name and its value kind.
-const TOPIC_CONFIGS: &[(&str, Kind)] = &[
-    ("cleanup.policy", Kind::OneOf(&["delete"])),
-    ("compression.type", Kind::OneOf(&["producer"])),
-    ("delete.retention.ms", Kind::Long(0, i64::MAX)),
-    ("file.delete.delay.ms", Kind::Long(0, i64::MAX)),
-    ("flush.messages", Kind::Long(1, i64::MAX)),
-    ("flush.ms", Kind::Long(0, i64::MAX)),
-    ("index.interval.bytes", Kind::Long(0, i32::MAX as i64)),
-    ("max.message.bytes", Kind::Long(0, i32::MAX as i64)),
-    (
-        "message.timestamp.type",
-        Kind::OneOf(&["CreateTime", "LogAppendTime"]),
-    ),
-    ("min.insync.replicas", Kind::Long(1, i32::MAX as i64)),
-    ("preallocate", Kind::Bool),
-    ("retention.bytes", Kind::Long(-1, i64::MAX)),
-    ("retention.ms", Kind::Long(-1, i64::MAX)),
-    ("segment.bytes", Kind::Long(14, i32::MAX as i64)),
-    ("segment.index.bytes", Kind::Long(4, i32::MAX as i64)),
-    ("segment.jitter.ms", Kind::Long(0, i64::MAX)),
-    ("segment.ms", Kind::Long(1, i64::MAX)),
-    ("unclean.leader.election.enable", Kind::Bool),
+/// One topic config.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub config_type: ConfigType,
+    pub kind: Kind,
+    /// Kafka's default, as DescribeConfigs prints it when no broker setting overrides it.
+    pub kafka_default: &'static str,
+    /// The broker setting that supplies the default (Kafka's ServerTopicConfigSynonyms), if any.
+    pub broker_synonym: Option<&'static str>,
+    /// One line for DescribeConfigs `documentation` (our words, not Kafka's).
+    pub doc: &'static str,
+}
+
+impl ConfigDef {
+    /// Whether IncrementalAlterConfigs APPEND/SUBTRACT apply (Kafka: LIST-typed configs only).
+    pub fn is_list(&self) -> bool {
+        self.config_type == ConfigType::List
+    }
+}
+
+const I32_MAX: i64 = i32::MAX as i64;
+
+/// `segment.bytes` floor: Kafka 4's 1 MiB (tests use `internal.segment.bytes` to go lower).
+pub const SEGMENT_BYTES_MIN: i64 = 1 << 20;
+
+/// `internal.segment.bytes` floor: the log crate refuses segments under 1 KiB (Kafka has no
+/// floor for this test-only setting).
+pub const INTERNAL_SEGMENT_BYTES_MIN: i64 = 1024;
+
+/// Kafka's `compression.type` values. Only `producer` is honoured: the log never recompresses.
+pub const COMPRESSION_TYPES: &[&str] =
+    &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+
+const fn def(
+    name: &'static str,
+    config_type: ConfigType,
+    kind: Kind,
+    kafka_default: &'static str,
+    broker_synonym: Option<&'static str>,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        config_type,
+        kind,
+        kafka_default,
+        broker_synonym,
+        doc,
+    }
+}
+
+use ConfigType as T;
+
+/// Every accepted topic config, sorted by name. Ranges and defaults are Kafka 4.1's.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    def("cleanup.policy", T::List, Kind::ListOf(&["compact", "delete"]), "delete", Some("log.cleanup.policy"),
+        "delete: old segments are removed by retention.ms/retention.bytes; compact: the log cleaner keeps the latest record per key; both may be given."),
+    def("compression.type", T::String, Kind::Compression, "producer", Some("compression.type"),
+        "Codec of stored batches. Josefine keeps batches as the producer compressed them (producer); recompression is not supported."),
+    def("delete.retention.ms", T::Long, Kind::Integer(0, i64::MAX), "86400000", Some("log.cleaner.delete.retention.ms"),
+        "How long a tombstone stays readable after the cleaner reached it, on compacted topics."),
+    def("file.delete.delay.ms", T::Long, Kind::Integer(0, i64::MAX), "60000", Some("log.segment.delete.delay.ms"),
+        "Stored for compatibility; Josefine deletes segment files as soon as no reader needs them."),
+    def("flush.messages", T::Long, Kind::Integer(1, i64::MAX), "9223372036854775807", Some("log.flush.interval.messages"),
+        "Force an fsync after this many messages; 1 means every acknowledged write is on disk."),
+    def("flush.ms", T::Long, Kind::Integer(0, i64::MAX), "9223372036854775807", Some("log.flush.interval.ms"),
+        "Force an fsync when unflushed data is older than this."),
+    def("index.interval.bytes", T::Int, Kind::Integer(0, I32_MAX), "4096", Some("log.index.interval.bytes"),
+        "Bytes of log between two offset index entries."),
+    def("internal.segment.bytes", T::Int, Kind::Integer(INTERNAL_SEGMENT_BYTES_MIN, I32_MAX), "", None,
+        "Test-only segment size that overrides segment.bytes without its 1 MiB floor."),
+    def("max.compaction.lag.ms", T::Long, Kind::Integer(1, i64::MAX), "9223372036854775807", Some("log.cleaner.max.compaction.lag.ms"),
+        "A record stays uncompacted at most this long, whatever the dirty ratio."),
+    def("max.message.bytes", T::Int, Kind::Integer(0, I32_MAX), "1048588", Some("message.max.bytes"),
+        "Largest record batch accepted, after compression."),
+    def("message.timestamp.after.max.ms", T::Long, Kind::Integer(0, i64::MAX), "3600000", Some("log.message.timestamp.after.max.ms"),
+        "A CreateTime timestamp may be at most this far ahead of the broker clock."),
+    def("message.timestamp.before.max.ms", T::Long, Kind::Integer(0, i64::MAX), "9223372036854775807", Some("log.message.timestamp.before.max.ms"),
+        "A CreateTime timestamp may be at most this far behind the broker clock."),
+    def("message.timestamp.type", T::String, Kind::OneOf(&["CreateTime", "LogAppendTime"]), "CreateTime", Some("log.message.timestamp.type"),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's time."),
+    def("min.cleanable.dirty.ratio", T::Double, Kind::Double(0.0, 1.0), "0.5", Some("log.cleaner.min.cleanable.ratio"),
+        "The cleaner compacts a log when this share of it is uncleaned."),
+    def("min.compaction.lag.ms", T::Long, Kind::Integer(0, i64::MAX), "0", Some("log.cleaner.min.compaction.lag.ms"),
+        "A record stays uncompacted at least this long."),
+    def("min.insync.replicas", T::Int, Kind::Integer(1, I32_MAX), "1", Some("min.insync.replicas"),
+        "Replicas that must have a write for acks=all to succeed."),
+    def("preallocate", T::Boolean, Kind::Bool, "false", Some("log.preallocate"),
+        "Stored for compatibility; Josefine does not preallocate segment files."),
+    def("retention.bytes", T::Long, Kind::Integer(-1, i64::MAX), "-1", Some("log.retention.bytes"),
+        "Largest size of a partition before old segments are deleted; -1 is unlimited."),
+    def("retention.ms", T::Long, Kind::Integer(-1, i64::MAX), "604800000", Some("log.retention.ms"),
+        "Age after which segments are deleted; -1 is unlimited."),
+    def("segment.bytes", T::Int, Kind::Integer(SEGMENT_BYTES_MIN, I32_MAX), "1073741824", Some("log.segment.bytes"),
+        "Size at which a new segment is rolled."),
+    def("segment.index.bytes", T::Int, Kind::Integer(4, I32_MAX), "10485760", Some("log.index.size.max.bytes"),
+        "Stored for compatibility; Josefine's index files grow as needed."),
+    def("segment.jitter.ms", T::Long, Kind::Integer(0, i64::MAX), "0", Some("log.roll.jitter.ms"),
+        "Stored for compatibility; Josefine rolls without jitter."),
+    def("segment.ms", T::Long, Kind::Integer(1, i64::MAX), "604800000", Some("log.roll.ms"),
+        "Age at which a new segment is rolled."),
+    def("unclean.leader.election.enable", T::Boolean, Kind::Bool, "false", Some("unclean.leader.election.enable"),
+        "Stored for replication; a single broker never elects an out-of-sync leader."),
 ];
 
-/// Checks one topic config; the error says what is wrong, naming the key.
-pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
-    let Some((_, kind)) = TOPIC_CONFIGS.iter().find(|(name, _)| *name == key) else {
-        return Err(format!("unknown topic config name '{key}'"));
-    };
-    match *kind {
-        Kind::Long(min, max) => match value.trim().parse::<i64>() {
-            Ok(v) if v >= min && v <= max => Ok(()),
+/// The definition of a topic config, if it exists.
+pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Splits a Kafka list value: comma separated, items trimmed, empty items dropped.
+pub fn list_items(value: &str) -> Vec<&str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Checks one value against a kind; the error says what is wrong, naming the key.
+pub fn validate_value(key: &str, kind: Kind, value: &str) -> Result<(), String> {
+    let v = value.trim();
+    match kind {
+        Kind::Integer(min, max) => match v.parse::<i64>() {
+            Ok(x) if x >= min && x <= max => Ok(()),
             _ => Err(format!(
-                "invalid value '{value}' for '{key}': expected an integer in [{min}, {max}]"
+                "Invalid value {value} for configuration {key}: expected an integer in [{min}, {max}]"
             )),
         },
-        Kind::Bool => match value.trim() {
+        Kind::Double(min, max) => match v.parse::<f64>() {
+            Ok(x) if x >= min && x <= max => Ok(()),
+            _ => Err(format!(
+                "Invalid value {value} for configuration {key}: expected a number in [{min}, {max}]"
+            )),
+        },
+        Kind::Bool => match v.to_ascii_lowercase().as_str() {
             "true" | "false" => Ok(()),
             _ => Err(format!(
-                "invalid value '{value}' for '{key}': expected true or false"
+                "Invalid value {value} for configuration {key}: expected true or false"
             )),
         },
         Kind::OneOf(allowed) => {
-            if allowed.contains(&value.trim()) {
+            if allowed.contains(&v) {
                 Ok(())
             } else {
                 Err(format!(
-                    "unsupported value '{value}' for '{key}': Josefine supports {}",
+                    "Invalid value {value} for configuration {key}: String must be one of: {}",
                     allowed.join(", ")
                 ))
             }
         }
+        Kind::ListOf(allowed) => {
+            let items = list_items(v);
+            if items.is_empty() {
+                // Kafka 4.1 accepts an empty cleanup.policy (keep everything forever); the log
+                // has no such mode, so refuse it rather than silently delete.
+                return Err(format!(
+                    "Invalid value {value} for configuration {key}: Josefine needs at least one of {}",
+                    allowed.join(", ")
+                ));
+            }
+            match items.iter().find(|i| !allowed.contains(i)) {
+                None => Ok(()),
+                Some(bad) => Err(format!(
+                    "Invalid value {bad} for configuration {key}: String must be one of: {}",
+                    allowed.join(", ")
+                )),
+            }
+        }
+        Kind::Compression => {
+            if v == "producer" {
+                Ok(())
+            } else if COMPRESSION_TYPES.contains(&v) {
+                Err(format!(
+                    "Invalid value {value} for configuration {key}: Josefine does not support broker-side recompression; only 'producer' (keep the producer's codec) is accepted"
+                ))
+            } else {
+                Err(format!(
+                    "Invalid value {value} for configuration {key}: String must be one of: {}",
+                    COMPRESSION_TYPES.join(", ")
+                ))
+            }
+        }
     }
+}
+
+/// Checks one topic config; the error says what is wrong, naming the key.
+pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
+    let Some(d) = topic_config_def(key) else {
+        return Err(format!("Unknown topic config name: {key}"));
+    };
+    validate_value(key, d.kind, value)
+}
+
+/// Checks a complete set of topic overrides: every entry, no name twice, and the rules that
+/// relate two configs (Kafka: min.compaction.lag.ms must not exceed max.compaction.lag.ms).
+pub fn validate_topic_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    let (mut min_lag, mut max_lag) = (0i64, i64::MAX);
+    for (k, v) in configs {
+        validate_topic_config(k, v)?;
+        if !seen.insert(k) {
+            return Err(format!("Config {k} is given more than once"));
+        }
+        match k {
+            "min.compaction.lag.ms" => min_lag = v.trim().parse().expect("validated integer"),
+            "max.compaction.lag.ms" => max_lag = v.trim().parse().expect("validated integer"),
+            _ => {}
+        }
+    }
+    if min_lag > max_lag {
+        return Err(format!(
+            "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -83,7 +285,88 @@ mod tests {
         assert!(e.contains("retention.msx"));
         assert!(validate_topic_config("retention.ms", "soon").is_err());
         assert!(validate_topic_config("segment.bytes", "1").is_err());
-        assert!(validate_topic_config("cleanup.policy", "compact").is_err());
+        assert!(validate_topic_config("segment.bytes", "1048575").is_err());
+        assert!(validate_topic_config("segment.bytes", "1048576").is_ok());
+        assert!(validate_topic_config("internal.segment.bytes", "1024").is_ok());
+        assert!(validate_topic_config("internal.segment.bytes", "1023").is_err());
         assert!(validate_topic_config("preallocate", "yes").is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_is_a_list_of_compact_and_delete() {
+        for ok in [
+            "delete",
+            "compact",
+            "compact,delete",
+            "delete,compact",
+            " compact , delete ",
+        ] {
+            assert!(validate_topic_config("cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ",", "compactt", "delete,forever"] {
+            let e = validate_topic_config("cleanup.policy", bad).unwrap_err();
+            assert!(e.contains("cleanup.policy"), "{e}");
+        }
+        assert!(topic_config_def("cleanup.policy").unwrap().is_list());
+        assert!(!topic_config_def("retention.ms").unwrap().is_list());
+    }
+
+    #[test]
+    fn compression_codecs_are_refused_with_the_reason() {
+        assert!(validate_topic_config("compression.type", "producer").is_ok());
+        for codec in ["gzip", "snappy", "lz4", "zstd", "uncompressed"] {
+            let e = validate_topic_config("compression.type", codec).unwrap_err();
+            assert!(e.contains("recompression"), "{e}");
+        }
+        let e = validate_topic_config("compression.type", "brotli").unwrap_err();
+        assert!(e.contains("must be one of"), "{e}");
+    }
+
+    #[test]
+    fn dirty_ratio_is_a_double_in_0_1() {
+        for ok in ["0", "0.01", "0.5", "1", "1.0"] {
+            assert!(
+                validate_topic_config("min.cleanable.dirty.ratio", ok).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in ["-0.1", "1.01", "NaN", "half"] {
+            assert!(
+                validate_topic_config("min.cleanable.dirty.ratio", bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn sets_reject_duplicates_and_conflicting_compaction_lags() {
+        assert!(validate_topic_configs([("retention.ms", "1"), ("segment.ms", "1")]).is_ok());
+        assert!(validate_topic_configs([("retention.ms", "1"), ("retention.ms", "2")]).is_err());
+        assert!(validate_topic_configs([
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "5")
+        ])
+        .is_err());
+        assert!(validate_topic_configs([
+            ("min.compaction.lag.ms", "5"),
+            ("max.compaction.lag.ms", "5")
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn table_is_sorted_and_defaults_validate() {
+        for w in TOPIC_CONFIGS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
+        }
+        for d in TOPIC_CONFIGS {
+            if !d.kafka_default.is_empty() {
+                assert!(
+                    validate_value(d.name, d.kind, d.kafka_default).is_ok(),
+                    "default of {}",
+                    d.name
+                );
+            }
+        }
     }
 }
