@@ -10,7 +10,8 @@ use std::fmt;
 
 use crate::MetaError;
 
-/// Version of the command encoding. Bump on any change; decoders reject unknown versions.
+/// Version of the command encoding. Bump when an existing command's bytes change; decoders
+/// reject unknown versions. A new command is a new tag (older decoders reject the unknown tag).
 pub const COMMAND_FORMAT_VERSION: u8 = 1;
 
 /// Largest encoded command accepted by the decoder: a topic with 10,000 partitions of a few
@@ -72,6 +73,28 @@ pub enum Command {
         first_id: i64,
         count: i64,
     },
+    /// Changes a topic's config overrides: with `replace_all` the result is exactly `set`
+    /// (AlterConfigs), otherwise `delete` is removed and `set` overlaid (IncrementalAlterConfigs;
+    /// APPEND/SUBTRACT arrive as a `set` of the resulting list).
+    AlterTopicConfigs {
+        topic_id: TopicId,
+        replace_all: bool,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+    },
+    /// Changes dynamic broker configs of one broker (`Some(id)`) or the cluster-wide default
+    /// (`None`, Kafka's empty resource name), with the same `replace_all`/`set`/`delete` rules.
+    AlterBrokerConfigs {
+        broker_id: Option<i32>,
+        replace_all: bool,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+    },
+    /// Adds partitions to a topic; they are numbered on from its current count.
+    CreatePartitions {
+        topic_id: TopicId,
+        new_assignments: Vec<PartitionAssignment>,
+    },
 }
 
 const TAG_INIT_CLUSTER: u8 = 1;
@@ -79,6 +102,9 @@ const TAG_REGISTER_BROKER: u8 = 2;
 const TAG_CREATE_TOPIC: u8 = 3;
 const TAG_DELETE_TOPIC: u8 = 4;
 const TAG_ALLOCATE_PRODUCER_IDS: u8 = 5;
+const TAG_ALTER_TOPIC_CONFIGS: u8 = 6;
+const TAG_ALTER_BROKER_CONFIGS: u8 = 7;
+const TAG_CREATE_PARTITIONS: u8 = 8;
 
 struct Writer(Vec<u8>);
 
@@ -99,6 +125,35 @@ impl Writer {
     fn str(&mut self, s: &str) {
         self.len(s.len());
         self.0.extend_from_slice(s.as_bytes());
+    }
+    fn bool(&mut self, b: bool) {
+        self.u8(u8::from(b));
+    }
+    fn topic_id(&mut self, id: &TopicId) {
+        self.0.extend_from_slice(&id.0);
+    }
+    fn pairs(&mut self, pairs: &[(String, String)]) {
+        self.len(pairs.len());
+        for (k, v) in pairs {
+            self.str(k);
+            self.str(v);
+        }
+    }
+    fn strs(&mut self, items: &[String]) {
+        self.len(items.len());
+        for i in items {
+            self.str(i);
+        }
+    }
+    fn assignments(&mut self, partitions: &[PartitionAssignment]) {
+        self.len(partitions.len());
+        for p in partitions {
+            self.i32(p.partition);
+            self.len(p.replicas.len());
+            for r in &p.replicas {
+                self.i32(*r);
+            }
+        }
     }
 }
 
@@ -144,6 +199,49 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.take(n)?.to_vec())
             .map_err(|_| MetaError::Decode("string is not UTF-8".into()))
     }
+    fn bool(&mut self) -> Result<bool, MetaError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(MetaError::Decode(format!("bad bool {other}"))),
+        }
+    }
+    fn topic_id(&mut self) -> Result<TopicId, MetaError> {
+        Ok(TopicId(self.take(16)?.try_into().expect("16 bytes")))
+    }
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, MetaError> {
+        let n = self.count(8)?;
+        let mut pairs = Vec::with_capacity(n);
+        for _ in 0..n {
+            pairs.push((self.str()?, self.str()?));
+        }
+        Ok(pairs)
+    }
+    fn strs(&mut self) -> Result<Vec<String>, MetaError> {
+        let n = self.count(4)?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.str()?);
+        }
+        Ok(items)
+    }
+    fn assignments(&mut self) -> Result<Vec<PartitionAssignment>, MetaError> {
+        let n = self.count(8)?;
+        let mut partitions = Vec::with_capacity(n);
+        for _ in 0..n {
+            let partition = self.i32()?;
+            let m = self.count(4)?;
+            let mut replicas = Vec::with_capacity(m);
+            for _ in 0..m {
+                replicas.push(self.i32()?);
+            }
+            partitions.push(PartitionAssignment {
+                partition,
+                replicas,
+            });
+        }
+        Ok(partitions)
+    }
 }
 
 impl Command {
@@ -182,21 +280,10 @@ impl Command {
                 configs,
             } => {
                 w.u8(TAG_CREATE_TOPIC);
-                w.0.extend_from_slice(&topic_id.0);
+                w.topic_id(topic_id);
                 w.str(name);
-                w.len(partitions.len());
-                for p in partitions {
-                    w.i32(p.partition);
-                    w.len(p.replicas.len());
-                    for r in &p.replicas {
-                        w.i32(*r);
-                    }
-                }
-                w.len(configs.len());
-                for (k, v) in configs {
-                    w.str(k);
-                    w.str(v);
-                }
+                w.assignments(partitions);
+                w.pairs(configs);
             }
             Command::DeleteTopic { topic_id } => {
                 w.u8(TAG_DELETE_TOPIC);
@@ -211,6 +298,44 @@ impl Command {
                 w.i32(*broker_id);
                 w.i64(*first_id);
                 w.i64(*count);
+            }
+            Command::AlterTopicConfigs {
+                topic_id,
+                replace_all,
+                set,
+                delete,
+            } => {
+                w.u8(TAG_ALTER_TOPIC_CONFIGS);
+                w.topic_id(topic_id);
+                w.bool(*replace_all);
+                w.pairs(set);
+                w.strs(delete);
+            }
+            Command::AlterBrokerConfigs {
+                broker_id,
+                replace_all,
+                set,
+                delete,
+            } => {
+                w.u8(TAG_ALTER_BROKER_CONFIGS);
+                match broker_id {
+                    Some(id) => {
+                        w.u8(1);
+                        w.i32(*id);
+                    }
+                    None => w.u8(0),
+                }
+                w.bool(*replace_all);
+                w.pairs(set);
+                w.strs(delete);
+            }
+            Command::CreatePartitions {
+                topic_id,
+                new_assignments,
+            } => {
+                w.u8(TAG_CREATE_PARTITIONS);
+                w.topic_id(topic_id);
+                w.assignments(new_assignments);
             }
         }
         let crc = crc32c::crc32c(&w.0[5..]);
@@ -258,42 +383,39 @@ impl Command {
                     rack,
                 }
             }
-            TAG_CREATE_TOPIC => {
-                let topic_id = TopicId(r.take(16)?.try_into().expect("16 bytes"));
-                let name = r.str()?;
-                let n = r.count(8)?;
-                let mut partitions = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let partition = r.i32()?;
-                    let m = r.count(4)?;
-                    let mut replicas = Vec::with_capacity(m);
-                    for _ in 0..m {
-                        replicas.push(r.i32()?);
-                    }
-                    partitions.push(PartitionAssignment {
-                        partition,
-                        replicas,
-                    });
-                }
-                let n = r.count(8)?;
-                let mut configs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    configs.push((r.str()?, r.str()?));
-                }
-                Command::CreateTopic {
-                    topic_id,
-                    name,
-                    partitions,
-                    configs,
-                }
-            }
+            TAG_CREATE_TOPIC => Command::CreateTopic {
+                topic_id: r.topic_id()?,
+                name: r.str()?,
+                partitions: r.assignments()?,
+                configs: r.pairs()?,
+            },
             TAG_DELETE_TOPIC => Command::DeleteTopic {
-                topic_id: TopicId(r.take(16)?.try_into().expect("16 bytes")),
+                topic_id: r.topic_id()?,
             },
             TAG_ALLOCATE_PRODUCER_IDS => Command::AllocateProducerIds {
                 broker_id: r.i32()?,
                 first_id: r.i64()?,
                 count: r.i64()?,
+            },
+            TAG_ALTER_TOPIC_CONFIGS => Command::AlterTopicConfigs {
+                topic_id: r.topic_id()?,
+                replace_all: r.bool()?,
+                set: r.pairs()?,
+                delete: r.strs()?,
+            },
+            TAG_ALTER_BROKER_CONFIGS => Command::AlterBrokerConfigs {
+                broker_id: match r.u8()? {
+                    0 => None,
+                    1 => Some(r.i32()?),
+                    other => return Err(MetaError::Decode(format!("bad option flag {other}"))),
+                },
+                replace_all: r.bool()?,
+                set: r.pairs()?,
+                delete: r.strs()?,
+            },
+            TAG_CREATE_PARTITIONS => Command::CreatePartitions {
+                topic_id: r.topic_id()?,
+                new_assignments: r.assignments()?,
             },
             tag => return Err(MetaError::Decode(format!("unknown command tag {tag}"))),
         };
@@ -350,6 +472,37 @@ mod tests {
                 broker_id: 1,
                 first_id: 1000,
                 count: 1000,
+            },
+            Command::AlterTopicConfigs {
+                topic_id: TopicId([7; 16]),
+                replace_all: false,
+                set: vec![("cleanup.policy".into(), "compact,delete".into())],
+                delete: vec!["retention.ms".into()],
+            },
+            Command::AlterTopicConfigs {
+                topic_id: TopicId([7; 16]),
+                replace_all: true,
+                set: vec![],
+                delete: vec![],
+            },
+            Command::AlterBrokerConfigs {
+                broker_id: Some(1),
+                replace_all: false,
+                set: vec![("log.retention.ms".into(), "5000".into())],
+                delete: vec!["message.max.bytes".into()],
+            },
+            Command::AlterBrokerConfigs {
+                broker_id: None,
+                replace_all: true,
+                set: vec![("log.cleanup.policy".into(), "compact".into())],
+                delete: vec![],
+            },
+            Command::CreatePartitions {
+                topic_id: TopicId([7; 16]),
+                new_assignments: vec![PartitionAssignment {
+                    partition: 2,
+                    replicas: vec![1],
+                }],
             },
         ]
     }

@@ -8,6 +8,7 @@
 //! Must never: read clocks, randomness, sockets or files (except [`command_log`], the local
 //! durable backend). That is what lets the chain replicate it and the simulator replay it.
 
+pub mod broker_config;
 pub mod command;
 pub mod command_log;
 pub mod image;
