@@ -47,6 +47,11 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // v6 (KIP-939 two-phase commit) has no request schema in kafka-protocol 0.18.
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
+    api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// The support entry for an API key, if we implement it.

@@ -110,6 +110,21 @@ async fn handle_request(broker: &Arc<Broker>, request: DecodedRequest) -> Reply 
         RequestBody::DescribeConfigs(r) => {
             ResponseBody::DescribeConfigs(handlers::describe_configs::handle(broker, r))
         }
+        RequestBody::DeleteRecords(r) => {
+            ResponseBody::DeleteRecords(handlers::delete_records::handle(broker, r).await)
+        }
+        RequestBody::DescribeLogDirs(r) => {
+            ResponseBody::DescribeLogDirs(handlers::describe_log_dirs::handle(broker, r).await)
+        }
+        RequestBody::ListPartitionReassignments(r) => ResponseBody::ListPartitionReassignments(
+            handlers::list_partition_reassignments::handle(r),
+        ),
+        RequestBody::DescribeCluster(r) => {
+            ResponseBody::DescribeCluster(handlers::describe_cluster::handle(broker, v, r))
+        }
+        RequestBody::DescribeTopicPartitions(r) => ResponseBody::DescribeTopicPartitions(
+            handlers::describe_topic_partitions::handle(broker, r),
+        ),
         // The decoder only yields APIs in SUPPORTED_APIS; `every_supported_api_is_dispatched`
         // (tests/every_api.rs) keeps this arm unreachable.
         other => {
