@@ -14,6 +14,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::limits;
+use crate::maintenance::{Maintenance, MaintenanceSettings};
 use crate::metadata_store::MetadataStore;
 use crate::partitions::PartitionRegistry;
 
@@ -38,6 +39,8 @@ pub struct Broker {
     pub fetch_waiters: Semaphore,
     io_permits: Arc<Semaphore>,
     meta_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Background retention and cleaning ([`crate::maintenance`]); taken and stopped at shutdown.
+    maintenance: std::sync::Mutex<Option<Maintenance>>,
 }
 
 impl Broker {
@@ -67,6 +70,7 @@ impl Broker {
             fetch_waiters: Semaphore::new(limits::FETCH_WAITERS_MAX),
             io_permits: Arc::new(Semaphore::new(limits::BLOCKING_IO_IN_FLIGHT_MAX)),
             meta_thread: std::sync::Mutex::new(Some(thread)),
+            maintenance: std::sync::Mutex::new(None),
         });
         let image = broker.metadata.image();
         if image.cluster_id.is_none() {
@@ -96,6 +100,11 @@ impl Broker {
         if !unchanged {
             broker.metadata.propose(registration).await?;
         }
+        let maintenance = Maintenance::start(
+            broker.clone(),
+            MaintenanceSettings::from_broker_settings(&broker.config.broker),
+        )?;
+        *broker.maintenance.lock().expect("maintenance lock") = Some(maintenance);
         info!(
             node_id = broker.config.node_id,
             cluster_id = broker.metadata.image().cluster_id.as_deref().unwrap_or(""),
@@ -169,6 +178,11 @@ impl Broker {
 
     /// Clean shutdown: close every partition log.
     pub async fn shutdown(self: &Arc<Self>) {
+        // No retention or cleaning step may race the logs' close.
+        let maintenance = self.maintenance.lock().expect("maintenance lock").take();
+        if let Some(m) = maintenance {
+            let _ = tokio::task::spawn_blocking(move || m.stop()).await;
+        }
         let partitions = self.partitions.clone();
         let _ = tokio::task::spawn_blocking(move || partitions.close_all()).await;
         // The applier thread exits when the last MetadataStore handle is dropped; do not wait

@@ -18,6 +18,7 @@ pub mod dispatch;
 pub mod error;
 pub mod handlers;
 pub mod limits;
+pub mod maintenance;
 pub mod metadata_store;
 pub mod partitions;
 pub mod raft;

@@ -1,0 +1,301 @@
+//! Background log maintenance: retention and the log cleaner, on one thread.
+//!
+//! Owns: *when* retention and compaction run, never *what* they do. Every
+//! `log.retention.check.interval.ms` it calls `PartitionLog::enforce_retention(now)` on every
+//! hosted partition; every `log.cleaner.backoff.ms` (and straight away again while there is
+//! work) it gives one bounded `PartitionLog::clean` step to the compacted partition with the
+//! highest dirty ratio among those whose `cleaning_due(now)` is true, then sleeps
+//! `CleanOutcome::throttle_ms(log.cleaner.io.max.bytes.per.second)` so the cleaner's disk
+//! traffic stays under the limit. The decisions (which segments go, what a pass keeps) live in
+//! `josefine_log`. Time rolls and interval flushes are the server's log ticker, not this.
+//!
+//! Why a thread and not a tokio task: every step is blocking file I/O (unlink, fsync, segment
+//! rewrites). A dedicated thread keeps that off the async workers and out of the request I/O
+//! permits, and its sleeps are a condvar wait that `stop` interrupts at once.
+//!
+//! Must never: work on more than one partition at a time, hold a lock (registry, log) across a
+//! sleep, or keep running after [`Maintenance::stop`] returns (the broker closes the logs
+//! right after). A partition whose cleaning fails is skipped for [`UNCLEANABLE_RETRY_MS`]
+//! rather than retried in a loop (Kafka marks it uncleanable).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use josefine_log::{limits as log_limits, CleanerLimits};
+use josefine_meta::TopicId;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::config::BrokerSettings;
+
+/// How long a partition whose cleaning failed (storage error, a batch larger than the offset
+/// map) is left alone before the cleaner tries it again. Long enough not to spin on a broken
+/// disk, short enough that a fixed config takes effect without a restart.
+pub const UNCLEANABLE_RETRY_MS: i64 = 300_000;
+
+/// Memory one offset-map entry costs in the log cleaner (see `CleanerLimits`): turns Kafka's
+/// `log.cleaner.dedupe.buffer.size` (a byte budget) into a key count.
+const OFFSET_MAP_ENTRY_BYTES: u64 = 48;
+
+/// The schedule and budgets, from the broker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceSettings {
+    /// `log.retention.check.interval.ms`
+    pub retention_check_interval_ms: u64,
+    /// `log.cleaner.enable`
+    pub cleaner_enabled: bool,
+    /// `log.cleaner.backoff.ms`
+    pub cleaner_backoff_ms: u64,
+    /// `log.cleaner.io.max.bytes.per.second`; u64::MAX = unthrottled (Kafka's default).
+    pub cleaner_io_bytes_per_second: u64,
+    /// Per-call limits of `PartitionLog::clean`.
+    pub cleaner_limits: CleanerLimits,
+}
+
+impl MaintenanceSettings {
+    /// Read once at start-up: changing these needs a restart (Kafka can alter the cleaner's
+    /// settings dynamically; Josefine's thread does not follow them yet).
+    pub fn from_broker_settings(settings: &BrokerSettings) -> MaintenanceSettings {
+        MaintenanceSettings {
+            retention_check_interval_ms: settings.log_retention_check_interval_ms.max(1),
+            cleaner_enabled: settings.log_cleaner_enable,
+            cleaner_backoff_ms: settings.log_cleaner_backoff_ms,
+            cleaner_io_bytes_per_second: settings.log_cleaner_io_max_bytes_per_second,
+            cleaner_limits: CleanerLimits {
+                offset_map_entries_max: offset_map_entries(settings.log_cleaner_dedupe_buffer_size),
+                ..CleanerLimits::default()
+            },
+        }
+    }
+}
+
+/// Offset-map keys that fit in a dedupe buffer of `bytes`, within the log crate's hard cap.
+pub fn offset_map_entries(bytes: u64) -> usize {
+    let entries = (bytes / OFFSET_MAP_ENTRY_BYTES).max(1);
+    usize::try_from(entries)
+        .unwrap_or(usize::MAX)
+        .min(log_limits::CLEANER_OFFSET_MAP_ENTRIES_MAX)
+}
+
+/// The stop flag the thread sleeps on.
+#[derive(Default)]
+struct StopSignal {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl StopSignal {
+    /// Sleeps up to `ms`; true when stop was requested (before or during the sleep).
+    fn sleep(&self, ms: u64) -> bool {
+        let stopped = self.stopped.lock().expect("stop lock");
+        let (stopped, _) = self
+            .wake
+            .wait_timeout_while(stopped, Duration::from_millis(ms), |s| !*s)
+            .expect("stop lock");
+        *stopped
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stopped.lock().expect("stop lock")
+    }
+
+    fn stop(&self) {
+        *self.stopped.lock().expect("stop lock") = true;
+        self.wake.notify_all();
+    }
+}
+
+/// The running maintenance thread.
+pub struct Maintenance {
+    signal: Arc<StopSignal>,
+    thread: JoinHandle<()>,
+}
+
+impl Maintenance {
+    /// Starts the thread. It holds the broker until [`Maintenance::stop`].
+    pub fn start(
+        broker: Arc<Broker>,
+        settings: MaintenanceSettings,
+    ) -> std::io::Result<Maintenance> {
+        let signal = Arc::new(StopSignal::default());
+        let thread = {
+            let signal = signal.clone();
+            std::thread::Builder::new()
+                .name("log-maintenance".into())
+                .spawn(move || Scheduler::new(broker, settings, signal).run())?
+        };
+        info!(
+            retention_check_interval_ms = settings.retention_check_interval_ms,
+            cleaner_enabled = settings.cleaner_enabled,
+            cleaner_backoff_ms = settings.cleaner_backoff_ms,
+            "log maintenance started"
+        );
+        Ok(Maintenance { signal, thread })
+    }
+
+    /// Asks the thread to stop and waits for it: it finishes the one step under way (a
+    /// retention pass over one partition or one bounded clean call) and exits. Blocks.
+    pub fn stop(self) {
+        self.signal.stop();
+        if self.thread.join().is_err() {
+            warn!("the log maintenance thread panicked");
+        }
+    }
+}
+
+struct Scheduler {
+    broker: Arc<Broker>,
+    settings: MaintenanceSettings,
+    signal: Arc<StopSignal>,
+    /// Partitions whose last clean failed, and when they may be tried again.
+    uncleanable_until_ms: HashMap<(TopicId, i32), i64>,
+}
+
+impl Scheduler {
+    fn new(broker: Arc<Broker>, settings: MaintenanceSettings, signal: Arc<StopSignal>) -> Self {
+        Scheduler {
+            broker,
+            settings,
+            signal,
+            uncleanable_until_ms: HashMap::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let retention_interval = self.settings.retention_check_interval_ms.max(1) as i64;
+        let mut next_retention_ms = now_ms() + retention_interval;
+        let mut next_clean_ms = now_ms();
+        loop {
+            let now = now_ms();
+            if now >= next_retention_ms {
+                self.retention_pass();
+                next_retention_ms = now_ms() + retention_interval;
+            }
+            if self.signal.is_stopped() {
+                return;
+            }
+            if self.settings.cleaner_enabled && now_ms() >= next_clean_ms {
+                let pause_ms = match self.clean_step() {
+                    Some(throttle_ms) => throttle_ms,
+                    None => self.settings.cleaner_backoff_ms,
+                };
+                next_clean_ms = now_ms().saturating_add(pause_ms.min(i64::MAX as u64) as i64);
+            }
+            let next = if self.settings.cleaner_enabled {
+                next_retention_ms.min(next_clean_ms)
+            } else {
+                next_retention_ms
+            };
+            let wait_ms = next.saturating_sub(now_ms()).max(0) as u64;
+            if self.signal.sleep(wait_ms) {
+                return;
+            }
+        }
+    }
+
+    /// `enforce_retention` on every hosted partition, one at a time.
+    fn retention_pass(&self) {
+        for p in self.broker.partitions.all() {
+            if self.signal.is_stopped() {
+                return;
+            }
+            match p.log.enforce_retention(now_ms()) {
+                Ok(outcome) if outcome.segments_deleted > 0 => info!(
+                    topic = %p.topic,
+                    partition = p.index,
+                    segments = outcome.segments_deleted,
+                    bytes = outcome.bytes_deleted,
+                    log_start_offset = outcome.new_log_start_offset,
+                    "retention deleted old segments"
+                ),
+                Ok(_) => {}
+                Err(e) => warn!(topic = %p.topic, partition = p.index, "retention failed: {e}"),
+            }
+        }
+    }
+
+    /// One bounded clean call on the dirtiest partition that is due. `Some(throttle_ms)` when
+    /// it ran (call again after that pause), `None` when no partition needs cleaning.
+    fn clean_step(&mut self) -> Option<u64> {
+        let now = now_ms();
+        self.uncleanable_until_ms.retain(|_, until| *until > now);
+        let candidate = self
+            .broker
+            .partitions
+            .all()
+            .into_iter()
+            .filter(|p| {
+                !self
+                    .uncleanable_until_ms
+                    .contains_key(&(p.topic_id, p.index))
+            })
+            .filter(|p| p.log.cleaning_due(now))
+            .map(|p| (p.log.dirty_ratio(now), p))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let (dirty_ratio, p) = candidate?;
+        match p.log.clean(now, &self.settings.cleaner_limits) {
+            Ok(outcome) => {
+                if outcome.segments_rewritten > 0 || outcome.records_removed > 0 {
+                    info!(
+                        topic = %p.topic,
+                        partition = p.index,
+                        dirty_ratio,
+                        bytes_read = outcome.bytes_read,
+                        bytes_written = outcome.bytes_written,
+                        records_removed = outcome.records_removed,
+                        segments_rewritten = outcome.segments_rewritten,
+                        more = outcome.more,
+                        "log cleaner compacted"
+                    );
+                }
+                Some(outcome.throttle_ms(self.settings.cleaner_io_bytes_per_second))
+            }
+            Err(e) => {
+                warn!(
+                    topic = %p.topic,
+                    partition = p.index,
+                    retry_in_ms = UNCLEANABLE_RETRY_MS,
+                    "log cleaning failed: {e}"
+                );
+                self.uncleanable_until_ms
+                    .insert((p.topic_id, p.index), now + UNCLEANABLE_RETRY_MS);
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_interrupts_a_long_sleep() {
+        let signal = Arc::new(StopSignal::default());
+        let sleeper = {
+            let signal = signal.clone();
+            std::thread::spawn(move || signal.sleep(3_600_000))
+        };
+        signal.stop();
+        assert!(sleeper.join().unwrap(), "the sleep must report the stop");
+        assert!(signal.sleep(3_600_000), "a stopped signal never sleeps");
+    }
+
+    #[test]
+    fn unstopped_sleep_times_out() {
+        assert!(!StopSignal::default().sleep(1));
+    }
+
+    #[test]
+    fn dedupe_buffer_to_offset_map_entries() {
+        assert_eq!(offset_map_entries(48 * 1000), 1000);
+        assert_eq!(offset_map_entries(0), 1);
+        assert_eq!(
+            offset_map_entries(u64::MAX),
+            log_limits::CLEANER_OFFSET_MAP_ENTRIES_MAX
+        );
+    }
+}
