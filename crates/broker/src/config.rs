@@ -227,6 +227,9 @@ pub struct BrokerSettings {
     pub group_max_size: u32,
     /// offset.metadata.max.bytes: longest commit metadata string.
     pub offset_metadata_max_bytes: u32,
+    /// The Kafka-named settings given by `--set` or the file, as given (DescribeConfigs reports
+    /// them as STATIC_BROKER_CONFIG; dynamic configs are resolved on top of them).
+    pub static_values: BTreeMap<String, String>,
 }
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -274,6 +277,7 @@ impl Default for BrokerSettings {
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: i32::MAX as u32,
             offset_metadata_max_bytes: 4_096,
+            static_values: BTreeMap::new(),
         }
     }
 }
@@ -325,7 +329,163 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// Applies Kafka-named settings to the defaults, coarse units first so `log.retention.ms` wins
+/// over `.hours` (and `.minutes`) whichever source gave which, as in Kafka.
+fn resolve_values(values: &BTreeMap<String, String>) -> Result<BrokerSettings, ConfigError> {
+    let order = |k: &str| match k {
+        "log.retention.hours" | "log.roll.hours" => 0,
+        "log.retention.minutes" => 1,
+        _ => 2,
+    };
+    let mut ordered: Vec<_> = values.iter().collect();
+    ordered.sort_by_key(|(k, _)| order(k));
+    let mut settings = BrokerSettings::default();
+    for (k, v) in ordered {
+        settings.set(k, v)?;
+    }
+    Ok(settings)
+}
+
 impl BrokerSettings {
+    /// Settings from the static Kafka-named values (`--set` and the file's `[broker]` table).
+    pub fn from_static(values: BTreeMap<String, String>) -> Result<BrokerSettings, ConfigError> {
+        let mut settings = resolve_values(&values)?;
+        settings.static_values = values;
+        Ok(settings)
+    }
+
+    /// The value of a Kafka-named setting as DescribeConfigs shows it (`None` for an unset
+    /// optional one). Alternate-unit keys (`log.retention.hours`, ...) show what was given, or
+    /// Kafka's default.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        let given = || self.static_values.get(key).cloned();
+        Some(match key {
+            "num.partitions" => self.num_partitions.to_string(),
+            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics_enable.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "message.max.bytes" => self.message_max_bytes.to_string(),
+            "log.segment.bytes" => self.log_segment_bytes.to_string(),
+            "log.roll.ms" => self.log_roll_ms.to_string(),
+            "log.roll.hours" => given().unwrap_or_else(|| "168".into()),
+            "log.retention.ms" => self.log_retention_ms.to_string(),
+            "log.retention.minutes" => return given(),
+            "log.retention.hours" => given().unwrap_or_else(|| "168".into()),
+            "log.retention.bytes" => self.log_retention_bytes.to_string(),
+            "log.index.interval.bytes" => self.log_index_interval_bytes.to_string(),
+            "log.flush.interval.messages" => self.log_flush_interval_messages.to_string(),
+            "log.flush.interval.ms" => return self.log_flush_interval_ms.map(|v| v.to_string()),
+            "log.message.timestamp.type" => match self.log_message_timestamp_type {
+                TimestampKind::CreateTime => "CreateTime".into(),
+                TimestampKind::LogAppendTime => "LogAppendTime".into(),
+            },
+            "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "fetch.max.bytes" => self.fetch_max_bytes.to_string(),
+            "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
+            "max.connections" => self.max_connections.to_string(),
+            "queued.max.requests" => self.queued_max_requests.to_string(),
+            "cluster.id" => return self.cluster_id.clone(),
+            "log.message.timestamp.before.max.ms" => {
+                self.log_message_timestamp_before_max_ms.to_string()
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log_message_timestamp_after_max_ms.to_string()
+            }
+            "log.cleanup.policy" => self.log_cleanup_policy.as_str().into(),
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            "log.cleaner.enable" => self.log_cleaner_enable.to_string(),
+            "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms.to_string(),
+            "log.cleaner.io.max.bytes.per.second" => {
+                match self.log_cleaner_io_max_bytes_per_second {
+                    u64::MAX => "1.7976931348623157E308".into(),
+                    v => format!("{v}.0"),
+                }
+            }
+            "log.cleaner.dedupe.buffer.size" => self.log_cleaner_dedupe_buffer_size.to_string(),
+            "log.cleaner.min.cleanable.ratio" => {
+                format!("{:?}", self.log_cleaner_min_cleanable_ratio)
+            }
+            "log.cleaner.delete.retention.ms" => self.log_cleaner_delete_retention_ms.to_string(),
+            "log.cleaner.min.compaction.lag.ms" => {
+                self.log_cleaner_min_compaction_lag_ms.to_string()
+            }
+            "log.cleaner.max.compaction.lag.ms" => {
+                self.log_cleaner_max_compaction_lag_ms.to_string()
+            }
+            "compression.type" => "producer".into(),
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "offsets.retention.minutes" => self.offsets_retention_minutes.to_string(),
+            "offsets.retention.check.interval.ms" => {
+                self.offsets_retention_check_interval_ms.to_string()
+            }
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms.to_string(),
+            "group.max.size" => self.group_max_size.to_string(),
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Kafka's type of a Kafka-named broker setting (DescribeConfigs `config_type`).
+    pub fn config_type(key: &str) -> josefine_meta::topic_config::ConfigType {
+        use josefine_meta::topic_config::ConfigType as T;
+        match key {
+            "auto.create.topics.enable" | "log.cleaner.enable" => T::Boolean,
+            "log.message.timestamp.type" | "compression.type" | "cluster.id" => T::String,
+            "log.cleanup.policy" => T::List,
+            "log.cleaner.io.max.bytes.per.second" | "log.cleaner.min.cleanable.ratio" => T::Double,
+            "num.partitions"
+            | "default.replication.factor"
+            | "min.insync.replicas"
+            | "message.max.bytes"
+            | "log.segment.bytes"
+            | "log.roll.hours"
+            | "log.retention.minutes"
+            | "log.retention.hours"
+            | "log.index.interval.bytes"
+            | "socket.request.max.bytes"
+            | "fetch.max.bytes"
+            | "max.connections"
+            | "queued.max.requests"
+            | "offsets.topic.num.partitions"
+            | "offsets.topic.segment.bytes"
+            | "offsets.retention.minutes"
+            | "group.initial.rebalance.delay.ms"
+            | "group.min.session.timeout.ms"
+            | "group.max.session.timeout.ms"
+            | "group.max.size"
+            | "offset.metadata.max.bytes" => T::Int,
+            _ => T::Long,
+        }
+    }
+
+    /// The effective settings of broker `node_id` under the image's dynamic broker configs:
+    /// per-broker dynamic > cluster-default dynamic > static > Kafka default. A dynamic value
+    /// this broker cannot parse (the metadata image validated it, so only a version skew could
+    /// cause that) is skipped, keeping the lower layer, rather than failing the broker.
+    pub fn effective(&self, image: &josefine_meta::Image, node_id: i32) -> BrokerSettings {
+        let own = image.broker_configs.get(&node_id);
+        if image.cluster_broker_configs.is_empty() && own.is_none() {
+            return self.clone();
+        }
+        let mut values = self.static_values.clone();
+        for layer in std::iter::once(&image.cluster_broker_configs).chain(own) {
+            for (k, v) in layer {
+                let mut probe = BrokerSettings::default();
+                if probe.set(k, v).is_ok() {
+                    values.insert(k.clone(), v.clone());
+                } else {
+                    tracing::warn!(key = %k, value = %v, "ignoring a dynamic broker config this broker cannot apply");
+                }
+            }
+        }
+        let mut settings = resolve_values(&values).unwrap_or_else(|_| self.clone());
+        settings.static_values = self.static_values.clone();
+        settings
+    }
+
     /// Every accepted Kafka-named key, for error messages and docs.
     pub const KEYS: &'static [&'static str] = &[
         "num.partitions",
@@ -761,7 +921,6 @@ impl Config {
                 raft_addr: raft_s.clone(),
             }],
         };
-        let mut broker = BrokerSettings::default();
         let mut sets: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in file.broker {
             sets.insert(k, v);
@@ -772,17 +931,7 @@ impl Config {
                 .ok_or_else(|| ConfigError::BadSetSyntax(kv.clone()))?;
             sets.insert(k.trim().to_string(), v.to_string());
         }
-        // Apply the coarse unit first so `log.retention.ms` wins over `.hours`, as in Kafka.
-        let order = |k: &str| match k {
-            "log.retention.hours" | "log.roll.hours" => 0,
-            "log.retention.minutes" => 1,
-            _ => 2,
-        };
-        let mut ordered: Vec<_> = sets.into_iter().collect();
-        ordered.sort_by_key(|(k, _)| order(k));
-        for (k, v) in ordered {
-            broker.set(&k, &v)?;
-        }
+        let broker = BrokerSettings::from_static(sets)?;
         Ok(Config {
             node_id,
             data_dir,
@@ -907,6 +1056,36 @@ mod tests {
         assert!(s.set("group.max.size", "0").is_err());
         s.set("log.index.interval.bytes", "0").unwrap();
         assert_eq!(s.log_config().index_interval_bytes, 1);
+    }
+
+    #[test]
+    fn every_key_has_a_value_and_dynamic_layers_override_static() {
+        let mut values = BTreeMap::new();
+        values.insert("log.retention.hours".to_string(), "2".to_string());
+        values.insert("log.cleanup.policy".to_string(), "compact".to_string());
+        let s = BrokerSettings::from_static(values).unwrap();
+        for key in BrokerSettings::KEYS {
+            let optional = matches!(
+                *key,
+                "log.retention.minutes" | "log.flush.interval.ms" | "cluster.id"
+            );
+            assert!(optional || s.value_of(key).is_some(), "{key}");
+        }
+        assert_eq!(s.value_of("log.retention.ms").unwrap(), "7200000");
+        let mut image = josefine_meta::Image::default();
+        image
+            .cluster_broker_configs
+            .insert("log.retention.ms".into(), "5000".into());
+        let e = s.effective(&image, 1);
+        assert_eq!(e.log_retention_ms, 5000, "dynamic ms beats static hours");
+        assert_eq!(e.log_cleanup_policy, josefine_log::CleanupPolicy::Compact);
+        image.broker_configs.insert(
+            1,
+            [("log.retention.ms".to_string(), "7000".to_string())].into(),
+        );
+        assert_eq!(s.effective(&image, 1).log_retention_ms, 7000);
+        assert_eq!(s.effective(&image, 2).log_retention_ms, 5000);
+        assert_eq!(e.static_values, s.static_values);
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn apply_one(
             panic!("metadata apply disagreed with validate for {cmd:?}: {e}");
         }
     };
-    if let Err(e) = partitions.on_applied(&applied) {
+    if let Err(e) = partitions.on_applied(&applied, image) {
         // The command is durable and applied; the files are retried at the next start.
         error!("metadata side effect failed for {cmd:?}: {e}");
     }

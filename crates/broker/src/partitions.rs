@@ -110,9 +110,19 @@ impl PartitionRegistry {
         })
     }
 
-    /// The log configuration for one topic: broker defaults overlaid with the topic's configs.
-    pub fn log_config_for(&self, topic: &Topic) -> LogConfig {
-        let mut c = self.settings.log_config();
+    /// This broker's effective settings under the image's dynamic broker configs.
+    pub fn effective_settings(&self, image: &Image) -> BrokerSettings {
+        self.settings.effective(image, self.node_id)
+    }
+
+    /// The log configuration for one topic: the effective broker settings (static and dynamic)
+    /// overlaid with the topic's configs.
+    pub fn log_config_for(&self, topic: &Topic, image: &Image) -> LogConfig {
+        self.log_config_with(topic, &self.effective_settings(image))
+    }
+
+    fn log_config_with(&self, topic: &Topic, settings: &BrokerSettings) -> LogConfig {
+        let mut c = settings.log_config();
         for (k, v) in &topic.configs {
             apply_topic_config(&mut c, k, v);
         }
@@ -123,16 +133,17 @@ impl PartitionRegistry {
         c
     }
 
-    fn min_insync_for(&self, topic: &Topic) -> i32 {
+    fn min_insync_for(topic: &Topic, settings: &BrokerSettings) -> i32 {
         topic
             .configs
             .get("min.insync.replicas")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.settings.min_insync_replicas)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(settings.min_insync_replicas)
     }
 
-    fn open_topic(&self, topic: &Topic) -> Result<(), BrokerError> {
-        let config = self.log_config_for(topic);
+    fn open_topic(&self, topic: &Topic, image: &Image) -> Result<(), BrokerError> {
+        let settings = self.effective_settings(image);
+        let config = self.log_config_with(topic, &settings);
         for p in &topic.partitions {
             if !p.replicas.contains(&self.node_id) {
                 continue;
@@ -158,7 +169,7 @@ impl PartitionRegistry {
                 topic_id: topic.topic_id,
                 index: p.partition,
                 log,
-                min_insync_replicas: self.min_insync_for(topic),
+                min_insync_replicas: Self::min_insync_for(topic, &settings),
             });
             self.partitions
                 .write()
@@ -198,17 +209,66 @@ impl PartitionRegistry {
             }
         }
         for topic in image.topics.values() {
-            self.open_topic(topic)?;
+            self.open_topic(topic, image)?;
         }
         Ok(())
     }
 
-    /// Carries out the file-side effects of an applied metadata command.
-    pub fn on_applied(&self, applied: &Applied) -> Result<(), BrokerError> {
+    /// Pushes the topic's current effective configuration into its open logs (AlterConfigs):
+    /// the log applies it from its next append, tick or clean. `min.insync.replicas` lives on
+    /// the [`Partition`], so a changed value replaces the entry (same log, new `Arc`).
+    fn reconfigure_topic(&self, topic: &Topic, settings: &BrokerSettings) {
+        let config = self.log_config_with(topic, settings);
+        let min_insync_replicas = Self::min_insync_for(topic, settings);
+        for p in &topic.partitions {
+            let Some(partition) = self.get(topic.topic_id, p.partition) else {
+                continue;
+            };
+            if partition.log.config() != config {
+                if let Err(e) = partition.log.update_config(config.clone()) {
+                    warn!(topic = %topic.name, partition = p.partition, "config update refused by the log: {e}");
+                }
+            }
+            if partition.min_insync_replicas != min_insync_replicas {
+                let replacement = Arc::new(Partition {
+                    topic: partition.topic.clone(),
+                    topic_id: partition.topic_id,
+                    index: partition.index,
+                    log: partition.log.clone(),
+                    min_insync_replicas,
+                });
+                self.partitions
+                    .write()
+                    .expect("registry lock")
+                    .insert((topic.topic_id, p.partition), replacement);
+            }
+        }
+    }
+
+    /// Carries out the file-side effects of an applied metadata command; `image` is the image
+    /// after it.
+    pub fn on_applied(&self, applied: &Applied, image: &Image) -> Result<(), BrokerError> {
         match applied {
-            Applied::TopicCreated { topic } => self.open_topic(topic),
+            Applied::TopicCreated { topic } | Applied::PartitionsCreated { topic, .. } => {
+                self.open_topic(topic, image)
+            }
             Applied::TopicDeleted { topic } => self.delete_topic(topic),
-            _ => Ok(()),
+            Applied::TopicConfigsAltered { topic } => {
+                self.reconfigure_topic(topic, &self.effective_settings(image));
+                Ok(())
+            }
+            Applied::BrokerConfigsAltered { broker_id } => {
+                if broker_id.is_none_or(|id| id == self.node_id) {
+                    let settings = self.effective_settings(image);
+                    for topic in image.topics.values() {
+                        self.reconfigure_topic(topic, &settings);
+                    }
+                }
+                Ok(())
+            }
+            Applied::ClusterInitialized { .. }
+            | Applied::BrokerRegistered { .. }
+            | Applied::ProducerIdsAllocated { .. } => Ok(()),
         }
     }
 
