@@ -47,6 +47,19 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // v6 (KIP-939 two-phase commit) has no request schema in kafka-protocol 0.18.
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
+    // Consumer groups (classic protocol): Kafka 4.1's ranges, OffsetCommit/OffsetFetch v10
+    // (topic ids, KIP-848) have no schema in kafka-protocol 0.18.
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::DescribeGroups, 0, 6),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::ListPartitionReassignments, 0, 0),

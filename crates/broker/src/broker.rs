@@ -41,6 +41,8 @@ pub struct Broker {
     meta_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Background retention and cleaning ([`crate::maintenance`]); taken and stopped at shutdown.
     maintenance: std::sync::Mutex<Option<Maintenance>>,
+    /// The group coordinator runtime ([`crate::groups`]), set once at start-up.
+    groups: std::sync::OnceLock<crate::groups::Groups>,
 }
 
 impl Broker {
@@ -71,6 +73,7 @@ impl Broker {
             io_permits: Arc::new(Semaphore::new(limits::BLOCKING_IO_IN_FLIGHT_MAX)),
             meta_thread: std::sync::Mutex::new(Some(thread)),
             maintenance: std::sync::Mutex::new(None),
+            groups: std::sync::OnceLock::new(),
         });
         let image = broker.metadata.image();
         if image.cluster_id.is_none() {
@@ -100,6 +103,8 @@ impl Broker {
         if !unchanged {
             broker.metadata.propose(registration).await?;
         }
+        let groups = crate::groups::Groups::start(&broker)?;
+        assert!(broker.groups.set(groups).is_ok(), "groups started twice");
         let maintenance = Maintenance::start(
             broker.clone(),
             MaintenanceSettings::from_broker_settings(&broker.config.broker),
@@ -176,12 +181,23 @@ impl Broker {
         Ok(id)
     }
 
+    /// The group coordinator runtime.
+    pub fn groups(&self) -> &crate::groups::Groups {
+        self.groups
+            .get()
+            .expect("the group coordinator starts with the broker")
+    }
+
     /// Clean shutdown: close every partition log.
     pub async fn shutdown(self: &Arc<Self>) {
         // No retention or cleaning step may race the logs' close.
         let maintenance = self.maintenance.lock().expect("maintenance lock").take();
         if let Some(m) = maintenance {
             let _ = tokio::task::spawn_blocking(move || m.stop()).await;
+        }
+        // First: no coordinator append may race the logs' close.
+        if let Some(groups) = self.groups.get() {
+            groups.shutdown().await;
         }
         let partitions = self.partitions.clone();
         let _ = tokio::task::spawn_blocking(move || partitions.close_all()).await;

@@ -3,6 +3,7 @@
 //! Owns: the match from API to handler, and turning handler results into a [`Reply`]. Must
 //! never: contain API logic (that lives in `handlers/`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -27,8 +28,17 @@ pub enum Reply {
 
 /// Handles one decoded frame.
 pub async fn handle(broker: &Arc<Broker>, decoded: Decoded) -> Reply {
+    handle_from(broker, decoded, None).await
+}
+
+/// Handles one decoded frame from `peer` (group membership shows the client's host).
+pub async fn handle_from(
+    broker: &Arc<Broker>,
+    decoded: Decoded,
+    peer: Option<SocketAddr>,
+) -> Reply {
     match decoded {
-        Decoded::Request(request) => handle_request(broker, *request).await,
+        Decoded::Request(request) => handle_request(broker, *request, peer).await,
         Decoded::UnsupportedVersion {
             api_key: ApiKey::ApiVersions,
             correlation_id,
@@ -76,13 +86,17 @@ fn frame(api: (ApiKey, i16), result: anyhow::Result<BytesMut>) -> Reply {
     }
 }
 
-async fn handle_request(broker: &Arc<Broker>, request: DecodedRequest) -> Reply {
+async fn handle_request(
+    broker: &Arc<Broker>,
+    request: DecodedRequest,
+    peer: Option<SocketAddr>,
+) -> Reply {
     let DecodedRequest {
         api_key,
         api_version: v,
         correlation_id,
         body,
-        ..
+        client_id,
     } = request;
     let response = match body {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(handlers::api_versions::handle(r)),
@@ -125,6 +139,16 @@ async fn handle_request(broker: &Arc<Broker>, request: DecodedRequest) -> Reply 
         RequestBody::DescribeTopicPartitions(r) => ResponseBody::DescribeTopicPartitions(
             handlers::describe_topic_partitions::handle(broker, r),
         ),
+        RequestBody::FindCoordinator(r) => {
+            ResponseBody::FindCoordinator(handlers::find_coordinator::handle(broker, v, r).await)
+        }
+        body if handlers::groups::is_group_request(&body) => {
+            let client_id = client_id.as_deref();
+            match handlers::groups::handle(broker, v, client_id, peer, body).await {
+                Some(response) => response,
+                None => return Reply::Close,
+            }
+        }
         // The decoder only yields APIs in SUPPORTED_APIS; `every_supported_api_is_dispatched`
         // (tests/every_api.rs) keeps this arm unreachable.
         other => {

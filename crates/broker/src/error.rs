@@ -12,6 +12,8 @@ pub enum BrokerError {
     Log(#[from] josefine_log::LogError),
     #[error("metadata: {0}")]
     Meta(#[from] josefine_meta::MetaError),
+    #[error("group coordinator: {0}")]
+    Group(#[from] josefine_group::GroupError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("data directory {path} is for node {found}, not {expected}")]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod error;
+pub mod groups;
 pub mod handlers;
 pub mod limits;
 pub mod maintenance;

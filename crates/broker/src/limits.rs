@@ -62,3 +62,24 @@ pub const BLOCKING_IO_IN_FLIGHT_MAX: usize = 64;
 
 /// How often the background ticker calls `PartitionLog::tick` (time rolls, interval flushes).
 pub const LOG_TICK_INTERVAL_MS: u64 = 1_000;
+
+/// Group requests queued to the group coordinator task. Each connection has at most one request
+/// in progress, so this only fills when thousands of connections send group requests at once;
+/// senders then wait (back-pressure) instead of growing a queue.
+pub const GROUP_REQUESTS_QUEUED_MAX: usize = 1024;
+
+/// `__consumer_offsets` appends queued between the coordinator task and its appender. Beyond
+/// this the coordinator fails the append at once (COORDINATOR_NOT_AVAILABLE to the client, who
+/// retries) rather than waiting, so the coordinator task itself never blocks on storage.
+pub const GROUP_APPENDS_QUEUED_MAX: usize = 1024;
+
+/// Appends the group appender writes in one blocking round (one flush per partition per round
+/// when `log.flush.interval.messages=1`): amortises the blocking-pool hop under commit load.
+pub const GROUP_APPENDS_PER_ROUND_MAX: usize = 64;
+
+/// Bytes of `__consumer_offsets` read per step while loading a partition at start-up; bounds
+/// the memory a load holds (one step's records are handed to the coordinator, then dropped).
+pub const GROUP_LOAD_READ_BYTES_MAX: usize = 1 << 20;
+
+/// Load steps queued from the loader to the coordinator task.
+pub const GROUP_LOAD_STEPS_QUEUED_MAX: usize = 16;

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use tracing::info;
 use uuid::Uuid;
 
-use super::{code, str_bytes, topic_id_of, topic_name, uuid_of};
+use super::{code, is_internal_topic, str_bytes, topic_id_of, topic_name, uuid_of};
 use crate::broker::Broker;
 use crate::handlers::create_topics::{assign_partitions, new_topic_id};
 use crate::limits;
@@ -39,6 +39,7 @@ fn topic_entry(topic: &Topic) -> MetadataResponseTopic {
         .with_error_code(code::NONE)
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(uuid_of(topic.topic_id))
+        .with_is_internal(is_internal_topic(&topic.name))
         .with_partitions(partitions)
 }
 
@@ -118,7 +119,8 @@ pub async fn handle(
                 ));
                 continue;
             }
-            if !allow_auto_create {
+            // Internal topics are created by their coordinator (FindCoordinator), never here.
+            if !allow_auto_create || is_internal_topic(&name) {
                 topics.push(error_entry(
                     Some(&name),
                     Uuid::nil(),
@@ -154,6 +156,12 @@ pub async fn handle(
                     topics.push(error_entry(Some(&name), Uuid::nil(), error));
                 }
             }
+        }
+    }
+    if version < 1 {
+        // v0 has no is_internal field (non-default values cannot be encoded).
+        for t in &mut topics {
+            t.is_internal = false;
         }
     }
     let brokers = image

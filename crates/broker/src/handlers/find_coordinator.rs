@@ -1,0 +1,108 @@
+//! FindCoordinator: which broker coordinates a group (v0-3: one key; v4+: `coordinator_keys`).
+//!
+//! The coordinator of a group is the leader of `__consumer_offsets` partition
+//! `partition_for(group)`; the topic is created on the first group lookup, as Kafka does.
+//! Transactions do not exist yet: the transaction key type is answered INVALID_REQUEST with a
+//! message saying so (Kafka's answer for a coordinator type it does not serve), which a
+//! transactional producer reports at once instead of retrying until it times out.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{code, str_bytes};
+use crate::broker::Broker;
+use crate::groups::OFFSETS_TOPIC;
+
+/// FindCoordinator key types (Kafka's `CoordinatorType`).
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    // v0 has no key type: always a group.
+    let key_type = if version == 0 {
+        KEY_TYPE_GROUP
+    } else {
+        request.key_type
+    };
+    let keys = if version >= 4 {
+        request.coordinator_keys
+    } else {
+        vec![request.key]
+    };
+    // One topic check for the whole batch.
+    let topic = if key_type == KEY_TYPE_GROUP {
+        Some(broker.groups().ensure_offsets_topic(broker).await)
+    } else {
+        None
+    };
+    let coordinators: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| match &topic {
+            None if key_type == KEY_TYPE_TRANSACTION => failed(
+                key,
+                code::INVALID_REQUEST,
+                "transactions are not supported by this broker yet".into(),
+            ),
+            None => failed(
+                key,
+                code::INVALID_REQUEST,
+                format!("unknown coordinator type {key_type}"),
+            ),
+            Some(Err(e)) => failed(key, code::COORDINATOR_NOT_AVAILABLE, e.clone()),
+            Some(Ok(())) => group_coordinator(broker, key),
+        })
+        .collect();
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = coordinators.into_iter().next().expect("one key below v4");
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        // v0 has no error message field.
+        .with_error_message(c.error_message.filter(|_| version >= 1))
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}
+
+/// The leader of the group's `__consumer_offsets` partition, from the metadata image.
+fn group_coordinator(broker: &Broker, key: StrBytes) -> Coordinator {
+    let image = broker.metadata.image();
+    let partition = josefine_group::partition_for(&key, broker.groups().offsets_partitions());
+    let leader = image
+        .topic_by_name(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .and_then(|p| p.replicas.first())
+        .and_then(|id| image.brokers.get(id));
+    match leader {
+        Some(b) => Coordinator::default()
+            .with_key(key)
+            .with_node_id(BrokerId(b.node_id))
+            .with_host(str_bytes(b.host.clone()))
+            .with_port(b.port)
+            .with_error_code(code::NONE),
+        None => failed(
+            key,
+            code::COORDINATOR_NOT_AVAILABLE,
+            "The coordinator is not available.".into(),
+        ),
+    }
+}
+
+fn failed(key: StrBytes, error: i16, message: String) -> Coordinator {
+    // Kafka's Node.noNode(): id -1, empty host, port -1.
+    Coordinator::default()
+        .with_key(key)
+        .with_node_id(BrokerId(-1))
+        .with_host(StrBytes::new())
+        .with_port(-1)
+        .with_error_code(error)
+        .with_error_message(Some(str_bytes(message)))
+}
