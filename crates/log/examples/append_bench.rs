@@ -13,23 +13,24 @@ use josefine_log::{LogConfig, PartitionLog};
 fn main() {
     let base = std::env::args().nth(1).unwrap_or_else(|| ".".into());
     let now = 1_700_000_000_000;
-    let batch = BatchBuilder::new(now).sized_records(100, 1000).build();
-    let batches = 2000;
+    // Small records (the profile's 100 B produce) first: per-record costs show there.
+    let small_records = BatchBuilder::new(now).sized_records(100, 100).build();
     {
         let dir = tempfile::tempdir_in(&base).expect("temp dir");
         let log = PartitionLog::open(dir.path(), [1; 16], LogConfig::default(), now).expect("open");
-        let start = Instant::now();
-        for _ in 0..batches {
-            log.append(&batch, 0, now).expect("append");
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "append, no fsync (default policy): {} batches of {} bytes: {:.0} MB/s, {:.0} batches/s",
-            batches,
-            batch.len(),
-            (batches * batch.len()) as f64 / secs / 1e6,
-            batches as f64 / secs
+        time_appends(
+            &log,
+            &small_records,
+            20_000,
+            now,
+            "no fsync, 100 x 100 B records",
         );
+    }
+    let batch = BatchBuilder::new(now).sized_records(100, 1000).build();
+    {
+        let dir = tempfile::tempdir_in(&base).expect("temp dir");
+        let log = PartitionLog::open(dir.path(), [1; 16], LogConfig::default(), now).expect("open");
+        time_appends(&log, &batch, 2000, now, "no fsync (default policy)");
         let start = Instant::now();
         let mut next = 0;
         let mut bytes = 0usize;
@@ -97,4 +98,19 @@ fn main() {
             log.flush_rounds()
         );
     }
+}
+
+/// Appends `batch` `batches` times and prints the rate.
+fn time_appends(log: &PartitionLog, batch: &[u8], batches: usize, now: i64, label: &str) {
+    let start = Instant::now();
+    for _ in 0..batches {
+        log.append(batch, 0, now).expect("append");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "append, {label}: {batches} batches of {} bytes: {:.0} MB/s, {:.0} batches/s",
+        batch.len(),
+        (batches * batch.len()) as f64 / secs / 1e6,
+        batches as f64 / secs
+    );
 }

@@ -431,18 +431,32 @@ pub fn set_max_timestamp(
     timestamp_type: TimestampType,
     max_timestamp: i64,
 ) -> bool {
-    let attributes = be_i16(batch, ATTRIBUTES_AT);
+    let (head, tail) = batch.split_at_mut(BATCH_HEADER_BYTES);
+    set_max_timestamp_split(head, tail, timestamp_type, max_timestamp)
+}
+
+/// [`set_max_timestamp`] for a batch held as its header (`BATCH_HEADER_BYTES`, rewritten) and
+/// the records after it (only read, for the CRC): lets the append path stamp a copy of the
+/// 61-byte header instead of copying the whole batch.
+pub fn set_max_timestamp_split(
+    head: &mut [u8],
+    tail: &[u8],
+    timestamp_type: TimestampType,
+    max_timestamp: i64,
+) -> bool {
+    assert_eq!(head.len(), BATCH_HEADER_BYTES, "a whole v2 header");
+    let attributes = be_i16(head, ATTRIBUTES_AT);
     let wanted_attributes = match timestamp_type {
         TimestampType::CreateTime => attributes & !ATTR_TIMESTAMP_TYPE,
         TimestampType::LogAppendTime => attributes | ATTR_TIMESTAMP_TYPE,
     };
-    if wanted_attributes == attributes && be_i64(batch, MAX_TIMESTAMP_AT) == max_timestamp {
+    if wanted_attributes == attributes && be_i64(head, MAX_TIMESTAMP_AT) == max_timestamp {
         return false;
     }
-    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&wanted_attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    head[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&wanted_attributes.to_be_bytes());
+    head[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES_AT..]), tail);
+    head[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     true
 }
 

@@ -18,7 +18,7 @@
 //! # Durability policy
 //!
 //! The default is Kafka's: `flush_interval_messages = i64::MAX`, `flush_interval_ms = None`,
-//! i.e. no fsync on the write path. An append is a `pwrite` into the page cache; the OS writes
+//! i.e. no fsync on the write path. An append is one `writev` into the page cache; the OS writes
 //! it back. A crash of the *process* (SIGKILL, panic) loses nothing, because the page cache
 //! belongs to the kernel. A crash of the *machine* can lose the last few seconds of
 //! acknowledged writes; Kafka accepts that because replication, not fsync, is what makes data

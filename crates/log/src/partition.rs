@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::batch::{self, BatchHeader, ValidationConfig};
-use crate::limits::SEGMENT_BYTES_MAX;
+use crate::limits::{BATCH_HEADER_BYTES, SEGMENT_BYTES_MAX};
 use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::segment::{file_stem, Segment};
 use crate::{AppendOutcome, LogConfig, LogError, ReadResult, RetentionOutcome, TimestampType};
@@ -399,8 +399,8 @@ impl PartitionLog {
     /// Append one produced batch: `records` is the Produce request's records field for this
     /// partition and must hold exactly one v2 batch (Kafka's rule for produce v3+). Validates,
     /// runs the idempotence checks, stamps offset / leader epoch / (LogAppendTime) timestamp,
-    /// and writes it with one `pwrite`. A recognised retry returns the original offsets with
-    /// `duplicate: true` and writes nothing.
+    /// and writes it without copying the records (`Segment::append`). A recognised retry
+    /// returns the original offsets with `duplicate: true` and writes nothing.
     pub fn append(
         &self,
         records: &[u8],
@@ -423,13 +423,16 @@ impl PartitionLog {
         let summary =
             batch::validate_client_batch(records, &Self::validation_config(&config), now_ms)?;
         // Everything under the CRC is settled before the lock: only the base offset and leader
-        // epoch (outside the CRC) depend on the log's state.
-        let mut bytes = records.to_vec();
+        // epoch (outside the CRC) depend on the log's state. Only the 61-byte header is
+        // rewritten, in a copy; the records after it are written from the caller's buffer.
+        let mut head = [0u8; BATCH_HEADER_BYTES];
+        head.copy_from_slice(&records[..BATCH_HEADER_BYTES]);
+        let tail = &records[BATCH_HEADER_BYTES..];
         let (log_append_time_ms, max_ts) = match config.timestamp_type {
             TimestampType::LogAppendTime => (now_ms, now_ms),
             TimestampType::CreateTime => (-1, summary.max_timestamp),
         };
-        batch::set_max_timestamp(&mut bytes, config.timestamp_type, max_ts);
+        batch::set_max_timestamp_split(&mut head, tail, config.timestamp_type, max_ts);
 
         let mut w = self.writer.lock().expect("writer lock");
         if w.offline || w.closed {
@@ -445,15 +448,17 @@ impl PartitionLog {
             });
         }
         let base_offset = self.log_end_offset.load(Ordering::Relaxed);
-        batch::set_offset_and_epoch(&mut bytes, base_offset, leader_epoch);
+        batch::set_offset_and_epoch(&mut head, base_offset, leader_epoch);
         let max_ts_offset = match config.timestamp_type {
             TimestampType::LogAppendTime => base_offset,
             TimestampType::CreateTime => base_offset + summary.max_timestamp_offset_delta as i64,
         };
-        let h = BatchHeader::parse(&bytes).expect("rewritten header parses");
-        let active = self.maybe_roll(&w, &config, bytes.len() as u64, h.last_offset(), now_ms)?;
+        let h = BatchHeader::parse(&head).expect("rewritten header parses");
+        let batch_bytes = records.len() as u64;
+        let active = self.maybe_roll(&w, &config, batch_bytes, h.last_offset(), now_ms)?;
         if let Err((e, repaired)) = active.append(
-            &bytes,
+            &head,
+            tail,
             &h,
             max_ts_offset,
             config.index_interval_bytes,
@@ -472,8 +477,7 @@ impl PartitionLog {
                 *m = (max_ts, max_ts_offset);
             }
         }
-        self.size_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.size_bytes.fetch_add(batch_bytes, Ordering::Relaxed);
         let unflushed = self
             .unflushed_messages
             .fetch_add(h.records_count as u64, Ordering::Relaxed)

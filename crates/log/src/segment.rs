@@ -1,7 +1,7 @@
 //! One segment: `<base offset>.log` plus its `.index` and `.timeindex`.
 //!
-//! Owns: the bytes of a contiguous offset range, appends at the end (one `pwrite`), reads by
-//! `pread`, walking batch headers from an index position, and recovery of a torn tail.
+//! Owns: the bytes of a contiguous offset range, appends at the committed end (one `writev`),
+//! reads by `pread`, walking batch headers from an index position, and recovery of a torn tail.
 //!
 //! Must never: expose bytes at or past `size_bytes` (the committed end: an append in progress or
 //! one that failed half way lives there), or rewrite committed bytes. `size_bytes` and
@@ -9,6 +9,7 @@
 //! Acquire first, so everything below them is complete and immutable.
 
 use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -204,11 +205,11 @@ impl Segment {
             // decompress every compressed batch.
             seg.note_batch(
                 pos,
-                bytes,
+                bytes.len() as u64,
                 &h,
                 index_interval_bytes,
                 !already_indexed,
-                Some(h.base_offset),
+                h.base_offset,
             );
             Ok(true)
         });
@@ -267,11 +268,11 @@ impl Segment {
     fn note_batch(
         &self,
         position: u64,
-        bytes: &[u8],
+        batch_bytes: u64,
         h: &BatchHeader,
         interval: u32,
         add_index: bool,
-        max_ts_offset: Option<i64>,
+        max_ts_offset: i64,
     ) {
         let rel = (h.base_offset - self.base_offset) as u32;
         let since = self.bytes_since_index_entry.load(Ordering::Relaxed);
@@ -285,12 +286,11 @@ impl Segment {
             self.bytes_since_index_entry.store(0, Ordering::Relaxed);
         }
         self.bytes_since_index_entry
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            .fetch_add(batch_bytes, Ordering::Relaxed);
         drop(idx);
         let mut max = self.max_timestamp.lock().expect("ts lock");
         if h.max_timestamp > max.0 {
-            let off = max_ts_offset.unwrap_or_else(|| max_timestamp_offset(bytes, h));
-            *max = (h.max_timestamp, off);
+            *max = (h.max_timestamp, max_ts_offset);
         }
     }
 
@@ -307,24 +307,30 @@ impl Segment {
         self.size_bytes() == 0
     }
 
-    /// Append one rewritten batch at the committed end: a single `pwrite`. On failure the file
-    /// is cut back to the committed end so no half batch remains; if even that fails the error
-    /// says so and the caller must take the log offline.
+    /// Append one rewritten batch at the committed end, given as its (stamped) header and the
+    /// untouched rest of the produced bytes: one `lseek` + `writev`, so the produce path never
+    /// copies a batch (std has no stable `pwritev`; appends are serialised by the partition's
+    /// writer lock and nothing else uses this file's cursor). On failure the file is cut back
+    /// to the committed end so no half batch remains; if even that fails the error says so and
+    /// the caller must take the log offline.
     pub(crate) fn append(
         &self,
-        bytes: &[u8],
+        head: &[u8],
+        tail: &[u8],
         header: &BatchHeader,
         max_ts_offset: i64,
         index_interval_bytes: u32,
         now_ms: i64,
     ) -> Result<(), (LogError, bool)> {
         let position = self.size_bytes.load(Ordering::Relaxed);
+        let batch_bytes = (head.len() + tail.len()) as u64;
         assert_eq!(
             header.base_offset,
             self.next_offset.load(Ordering::Relaxed),
             "offsets must be dense"
         );
-        if let Err(e) = self.write_at(bytes, position) {
+        assert_eq!(header.total_bytes() as u64, batch_bytes, "one whole batch");
+        if let Err(e) = self.write_at(head, tail, position) {
             let repaired = self.log.set_len(position).is_ok();
             return Err((
                 LogError::storage(format!("appending to {}", self.log_path.display()), e),
@@ -338,15 +344,15 @@ impl Segment {
         }
         self.note_batch(
             position,
-            bytes,
+            batch_bytes,
             header,
             index_interval_bytes,
             true,
-            Some(max_ts_offset),
+            max_ts_offset,
         );
         self.dirty.store(true, Ordering::Release);
         self.size_bytes
-            .store(position + bytes.len() as u64, Ordering::Release);
+            .store(position + batch_bytes, Ordering::Release);
         self.next_offset
             .store(header.last_offset() + 1, Ordering::Release);
         Ok(())
@@ -462,7 +468,8 @@ impl Segment {
         Ok(pos)
     }
 
-    fn write_at(&self, bytes: &[u8], position: u64) -> std::io::Result<()> {
+    /// Write `head` then `tail` at `position` (see `append` for why a cursor write).
+    fn write_at(&self, head: &[u8], tail: &[u8], position: u64) -> std::io::Result<()> {
         #[cfg(test)]
         if let Some(written) = self
             .fail_next_write_after
@@ -471,11 +478,25 @@ impl Segment {
             .take()
         {
             // Simulate a disk that fills up part way through the write.
+            let bytes = [head, tail].concat();
             self.log
                 .write_all_at(&bytes[..written.min(bytes.len())], position)?;
             return Err(std::io::Error::from_raw_os_error(28));
         }
-        self.log.write_all_at(bytes, position)
+        let mut file = &self.log;
+        file.seek(SeekFrom::Start(position))?;
+        let mut slices = [IoSlice::new(head), IoSlice::new(tail)];
+        let mut rest = &mut slices[..];
+        IoSlice::advance_slices(&mut rest, 0); // drops leading empty slices
+        while !rest.is_empty() {
+            match file.write_vectored(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Test hook: the next append writes this many bytes and then fails with ENOSPC.
