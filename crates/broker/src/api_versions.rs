@@ -47,6 +47,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // v6 (KIP-939 two-phase commit) has no request schema in kafka-protocol 0.18.
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::CreatePartitions, 0, 3),
     // Consumer groups (classic protocol): Kafka 4.1's ranges, OffsetCommit/OffsetFetch v10
     // (topic ids, KIP-848) have no schema in kafka-protocol 0.18.
     api(ApiKey::FindCoordinator, 0, 6),

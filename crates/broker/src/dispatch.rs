@@ -124,6 +124,15 @@ async fn handle_request(
         RequestBody::DescribeConfigs(r) => {
             ResponseBody::DescribeConfigs(handlers::describe_configs::handle(broker, r))
         }
+        RequestBody::AlterConfigs(r) => {
+            ResponseBody::AlterConfigs(handlers::alter_configs::handle(broker, r).await)
+        }
+        RequestBody::IncrementalAlterConfigs(r) => ResponseBody::IncrementalAlterConfigs(
+            handlers::incremental_alter_configs::handle(broker, r).await,
+        ),
+        RequestBody::CreatePartitions(r) => {
+            ResponseBody::CreatePartitions(handlers::create_partitions::handle(broker, r).await)
+        }
         RequestBody::DeleteRecords(r) => {
             ResponseBody::DeleteRecords(handlers::delete_records::handle(broker, r).await)
         }

@@ -1,101 +1,283 @@
-//! DescribeConfigs (read-only, topics and this broker): enough for `kafka-topics --describe`
-//! and clients that read a topic's effective settings. Altering configs is a later issue.
+//! DescribeConfigs (v1-4): every topic config and every Kafka-named broker setting with its
+//! effective value, where that value comes from, and (on request) its synonyms, type and
+//! documentation.
 //!
-//! Topic resources list the topic's explicit configs (source DYNAMIC_TOPIC_CONFIG) followed by
-//! the effective defaults of the settings Josefine honours (source DEFAULT_CONFIG). The broker
-//! resource lists the Kafka-named broker settings (source STATIC_BROKER_CONFIG).
+//! Sources, highest first, as in Kafka: the topic's override (DYNAMIC_TOPIC_CONFIG), this
+//! broker's dynamic config (DYNAMIC_BROKER_CONFIG), the cluster-wide dynamic default
+//! (DYNAMIC_DEFAULT_BROKER_CONFIG), `--set`/the config file (STATIC_BROKER_CONFIG), Kafka's
+//! default (DEFAULT_CONFIG). A topic config's broker-level synonym (`retention.ms` ->
+//! `log.retention.ms`) supplies its value when the topic has no override. The BROKER resource
+//! "" is the cluster default and lists only the dynamic defaults, like Kafka. Must never:
+//! describe a value other than the one the partitions use (both come from
+//! `BrokerSettings::effective` and the image).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use josefine_meta::broker_config::dynamic_broker_config_def;
+use josefine_meta::topic_config::{ConfigDef, TOPIC_CONFIGS};
+use josefine_meta::Image;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
+use super::alter_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{code, str_bytes};
 use crate::broker::Broker;
-use crate::config::TimestampKind;
+use crate::config::BrokerSettings;
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
-fn entry(name: &str, value: String, source: i8) -> DescribeConfigsResourceResult {
-    DescribeConfigsResourceResult::default()
-        .with_name(str_bytes(name))
-        .with_value(Some(str_bytes(value)))
-        .with_read_only(source != SOURCE_DYNAMIC_TOPIC_CONFIG)
-        .with_config_source(source)
+/// Broker settings that are other units of the same value (Kafka lists them as synonyms).
+fn unit_synonyms(key: &str) -> &'static [&'static str] {
+    match key {
+        "log.retention.ms" => &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        "log.roll.ms" => &["log.roll.ms", "log.roll.hours"],
+        _ => &[],
+    }
 }
 
-fn topic_defaults(broker: &Broker) -> Vec<(&'static str, String)> {
-    let s = &broker.config.broker;
-    let timestamp_type = match s.log_message_timestamp_type {
-        TimestampKind::CreateTime => "CreateTime",
-        TimestampKind::LogAppendTime => "LogAppendTime",
+/// The layers a broker-level value can come from, for one broker.
+struct Layers<'a> {
+    own: Option<&'a BTreeMap<String, String>>,
+    cluster: &'a BTreeMap<String, String>,
+    static_values: &'a BTreeMap<String, String>,
+    effective: BrokerSettings,
+}
+
+impl<'a> Layers<'a> {
+    fn new(broker: &'a Broker, image: &'a Image) -> Self {
+        let settings = &broker.config.broker;
+        Layers {
+            own: image.broker_configs.get(&broker.config.node_id),
+            cluster: &image.cluster_broker_configs,
+            static_values: &settings.static_values,
+            effective: settings.effective(image, broker.config.node_id),
+        }
+    }
+
+    /// Synonyms of broker setting `key` in precedence order: (name, value, source).
+    fn synonyms(&self, key: &str) -> Vec<(String, Option<String>, i8)> {
+        let names: Vec<&str> = match unit_synonyms(key) {
+            [] => vec![key],
+            units => units.to_vec(),
+        };
+        let mut out = Vec::new();
+        for (layer, source) in [
+            (self.own, SOURCE_DYNAMIC_BROKER_CONFIG),
+            (Some(self.cluster), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG),
+            (Some(self.static_values), SOURCE_STATIC_BROKER_CONFIG),
+        ] {
+            let Some(layer) = layer else { continue };
+            for n in &names {
+                if let Some(v) = layer.get(*n) {
+                    out.push((n.to_string(), Some(v.clone()), source));
+                }
+            }
+        }
+        if let Some(v) = BrokerSettings::default().value_of(key) {
+            out.push((key.to_string(), Some(v), SOURCE_DEFAULT_CONFIG));
+        }
+        out
+    }
+
+    /// The broker setting's effective value and the source of the layer that set it.
+    fn value(&self, key: &str) -> (Option<String>, i8) {
+        let source = self
+            .synonyms(key)
+            .first()
+            .map_or(SOURCE_DEFAULT_CONFIG, |s| s.2);
+        (self.effective.value_of(key), source)
+    }
+}
+
+fn synonym_entries(synonyms: Vec<(String, Option<String>, i8)>) -> Vec<DescribeConfigsSynonym> {
+    synonyms
+        .into_iter()
+        .map(|(name, value, source)| {
+            DescribeConfigsSynonym::default()
+                .with_name(str_bytes(name))
+                .with_value(value.map(str_bytes))
+                .with_source(source)
+        })
+        .collect()
+}
+
+/// How much of each entry the request asked for.
+#[derive(Clone, Copy)]
+struct Detail {
+    synonyms: bool,
+    documentation: bool,
+}
+
+/// One topic config entry: override, else the broker synonym's layers, else Kafka's default.
+fn topic_entry(
+    def: &ConfigDef,
+    overrides: &BTreeMap<String, String>,
+    layers: &Layers,
+    detail: Detail,
+) -> DescribeConfigsResourceResult {
+    let mut synonyms = Vec::new();
+    if let Some(v) = overrides.get(def.name) {
+        synonyms.push((
+            def.name.to_string(),
+            Some(v.clone()),
+            SOURCE_DYNAMIC_TOPIC_CONFIG,
+        ));
+    }
+    if let Some(k) = def.broker_synonym {
+        // Only the layers that really set it: the broker's built-in default may differ from
+        // the topic default Kafka prints (flush.ms), so the default comes from the table.
+        synonyms.extend(
+            layers
+                .synonyms(k)
+                .into_iter()
+                .filter(|s| s.2 != SOURCE_DEFAULT_CONFIG),
+        );
+    }
+    let (value, source) = match synonyms.first() {
+        Some((_, v, SOURCE_DYNAMIC_TOPIC_CONFIG)) => (v.clone(), SOURCE_DYNAMIC_TOPIC_CONFIG),
+        // A broker layer: show the resolved value (log.retention.hours=2 -> 7200000).
+        Some((_, raw, source)) => (
+            def.broker_synonym
+                .and_then(|k| layers.effective.value_of(k))
+                .or_else(|| raw.clone()),
+            *source,
+        ),
+        None => (Some(def.kafka_default.to_string()), SOURCE_DEFAULT_CONFIG),
     };
-    vec![
-        ("cleanup.policy", "delete".to_string()),
-        ("compression.type", "producer".to_string()),
-        ("max.message.bytes", s.message_max_bytes.to_string()),
-        ("message.timestamp.type", timestamp_type.to_string()),
-        ("min.insync.replicas", s.min_insync_replicas.to_string()),
-        ("retention.bytes", s.log_retention_bytes.to_string()),
-        ("retention.ms", s.log_retention_ms.to_string()),
-        ("segment.bytes", s.log_segment_bytes.to_string()),
-        ("segment.ms", s.log_roll_ms.to_string()),
-        (
-            "index.interval.bytes",
-            s.log_index_interval_bytes.to_string(),
-        ),
-        ("flush.messages", s.log_flush_interval_messages.to_string()),
-    ]
+    if let Some(k) = def.broker_synonym {
+        synonyms.push((
+            k.to_string(),
+            Some(def.kafka_default.to_string()),
+            SOURCE_DEFAULT_CONFIG,
+        ));
+    }
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(def.name))
+        .with_value(value.map(str_bytes))
+        .with_read_only(false)
+        .with_config_source(source)
+        .with_is_sensitive(false)
+        .with_synonyms(if detail.synonyms {
+            synonym_entries(synonyms)
+        } else {
+            vec![]
+        })
+        .with_config_type(def.config_type.kafka_code())
+        .with_documentation(detail.documentation.then(|| str_bytes(def.doc)))
 }
 
-fn broker_settings(broker: &Broker) -> Vec<(&'static str, String)> {
-    let s = &broker.config.broker;
-    vec![
-        ("num.partitions", s.num_partitions.to_string()),
-        (
-            "default.replication.factor",
-            s.default_replication_factor.to_string(),
-        ),
-        (
-            "auto.create.topics.enable",
-            s.auto_create_topics_enable.to_string(),
-        ),
-        ("min.insync.replicas", s.min_insync_replicas.to_string()),
-        ("message.max.bytes", s.message_max_bytes.to_string()),
-        ("log.segment.bytes", s.log_segment_bytes.to_string()),
-        ("log.roll.ms", s.log_roll_ms.to_string()),
-        ("log.retention.ms", s.log_retention_ms.to_string()),
-        ("log.retention.bytes", s.log_retention_bytes.to_string()),
-        (
-            "log.index.interval.bytes",
-            s.log_index_interval_bytes.to_string(),
-        ),
-        (
-            "log.flush.interval.messages",
-            s.log_flush_interval_messages.to_string(),
-        ),
-        (
-            "socket.request.max.bytes",
-            s.socket_request_max_bytes.to_string(),
-        ),
-        ("fetch.max.bytes", s.fetch_max_bytes.to_string()),
-        (
-            "connections.max.idle.ms",
-            s.connections_max_idle_ms.to_string(),
-        ),
-        ("max.connections", s.max_connections.to_string()),
-        ("queued.max.requests", s.queued_max_requests.to_string()),
-    ]
+fn broker_doc(key: &str) -> String {
+    match TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == Some(key)) {
+        Some(d) => format!("Broker default of topic config {}: {}", d.name, d.doc),
+        None => format!("Josefine broker setting {key} (see `josefine --help`)."),
+    }
+}
+
+fn broker_entry(
+    key: &str,
+    value: Option<String>,
+    source: i8,
+    synonyms: Vec<(String, Option<String>, i8)>,
+    detail: Detail,
+) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(key))
+        .with_value(value.map(str_bytes))
+        .with_read_only(dynamic_broker_config_def(key).is_none())
+        .with_config_source(source)
+        .with_is_sensitive(false)
+        .with_synonyms(if detail.synonyms {
+            synonym_entries(synonyms)
+        } else {
+            vec![]
+        })
+        .with_config_type(BrokerSettings::config_type(key).kafka_code())
+        .with_documentation(detail.documentation.then(|| str_bytes(broker_doc(key))))
+}
+
+fn describe_topic(
+    name: &str,
+    image: &Image,
+    layers: &Layers,
+    detail: Detail,
+) -> Result<Vec<DescribeConfigsResourceResult>, (i16, String)> {
+    let Some(topic) = image.topic_by_name(name) else {
+        return Err((
+            code::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("Topic '{name}' does not exist."),
+        ));
+    };
+    Ok(TOPIC_CONFIGS
+        .iter()
+        // Kafka hides its test-only setting unless the topic sets it.
+        .filter(|d| d.name != "internal.segment.bytes" || topic.configs.contains_key(d.name))
+        .map(|d| topic_entry(d, &topic.configs, layers, detail))
+        .collect())
+}
+
+fn describe_broker(
+    name: &str,
+    broker: &Broker,
+    image: &Image,
+    layers: &Layers,
+    detail: Detail,
+) -> Result<Vec<DescribeConfigsResourceResult>, (i16, String)> {
+    if name.is_empty() {
+        return Ok(image
+            .cluster_broker_configs
+            .iter()
+            .map(|(k, v)| {
+                let synonyms = vec![(
+                    k.clone(),
+                    Some(v.clone()),
+                    SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG,
+                )];
+                broker_entry(
+                    k,
+                    Some(v.clone()),
+                    SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG,
+                    synonyms,
+                    detail,
+                )
+            })
+            .collect());
+    }
+    if name != broker.config.node_id.to_string() {
+        return Err((
+            code::INVALID_REQUEST,
+            format!(
+                "unknown broker '{name}': this is broker {}",
+                broker.config.node_id
+            ),
+        ));
+    }
+    Ok(BrokerSettings::KEYS
+        .iter()
+        .map(|key| {
+            let (value, source) = layers.value(key);
+            broker_entry(key, value, source, layers.synonyms(key), detail)
+        })
+        .collect())
 }
 
 pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let image = broker.metadata.image();
+    let layers = Layers::new(broker, &image);
+    let detail = Detail {
+        synonyms: request.include_synonyms,
+        documentation: request.include_documentation,
+    };
     let results = request
         .resources
         .iter()
@@ -104,60 +286,59 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> Describe
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let wanted = |name: &str| {
-                // null or empty = every config, as in Kafka's ConfigHelper.
-                r.configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
-            };
-            let configs: Vec<DescribeConfigsResourceResult> = match r.resource_type {
-                RESOURCE_TOPIC => {
-                    let Some(topic) = image.topic_by_name(&r.resource_name) else {
-                        return result
-                            .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
-                            .with_error_message(Some(str_bytes(format!(
-                                "Topic '{}' does not exist.",
-                                &*r.resource_name
-                            ))));
-                    };
-                    let explicit = topic
-                        .configs
-                        .iter()
-                        .map(|(k, v)| entry(k, v.clone(), SOURCE_DYNAMIC_TOPIC_CONFIG));
-                    let defaults = topic_defaults(broker)
-                        .into_iter()
-                        .filter(|(k, _)| !topic.configs.contains_key(*k))
-                        .map(|(k, v)| entry(k, v, SOURCE_DEFAULT_CONFIG));
-                    explicit
-                        .chain(defaults)
-                        .filter(|e| wanted(&e.name))
-                        .collect()
-                }
+            let described = match r.resource_type {
+                RESOURCE_TOPIC => describe_topic(&r.resource_name, &image, &layers, detail),
                 RESOURCE_BROKER => {
-                    let name = r.resource_name.as_str();
-                    if !name.is_empty() && name != broker.config.node_id.to_string() {
-                        return result
-                            .with_error_code(code::INVALID_REQUEST)
-                            .with_error_message(Some(str_bytes(format!(
-                                "unknown broker '{name}'"
-                            ))));
-                    }
-                    broker_settings(broker)
-                        .into_iter()
-                        .map(|(k, v)| entry(k, v, SOURCE_STATIC_BROKER_CONFIG))
-                        .filter(|e| wanted(&e.name))
-                        .collect()
+                    describe_broker(&r.resource_name, broker, &image, &layers, detail)
                 }
-                other => {
-                    return result
-                        .with_error_code(code::INVALID_REQUEST)
-                        .with_error_message(Some(str_bytes(format!(
-                            "resource type {other} is not supported"
-                        ))));
-                }
+                other => Err((
+                    code::INVALID_REQUEST,
+                    format!("resource type {other} is not supported"),
+                )),
             };
-            result.with_error_code(code::NONE).with_configs(configs)
+            match described {
+                Ok(configs) => {
+                    // null or empty = every config, as in Kafka's ConfigHelper.
+                    let wanted = |name: &str| {
+                        r.configuration_keys.as_ref().is_none_or(|keys| {
+                            keys.is_empty() || keys.iter().any(|k| k.as_str() == name)
+                        })
+                    };
+                    let configs = configs.into_iter().filter(|e| wanted(&e.name)).collect();
+                    result.with_error_code(code::NONE).with_configs(configs)
+                }
+                Err((error, message)) => result
+                    .with_error_code(error)
+                    .with_error_message(Some(str_bytes(message))),
+            }
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_config_with_a_broker_synonym_names_a_known_setting() {
+        // A synonym the broker does not know would show a topic default that no broker
+        // setting can change; the stored-only ones are listed here on purpose.
+        let stored_only = [
+            "log.segment.delete.delay.ms",
+            "log.preallocate",
+            "log.index.size.max.bytes",
+            "log.roll.jitter.ms",
+            "unclean.leader.election.enable",
+        ];
+        for d in TOPIC_CONFIGS {
+            if let Some(k) = d.broker_synonym {
+                assert!(
+                    BrokerSettings::KEYS.contains(&k) || stored_only.contains(&k),
+                    "{} -> {k}",
+                    d.name
+                );
+            }
+        }
+    }
 }
