@@ -15,7 +15,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use tracing::info;
 use uuid::Uuid;
 
-use super::{code, is_internal_topic, str_bytes, topic_id_of, topic_name, uuid_of};
+use super::{
+    authorized_operations, code, is_internal_topic, str_bytes, topic_id_of, topic_name, uuid_of,
+    CLUSTER_OPERATIONS, TOPIC_OPERATIONS,
+};
 use crate::broker::Broker;
 use crate::handlers::create_topics::{assign_partitions, new_topic_id};
 use crate::limits;
@@ -164,6 +167,19 @@ pub async fn handle(
             t.is_internal = false;
         }
     }
+    // Without an authorizer Kafka grants every supported operation; it reports them when asked
+    // (v8+; the cluster's only in v8-10). Unasked, the fields keep Kafka's i32::MIN default.
+    if request.include_topic_authorized_operations {
+        let ops = authorized_operations(TOPIC_OPERATIONS);
+        for t in topics.iter_mut().filter(|t| t.error_code == code::NONE) {
+            t.topic_authorized_operations = ops;
+        }
+    }
+    let cluster_authorized_operations = if request.include_cluster_authorized_operations {
+        authorized_operations(CLUSTER_OPERATIONS)
+    } else {
+        i32::MIN
+    };
     let brokers = image
         .brokers
         .values()
@@ -179,5 +195,6 @@ pub async fn handle(
         .with_brokers(brokers)
         .with_cluster_id(image.cluster_id.clone().map(str_bytes))
         .with_controller_id(BrokerId(broker.config.node_id))
+        .with_cluster_authorized_operations(cluster_authorized_operations)
         .with_topics(topics)
 }
