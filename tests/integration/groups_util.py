@@ -331,13 +331,26 @@ BATCHES = [
 ]
 
 
-def group_life_cycle(broker, make_member, restart_signal, exactly_once: bool = True,
-                     ownership: OwnershipLog = None):
+def _resume_round(bs, topic, group, make_member, names, start: dict, batch: dict, members: list) -> dict:
+    """Members `names` join a group with commits at `start`, settle, and then read exactly the
+    records produced after they settled; they close and the commits are the new ends.
+    Started members are appended to `members` (for the caller's teardown)."""
+    members.extend(make_member(n, group, topic) for n in names)
+    wait_settled(members, sizes=[2, 2, 2])
+    end = produce_numbered(bs, topic, start, batch)
+    wait_consumed(members, end, start)
+    check_in_order(members)
+    check_exactly_once(members, start, end)
+    close_all(members)
+    assert committed_offsets(bs, group, topic) == end
+    return end
+
+
+def group_life_cycle(broker, make_member, restart_signal, ownership: OwnershipLog = None):
     """Join, leave, join, consumer restart, broker restart: see the module doc.
 
-    make_member(name, group, topic) starts one member subscribed to topic in group.
-    `exactly_once` holds for clients whose members commit before they can be revoked
-    (all of ours with the eager protocol); `ownership` is checked when given.
+    make_member(name, group, topic) starts one member subscribed to topic in group;
+    `ownership` (double ownership at any moment) is checked when given.
     """
     bs = broker.bootstrap
     topic = new_topic(bs, unique("grp-life"))
@@ -363,34 +376,19 @@ def group_life_cycle(broker, make_member, restart_signal, exactly_once: bool = T
         end2 = produce_numbered(bs, topic, end1, BATCHES[1])
         wait_consumed(members, end2)
         check_in_order(members)
-        if exactly_once:
-            check_exactly_once(members, zero, end2)
+        check_exactly_once(members, zero, end2)
         close_all(members)
         assert committed_offsets(bs, group, topic) == end2
 
         # 4. Consumer restart: a new set of members resumes exactly at the commits.
-        first = [make_member(n, group, topic) for n in ("n1", "n2", "n3")]
-        members = first
-        wait_settled(first, sizes=[2, 2, 2])
-        end3 = produce_numbered(bs, topic, end2, BATCHES[2])
-        wait_consumed(first, end3, end2)
-        check_in_order(first)
-        check_exactly_once(first, end2, end3)
-        close_all(first)
-        assert committed_offsets(bs, group, topic) == end3
+        members = []
+        end3 = _resume_round(bs, topic, group, make_member, ("n1", "n2", "n3"), end2, BATCHES[2], members)
 
         # 5. Broker restart: the commits survive it, and members resume exactly there.
         broker.restart(restart_signal)
         assert committed_offsets(bs, group, topic) == end3
-        after = [make_member(n, group, topic) for n in ("r1", "r2", "r3")]
-        members = after
-        wait_settled(after, sizes=[2, 2, 2])
-        end4 = produce_numbered(bs, topic, end3, BATCHES[3])
-        wait_consumed(after, end4, end3)
-        check_in_order(after)
-        check_exactly_once(after, end3, end4)
-        close_all(after)
-        assert committed_offsets(bs, group, topic) == end4
+        members = []
+        _resume_round(bs, topic, group, make_member, ("r1", "r2", "r3"), end3, BATCHES[3], members)
         if ownership is not None:
             assert not ownership.violations, ownership.violations
     finally:
