@@ -195,7 +195,7 @@ impl Broker {
         if let Some(m) = maintenance {
             let _ = tokio::task::spawn_blocking(move || m.stop()).await;
         }
-        // First: no coordinator append may race the logs' close.
+        // Nor may a group coordinator append.
         if let Some(groups) = self.groups.get() {
             groups.shutdown().await;
         }

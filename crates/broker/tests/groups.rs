@@ -65,9 +65,14 @@ async fn restart(broker: RunningBroker, dir: &tempfile::TempDir) -> RunningBroke
         set: vec!["group.initial.rebalance.delay.ms=0".into()],
         ..ServeArgs::default()
     };
-    josefine::server::start(Config::resolve(args).unwrap())
-        .await
-        .unwrap()
+    // Connections still closing hold the old broker (and its data dir lock) for a moment.
+    for _ in 0..100 {
+        match josefine::server::start(Config::resolve(args.clone()).unwrap()).await {
+            Ok(b) => return b,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the broker did not restart on its data dir");
 }
 
 fn fetch_v9(group: &str, t: &str) -> OffsetFetchRequest {
@@ -281,5 +286,76 @@ async fn find_coordinator_versions_and_key_types() {
         .coordinators
         .iter()
         .all(|c| c.error_code == INVALID_REQUEST && c.node_id.0 == -1));
+    broker.shutdown().await;
+}
+
+/// Every commit appends a record to `__consumer_offsets`; the log cleaner keeps only the latest
+/// per key, so a group committing the same partition over and over does not grow the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_bounds_the_offsets_topic() {
+    let (broker, dir) = start_broker(&[
+        "group.initial.rebalance.delay.ms=0",
+        "offsets.topic.num.partitions=1",
+        "offsets.topic.segment.bytes=2048",
+        "log.cleaner.backoff.ms=50",
+        "log.cleaner.min.cleanable.ratio=0.1",
+    ])
+    .await;
+    create_topic(&broker, "t").await;
+    let req = FindCoordinatorRequest::default().with_key(s("g"));
+    let resp: FindCoordinatorResponse = call(&broker, ApiKey::FindCoordinator, 3, &req).await;
+    assert_eq!(resp.error_code, 0);
+
+    const COMMITS: i64 = 1000;
+    let mut c = Client::connect(&broker).await;
+    for offset in 0..COMMITS {
+        // A commit without generation or member (assign mode), as Kafka accepts for empty groups.
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        c.send(ApiKey::OffsetCommit, 8, &commit).await;
+        let (_, r) = c
+            .recv::<OffsetCommitResponse>(ApiKey::OffsetCommit, 8)
+            .await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    }
+    let log = broker
+        .broker
+        .partitions
+        .all()
+        .into_iter()
+        .find(|p| p.topic == "__consumer_offsets")
+        .expect("__consumer_offsets partition 0")
+        .log
+        .clone();
+    assert_eq!(log.log_end_offset(), COMMITS, "one record per commit");
+    let one_record_bytes = 100;
+    let mut size = log.size_bytes();
+    for _ in 0..600 {
+        if size < 8 * 1024 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        size = log.size_bytes();
+    }
+    // Uncompacted the log holds COMMITS records (> 100 KB); compacted, the active segment
+    // (<= 2 KiB) and the one live record of the sealed ones.
+    assert!(
+        size < 8 * 1024 && (size as i64) < COMMITS * one_record_bytes / 10,
+        "__consumer_offsets still holds {size} bytes after cleaning"
+    );
+    let last = vec![
+        (0, COMMITS - 1, -1, String::new()),
+        (1, -1, -1, String::new()),
+    ];
+    assert_eq!(fetched(&broker, "g", "t").await, last);
+    drop((c, log));
+    let broker = restart(broker, &dir).await;
+    assert_eq!(fetched(&broker, "g", "t").await, last);
     broker.shutdown().await;
 }
