@@ -66,7 +66,7 @@ impl MaintenanceSettings {
             cleaner_io_bytes_per_second: settings.log_cleaner_io_max_bytes_per_second,
             cleaner_limits: CleanerLimits {
                 offset_map_entries_max: offset_map_entries(settings.log_cleaner_dedupe_buffer_size),
-                ..CleanerLimits::default()
+                io_bytes_max: clean_call_io_bytes(settings.log_cleaner_io_max_bytes_per_second),
             },
         }
     }
@@ -78,6 +78,17 @@ pub fn offset_map_entries(bytes: u64) -> usize {
     usize::try_from(entries)
         .unwrap_or(usize::MAX)
         .min(log_limits::CLEANER_OFFSET_MAP_ENTRIES_MAX)
+}
+
+/// Bytes one `clean` call may read and write: at most one second's worth of the I/O limit, so
+/// the throttle pauses come often and short (as Kafka's throttler checks continuously), and
+/// never more than the log crate's default budget.
+pub fn clean_call_io_bytes(io_bytes_per_second: u64) -> u64 {
+    let default = CleanerLimits::default().io_bytes_max;
+    match io_bytes_per_second {
+        0 | u64::MAX => default,
+        rate => rate.min(default),
+    }
 }
 
 /// The stop flag the thread sleeps on.
@@ -287,6 +298,15 @@ mod tests {
     #[test]
     fn unstopped_sleep_times_out() {
         assert!(!StopSignal::default().sleep(1));
+    }
+
+    #[test]
+    fn clean_calls_stay_within_a_second_of_the_io_limit() {
+        let default = CleanerLimits::default().io_bytes_max;
+        assert_eq!(clean_call_io_bytes(u64::MAX), default);
+        assert_eq!(clean_call_io_bytes(0), default);
+        assert_eq!(clean_call_io_bytes(20_000), 20_000);
+        assert_eq!(clean_call_io_bytes(default * 4), default);
     }
 
     #[test]
