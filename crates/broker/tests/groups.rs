@@ -223,13 +223,18 @@ async fn join_sync_heartbeat_commit_fetch_and_restart() {
     assert_eq!(v1.topics[0].partitions[0].committed_offset, 42);
 
     // DescribeGroups and ListGroups see the stable group.
-    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g1"))]);
+    let describe = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(s("g1"))])
+        .with_include_authorized_operations(true);
     let described: DescribeGroupsResponse =
         call(&broker, ApiKey::DescribeGroups, 5, &describe).await;
     let g = &described.groups[0];
     assert_eq!((g.error_code, g.group_state.as_str()), (0, "Stable"));
     assert_eq!(g.members.len(), 1);
     assert_eq!(g.members[0].client_host.as_str(), "/127.0.0.1");
+    // READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: all a group supports.
+    let ops = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+    assert_eq!(g.authorized_operations, ops);
     let listed: ListGroupsResponse = call(
         &broker,
         ApiKey::ListGroups,

@@ -12,8 +12,13 @@ use std::sync::Arc;
 use josefine_group::{GroupRequest, GroupResponse};
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 
+use super::authorized_operations;
 use crate::broker::Broker;
 use crate::groups::GroupCaller;
+
+/// Kafka `AclOperation` codes a group supports (`AclEntry.supportedOperations` for GROUP in
+/// Kafka 4.1): READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+const GROUP_OPERATIONS: &[u8] = &[3, 6, 8, 10, 11];
 
 /// True for the request kinds this file handles (dispatch routes them all here).
 pub fn is_group_request(body: &RequestKind) -> bool {
@@ -72,12 +77,23 @@ pub async fn handle(
     peer: Option<SocketAddr>,
     body: RequestKind,
 ) -> Option<ResponseKind> {
+    // ACLs are a broker concern, not group state: answered here.
+    let include_operations =
+        matches!(&body, RequestKind::DescribeGroups(r) if r.include_authorized_operations);
     let request = to_group_request(body);
     let caller = GroupCaller {
         api_version,
         client_id: client_id.unwrap_or_default().to_string(),
         peer,
     };
-    let response = broker.groups().call(caller, request).await?;
+    let mut response = broker.groups().call(caller, request).await?;
+    if let GroupResponse::DescribeGroups(r) = &mut response {
+        if include_operations {
+            // Without an authorizer Kafka grants every operation a group supports.
+            for g in &mut r.groups {
+                g.authorized_operations = authorized_operations(GROUP_OPERATIONS);
+            }
+        }
+    }
     Some(to_response_kind(response))
 }
