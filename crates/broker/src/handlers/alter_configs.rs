@@ -149,15 +149,41 @@ pub(crate) async fn submit(
     Ok(())
 }
 
-/// Counts each (type, name) so a resource named twice can be refused (Kafka: INVALID_REQUEST).
-pub(crate) fn resource_counts<'a>(
-    resources: impl Iterator<Item = (i8, &'a StrBytes)>,
-) -> HashMap<(i8, String), usize> {
-    let mut counts = HashMap::new();
-    for (t, n) in resources {
-        *counts.entry((t, n.to_string())).or_default() += 1;
+/// The request-level refusals of each resource, in order: past the per-request limit, or
+/// named twice (Kafka: INVALID_REQUEST for every copy). `None`: go ahead.
+pub(crate) fn precheck<'a>(
+    resources: impl Iterator<Item = (i8, &'a StrBytes)> + Clone,
+) -> Vec<Option<Rejection>> {
+    let mut counts: HashMap<(i8, &str), usize> = HashMap::new();
+    for (t, n) in resources.clone() {
+        *counts.entry((t, n.as_str())).or_default() += 1;
     }
-    counts
+    resources
+        .enumerate()
+        .map(|(i, (t, n))| {
+            if i >= limits::TOPICS_PER_REQUEST_MAX {
+                Some(Rejection(
+                    code::INVALID_REQUEST,
+                    "too many resources in one request".into(),
+                ))
+            } else if counts[&(t, n.as_str())] > 1 {
+                Some(Rejection(
+                    code::INVALID_REQUEST,
+                    "Duplicate resource in the request".into(),
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The error code and message a resource's outcome is answered with.
+pub(crate) fn answer(outcome: Result<(), Rejection>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (code::NONE, None),
+        Err(Rejection(c, m)) => (c, Some(str_bytes(m))),
+    }
 }
 
 /// Refuses a config key named twice in one resource (Kafka: INVALID_REQUEST).
@@ -206,31 +232,19 @@ async fn alter_one(
 }
 
 pub async fn handle(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterConfigsResponse {
-    let counts = resource_counts(
+    let prechecks = precheck(
         request
             .resources
             .iter()
             .map(|r| (r.resource_type, &r.resource_name)),
     );
     let mut responses = Vec::with_capacity(request.resources.len());
-    for (i, r) in request.resources.iter().enumerate() {
-        let outcome = if i >= limits::TOPICS_PER_REQUEST_MAX {
-            Err(Rejection(
-                code::INVALID_REQUEST,
-                "too many resources in one request".into(),
-            ))
-        } else if counts[&(r.resource_type, r.resource_name.to_string())] > 1 {
-            Err(Rejection(
-                code::INVALID_REQUEST,
-                "Duplicate resource in the request".into(),
-            ))
-        } else {
-            alter_one(broker, r, request.validate_only).await
+    for (r, refused) in request.resources.iter().zip(prechecks) {
+        let outcome = match refused {
+            Some(rejection) => Err(rejection),
+            None => alter_one(broker, r, request.validate_only).await,
         };
-        let (error_code, message) = match outcome {
-            Ok(()) => (code::NONE, None),
-            Err(Rejection(c, m)) => (c, Some(str_bytes(m))),
-        };
+        let (error_code, message) = answer(outcome);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(error_code)

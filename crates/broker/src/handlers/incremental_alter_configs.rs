@@ -16,11 +16,10 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::alter_configs::{
-    check_unique_keys, check_value, command, resolve, resource_counts, submit, Rejection, Target,
+    answer, check_unique_keys, check_value, command, precheck, resolve, submit, Rejection, Target,
 };
-use super::{code, str_bytes};
+use super::code;
 use crate::broker::Broker;
-use crate::limits;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -139,31 +138,19 @@ pub async fn handle(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let counts = resource_counts(
+    let prechecks = precheck(
         request
             .resources
             .iter()
             .map(|r| (r.resource_type, &r.resource_name)),
     );
     let mut responses = Vec::with_capacity(request.resources.len());
-    for (i, r) in request.resources.iter().enumerate() {
-        let outcome = if i >= limits::TOPICS_PER_REQUEST_MAX {
-            Err(Rejection(
-                code::INVALID_REQUEST,
-                "too many resources in one request".into(),
-            ))
-        } else if counts[&(r.resource_type, r.resource_name.to_string())] > 1 {
-            Err(Rejection(
-                code::INVALID_REQUEST,
-                "Duplicate resource in the request".into(),
-            ))
-        } else {
-            alter_one(broker, r, request.validate_only).await
+    for (r, refused) in request.resources.iter().zip(prechecks) {
+        let outcome = match refused {
+            Some(rejection) => Err(rejection),
+            None => alter_one(broker, r, request.validate_only).await,
         };
-        let (error_code, message) = match outcome {
-            Ok(()) => (code::NONE, None),
-            Err(Rejection(c, m)) => (c, Some(str_bytes(m))),
-        };
+        let (error_code, message) = answer(outcome);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(error_code)
