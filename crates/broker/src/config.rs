@@ -67,6 +67,7 @@ pub struct ServeArgs {
     ///   log.cleaner.max.compaction.lag.ms=9223372036854775807
     ///   compression.type=producer (the only value: Josefine never recompresses)
     ///   offsets.topic.num.partitions=50   offsets.topic.segment.bytes=104857600
+    ///   offsets.topic.replication.factor=3 (clamped to the live brokers)
     ///   offsets.retention.minutes=10080   offsets.retention.check.interval.ms=600000
     ///   group.initial.rebalance.delay.ms=3000
     ///   group.min.session.timeout.ms=6000 group.max.session.timeout.ms=1800000
@@ -213,6 +214,8 @@ pub struct BrokerSettings {
     pub offsets_topic_num_partitions: i32,
     /// offsets.topic.segment.bytes
     pub offsets_topic_segment_bytes: u64,
+    /// offsets.topic.replication.factor (the group coordinator clamps it to the live brokers)
+    pub offsets_topic_replication_factor: i16,
     /// offsets.retention.minutes
     pub offsets_retention_minutes: i64,
     /// offsets.retention.check.interval.ms
@@ -270,6 +273,7 @@ impl Default for BrokerSettings {
             log_cleaner_max_compaction_lag_ms: i64::MAX,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 104_857_600,
+            offsets_topic_replication_factor: 3,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -415,6 +419,7 @@ impl BrokerSettings {
             "compression.type" => "producer".into(),
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
             "offsets.retention.minutes" => self.offsets_retention_minutes.to_string(),
             "offsets.retention.check.interval.ms" => {
                 self.offsets_retention_check_interval_ms.to_string()
@@ -451,6 +456,7 @@ impl BrokerSettings {
             | "queued.max.requests"
             | "offsets.topic.num.partitions"
             | "offsets.topic.segment.bytes"
+            | "offsets.topic.replication.factor"
             | "offsets.retention.minutes"
             | "group.initial.rebalance.delay.ms"
             | "group.min.session.timeout.ms"
@@ -525,6 +531,7 @@ impl BrokerSettings {
         "compression.type",
         "offsets.topic.num.partitions",
         "offsets.topic.segment.bytes",
+        "offsets.topic.replication.factor",
         "offsets.retention.minutes",
         "offsets.retention.check.interval.ms",
         "group.initial.rebalance.delay.ms",
@@ -664,6 +671,9 @@ impl BrokerSettings {
             }
             "offsets.topic.segment.bytes" => {
                 self.offsets_topic_segment_bytes = parse_int(key, v, 1024, i32::MAX as u64)?
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = parse_int(key, v, 1, i16::MAX)?
             }
             "offsets.retention.minutes" => {
                 self.offsets_retention_minutes = parse_int(key, v, 1, i32::MAX as i64)?

@@ -175,16 +175,30 @@ pub fn list_items(value: &str) -> Vec<&str> {
 pub fn validate_value(key: &str, kind: Kind, value: &str) -> Result<(), String> {
     let v = value.trim();
     match kind {
-        Kind::Integer(min, max) => match v.parse::<i64>() {
-            Ok(x) if x >= min && x <= max => Ok(()),
-            _ => Err(format!(
-                "Invalid value {value} for configuration {key}: expected an integer in [{min}, {max}]"
-            )),
-        },
+        // Kafka's ConfigDef wording; the table's INT configs are exactly those capped at
+        // i32::MAX.
+        Kind::Integer(min, max) => {
+            let type_name = if max <= i32::MAX as i64 { "INT" } else { "LONG" };
+            match v.parse::<i64>() {
+                Err(_) => Err(format!(
+                    "Invalid value {value} for configuration {key}: Not a number of type {type_name}"
+                )),
+                Ok(x) if x < min => Err(format!(
+                    "Invalid value {value} for configuration {key}: Value must be at least {min}"
+                )),
+                Ok(x) if x > max => Err(format!(
+                    "Invalid value {value} for configuration {key}: Value must be no more than {max}"
+                )),
+                Ok(_) => Ok(()),
+            }
+        }
         Kind::Double(min, max) => match v.parse::<f64>() {
             Ok(x) if x >= min && x <= max => Ok(()),
-            _ => Err(format!(
-                "Invalid value {value} for configuration {key}: expected a number in [{min}, {max}]"
+            Ok(_) => Err(format!(
+                "Invalid value {value} for configuration {key}: Value must be between {min:?} and {max:?}"
+            )),
+            Err(_) => Err(format!(
+                "Invalid value {value} for configuration {key}: Not a number of type DOUBLE"
             )),
         },
         Kind::Bool => match v.to_ascii_lowercase().as_str() {
@@ -285,7 +299,10 @@ mod tests {
         assert!(e.contains("retention.msx"));
         assert!(validate_topic_config("retention.ms", "soon").is_err());
         assert!(validate_topic_config("segment.bytes", "1").is_err());
-        assert!(validate_topic_config("segment.bytes", "1048575").is_err());
+        let e = validate_topic_config("segment.bytes", "1048575").unwrap_err();
+        assert!(e.ends_with("Value must be at least 1048576"), "{e}");
+        let e = validate_topic_config("retention.ms", "abc").unwrap_err();
+        assert!(e.ends_with("Not a number of type LONG"), "{e}");
         assert!(validate_topic_config("segment.bytes", "1048576").is_ok());
         assert!(validate_topic_config("internal.segment.bytes", "1024").is_ok());
         assert!(validate_topic_config("internal.segment.bytes", "1023").is_err());
