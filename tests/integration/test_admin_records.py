@@ -16,7 +16,7 @@ from confluent_kafka import KafkaError, Producer, TopicCollection, TopicPartitio
 from confluent_kafka.admin import AclOperation, OffsetSpec
 
 from clients import admin, assign_consumer, create_topic, produce_all, read_partition, watermarks
-from conftest import BROKER_KIND, KAFKA_LIBS
+from conftest import KAFKA_LIBS
 from test_java_tools import run_tool
 
 DELETE_RECORDS = "org.apache.kafka.tools.DeleteRecordsCommand"
@@ -219,9 +219,6 @@ def test_kafka_topics_describe_pages_with_describe_topic_partitions(shared_broke
                                   out)) == 1, out
 
 
-@pytest.mark.xfail(BROKER_KIND == "josefine", strict=True,
-                   reason="Metadata does not answer include_*_authorized_operations yet "
-                          "(metadata.rs, owner grp; findings.md 07:20)")
 def test_confluent_describe_cluster_and_topics(shared_broker, topic_name):
     """confluent-kafka describe_cluster and describe_topics (librdkafka sends Metadata for
     both): cluster id, controller and node; the topic's id, partitions, leader, replicas and

@@ -16,6 +16,7 @@ from clients import create_topic, produce_all, read_partition, watermarks
 from test_admin_records import earliest_offset, log_dirs
 
 SEGMENT_BYTES = 2048
+RETENTION_MS = 15_000
 DEADLINE_S = 90
 FAST_MAINTENANCE = {"log.retention.check.interval.ms": "500", "log.cleaner.backoff.ms": "200"}
 
@@ -66,16 +67,21 @@ def read_all(bootstrap, topic, partition=0, timeout_s=60):
 
 
 def test_time_retention_deletes_every_expired_segment(broker_factory, topic_name):
-    """retention.ms=2000: once every record is older, retention deletes all segments, the
+    """retention.ms=15000: once every record is older, retention deletes all segments, the
     active one included (it rolls a new empty one): ListOffsets earliest equals the log end,
     the log dir size is 0, a consumer from the beginning sees nothing old, and new produce
     continues at the old log end."""
     broker = broker_factory(**FAST_MAINTENANCE)
     bs = broker.bootstrap
-    create_topic(bs, topic_name, config={"retention.ms": "2000", "internal.segment.bytes": str(SEGMENT_BYTES)})
+    # Long enough that the checks before expiry (a JVM start for kafka-log-dirs) fit in it.
+    create_topic(bs, topic_name, config={"retention.ms": str(RETENTION_MS),
+                                         "internal.segment.bytes": str(SEGMENT_BYTES)})
+    started = time.monotonic()
     offsets = produce(bs, topic_name, [(None, b"x" * 100 + str(i).encode()) for i in range(60)])
     assert offsets == list(range(60))
+    assert watermarks(bs, topic_name) == (0, 60)
     assert log_dirs(bs, topic_name)[f"{topic_name}-0"] > 60 * 100
+    assert time.monotonic() - started < RETENTION_MS / 1000, "too slow to see the data before it expired"
 
     poll_until("earliest == log end", lambda: (lambda e: (e == 60, e))(earliest_offset(bs, topic_name, 0)))
     assert watermarks(bs, topic_name) == (60, 60)
