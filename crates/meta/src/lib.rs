@@ -1,8 +1,9 @@
 //! Cluster metadata for Josefine: versioned deterministic commands, the metadata image (a pure
 //! state machine), their binary encoding, and the durable local command log.
 //!
-//! Owns: what a topic, a broker registration and a producer-id block *are* in the cluster, and
-//! the rules for changing them. Every change is a [`Command`] that carries everything it needs
+//! Owns: what a topic (with its partitions and config overrides), a broker registration, a
+//! dynamic broker config and a producer-id block *are* in the cluster, which config names and
+//! values are valid ([`topic_config`], [`broker_config`]), and the rules for changing them. Every change is a [`Command`] that carries everything it needs
 //! (topic ids, partition assignments, id ranges are chosen by the proposer, never on apply), so
 //! applying the same commands in the same order gives the same [`Image`] on every node.
 //! Must never: read clocks, randomness, sockets or files (except [`command_log`], the local
