@@ -23,6 +23,7 @@ DELETE_RECORDS = "org.apache.kafka.tools.DeleteRecordsCommand"
 LOG_DIRS = "org.apache.kafka.tools.LogDirsCommand"
 CLUSTER_TOOL = "org.apache.kafka.tools.ClusterTool"
 TOPIC_COMMAND = "org.apache.kafka.tools.TopicCommand"
+REASSIGN_PARTITIONS = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
 
 
 def produce_values(bootstrap, topic, partition, count, prefix="v"):
@@ -191,6 +192,15 @@ def test_cluster_tool_and_describe_cluster(shared_broker):
     out, _ = run_tool(CLUSTER_TOOL, "list-endpoints", "--bootstrap-server", bs)
     rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
     assert rows == [["1", "127.0.0.1", str(shared_broker.port), "null", "unfenced", "broker"]], out
+
+
+def test_reassign_partitions_list_is_empty(shared_broker, topic_name):
+    """kafka-reassign-partitions --list (ListPartitionReassignments): nothing is being
+    reassigned on a single node."""
+    bs = shared_broker.bootstrap
+    create_topic(bs, topic_name, partitions=2)
+    out, _ = run_tool(REASSIGN_PARTITIONS, "--bootstrap-server", bs, "--list")
+    assert out.strip() == "No partition reassignments found.", out
 
 
 def test_kafka_topics_describe_pages_with_describe_topic_partitions(shared_broker, topic_name):
