@@ -703,3 +703,17 @@ fn pending_id_cannot_claim_an_existing_static_instance() {
         code(ResponseError::FencedInstanceId)
     );
 }
+
+/// Kafka 4.1 (checked with examples/group_probe in the broker crate): error answers carry a
+/// null protocol from v7 on, "" before (the field is not nullable there).
+#[test]
+fn join_errors_carry_no_protocol() {
+    let mut h = Harness::new();
+    for (v, expected) in [(9, None), (7, None), (6, Some("")), (4, Some(""))] {
+        let first = h.join(v, G, "", None, &range());
+        let r = h.join_response(first).unwrap();
+        assert_eq!(r.error_code, code(ResponseError::MemberIdRequired));
+        assert_eq!(r.protocol_name.as_deref(), expected, "v{v}");
+        assert_eq!(r.protocol_type, None, "v{v}");
+    }
+}

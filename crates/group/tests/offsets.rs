@@ -660,3 +660,14 @@ fn topic_deleted_during_load_is_purged_when_load_completes() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Kafka 4.1 accepts commits for the group id "" (a simple group), unlike JoinGroup.
+#[test]
+fn commits_accept_the_empty_group_id() {
+    let mut h = Harness::new();
+    let codes = commit(&mut h, commit_request("", -1, "", &[("t", 0, 5, -1, "m")]));
+    assert_eq!(codes, Some(vec![0]));
+    let (error, fetched) = fetch_v5(&mut h, "", Some(&[("t", &[0])]));
+    assert_eq!(error, 0);
+    assert_eq!(fetched[&("t".to_string(), 0)].0, 5);
+}

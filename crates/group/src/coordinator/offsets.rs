@@ -86,7 +86,8 @@ impl Coordinator {
                 .collect();
             c.respond_commit(ctx.request_id, v, results);
         };
-        if group_id.is_empty() || group_id.len() > STRING_BYTES_MAX {
+        // Kafka 4.1 accepts "" here (a simple group named ""), unlike JoinGroup.
+        if group_id.len() > STRING_BYTES_MAX {
             return fail_all(self, ResponseError::InvalidGroupId.code());
         }
         let partition = match self.coordinator_for(&group_id) {

@@ -12,6 +12,11 @@ use super::GroupResponse;
 pub(super) fn fit(response: GroupResponse, v: i16) -> GroupResponse {
     match response {
         GroupResponse::JoinGroup(mut r) => {
+            if r.error_code != 0 {
+                // Kafka's error answers carry no protocol (null from v7, "" before).
+                r.protocol_type = None;
+                r.protocol_name = None;
+            }
             if v < 7 {
                 r.protocol_type = None;
                 r.protocol_name = Some(r.protocol_name.unwrap_or_else(StrBytes::new));
