@@ -11,8 +11,9 @@ every 500 ms and the cleaner backs off 200 ms. Every test passes on Kafka 4.1.2
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from clients import create_topic, produce_all, read_partition, watermarks
+from clients import admin, create_topic, produce_all, read_partition, watermarks
 from test_admin_records import earliest_offset, log_dirs
 
 SEGMENT_BYTES = 2048
@@ -177,4 +178,23 @@ def test_compaction_survives_a_crash_mid_clean(broker_factory, topic_name):
     assert (low, high) == (0, produced)
     latest = {key: (offset, value) for offset, key, value in read_all(bs, topic_name)}
     assert latest == {key: (offset, value) for offset, key, value in expected}
+    wait_compacted(bs, topic_name, expected)
+
+
+def test_cleaner_follows_a_dynamic_backoff_change(broker_factory, topic_name):
+    """log.cleaner.backoff.ms is dynamic (as in Kafka): a cleaner backing off for an hour
+    leaves the log alone; after IncrementalAlterConfigs sets 200 ms on broker 1 it compacts
+    within the deadline, without a restart."""
+    broker = broker_factory(**{"log.retention.check.interval.ms": "500", "log.cleaner.backoff.ms": "3600000"})
+    bs = broker.bootstrap
+    create_topic(bs, topic_name, config=COMPACT_TOPIC)
+    expected, produced = compaction_workload(bs, topic_name)
+    time.sleep(3)
+    assert len(read_all(bs, topic_name)) == produced, "cleaned while backing off for an hour"
+
+    resource = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+        ConfigEntry("log.cleaner.backoff.ms", "200", incremental_operation=AlterConfigOpType.SET)])
+    client = admin(bs)  # keep the handle alive until the future resolves
+    for future in client.incremental_alter_configs([resource], request_timeout=30).values():
+        future.result()
     wait_compacted(bs, topic_name, expected)

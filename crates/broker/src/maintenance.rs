@@ -36,6 +36,11 @@ use crate::config::BrokerSettings;
 /// disk, short enough that a fixed config takes effect without a restart.
 pub const UNCLEANABLE_RETRY_MS: i64 = 300_000;
 
+/// Longest the thread sleeps before re-reading the effective settings: a dynamic change of
+/// the cleaner's settings is picked up within this (Kafka restarts its cleaner threads on
+/// such a change), even when the current backoff is hours long.
+pub const SETTINGS_RECHECK_MS: u64 = 1_000;
+
 /// Memory one offset-map entry costs in the log cleaner (see `CleanerLimits`): turns Kafka's
 /// `log.cleaner.dedupe.buffer.size` (a byte budget) into a key count.
 const OFFSET_MAP_ENTRY_BYTES: u64 = 48;
@@ -56,8 +61,11 @@ pub struct MaintenanceSettings {
 }
 
 impl MaintenanceSettings {
-    /// Read once at start-up: changing these needs a restart (Kafka can alter the cleaner's
-    /// settings dynamically; Josefine's thread does not follow them yet).
+    /// From the effective broker settings. The thread re-reads them before every step, so
+    /// the cleaner settings Kafka lets AlterConfigs change at runtime (`log.cleaner.backoff.ms`,
+    /// `log.cleaner.io.max.bytes.per.second`, `log.cleaner.dedupe.buffer.size`) take effect
+    /// without a restart; `log.retention.check.interval.ms` and `log.cleaner.enable` are
+    /// read-only in Kafka and only their start-up values count.
     pub fn from_broker_settings(settings: &BrokerSettings) -> MaintenanceSettings {
         MaintenanceSettings {
             retention_check_interval_ms: settings.log_retention_check_interval_ms.max(1),
@@ -180,6 +188,10 @@ impl Scheduler {
         let mut next_retention_ms = now_ms() + retention_interval;
         let mut next_clean_ms = now_ms();
         loop {
+            if self.refresh_cleaner_settings() {
+                // As Kafka restarts its cleaner on a reconfiguration: look for work now.
+                next_clean_ms = now_ms();
+            }
             let now = now_ms();
             if now >= next_retention_ms {
                 self.retention_pass();
@@ -200,11 +212,38 @@ impl Scheduler {
             } else {
                 next_retention_ms
             };
-            let wait_ms = next.saturating_sub(now_ms()).max(0) as u64;
+            let wait_ms = (next.saturating_sub(now_ms()).max(0) as u64).min(SETTINGS_RECHECK_MS);
             if self.signal.sleep(wait_ms) {
                 return;
             }
         }
+    }
+
+    /// Picks up dynamic changes (AlterConfigs on the broker) of the cleaner's settings; true
+    /// when they changed.
+    fn refresh_cleaner_settings(&mut self) -> bool {
+        let broker = &self.broker;
+        let effective = broker
+            .config
+            .broker
+            .effective(&broker.metadata.image(), broker.config.node_id);
+        let fresh = MaintenanceSettings::from_broker_settings(&effective);
+        let updated = MaintenanceSettings {
+            retention_check_interval_ms: self.settings.retention_check_interval_ms,
+            cleaner_enabled: self.settings.cleaner_enabled,
+            ..fresh
+        };
+        if updated != self.settings {
+            info!(
+                cleaner_backoff_ms = updated.cleaner_backoff_ms,
+                cleaner_io_bytes_per_second = updated.cleaner_io_bytes_per_second,
+                offset_map_entries = updated.cleaner_limits.offset_map_entries_max,
+                "log cleaner settings changed"
+            );
+            self.settings = updated;
+            return true;
+        }
+        false
     }
 
     /// `enforce_retention` on every hosted partition, one at a time.
