@@ -73,11 +73,17 @@ fn current_list(
     Ok(current.unwrap_or_else(|| default.to_string()))
 }
 
+/// Serializes incremental alters on this broker: APPEND/SUBTRACT read the current list from
+/// the image and propose the result, so two concurrent ones on the same key must not both start
+/// from the same snapshot (the second would drop the first's change).
+static ALTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn alter_one(
     broker: &Arc<Broker>,
     resource: &AlterConfigsResource,
     validate_only: bool,
 ) -> Result<(), Rejection> {
+    let _serialized = ALTERS.lock().await;
     let image = broker.metadata.image();
     let target = resolve(&image, resource.resource_type, &resource.resource_name)?;
     check_unique_keys(resource.configs.iter().map(|c| c.name.as_str()))?;
