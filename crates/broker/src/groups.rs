@@ -44,10 +44,6 @@ use crate::limits;
 /// The internal topic holding group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Kafka's `offsets.topic.replication.factor` default; clamped to the live brokers here (one node
-/// today), where Kafka would refuse to create the topic until enough brokers exist.
-pub const OFFSETS_TOPIC_REPLICATION_FACTOR: i16 = 3;
-
 /// Kafka 4's floor for the `segment.bytes` topic config (1 MiB).
 const SEGMENT_BYTES_TOPIC_MIN: u64 = 1024 * 1024;
 
@@ -224,7 +220,13 @@ impl Groups {
 
     async fn create_offsets_topic(&self, broker: &Broker) -> Result<(), String> {
         let image = broker.metadata.image();
-        let rf = OFFSETS_TOPIC_REPLICATION_FACTOR.min(image.brokers.len().max(1) as i16);
+        // `offsets.topic.replication.factor` (Kafka's default 3) clamped to the registered
+        // brokers (one today), where Kafka would wait until enough brokers exist.
+        let rf = broker
+            .config
+            .broker
+            .offsets_topic_replication_factor
+            .min(image.brokers.len().max(1) as i16);
         let partitions = assign_partitions(&image, self.offsets_partitions, rf)?;
         // `offsets.topic.segment.bytes`: small segments, so the cleaner (which never touches
         // the active segment) keeps the topic compact. Below the topic-level floor (1 MiB in

@@ -115,7 +115,8 @@ async fn fetched(broker: &RunningBroker, group: &str, t: &str) -> Vec<(i32, i64,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_sync_heartbeat_commit_fetch_and_restart() {
-    let (broker, dir) = start_broker(&["group.initial.rebalance.delay.ms=0"]).await;
+    let (broker, dir) =
+        start_broker(&["group.initial.rebalance.delay.ms=0", "num.partitions=2"]).await;
     create_topic(&broker, "orders").await;
 
     // FindCoordinator (batched form) creates __consumer_offsets and names this broker.
@@ -214,6 +215,23 @@ async fn join_sync_heartbeat_commit_fetch_and_restart() {
     assert_eq!(codes, vec![0, 0]);
     let expected = vec![(0, 42, 0, "m0".to_string()), (1, 7, -1, String::new())];
     assert_eq!(fetched(&broker, "g1", "orders").await, expected);
+    // Unknown topics and partitions are refused before the coordinator (Kafka 4.1).
+    let mut unknown = commit.clone();
+    unknown.topics[0].partitions[1].partition_index = 99;
+    unknown.topics.push(
+        OffsetCommitRequestTopic::default()
+            .with_name(topic("no-such-topic"))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)]),
+    );
+    let r: OffsetCommitResponse = call(&broker, ApiKey::OffsetCommit, 9, &unknown).await;
+    let codes: Vec<Vec<i16>> = r
+        .topics
+        .iter()
+        .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+        .collect();
+    assert_eq!(codes, vec![vec![0, 3], vec![3]]);
     let old = OffsetFetchRequest::default()
         .with_group_id(GroupId(s("g1")))
         .with_topics(Some(vec![OffsetFetchRequestTopic::default()

@@ -12,7 +12,16 @@ use std::sync::Arc;
 use josefine_group::{GroupRequest, GroupResponse};
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 
-use super::authorized_operations;
+use josefine_meta::Image;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitResponse, TopicName};
+
+use super::{authorized_operations, code};
 use crate::broker::Broker;
 use crate::groups::GroupCaller;
 
@@ -80,7 +89,45 @@ pub async fn handle(
     // ACLs are a broker concern, not group state: answered here.
     let include_operations =
         matches!(&body, RequestKind::DescribeGroups(r) if r.include_authorized_operations);
-    let request = to_group_request(body);
+    let mut request = to_group_request(body);
+    // Kafka checks the partitions of commits and offset deletions against the metadata
+    // before the coordinator sees them: unknown ones get UNKNOWN_TOPIC_OR_PARTITION.
+    let image = broker.metadata.image();
+    let shape = match &mut request {
+        GroupRequest::OffsetCommit(r) => {
+            let shape = shape_of(
+                &image,
+                r.topics
+                    .iter()
+                    .map(|t| (&t.name, t.partitions.iter().map(|p| p.partition_index))),
+            );
+            for t in &mut r.topics {
+                t.partitions
+                    .retain(|p| known(&image, &t.name, p.partition_index));
+            }
+            r.topics.retain(|t| !t.partitions.is_empty());
+            if r.topics.is_empty() {
+                // Nothing left to commit: answered without the coordinator, as Kafka does.
+                return Some(ResponseKind::OffsetCommit(commit_response(&shape, &[])));
+            }
+            Some(shape)
+        }
+        GroupRequest::OffsetDelete(r) => {
+            let shape = shape_of(
+                &image,
+                r.topics
+                    .iter()
+                    .map(|t| (&t.name, t.partitions.iter().map(|p| p.partition_index))),
+            );
+            for t in &mut r.topics {
+                t.partitions
+                    .retain(|p| known(&image, &t.name, p.partition_index));
+            }
+            r.topics.retain(|t| !t.partitions.is_empty());
+            Some(shape)
+        }
+        _ => None,
+    };
     let caller = GroupCaller {
         api_version,
         client_id: client_id.unwrap_or_default().to_string(),
@@ -95,5 +142,109 @@ pub async fn handle(
             }
         }
     }
+    match (&shape, &mut response) {
+        (Some(shape), GroupResponse::OffsetCommit(r)) => {
+            *r = commit_response(shape, &r.topics);
+        }
+        (Some(shape), GroupResponse::OffsetDelete(r)) if r.error_code == code::NONE => {
+            r.topics = delete_response_topics(shape, &r.topics);
+        }
+        _ => {}
+    }
     Some(to_response_kind(response))
+}
+
+/// The partitions of an OffsetCommit or OffsetDelete in request order, each with whether its
+/// topic and partition exist.
+type Shape = Vec<(TopicName, Vec<(i32, bool)>)>;
+
+fn known(image: &Image, topic: &TopicName, partition: i32) -> bool {
+    let count = image
+        .topic_by_name(&topic.0)
+        .map_or(0, |t| t.partitions.len());
+    partition >= 0 && (partition as usize) < count
+}
+
+fn shape_of<'a, P: Iterator<Item = i32>>(
+    image: &Image,
+    topics: impl Iterator<Item = (&'a TopicName, P)>,
+) -> Shape {
+    topics
+        .map(|(name, partitions)| {
+            let partitions = partitions.map(|p| (p, known(image, name, p))).collect();
+            (name.clone(), partitions)
+        })
+        .collect()
+}
+
+/// OffsetDelete topics in the request's shape: the coordinator's answer for known partitions,
+/// UNKNOWN_TOPIC_OR_PARTITION for the others.
+fn delete_response_topics(
+    shape: &Shape,
+    answered: &[OffsetDeleteResponseTopic],
+) -> Vec<OffsetDeleteResponseTopic> {
+    let answer = |topic: &TopicName, partition: i32| {
+        answered
+            .iter()
+            .filter(|t| t.name == *topic)
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .map_or(code::UNKNOWN_SERVER_ERROR, |p| p.error_code)
+    };
+    shape
+        .iter()
+        .map(|(name, partitions)| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(name.clone())
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&(p, known)| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(if known {
+                                    answer(name, p)
+                                } else {
+                                    code::UNKNOWN_TOPIC_OR_PARTITION
+                                })
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+/// The response in the request's shape: the coordinator's answer for known partitions,
+/// UNKNOWN_TOPIC_OR_PARTITION for the others.
+fn commit_response(shape: &Shape, answered: &[OffsetCommitResponseTopic]) -> OffsetCommitResponse {
+    let answer = |topic: &TopicName, partition: i32| {
+        answered
+            .iter()
+            .filter(|t| t.name == *topic)
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == partition)
+            .map_or(code::UNKNOWN_SERVER_ERROR, |p| p.error_code)
+    };
+    let topics = shape
+        .iter()
+        .map(|(name, partitions)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(name.clone())
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&(p, known)| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(if known {
+                                    answer(name, p)
+                                } else {
+                                    code::UNKNOWN_TOPIC_OR_PARTITION
+                                })
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
 }
