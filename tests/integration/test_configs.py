@@ -207,7 +207,7 @@ def test_kafka_configs_tool_topic(shared_broker, topic_name):
                        "--add-config", "retention.ms=1000,cleanup.policy=[compact,delete]")
     assert "Completed updating config" in out, out
     out = configs_tool(bs, "--describe", "--entity-type", "topics", "--entity-name", topic_name)
-    assert re.search(r"retention\.ms=1000 sensitive=false synonyms=\{DYNAMIC_TOPIC_CONFIG:retention\.ms=1000", out), out
+    assert re.search(r"retention\.ms=1000 sensitive=false synonyms=\{DYNAMIC_TOPIC_CONFIG:retention\.ms=1000\}", out), out
     assert re.search(r"cleanup\.policy=(compact,delete|delete,compact) ", out), out
 
     configs_tool(bs, "--alter", "--entity-type", "topics", "--entity-name", topic_name,

@@ -162,6 +162,10 @@ fn topic_entry(
             SOURCE_DEFAULT_CONFIG,
         ));
     }
+    if source == SOURCE_DYNAMIC_TOPIC_CONFIG {
+        // Kafka 4.1 lists only the override as the synonym of an overridden topic config.
+        synonyms.truncate(1);
+    }
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(def.name))
         .with_value(value.map(str_bytes))
