@@ -274,3 +274,25 @@ def test_alters_survive_restart(broker_factory, topic_name):
     log = produce_all(big_producer(bs), topic_name, [(None, b"y" * 200_000, None)])
     (error,) = [r[4] for r in log.reports]
     assert error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE, error
+
+
+def test_dynamic_cluster_default_is_honoured_by_existing_topics(broker_factory, topic_name):
+    broker = broker_factory()
+    bs = broker.bootstrap
+    create_topic(bs, topic_name)
+    value = b"z" * 200_000
+    assert not produce_all(big_producer(bs), topic_name, [(None, value, None)]).errors()
+    configs_tool(bs, "--alter", "--entity-type", "brokers", "--entity-default",
+                 "--add-config", "message.max.bytes=100000")
+    # Kafka applies a dynamic default to its logs asynchronously; Josefine before answering.
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        log = produce_all(big_producer(bs), topic_name, [(None, value, None)])
+        (error,) = [r[4] for r in log.reports]
+        if error is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE, error
+    # A topic override beats the dynamic default.
+    incremental(bs, TOPIC, topic_name, [(SET, "max.message.bytes", "300000")])
+    assert not produce_all(big_producer(bs), topic_name, [(None, value, None)]).errors()
