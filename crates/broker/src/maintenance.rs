@@ -16,7 +16,9 @@
 //! Must never: work on more than one partition at a time, hold a lock (registry, log) across a
 //! sleep, or keep running after [`Maintenance::stop`] returns (the broker closes the logs
 //! right after). A partition whose cleaning fails is skipped for [`UNCLEANABLE_RETRY_MS`]
-//! rather than retried in a loop (Kafka marks it uncleanable).
+//! rather than retried in a loop (Kafka marks it uncleanable). Errors (a full disk) are logged
+//! and the schedule goes on; a panic (a broken log invariant) aborts the process, so a broker
+//! never keeps serving without retention or from a log the cleaner found inconsistent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use josefine_log::{limits as log_limits, CleanerLimits};
 use josefine_meta::TopicId;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
@@ -144,7 +146,18 @@ impl Maintenance {
             let signal = signal.clone();
             std::thread::Builder::new()
                 .name("log-maintenance".into())
-                .spawn(move || Scheduler::new(broker, settings, signal).run())?
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        Scheduler::new(broker, settings, signal).run()
+                    });
+                    if std::panic::catch_unwind(run).is_err() {
+                        // A panic here is a broken log invariant (the log crate asserts them).
+                        // Carrying on without retention would fill the disk silently; serving
+                        // from a log whose invariants broke is worse. Crash, recover on restart.
+                        error!("log maintenance hit a broken invariant (panic above); aborting");
+                        std::process::abort();
+                    }
+                })?
         };
         info!(
             retention_check_interval_ms = settings.retention_check_interval_ms,
