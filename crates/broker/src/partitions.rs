@@ -298,3 +298,59 @@ impl PartitionRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use josefine_meta::topic_config::{validate_topic_config, TOPIC_CONFIGS};
+
+    /// Topic configs Josefine stores but that change nothing in the log (documented as such in
+    /// the README), or that live outside it.
+    const NOT_IN_LOG_CONFIG: &[&str] = &[
+        "compression.type",    // always `producer`
+        "min.insync.replicas", // on Partition, read by produce
+        "file.delete.delay.ms",
+        "preallocate",
+        "segment.index.bytes",
+        "segment.jitter.ms",
+        "unclean.leader.election.enable",
+    ];
+
+    /// A valid value different from Kafka's default.
+    fn other_value(name: &str) -> &'static str {
+        match name {
+            "cleanup.policy" => "compact",
+            "message.timestamp.type" => "LogAppendTime",
+            "min.cleanable.dirty.ratio" => "0.25",
+            "segment.bytes" | "internal.segment.bytes" => "2097152",
+            "max.compaction.lag.ms" | "flush.messages" | "message.timestamp.before.max.ms" => {
+                "5000"
+            }
+            _ => "4242",
+        }
+    }
+
+    #[test]
+    fn every_honoured_topic_config_reaches_the_log_config() {
+        for def in TOPIC_CONFIGS {
+            if NOT_IN_LOG_CONFIG.contains(&def.name) {
+                continue;
+            }
+            let value = other_value(def.name);
+            validate_topic_config(def.name, value).unwrap();
+            let mut c = LogConfig::default();
+            if def.name == "internal.segment.bytes" {
+                // Applied after the loop in log_config_with; emulate it.
+                c.segment_bytes = value.parse().unwrap();
+            } else {
+                apply_topic_config(&mut c, def.name, value);
+            }
+            assert_ne!(c, LogConfig::default(), "{} is not mapped", def.name);
+        }
+        let mut c = LogConfig::default();
+        apply_topic_config(&mut c, "cleanup.policy", "delete,compact");
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
+        apply_topic_config(&mut c, "index.interval.bytes", "0");
+        assert_eq!(c.index_interval_bytes, 1, "Kafka's 0 means every batch");
+    }
+}
