@@ -198,3 +198,32 @@ def test_cleaner_follows_a_dynamic_backoff_change(broker_factory, topic_name):
     for future in client.incremental_alter_configs([resource], request_timeout=30).values():
         future.result()
     wait_compacted(bs, topic_name, expected)
+
+
+def test_delete_records_frees_the_segments_below_the_new_start(broker_factory, topic_name):
+    """DeleteRecords in the middle of the log: the whole segments below the new log start
+    are deleted (the log dir shrinks to about what is left), the one holding the new start
+    stays, and the records from the start on read back with their offsets."""
+    broker = broker_factory(**FAST_MAINTENANCE)
+    bs = broker.bootstrap
+    create_topic(bs, topic_name, config={"internal.segment.bytes": str(SEGMENT_BYTES)})
+    values = [b"z" * 100 + str(i).encode() for i in range(60)]
+    assert produce(bs, topic_name, [(None, v) for v in values]) == list(range(60))
+    before = log_dirs(bs, topic_name)[f"{topic_name}-0"]
+    assert before > 3 * SEGMENT_BYTES, before
+
+    client = admin(bs)
+    tp = TopicPartition(topic_name, 0, 45)
+    assert client.delete_records([tp], request_timeout=30)[tp].result().low_watermark == 45
+    per_record = before / 60
+    bound = per_record * 15 + SEGMENT_BYTES  # the 15 records kept plus one partial segment
+
+    def shrunk():
+        size = log_dirs(bs, topic_name)[f"{topic_name}-0"]
+        return size <= bound, size
+
+    size = poll_until(f"the log dir at most {bound:.0f} bytes", shrunk)
+    assert size >= per_record * 15 * 0.9, (size, per_record)
+    assert watermarks(bs, topic_name) == (45, 60)
+    records = read_all(bs, topic_name)
+    assert [(o, v) for o, _, v in records] == [(i, values[i]) for i in range(45, 60)]
