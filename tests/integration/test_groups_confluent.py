@@ -10,6 +10,7 @@ import time
 from confluent_kafka.admin import AdminClient
 
 from groups_util import (BATCHES, PARTITIONS, ConfluentMember, OwnershipLog, check_exactly_once,
+                         live_group_across_broker_restart,
                          group_broker, group_life_cycle, new_topic, produce_numbered, unique,
                          wait_consumed, wait_settled, wait_until)
 
@@ -77,3 +78,10 @@ def test_static_member_restart_without_rebalance(group_broker):
         for m in members:
             if not m.closed:
                 m.close()
+
+
+def test_live_group_survives_broker_restart(group_broker):
+    def make(name, group, topic):
+        return ConfluentMember(name, group_broker.bootstrap, group, topic, outage_ok=True)
+
+    live_group_across_broker_restart(group_broker, make)

@@ -18,7 +18,8 @@ import pytest
 
 from conftest import KAFKA_LIBS, REPO_ROOT
 from groups_util import (BATCHES, HEARTBEAT_INTERVAL_MS, PARTITIONS, SESSION_TIMEOUT_MS, Member,
-                         check_exactly_once, check_in_order, group_broker, group_life_cycle, new_topic,
+                         check_exactly_once, check_in_order, group_broker, group_life_cycle,
+                         live_group_across_broker_restart, new_topic,
                          produce_numbered, unique, wait_consumed, wait_settled)
 
 __all__ = ["group_broker"]  # the module-scoped broker fixture, used by name below
@@ -116,6 +117,13 @@ def test_group_of_three_life_cycle(group_broker, member_classes):
         return JavaMember(name, member_classes, group_broker.bootstrap, group, topic)
 
     group_life_cycle(group_broker, make, signal.SIGKILL)
+
+
+def test_live_group_survives_broker_restart(group_broker, member_classes):
+    def make(name, group, topic):
+        return JavaMember(name, member_classes, group_broker.bootstrap, group, topic)
+
+    live_group_across_broker_restart(group_broker, make)
 
 
 def test_cooperative_sticky_incremental(group_broker, member_classes):
