@@ -395,6 +395,12 @@ def one_run(broker, sc, args, run_id, index):
         "git_rev": git_rev(), "pinned": args.pin, "loadavg_1m": os.getloadavg()[0],
         "params": {k: v for k, v in sc.items() if k not in ("name",)},
         "ready_s": broker.ready_s}
+    if broker.kind == "josefine":
+        # Which binary was measured: the repository HEAD alone does not say (JOSEFINE_BIN), and
+        # before/after comparisons of one broker are told apart by this.
+        row["josefine_bin"] = args.josefine_bin
+        row["josefine_bin_mtime"] = datetime.datetime.fromtimestamp(
+            os.path.getmtime(args.josefine_bin), datetime.timezone.utc).isoformat(timespec="seconds")
     try:
         if broker.proc.poll() is not None:
             raise RuntimeError(f"{broker.kind} exited (rc {broker.proc.returncode})")

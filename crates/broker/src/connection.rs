@@ -1,7 +1,8 @@
 //! One client connection: bytes <-> frames, pipelining, ordering.
 //!
-//! Owns: reading 4-byte-length frames (length checked against `socket.request.max.bytes`
-//! BEFORE any buffer is sized; negative lengths close), then decoding and handling them one
+//! Owns: reading 4-byte-length frames through a read buffer (one `read` syscall serves many
+//! small pipelined frames; length checked against `socket.request.max.bytes` BEFORE any frame
+//! buffer is sized; negative lengths close), then decoding and handling them one
 //! at a time in arrival order, writing each reply before starting the next request. Frames
 //! are read ahead while an earlier request is handled (pipelining), at most
 //! `queued.max.requests` of them; beyond that the read loop waits (TCP back-pressure).
@@ -16,8 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -31,10 +32,17 @@ use crate::dispatch::{self, Reply};
 /// that declares 100 MiB and sends nothing costs this much, not 100 MiB.
 const FRAME_BUFFER_INITIAL_BYTES: usize = 64 * 1024;
 
+/// Socket read buffer per connection: a frame length and a small request (or several
+/// pipelined ones) arrive in one `read` instead of two per frame. Bodies larger than this are
+/// read straight into their frame buffer (tokio's `BufReader` bypasses its buffer then), so it
+/// only costs this much memory per connection.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Serves one connection until the peer closes, errs, or idles out.
 pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let settings = &broker.config.broker;
     let max_frame = settings.socket_request_max_bytes as usize;
     let idle = Duration::from_millis(settings.connections_max_idle_ms);
@@ -73,13 +81,11 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             warn!(%peer, len, max = max_frame, "frame larger than socket.request.max.bytes{hint}; closing connection");
             break;
         }
-        let mut buf = Vec::with_capacity((len as usize).min(FRAME_BUFFER_INITIAL_BYTES));
         // The idle timeout also bounds a frame that trickles in (slow-loris).
-        let body =
-            tokio::time::timeout(idle, (&mut reader).take(len as u64).read_to_end(&mut buf)).await;
-        match body {
-            Ok(Ok(n)) if n == len as usize => {}
-            Ok(Ok(_)) => {
+        let body = tokio::time::timeout(idle, read_frame_body(&mut reader, len as usize)).await;
+        let frame = match body {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => {
                 debug!(%peer, "connection closed mid-frame");
                 break;
             }
@@ -91,13 +97,34 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                 debug!(%peer, "frame not completed within connections.max.idle.ms; closing");
                 break;
             }
-        }
-        if tx.send(Bytes::from(buf)).await.is_err() {
+        };
+        if tx.send(frame).await.is_err() {
             break; // the handler loop ended (write error or a Close reply)
         }
     }
     drop(tx);
     let _ = write_task.await;
+}
+
+/// Reads a frame body of `len` bytes (already checked against the limit) into a buffer that
+/// grows with the bytes received, not with the declared length. None if the peer closed first.
+/// The buffer is not zeroed before reading (`read_buf` fills spare capacity).
+async fn read_frame_body(
+    reader: &mut (impl AsyncRead + Unpin),
+    len: usize,
+) -> std::io::Result<Option<Bytes>> {
+    let mut buf = BytesMut::with_capacity(len.min(FRAME_BUFFER_INITIAL_BYTES));
+    while buf.len() < len {
+        if buf.len() == buf.capacity() {
+            // Double, up to what is still missing.
+            buf.reserve((len - buf.len()).min(buf.len().max(FRAME_BUFFER_INITIAL_BYTES)));
+        }
+        let missing = (len - buf.len()) as u64;
+        if (&mut *reader).take(missing).read_buf(&mut buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+    Ok(Some(buf.freeze()))
 }
 
 /// Handles requests one at a time, in arrival order, writing each reply before the next.
@@ -118,7 +145,7 @@ async fn handle_loop(
                 return;
             }
         };
-        match dispatch::handle(&broker, decoded).await {
+        match dispatch::handle_from(&broker, decoded, Some(peer)).await {
             Reply::Frame(frame) => {
                 if let Err(e) = writer.write_all(&frame).await {
                     debug!("write error: {e}");
