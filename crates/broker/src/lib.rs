@@ -3,7 +3,9 @@
 //! Follow a request: [`server`] (listener) -> [`connection`] (frames, ordering) -> [`codec`]
 //! (header + body decode) -> [`dispatch`] -> `handlers/<api>.rs` -> [`partitions`] /
 //! `josefine_log::PartitionLog` (produce, fetch) or [`metadata_store`] -> `josefine_meta`
-//! (topics) -> reply back through [`connection`].
+//! (topics) -> reply back through [`connection`]. Consumer-group APIs go `handlers/groups.rs` ->
+//! [`groups`] (the task that drives `josefine_group::Coordinator` and writes its records to
+//! `__consumer_offsets`).
 //! Configuration is in [`config`], every network limit in [`limits`], and [`alloc_guard`] keeps
 //! hostile array counts from aborting the process (see its doc).
 
