@@ -101,6 +101,20 @@ def test_consumer_groups_describe_reset_delete(group_broker):
         assert (member["CONSUMER-ID"], member["CLIENT-ID"], member["#PARTITIONS"]) == (live.member_id, "live-member", "3")
         [state] = table(consumer_groups(bs, "--describe", "--group", group, "--state"), "GROUP")
         assert (state["STATE"], state["#MEMBERS"], state["ASSIGNMENT-STRATEGY"]) == ("Stable", "1", "range"), state
+        stable = {r["GROUP"]: r["STATE"] for r in table(consumer_groups(bs, "--list", "--state", "Stable"), "GROUP")}
+        assert stable.get(group) == "Stable", stable
+
+        # What an active group refuses (the tool prints the error and still exits 0).
+        out = consumer_groups(bs, "--reset-offsets", "--group", group, "--topic", topic, "--to-earliest", "--execute")
+        assert f"Assignments can only be reset if the group '{group}' is inactive, but the current state is Stable." in out
+        out = consumer_groups(bs, "--delete", "--group", group)
+        assert "GroupNotEmptyException: The group is not empty." in out, out
+        out = consumer_groups(bs, "--delete-offsets", "--group", group, "--topic", topic)
+        statuses = {int(p): status for _, p, status in
+                    (line.split(None, 2) for line in out.splitlines() if line.startswith(topic + " "))}
+        assert sorted(statuses) == [0, 1, 2], out
+        assert all("GroupSubscribedToTopicException" in status for status in statuses.values()), out
+        assert committed_offsets(bs, group, topic, partitions=len(COUNTS)) == end
     finally:
         live.close()
 
@@ -114,6 +128,15 @@ def test_consumer_groups_describe_reset_delete(group_broker):
     [state] = table(consumer_groups(bs, "--describe", "--group", group, "--state"), "GROUP")
     assert (state["STATE"], state["#MEMBERS"]) == ("Empty", "0"), state
     assert group in consumer_groups(bs, "--list").split()
+    assert group not in {r["GROUP"] for r in table(consumer_groups(bs, "--list", "--state", "Stable"), "GROUP")}
+
+    # OffsetDelete of one partition of an inactive group: it leaves the description.
+    out = consumer_groups(bs, "--delete-offsets", "--group", group, "--topic", f"{topic}:1")
+    assert f"Request succeeded for deleting offsets from group {group}." in out, out
+    assert [(r["PARTITION"], r["STATUS"]) for r in table(out, "TOPIC")] == [("1", "Successful")], out
+    rows = by_partition(table(consumer_groups(bs, "--describe", "--group", group), "GROUP"))
+    assert {p: int(r["CURRENT-OFFSET"]) for p, r in rows.items()} == {0: 4, 2: 7}, rows
+    assert committed_offsets(bs, group, topic, partitions=len(COUNTS)) == {0: 4, 1: NO_OFFSET, 2: 7}
 
     # Reset to the earliest offsets; a member then reads everything again from 0.
     out = consumer_groups(bs, "--reset-offsets", "--group", group, "--topic", topic, "--to-earliest", "--execute")
@@ -132,6 +155,12 @@ def test_consumer_groups_describe_reset_delete(group_broker):
     assert f"Deletion of requested consumer groups ('{group}') was successful." in out, out
     assert group not in consumer_groups(bs, "--list").split()
     assert committed_offsets(bs, group, topic, partitions=len(COUNTS)) == {p: NO_OFFSET for p in COUNTS}
+
+
+def test_consumer_groups_describe_unknown_group(group_broker):
+    # DescribeGroups v6 answers GROUP_ID_NOT_FOUND for a group that does not exist.
+    out, err = consumer_groups(group_broker.bootstrap, "--describe", "--group", unique("no-such-group"), stderr=True)
+    assert "GroupIdNotFoundException" in out + err, out + err
 
 
 def kcat_group_consume(bootstrap, group, topic):
