@@ -18,6 +18,8 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod groups;
 pub mod handlers;
 pub mod limits;

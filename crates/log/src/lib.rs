@@ -104,6 +104,8 @@ mod records;
 #[cfg(test)]
 mod retention_tests;
 mod segment;
+#[cfg(test)]
+mod segment_props;
 #[doc(hidden)]
 pub mod testkit;
 

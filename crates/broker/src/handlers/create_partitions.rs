@@ -157,20 +157,21 @@ async fn create_one(
         return Ok(());
     }
     let proposal = broker.metadata.propose(cmd);
-    let applied =
-        if timeout_ms > 0 {
-            match tokio::time::timeout(Duration::from_millis(timeout_ms as u64), proposal).await {
-                Ok(r) => r,
-                Err(_) => return Err(reject(
+    let applied = if timeout_ms > 0 {
+        match tokio::time::timeout(Duration::from_millis(timeout_ms as u64), proposal).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(reject(
                     REQUEST_TIMED_OUT,
                     format!(
                         "Timed out after {timeout_ms} ms waiting for the partitions to be created."
                     ),
-                )),
+                ))
             }
-        } else {
-            proposal.await
-        };
+        }
+    } else {
+        proposal.await
+    };
     applied.map_err(meta_rejection)?;
     info!(topic = %topic.name, count = t.count, "partitions created");
     Ok(())
