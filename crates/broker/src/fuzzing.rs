@@ -647,16 +647,18 @@ pub fn record_batch(data: &[u8]) -> bool {
     true
 }
 
+/// Every codec a batch may use: seeds cover each.
+const CODECS: [Compression; 5] = [
+    Compression::None,
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
+
 fn record_batch_seeds() -> Vec<Vec<u8>> {
-    let codecs = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
     let mut out = Vec::new();
-    for codec in codecs {
+    for codec in CODECS {
         let keyed = (0..4)
             .map(|i| Rec {
                 key: Some(format!("k{i}").into_bytes()),
@@ -906,16 +908,7 @@ fn partition_recovery_seeds(scratch: &Path) -> Vec<Vec<u8>> {
         index_interval_bytes: 1,
         ..LogConfig::default()
     };
-    for (round, codec) in [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (round, codec) in CODECS.into_iter().enumerate() {
         let dir = scratch.join(format!("seed-{round}"));
         let _ = fs::remove_dir_all(&dir);
         let log = PartitionLog::open(&dir, [7; 16], config.clone(), NOW_MS).expect("seed log");
