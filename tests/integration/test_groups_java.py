@@ -18,7 +18,8 @@ import pytest
 
 from conftest import KAFKA_LIBS, REPO_ROOT
 from groups_util import (BATCHES, HEARTBEAT_INTERVAL_MS, PARTITIONS, SESSION_TIMEOUT_MS, Member,
-                         check_exactly_once, check_in_order, group_broker, group_life_cycle,
+                         check_exactly_once, check_in_order, close_quietly, committed_offsets,
+                         group_broker, group_life_cycle, wait_until,
                          live_group_across_broker_restart, new_topic,
                          produce_numbered, unique, wait_consumed, wait_settled)
 
@@ -126,6 +127,31 @@ def test_live_group_survives_broker_restart(group_broker, member_classes):
     live_group_across_broker_restart(group_broker, make)
 
 
+def test_crashed_member_expires(group_broker, member_classes):
+    """A member JVM killed with SIGKILL sends no LeaveGroup: the coordinator expires it after
+    session.timeout.ms and the two survivors take its partitions from its commits."""
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-crash"))
+    group = unique("crash")
+    zero = {p: 0 for p in range(PARTITIONS)}
+    members = [JavaMember(n, member_classes, bs, group, topic) for n in ("k1", "k2", "k3")]
+    k1, k2, k3 = members
+    try:
+        wait_settled(members, sizes=[2, 2, 2])
+        end1 = produce_numbered(bs, topic, zero, BATCHES[0])
+        wait_consumed(members, end1)
+        # Its commits are all in before it dies (none is in flight).
+        wait_until(lambda: committed_offsets(bs, group, topic) == end1, f"commits reach {end1}", members)
+        k2.kill()
+        wait_settled([k1, k3], sizes=[3, 3])
+        end2 = produce_numbered(bs, topic, end1, BATCHES[1])
+        wait_consumed([k1, k3], end2, end1)
+        check_in_order(members)
+        check_exactly_once(members, zero, end2)
+    finally:
+        close_quietly(members)
+
+
 def test_cooperative_sticky_incremental(group_broker, member_classes):
     bs = group_broker.bootstrap
     topic = new_topic(bs, unique("grp-coop"))
@@ -181,6 +207,4 @@ def test_cooperative_sticky_incremental(group_broker, member_classes):
         wait_consumed(stay, end3, end2)
         check_exactly_once(members, zero, end3)
     finally:
-        for m in members:
-            if not m.closed:
-                m.close()
+        close_quietly(members)
