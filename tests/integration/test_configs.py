@@ -43,6 +43,19 @@ def incremental(bootstrap, resource_type, name, ops, validate_only=False):
     return future.result(timeout=TIMEOUT_S)
 
 
+def settled(check):
+    """Josefine applies an alter before answering, so `check()` must hold at once; Kafka
+    propagates config changes to its broker asynchronously, so there it is polled."""
+    if BROKER_KIND == "josefine":
+        assert check()
+        return
+    deadline = time.monotonic() + TIMEOUT_S
+    while not check():
+        assert time.monotonic() < deadline, "change never became visible"
+        time.sleep(0.2)
+    time.sleep(1.0)  # Kafka: the log config follows the metadata image a moment later
+
+
 def error_of(fn, *args, **kwargs):
     with pytest.raises(KafkaException) as info:
         fn(*args, **kwargs)
@@ -161,11 +174,13 @@ def test_max_message_bytes_alter_is_honoured(shared_broker, topic_name):
     assert not log.errors()
 
     incremental(bs, TOPIC, topic_name, [(SET, "max.message.bytes", "100000")])
+    settled(lambda: describe(bs, TOPIC, topic_name)["max.message.bytes"].value == "100000")
     log = produce_all(big_producer(bs), topic_name, [(None, value, None)])
     (error,) = [r[4] for r in log.reports]
     assert error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE, error
 
     incremental(bs, TOPIC, topic_name, [(DELETE, "max.message.bytes", None)])
+    settled(lambda: describe(bs, TOPIC, topic_name)["max.message.bytes"].value == "1048588")
     log = produce_all(big_producer(bs), topic_name, [(None, value, None)])
     assert not log.errors()
     assert [r[3] for r in log.reports] == [1], "the refused batch took no offset"
@@ -179,6 +194,7 @@ def test_log_append_time_alter_is_honoured(shared_broker, topic_name):
     producer.produce(topic_name, value=b"create", partition=0, timestamp=old_ms)
     producer.flush(TIMEOUT_S)
     incremental(bs, TOPIC, topic_name, [(SET, "message.timestamp.type", "LogAppendTime")])
+    settled(lambda: describe(bs, TOPIC, topic_name)["message.timestamp.type"].value == "LogAppendTime")
     before_ms = int(time.time() * 1000)
     producer.produce(topic_name, value=b"append", partition=0, timestamp=old_ms)
     producer.flush(TIMEOUT_S)
@@ -236,8 +252,11 @@ def test_kafka_configs_tool_broker_and_cluster_default(broker_factory, topic_nam
 
     # The per-broker value is what new topics get, with its source.
     create_topic(bs, topic_name)
-    retention = describe(bs, TOPIC, topic_name)["retention.ms"]
-    assert (retention.value, retention.source) == ("1234", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+
+    def retention_from_broker():
+        retention = describe(bs, TOPIC, topic_name)["retention.ms"]
+        return (retention.value, retention.source) == ("1234", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    settled(retention_from_broker)
     broker_entry = describe(bs, BROKER, "1")["log.retention.ms"]
     assert (broker_entry.value, broker_entry.source) == ("1234", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
     assert not broker_entry.is_read_only
@@ -245,8 +264,11 @@ def test_kafka_configs_tool_broker_and_cluster_default(broker_factory, topic_nam
 
     configs_tool(bs, "--alter", "--entity-type", "brokers", "--entity-name", "1",
                  "--delete-config", "log.retention.ms")
-    retention = describe(bs, TOPIC, topic_name)["retention.ms"]
-    assert (retention.value, retention.source) == ("4321", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+
+    def retention_from_default():
+        retention = describe(bs, TOPIC, topic_name)["retention.ms"]
+        return (retention.value, retention.source) == ("4321", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+    settled(retention_from_default)
 
     # Settings Kafka does not change at run time: INVALID_REQUEST "Cannot update ... dynamically".
     code, out = configs_tool(bs, "--alter", "--entity-type", "brokers", "--entity-default",
@@ -295,4 +317,5 @@ def test_dynamic_cluster_default_is_honoured_by_existing_topics(broker_factory, 
     assert error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE, error
     # A topic override beats the dynamic default.
     incremental(bs, TOPIC, topic_name, [(SET, "max.message.bytes", "300000")])
+    settled(lambda: describe(bs, TOPIC, topic_name)["max.message.bytes"].value == "300000")
     assert not produce_all(big_producer(bs), topic_name, [(None, value, None)]).errors()
