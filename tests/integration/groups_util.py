@@ -40,6 +40,8 @@ BROKER_SETTINGS = {"group.initial.rebalance.delay.ms": "0"}
 # is noticed within seconds, heartbeats every second so a rebalance is noticed quickly.
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
+# librdkafka's "no committed offset" (OFFSET_INVALID).
+NO_OFFSET = -1001
 
 
 def start_module_broker(request, **settings):
@@ -302,35 +304,64 @@ def check_in_order(members):
             last[p] = o
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS) -> dict:
-    """The group's committed offsets (OffsetFetch), read with a confluent-kafka consumer that
-    does not join the group, whatever client committed them. Not the AdminClient's
-    list_consumer_group_offsets: confluent-kafka 2.16 segfaults in it when the coordinator
-    answers COORDINATOR_LOAD_IN_PROGRESS right after a broker restart (seen on Kafka 4.1.2)."""
-    from confluent_kafka import Consumer, KafkaError, KafkaException
+# Errors Kafka marks retriable for group requests (a coordinator being created, or still
+# loading after a restart, answers them); librdkafka's committed() and an assign-mode
+# commit() do not retry them themselves.
+def _coordinator_retriable():
+    from confluent_kafka import KafkaError
 
-    # Kafka marks these retriable (a coordinator still loading after a restart answers them);
-    # librdkafka's committed() does not retry them itself.
-    retriable = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                 KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    return {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
+
+
+def _with_coordinator_retries(call):
+    from confluent_kafka import KafkaException
+
+    retriable = _coordinator_retriable()
     deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if exc.args[0].code() not in retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def commit_without_joining(bootstrap: str, group: str, offsets: list):
+    """Commit confluent TopicPartitions as a consumer that never joined the group (assign
+    mode, generation -1), which Kafka accepts for a group without members."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        while True:
-            try:
-                result = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
-                break
-            except KafkaException as exc:
-                if exc.args[0].code() not in retriable or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        _with_coordinator_retries(lambda: c.commit(offsets=offsets, asynchronous=False))
+    finally:
+        c.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS) -> list:
+    """The group's commits for `topic` (OffsetFetch) as confluent TopicPartitions (offset,
+    metadata, leader_epoch), read by a consumer that does not join the group, whatever
+    client committed them. Not the AdminClient's list_consumer_group_offsets: confluent-kafka
+    2.16 segfaults in it when the coordinator answers COORDINATOR_LOAD_IN_PROGRESS right
+    after a broker restart (seen on Kafka 4.1.2)."""
+    from confluent_kafka import Consumer
+
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        result = _with_coordinator_retries(
+            lambda: reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30))
     finally:
         reader.close()
-    out = {}
     for tp in result:
         assert tp.error is None, f"OffsetFetch error for {topic}/{tp.partition}: {tp.error}"
-        out[tp.partition] = tp.offset
-    return out
+    return sorted(result, key=lambda tp: tp.partition)
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS) -> dict:
+    """{partition: committed offset} (librdkafka's -1001 where there is none)."""
+    return {tp.partition: tp.offset for tp in committed(bootstrap, group, topic, partitions)}
 
 
 def close_quietly(members):

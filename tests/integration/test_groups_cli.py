@@ -14,11 +14,12 @@ import re
 import subprocess
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from conftest import KAFKA_LIBS
-from groups_util import (ConfluentMember, check_exactly_once, committed_offsets, group_broker,
-                         new_topic, produce_numbered, unique, wait_consumed, wait_settled)
+from groups_util import (NO_OFFSET, ConfluentMember, check_exactly_once, commit_without_joining,
+                         committed_offsets, group_broker, new_topic, produce_numbered, unique,
+                         wait_consumed, wait_settled)
 
 __all__ = ["group_broker"]  # the module-scoped broker fixture, used by name below
 
@@ -27,8 +28,6 @@ TOOL_TIMEOUT_S = 180
 KCAT_TIMEOUT_S = 120
 COUNTS = {0: 10, 1: 20, 2: 30}
 ZERO = {p: 0 for p in COUNTS}
-# librdkafka's "no committed offset" (OFFSET_INVALID).
-NO_OFFSET = -1001
 
 
 def consumer_groups(bootstrap, *args, stderr=False):
@@ -60,16 +59,6 @@ def table(out: str, first_column: str) -> list:
 
 def by_partition(rows) -> dict:
     return {int(r["PARTITION"]): r for r in rows}
-
-
-def commit_without_joining(bootstrap, group, topic, offsets: dict):
-    """Commit as a consumer that never joined the group (assign-mode), which Kafka accepts
-    for an empty group."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
-    finally:
-        c.close()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,7 +108,7 @@ def test_consumer_groups_describe_reset_delete(group_broker):
         live.close()
 
     # Inactive, with commits of our choosing: CURRENT-OFFSET / LOG-END-OFFSET / LAG per partition.
-    commit_without_joining(bs, group, topic, {0: 4, 1: 20, 2: 7})
+    commit_without_joining(bs, group, [TopicPartition(topic, p, o) for p, o in {0: 4, 1: 20, 2: 7}.items()])
     out, err = consumer_groups(bs, "--describe", "--group", group, stderr=True)
     assert f"Consumer group '{group}' has no active members." in err
     rows = by_partition(table(out, "GROUP"))

@@ -7,12 +7,14 @@ timeout gets its partitions back without a rebalance of the others.
 import signal
 import time
 
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from groups_util import (BATCHES, PARTITIONS, ConfluentMember, OwnershipLog, check_exactly_once,
-                         live_group_across_broker_restart,
-                         group_broker, group_life_cycle, new_topic, produce_numbered, unique,
-                         wait_consumed, wait_settled, wait_until)
+from groups_util import (BATCHES, NO_OFFSET, PARTITIONS, ConfluentMember, OwnershipLog,
+                         check_exactly_once, commit_without_joining, committed, committed_offsets,
+                         group_broker, group_life_cycle, live_group_across_broker_restart, new_topic,
+                         produce_numbered, unique, wait_consumed, wait_settled, wait_topic_ready,
+                         wait_until)
 
 __all__ = ["group_broker"]  # the module-scoped broker fixture, used by name below
 
@@ -85,3 +87,38 @@ def test_live_group_survives_broker_restart(group_broker):
         return ConfluentMember(name, group_broker.bootstrap, group, topic, outage_ok=True)
 
     live_group_across_broker_restart(group_broker, make)
+
+
+def test_commit_metadata_and_leader_epoch_survive_restart(group_broker):
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-meta"), partitions=2)
+    group = unique("meta")
+    produce_numbered(bs, topic, {0: 0, 1: 0}, {0: 5, 1: 5})
+    # Partition 0 with metadata and a leader epoch, partition 1 with neither.
+    commit_without_joining(bs, group, [TopicPartition(topic, 0, 3, "checkpoint-0", 0), TopicPartition(topic, 1, 5, "")])
+    want = [(0, 3, "checkpoint-0", 0), (1, 5, "", None)]
+
+    def read():
+        return [(tp.partition, tp.offset, tp.metadata, tp.leader_epoch) for tp in committed(bs, group, topic, 2)]
+
+    assert read() == want
+    group_broker.restart(signal.SIGKILL)
+    wait_topic_ready(bs, topic, partitions=2)
+    assert read() == want
+
+
+def test_offsets_of_deleted_topic_are_dropped(group_broker):
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-deleted"), partitions=2)
+    group = unique("deleted")
+    produce_numbered(bs, topic, {0: 0, 1: 0}, {0: 5, 1: 5})
+    commit_without_joining(bs, group, [TopicPartition(topic, 0, 2), TopicPartition(topic, 1, 4)])
+    assert committed_offsets(bs, group, topic, 2) == {0: 2, 1: 4}
+
+    admin = AdminClient({"bootstrap.servers": bs})
+    admin.delete_topics([topic], operation_timeout=30)[topic].result(timeout=60)
+    gone = {0: NO_OFFSET, 1: NO_OFFSET}
+    wait_until(lambda: committed_offsets(bs, group, topic, 2) == gone, "the deleted topic's commits are dropped", [])
+    # A new topic of the same name starts without the old topic's commits.
+    new_topic(bs, topic, partitions=2)
+    assert committed_offsets(bs, group, topic, 2) == gone
