@@ -253,3 +253,8 @@ fn write_seed_corpus() {
 fn group_records() {
     smoke(Target::GroupRecords, iterations(50_000));
 }
+
+#[test]
+fn chain_store() {
+    smoke(Target::ChainStore, iterations(1_500));
+}
