@@ -22,7 +22,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::alter_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::alter_configs::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_TOPIC};
 use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::config::BrokerSettings;
@@ -294,6 +294,13 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> Describe
                 RESOURCE_TOPIC => describe_topic(&r.resource_name, &image, &layers, detail),
                 RESOURCE_BROKER => {
                     describe_broker(&r.resource_name, broker, &image, &layers, detail)
+                }
+                // kafka-configs --entity-type broker-loggers: Josefine's logging is `RUST_LOG`,
+                // not dynamic log4j loggers, so this broker has none to list.
+                RESOURCE_BROKER_LOGGER
+                    if r.resource_name.as_str() == broker.config.node_id.to_string() =>
+                {
+                    Ok(vec![])
                 }
                 other => Err((
                     code::INVALID_REQUEST,
