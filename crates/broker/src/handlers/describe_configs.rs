@@ -260,8 +260,9 @@ fn describe_broker(
     if name != broker.config.node_id.to_string() {
         return Err((
             code::INVALID_REQUEST,
+            // Kafka's ConfigHelper wording.
             format!(
-                "unknown broker '{name}': this is broker {}",
+                "Unexpected broker id, expected {} or empty string, but received {name}",
                 broker.config.node_id
             ),
         ));
