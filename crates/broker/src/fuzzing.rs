@@ -179,10 +179,10 @@ pub fn request_frame(data: &[u8]) -> Option<Bytes> {
 }
 
 /// Decodes one request exactly as a connection does. Invariants: no panic or abort; no guarded
-/// (hostile-count) mapping outlives the decode; a decoded body that re-encodes to decodable
-/// bytes decodes back to the same value with nothing left over (the decoder read what the
-/// client wrote, no more, no less); an old Produce answered UNSUPPORTED_VERSION is answered or
-/// refused, never panics.
+/// (hostile-count) mapping outlives the decode; a decoded body re-encodes and decodes back to
+/// the same value with nothing left over (the decoder read what the client wrote, no more, no
+/// less; one documented exception below); an old Produce answered UNSUPPORTED_VERSION is
+/// answered or refused, never panics.
 pub fn decode_request(data: &[u8]) -> bool {
     let Some(frame) = request_frame(data) else {
         return false;
@@ -195,27 +195,42 @@ pub fn decode_request(data: &[u8]) -> bool {
     );
     match decoded {
         Ok(Decoded::Request(r)) => {
-            // kafka-protocol reads a tagged-field tag above i32::MAX into a negative i32 and
-            // then cannot write it back (fuzz/regressions/decode_request/fetch-v16-tag-above-
-            // i32-max); Josefine never re-encodes a request and ignores unknown tags, so only a
-            // re-encoding that decodes must come back equal.
-            let mut again = BytesMut::new();
-            if r.body.encode(&mut again, r.api_version).is_ok() {
-                let mut again = again.freeze();
-                if let Ok(back) = RequestKind::decode(r.api_key, &mut again, r.api_version) {
-                    assert!(
-                        again.is_empty(),
-                        "{:?} v{} re-encoding has trailing bytes",
-                        r.api_key,
-                        r.api_version
-                    );
-                    assert_eq!(
-                        back, r.body,
-                        "{:?} v{} round trip",
-                        r.api_key, r.api_version
-                    );
-                }
+            // kafka-protocol reads a tagged-field tag above i32::MAX into a negative i32 key
+            // and then writes it back as a different varint (fuzz/regressions/decode_request/
+            // fetch-v16-tag-above-i32-max, produce-v10-negative-tag). Josefine never re-encodes
+            // a request and ignores unknown tags, so such bodies skip the round trip. A
+            // negative key sorts first in the BTreeMap, hence the Debug pattern.
+            if format!("{:?}", r.body).contains("unknown_tagged_fields: {-") {
+                return true;
             }
+            let mut again = BytesMut::new();
+            r.body
+                .encode(&mut again, r.api_version)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{:?} v{} decoded but does not re-encode: {e:#}",
+                        r.api_key, r.api_version
+                    )
+                });
+            let mut again = again.freeze();
+            let back =
+                RequestKind::decode(r.api_key, &mut again, r.api_version).unwrap_or_else(|e| {
+                    panic!(
+                        "{:?} v{} re-encoding does not decode: {e:#}",
+                        r.api_key, r.api_version
+                    )
+                });
+            assert!(
+                again.is_empty(),
+                "{:?} v{} re-encoding has trailing bytes",
+                r.api_key,
+                r.api_version
+            );
+            assert_eq!(
+                back, r.body,
+                "{:?} v{} round trip",
+                r.api_key, r.api_version
+            );
             true
         }
         Ok(Decoded::UnsupportedVersion {
