@@ -43,6 +43,10 @@ pub const UNCLEANABLE_RETRY_MS: i64 = 300_000;
 /// such a change), even when the current backoff is hours long.
 pub const SETTINGS_RECHECK_MS: u64 = 1_000;
 
+/// Kafka's `log.initial.task.delay.ms` default: the first retention pass runs this long after
+/// start-up (or after one check interval, if that is shorter), not a whole interval later.
+pub const RETENTION_INITIAL_DELAY_MS: u64 = 30_000;
+
 /// Memory one offset-map entry costs in the log cleaner (see `CleanerLimits`): turns Kafka's
 /// `log.cleaner.dedupe.buffer.size` (a byte budget) into a key count.
 const OFFSET_MAP_ENTRY_BYTES: u64 = 48;
@@ -198,7 +202,8 @@ impl Scheduler {
 
     fn run(mut self) {
         let retention_interval = self.settings.retention_check_interval_ms.max(1) as i64;
-        let mut next_retention_ms = now_ms() + retention_interval;
+        let first_delay_ms = RETENTION_INITIAL_DELAY_MS.min(retention_interval as u64) as i64;
+        let mut next_retention_ms = now_ms() + first_delay_ms;
         let mut next_clean_ms = now_ms();
         loop {
             if self.refresh_cleaner_settings() {
