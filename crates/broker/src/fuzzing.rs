@@ -43,6 +43,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic,
 };
@@ -557,6 +560,20 @@ fn sample_requests(key: ApiKey) -> Vec<RequestKind> {
         )],
         ApiKey::ListGroups => vec![RequestKind::ListGroups(
             ListGroupsRequest::default().with_states_filter(vec![s("Stable")]),
+        )],
+        ApiKey::DescribeCluster => vec![RequestKind::DescribeCluster(
+            DescribeClusterRequest::default()
+                .with_include_cluster_authorized_operations(true)
+                .with_endpoint_type(1),
+        )],
+        ApiKey::OffsetDelete => vec![RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(s("group-1")))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(topic("orders"))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(1),
+                    ])]),
         )],
         ApiKey::DeleteGroups => vec![RequestKind::DeleteGroups(
             DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("group-1"))]),
