@@ -6,8 +6,10 @@
 //! and stops at the first torn or corrupt one in the last segment, so a durable head record
 //! implies every earlier record (its blocks included) is durable too. Space is reclaimed only
 //! by deleting whole files: a segment goes once every block in it is dead or below the
-//! snapshot root (each new segment starts with a copy of the current term/vote and head, so
-//! older segments never hold the latest of those). The format is in `docs/chain-format.md`.
+//! snapshot root. Each new segment starts with a copy of the current term/vote and head, and
+//! before any file is deleted they are restated into the active segment and fsynced, so a
+//! deleted file never held the only durable copy of them (a crash right after a roll loses the
+//! unsynced restatement). The format is in `docs/chain-format.md`.
 //!
 //! It must never be called from the pure core, and never on an async executor thread.
 
@@ -470,6 +472,13 @@ impl ChainStore {
         if free.is_empty() {
             return Ok(());
         }
+        // A file about to go may hold the only durable copy of term/vote and head: the copy a
+        // roll restated into the active segment reaches disk only with the next fsync, and a
+        // crash before it leaves the active segment without them. Restate and fsync them here,
+        // before any deletion, so they never depend on a file being deleted.
+        self.append(REC_HARD_STATE, &hard_state_body(self.hard_state))?;
+        self.append(REC_HEAD, &id_body(self.head))?;
+        self.active.sync_data()?;
         for seq in free {
             let seg = self.segments.remove(&seq).expect("listed");
             fs::remove_file(&seg.path)?;
@@ -626,6 +635,56 @@ mod tests {
         assert_eq!(rec.head, BlockId::new(1, 40));
         let heights: Vec<u64> = rec.blocks.iter().map(|b| b.id.height).collect();
         assert_eq!(heights, vec![36, 37, 38, 39, 40]);
+    }
+
+    /// A machine crash right after a roll loses the active segment's restated term/vote (not
+    /// yet fsynced). If every older block is below the snapshot root, recovery deletes the older
+    /// segments; the vote they hold must survive that, or the node could vote twice in a term.
+    #[test]
+    fn vote_survives_recovery_deleting_the_segment_that_held_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let hs = HardState {
+            term: 1,
+            voted_for: Some(2),
+        };
+        let root = BlockId::new(1, 3);
+        {
+            let (mut s, _) = ChainStore::open_with_segment_bytes(dir.path(), 256).unwrap();
+            s.persist(&ready_with(chain(GENESIS, 1, 3, 100), Some(hs)))
+                .unwrap();
+            let snap = Snapshot {
+                root,
+                voters: vec![1, 2, 3],
+                state: Bytes::from_static(b"state"),
+            };
+            // Written but not reclaimed: the crash comes before reclaim runs.
+            s.persist(&Ready {
+                snapshot: Some(snap),
+                sync: true,
+                ..Ready::default()
+            })
+            .unwrap();
+        }
+        let mut seqs: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.ends_with(".chain").then_some(name)
+            })
+            .collect();
+        seqs.sort();
+        assert!(seqs.len() >= 2, "the blocks must have rolled: {seqs:?}");
+        // The unsynced restatement in the active segment is lost in the crash.
+        fs::write(dir.path().join(seqs.last().unwrap()), b"").unwrap();
+        let (_, first) = ChainStore::open_with_segment_bytes(dir.path(), 256).unwrap();
+        assert_eq!(first.hard_state, hs);
+        let (s, second) = ChainStore::open_with_segment_bytes(dir.path(), 256).unwrap();
+        assert_eq!(
+            second.hard_state, hs,
+            "vote forgotten by the second restart"
+        );
+        assert_eq!(second.head, root);
+        assert_eq!(s.segment_count(), 1, "free segments were not reclaimed");
     }
 
     #[test]
