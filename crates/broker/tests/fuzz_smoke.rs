@@ -258,3 +258,106 @@ fn group_records() {
 fn chain_store() {
     smoke(Target::ChainStore, iterations(1_500));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Broker settings: a property across the broker and log crates.
+
+/// Values around every bound the settings use, junk, and Kafka's spellings.
+const SETTING_VALUES: &[&str] = &[
+    "",
+    "0",
+    "1",
+    "-1",
+    "-2",
+    "2",
+    "1023",
+    "1024",
+    "1048576",
+    "2147483647",
+    "2147483648",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "0.5",
+    "1.0",
+    "1e6",
+    "NaN",
+    "inf",
+    "true",
+    "false",
+    "TRUE",
+    "delete",
+    "compact",
+    "compact,delete",
+    "producer",
+    "gzip",
+    "CreateTime",
+    "LogAppendTime",
+    "x",
+    " 7 ",
+    "153722867280912",
+    "153722867280913",
+];
+
+/// Every broker setting the broker accepts (any mix of `--set` values) gives partitions a
+/// `LogConfig` the log accepts, and every setting's shown value (Kafka's default included) is
+/// accepted again and shows the same: an operator can copy what DescribeConfigs prints.
+#[test]
+fn accepted_broker_settings_give_log_configs_the_log_accepts() {
+    use josefine::config::BrokerSettings;
+    use std::collections::BTreeMap;
+    let scratch = scratch_dir();
+    let log = josefine_log::PartitionLog::open(
+        &scratch.path().join("p"),
+        [1; 16],
+        josefine_log::LogConfig::default(),
+        josefine::fuzzing::NOW_MS,
+    )
+    .expect("open");
+    let defaults = BrokerSettings::default();
+    for key in BrokerSettings::KEYS {
+        let Some(shown) = defaults.value_of(key) else {
+            continue;
+        };
+        let one = BTreeMap::from([(key.to_string(), shown.clone())]);
+        let s = BrokerSettings::from_static(one)
+            .unwrap_or_else(|e| panic!("default {key}={shown} refused: {e}"));
+        assert_eq!(s.value_of(key), Some(shown), "{key} round trip");
+    }
+    let mut rng = Rng(0x5e77_1235);
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..3_000 {
+        let mut values = BTreeMap::new();
+        for _ in 0..1 + rng.below(4) {
+            let key = BrokerSettings::KEYS[rng.below(BrokerSettings::KEYS.len())];
+            values.insert(
+                key.to_string(),
+                SETTING_VALUES[rng.below(SETTING_VALUES.len())].to_string(),
+            );
+        }
+        match BrokerSettings::from_static(values.clone()) {
+            Ok(s) => {
+                accepted += 1;
+                log.update_config(s.log_config()).unwrap_or_else(|e| {
+                    panic!("round {round}: broker accepted {values:?} but the log refuses: {e}")
+                });
+                for key in values.keys() {
+                    let Some(shown) = s.value_of(key) else {
+                        continue;
+                    };
+                    let again =
+                        BrokerSettings::from_static(BTreeMap::from([(key.clone(), shown.clone())]))
+                            .unwrap_or_else(|e| {
+                                panic!("round {round}: shown {key}={shown} refused: {e}")
+                            });
+                    assert_eq!(again.value_of(key), Some(shown), "round {round}: {key}");
+                }
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        accepted > 100 && refused > 100,
+        "accepted {accepted}, refused {refused}"
+    );
+}
