@@ -11,7 +11,8 @@
 //!   (the first record in log order at or after the timestamp);
 //! - recovery: cutting the active segment's file at any byte and reopening without a clean
 //!   shutdown keeps exactly the batches that were complete before the cut, byte for byte, and
-//!   the log end moves back to the end of the last of them.
+//!   the log end moves back to the end of the last of them (never below the log start);
+//! - DeleteRecords: the log start moves, reads below it fail, and it survives restarts.
 //!
 //! Histories come from a seeded xorshift generator; a failure prints its seed and step.
 
@@ -25,7 +26,7 @@ use crate::{LogConfig, PartitionLog};
 const NOW: i64 = 1_700_000_000_000;
 const ID: [u8; 16] = [5; 16];
 /// Histories per test run and steps per history: a few seconds in a debug build.
-const HISTORIES: u64 = 10;
+const HISTORIES: u64 = 20;
 const STEPS: usize = 60;
 
 /// One appended record: its offset and timestamp.
@@ -38,6 +39,8 @@ struct ModelRecord {
 /// What the log must hold: every record, and the bytes of every batch as stored.
 #[derive(Default)]
 struct Model {
+    /// The log start offset (DeleteRecords moves it forward).
+    start: i64,
     records: Vec<ModelRecord>,
     /// (base offset, last offset) of each batch in order.
     batches: Vec<(i64, i64)>,
@@ -45,7 +48,10 @@ struct Model {
 
 impl Model {
     fn end(&self) -> i64 {
-        self.batches.last().map_or(0, |b| b.1 + 1)
+        self.batches
+            .last()
+            .map_or(self.start, |b| b.1 + 1)
+            .max(self.start)
     }
     fn first_at_or_after(&self, ts: i64) -> Option<(i64, i64)> {
         self.records
@@ -169,11 +175,19 @@ fn check_indexes(dir: &Path, model: &Model, ctx: &str) {
 /// Reads at random offsets start with the containing batch; timestamp lookups match the model.
 fn check_lookups(rng: &mut Rng, log: &PartitionLog, model: &Model, ctx: &str) {
     assert_eq!(log.log_end_offset(), model.end(), "{ctx}: log end");
+    assert_eq!(log.log_start_offset(), model.start, "{ctx}: log start");
+    if model.start > 0 {
+        let below = rng.below(model.start as usize) as i64;
+        assert!(
+            log.read(below, 1, i64::MAX).is_err(),
+            "{ctx}: read below the log start"
+        );
+    }
     for _ in 0..8 {
-        if model.end() == 0 {
+        if model.end() == model.start {
             break;
         }
-        let offset = rng.below(model.end() as usize) as i64;
+        let offset = model.start + rng.below((model.end() - model.start) as usize) as i64;
         let r = log.read(offset, 1, i64::MAX).expect("read");
         let h = BatchHeader::parse(&r.records).expect("a batch");
         assert!(
@@ -183,6 +197,19 @@ fn check_lookups(rng: &mut Rng, log: &PartitionLog, model: &Model, ctx: &str) {
             h.last_offset()
         );
         assert!(model.batches.contains(&(h.base_offset, h.last_offset())));
+    }
+    if model.start > 0 {
+        // Below the log start the model no longer knows which records the remaining segments
+        // still hold; the lookup only has to answer at or above the log start.
+        for ts in [NOW - 200_000, NOW] {
+            if let Some((offset, _)) = log.offset_for_timestamp(ts) {
+                assert!(
+                    offset >= model.start,
+                    "{ctx}: timestamp lookup below the log start"
+                );
+            }
+        }
+        return;
     }
     let lo = model
         .records
@@ -206,37 +233,49 @@ fn check_lookups(rng: &mut Rng, log: &PartitionLog, model: &Model, ctx: &str) {
     }
 }
 
-/// Simulates a crash mid-write: the process dies (no close), and the active segment's file is
-/// cut at a random byte. Returns the model's log end after recovery.
-fn crash_with_torn_tail(rng: &mut Rng, dir: &Path, model: &mut Model) -> i64 {
-    let bases = segment_bases(dir);
-    let active = *bases.last().expect("a segment");
-    let path = dir.join(format!("{}.log", crate::segment::file_stem(active)));
-    let len = fs::metadata(&path).expect("active segment").len();
-    let cut = if len == 0 {
-        0
-    } else {
-        rng.below(len as usize + 1) as u64
-    };
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    file.set_len(cut).expect("truncate");
-    // Which batches end at or before the cut: walk the segment's batches by their lengths.
-    let log = fs::read(&path).expect("read");
+/// Offset after the last batch that ends within the first `cut` bytes of a segment file.
+fn complete_end(log: &[u8], base: i64, cut: usize) -> i64 {
     let mut at = 0;
-    let mut end = active;
-    while at + crate::limits::BATCH_HEADER_BYTES <= log.len() {
-        let h = BatchHeader::parse(&log[at..]).expect("an intact prefix parses");
-        if at + h.total_bytes() > log.len() {
+    let mut end = base;
+    while at + crate::limits::BATCH_HEADER_BYTES <= cut {
+        let h = BatchHeader::parse(&log[at..]).expect("an intact segment parses");
+        if at + h.total_bytes() > cut {
             break;
         }
         end = h.last_offset() + 1;
         at += h.total_bytes();
     }
-    model.truncate_to(end);
     end
+}
+
+/// Simulates a crash mid-write: the process dies (no close), and the active segment's file is
+/// cut at a random byte. Returns the model's log end after recovery. Unless
+/// `below_log_start`, a cut that would lose batches below the log start is not made (see
+/// `finding_torn_tail_below_the_log_start_moves_the_log_start_back`).
+fn crash_with_torn_tail(
+    rng: &mut Rng,
+    dir: &Path,
+    model: &mut Model,
+    below_log_start: bool,
+) -> i64 {
+    let bases = segment_bases(dir);
+    let active = *bases.last().expect("a segment");
+    let path = dir.join(format!("{}.log", crate::segment::file_stem(active)));
+    let log = fs::read(&path).expect("active segment");
+    let mut cut = rng.below(log.len() + 1);
+    if !below_log_start && complete_end(&log, active, cut) < model.start {
+        cut = log.len();
+    }
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    file.set_len(cut as u64).expect("truncate");
+    let end = complete_end(&log, active, cut);
+    model.truncate_to(end);
+    // Kafka (LogLoader.deleteSegmentsIfLogStartGreaterThanLogEnd): a log start checkpoint past
+    // the recovered end empties the log at the log start; offsets never go back.
+    end.max(model.start)
 }
 
 /// A tmpfs when the machine has one: closes and recoveries fsync, which costs milliseconds on a
@@ -270,9 +309,13 @@ fn run_history(seed: u64) {
                 // Crash with a torn tail, then recover.
                 let before = read_all(&log);
                 drop(log);
-                let end = crash_with_torn_tail(&mut rng, &dir, &mut model);
+                let end = crash_with_torn_tail(&mut rng, &dir, &mut model, false);
                 log = PartitionLog::open(&dir, ID, config.clone(), NOW).expect("recover");
-                assert_eq!(log.log_end_offset(), end, "{ctx}: recovered log end");
+                assert_eq!(
+                    (log.log_start_offset(), log.log_end_offset()),
+                    (model.start, end),
+                    "{ctx}: recovered log start and end"
+                );
                 let after = read_all(&log);
                 let kept: Vec<_> = before
                     .into_iter()
@@ -282,6 +325,12 @@ fn run_history(seed: u64) {
                 for ((_, a), (_, b)) in after.iter().zip(&kept) {
                     assert_eq!(a, b, "{ctx}: a kept batch changed");
                 }
+            }
+            2 if model.end() > model.start && rng.below(3) == 0 => {
+                // DeleteRecords: the log start moves forward, whole segments below it go.
+                let to = model.start + 1 + rng.below((model.end() - model.start) as usize) as i64;
+                assert_eq!(log.delete_records_before(to).expect("delete records"), to);
+                model.start = to;
             }
             1 => {
                 // Clean restart: nothing changes.
@@ -321,4 +370,39 @@ fn indexes_and_recovery_hold_over_random_histories() {
     for i in 0..HISTORIES {
         run_history(0x5e9_0000 + i * 0x9e37_79b9);
     }
+}
+
+/// FINDING (for the log's owner): DeleteRecords fsyncs the new log start, but the batches below
+/// it may still be unflushed (Kafka's default: no fsync per append). If a machine crash then
+/// tears the tail below the new log start, recovery answers log start = log end = the torn end,
+/// moving the log start back: offsets that DeleteRecords reported deleted are handed out again.
+/// Kafka keeps the checkpointed log start and empties the log there
+/// (`LogLoader.deleteSegmentsIfLogStartGreaterThanLogEnd`). Remove the `ignore` once fixed.
+#[test]
+#[ignore = "finding: a torn tail below the log start moves the log start back"]
+fn finding_torn_tail_below_the_log_start_moves_the_log_start_back() {
+    let tmp = scratch_dir();
+    let dir = tmp.path().join("p");
+    let log = PartitionLog::open(&dir, ID, LogConfig::default(), NOW).expect("open");
+    for i in 0..3 {
+        log.append(&BatchBuilder::new(NOW + i).records(1).build(), 0, NOW)
+            .expect("append");
+    }
+    assert_eq!(log.delete_records_before(3).expect("delete records"), 3);
+    drop(log); // crash: no close
+    let path = dir.join(format!("{}.log", crate::segment::file_stem(0)));
+    let bytes = fs::read(&path).expect("segment");
+    let first = BatchHeader::parse(&bytes).expect("batch").total_bytes();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .set_len(first as u64 + 5)
+        .expect("tear");
+    let log = PartitionLog::open(&dir, ID, LogConfig::default(), NOW).expect("recover");
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (3, 3),
+        "the log start must not move back"
+    );
 }
