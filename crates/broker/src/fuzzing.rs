@@ -767,7 +767,8 @@ fn chunk_file(kind: u8, payload: &[u8]) -> Option<(String, &[u8])> {
 }
 
 /// Writes a partition directory from an input. Byte 0 holds flags: bit 0 clean-shutdown marker,
-/// bit 1 index every batch (index interval 1), bit 2 LogAppendTime. The rest is chunks of
+/// bit 1 index every batch (index interval 1), bit 2 LogAppendTime, bit 3 compacted topic
+/// (`cleanup.policy=compact,delete`). The rest is chunks of
 /// `kind u8 | len u16 | payload` (a short last chunk takes what is left).
 fn write_partition_dir(dir: &Path, data: &[u8]) -> Option<LogConfig> {
     let _ = fs::remove_dir_all(dir);
@@ -795,6 +796,11 @@ fn write_partition_dir(dir: &Path, data: &[u8]) -> Option<LogConfig> {
             TimestampType::CreateTime
         },
         segment_bytes: 64 * 1024,
+        cleanup_policy: if flags & 8 != 0 {
+            josefine_log::CleanupPolicy::CompactDelete
+        } else {
+            josefine_log::CleanupPolicy::Delete
+        },
         ..LogConfig::default()
     })
 }
@@ -969,6 +975,26 @@ fn partition_recovery_seeds(scratch: &Path) -> Vec<Vec<u8>> {
         drop(log);
         let _ = fs::remove_dir_all(&dir);
     }
+    // A compacted log: the cleaner rewrote sealed segments (offset gaps, a cleaner checkpoint).
+    let dir = scratch.join("seed-compacted");
+    let _ = fs::remove_dir_all(&dir);
+    let compacted = LogConfig {
+        cleanup_policy: josefine_log::CleanupPolicy::CompactDelete,
+        ..config
+    };
+    let log = PartitionLog::open(&dir, [7; 16], compacted, NOW_MS).expect("seed log");
+    for i in 0..12 {
+        // Keys k0..k2 again and again: most records are superseded.
+        let b = BatchBuilder::new(NOW_MS + i).records(3).build();
+        log.append(&b, 0, NOW_MS + i).expect("seed append");
+    }
+    log.clean(NOW_MS + 1_000, &josefine_log::CleanerLimits::default())
+        .expect("seed clean");
+    out.push(partition_dir_input(&dir, 0x08));
+    log.close().expect("seed close");
+    out.push(partition_dir_input(&dir, 0x09));
+    drop(log);
+    let _ = fs::remove_dir_all(&dir);
     out
 }
 
