@@ -282,6 +282,12 @@ def test_kafka_configs_tool_broker_and_cluster_default(broker_factory, topic_nam
     assert err.code() == KafkaError.INVALID_REQUEST
     err = error_of(incremental, bs, BROKER, "1", [(SET, "log.retention.ms", "soon")])
     assert err.code() == KafkaError.INVALID_REQUEST
+    err = error_of(incremental, bs, BROKER, "1", [(APPEND, "log.retention.ms", "5")])
+    assert err.code() == KafkaError.INVALID_CONFIG, err
+    # APPEND on the list-typed broker setting works like the topic one.
+    incremental(bs, BROKER, "1", [(APPEND, "log.cleanup.policy", "compact")])
+    settled(lambda: sorted(describe(bs, BROKER, "1")["log.cleanup.policy"].value.split(","))
+            == ["compact", "delete"])
 
 
 def test_alters_survive_restart(broker_factory, topic_name):

@@ -61,14 +61,17 @@ fn current_list(
         }
     };
     if config_type != ConfigType::List {
-        let code = match target {
-            Target::Topic(_) => code::INVALID_CONFIG,
-            Target::Broker(_) => code::INVALID_REQUEST,
+        // Kafka 4.1's two wordings: the topic check and the broker-side one.
+        let message = match target {
+            Target::Topic(_) => {
+                format!("Can't {op_name} to key {key} because its type is not LIST.")
+            }
+            Target::Broker(_) => format!(
+                "Config value {} is not allowed for config key: {key}",
+                op_name.to_ascii_lowercase()
+            ),
         };
-        return Err(Rejection(
-            code,
-            format!("Can't {op_name} to key {key} because its type is not LIST."),
-        ));
+        return Err(Rejection(code::INVALID_CONFIG, message));
     }
     Ok(current.unwrap_or_else(|| default.to_string()))
 }
