@@ -38,6 +38,15 @@ const FRAME_BUFFER_INITIAL_BYTES: usize = 64 * 1024;
 /// only costs this much memory per connection.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 
+/// A frame buffer whose request has been handled goes back to the read loop for the next
+/// frame, if it is at most this large: a fresh buffer per frame cost page faults on every
+/// write into it and an munmap on free (~15 % of broker CPU for 1 MiB produce requests in the
+/// profile). Kafka's default `max.request.size` is 1 MiB, so this covers a producer's frames;
+/// larger buffers are freed rather than kept per connection.
+const POOLED_FRAME_BYTES_MAX: usize = 1 << 20;
+/// Handled frame buffers waiting for reuse, per connection (one is read while one is handled).
+const POOLED_FRAMES_MAX: usize = 2;
+
 /// Serves one connection until the peer closes, errs, or idles out.
 pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
@@ -47,7 +56,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let max_frame = settings.socket_request_max_bytes as usize;
     let idle = Duration::from_millis(settings.connections_max_idle_ms);
     let (tx, rx) = mpsc::channel::<Bytes>(settings.queued_max_requests as usize);
-    let mut write_task = tokio::spawn(handle_loop(broker.clone(), peer, writer, rx));
+    let (spare_tx, mut spare_rx) = mpsc::channel::<BytesMut>(POOLED_FRAMES_MAX);
+    let mut write_task = tokio::spawn(handle_loop(broker.clone(), peer, writer, rx, spare_tx));
     loop {
         let mut len_bytes = [0u8; 4];
         let read = tokio::select! {
@@ -82,7 +92,9 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             break;
         }
         // The idle timeout also bounds a frame that trickles in (slow-loris).
-        let body = tokio::time::timeout(idle, read_frame_body(&mut reader, len as usize)).await;
+        let spare = spare_rx.try_recv().ok();
+        let body =
+            tokio::time::timeout(idle, read_frame_body(&mut reader, len as usize, spare)).await;
         let frame = match body {
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => {
@@ -106,14 +118,22 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = write_task.await;
 }
 
-/// Reads a frame body of `len` bytes (already checked against the limit) into a buffer that
-/// grows with the bytes received, not with the declared length. None if the peer closed first.
-/// The buffer is not zeroed before reading (`read_buf` fills spare capacity).
+/// Reads a frame body of `len` bytes (already checked against the limit) into `spare` (a
+/// handled frame's buffer) or a new buffer; either grows with the bytes received, not with the
+/// declared length. None if the peer closed first. The buffer is not zeroed before reading
+/// (`read_buf` fills spare capacity).
 async fn read_frame_body(
     reader: &mut (impl AsyncRead + Unpin),
     len: usize,
+    spare: Option<BytesMut>,
 ) -> std::io::Result<Option<Bytes>> {
-    let mut buf = BytesMut::with_capacity(len.min(FRAME_BUFFER_INITIAL_BYTES));
+    let mut buf = match spare {
+        Some(mut b) => {
+            b.clear();
+            b
+        }
+        None => BytesMut::with_capacity(len.min(FRAME_BUFFER_INITIAL_BYTES)),
+    };
     while buf.len() < len {
         if buf.len() == buf.capacity() {
             // Double, up to what is still missing.
@@ -135,8 +155,12 @@ async fn handle_loop(
     peer: SocketAddr,
     mut writer: OwnedWriteHalf,
     mut frames: mpsc::Receiver<Bytes>,
+    spare: mpsc::Sender<BytesMut>,
 ) {
     while let Some(frame) = frames.recv().await {
+        // A second handle on the frame's buffer: once the request and its reply are gone it is
+        // the only one left and the buffer can be reused for a later frame.
+        let buffer = frame.clone();
         let decoded = match decode_request(frame) {
             Ok(d) => d,
             Err(e) => {
@@ -157,6 +181,11 @@ async fn handle_loop(
                 info!("closing connection after a request that requires it");
                 let _ = writer.shutdown().await;
                 return;
+            }
+        }
+        if let Ok(buffer) = buffer.try_into_mut() {
+            if buffer.capacity() <= POOLED_FRAME_BYTES_MAX {
+                let _ = spare.try_send(buffer); // pool full: just free it
             }
         }
     }
