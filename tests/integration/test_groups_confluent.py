@@ -7,7 +7,8 @@ timeout gets its partitions back without a rebalance of the others.
 import signal
 import time
 
-from confluent_kafka import TopicPartition
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from groups_util import (BATCHES, NO_OFFSET, PARTITIONS, ConfluentMember, OwnershipLog,
@@ -122,3 +123,76 @@ def test_offsets_of_deleted_topic_are_dropped(group_broker):
     # A new topic of the same name starts without the old topic's commits.
     new_topic(bs, topic, partitions=2)
     assert committed_offsets(bs, group, topic, 2) == gone
+
+
+OFFSETS_TOPIC = "__consumer_offsets"
+# offsets.topic.num.partitions: the Kafka default, which these tests' brokers keep.
+OFFSETS_PARTITIONS = 50
+
+
+def kafka_partition_for(group: str) -> int:
+    """Kafka's group -> __consumer_offsets partition: Utils.abs(String.hashCode) % 50."""
+    h = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return 0 if h == -(1 << 31) else abs(h) % OFFSETS_PARTITIONS
+
+
+def groups_in_offsets_topic(bootstrap: str) -> dict:
+    """{group: set of __consumer_offsets partitions holding a record keyed by it}, read in
+    assign mode up to the end of every partition. Keys (version int16, then the group as an
+    int16-length string) are the same for offset commits (v0/v1) and group metadata (v2)."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"), "enable.auto.commit": False,
+                       "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    out = {}
+    try:
+        reader.assign([TopicPartition(OFFSETS_TOPIC, p, 0) for p in range(OFFSETS_PARTITIONS)])
+        at_end = set()
+        deadline = time.monotonic() + 60
+        while len(at_end) < OFFSETS_PARTITIONS and time.monotonic() < deadline:
+            msg = reader.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                at_end.add(msg.partition())
+                continue
+            key = msg.key()
+            glen = int.from_bytes(key[2:4], "big")
+            out.setdefault(key[4:4 + glen].decode(), set()).add(msg.partition())
+        assert len(at_end) == OFFSETS_PARTITIONS, f"only {len(at_end)} partitions of {OFFSETS_TOPIC} read to the end"
+    finally:
+        reader.close()
+    return out
+
+
+def test_many_groups_by_kafka_hash_survive_restart(group_broker):
+    """Thirty groups, each with its own commit: each group's records are in the
+    __consumer_offsets partition Kafka's hash names (so a Kafka-format log moves between
+    brokers), and every commit survives a broker SIGKILL."""
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-many"), partitions=1)
+    produce_numbered(bs, topic, {0: 0}, {0: 40})
+    groups = [unique(f"many{i}") for i in range(30)]
+    for i, g in enumerate(groups):
+        commit_without_joining(bs, g, [TopicPartition(topic, 0, i + 1)])
+    where = groups_in_offsets_topic(bs)
+    wrong = {g: (sorted(where.get(g, ())), kafka_partition_for(g)) for g in groups
+             if where.get(g) != {kafka_partition_for(g)}}
+    assert not wrong, f"groups not (only) in Kafka's partition (found, expected): {wrong}"
+
+    group_broker.restart(signal.SIGKILL)
+    wait_topic_ready(bs, topic, partitions=1)
+    got = {g: committed_offsets(bs, g, topic, 1)[0] for g in groups}
+    assert got == {g: i + 1 for i, g in enumerate(groups)}
+
+
+def test_commit_to_unknown_topic_or_partition_is_refused(group_broker):
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-unknown"), partitions=1)
+    group = unique("unknown")
+    for tp in (TopicPartition(unique("no-such-topic"), 0, 5), TopicPartition(topic, 7, 5)):
+        with pytest.raises(KafkaException) as info:
+            commit_without_joining(bs, group, [tp])
+        assert info.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, info.value
