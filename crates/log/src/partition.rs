@@ -259,7 +259,30 @@ impl PartitionLog {
                 now_ms,
             )?));
         }
-        let log_end_offset = segments.last().expect("one segment").next_offset();
+        let mut log_end_offset = segments.last().expect("one segment").next_offset();
+        if log_start_checkpoint > log_end_offset {
+            // The log start was made durable (DeleteRecords, retention) but batches below it were
+            // not, and a machine crash tore them: everything left is below the start, i.e.
+            // already deleted. Offsets reported deleted must never be handed out again, so the
+            // log continues empty at the checkpointed start, and the producer state of the
+            // deleted batches goes with them (Kafka: LogLoader
+            // deleteSegmentsIfLogStartGreaterThanLogEnd, truncateFullyAndStartAt).
+            tracing::warn!(dir = %dir.display(), log_start_checkpoint, log_end_offset, "log start is past the recovered log end; emptying the log at the log start");
+            for seg in segments.drain(..) {
+                Segment::delete_files(dir, seg.base_offset)
+                    .map_err(io_err("deleting segments below the log start"))?;
+            }
+            for off in snapshots.drain(..) {
+                let path = dir.join(format!("{}{SNAPSHOT_SUFFIX}", file_stem(off)));
+                let _ = fs::remove_file(path);
+            }
+            segments.push(Arc::new(Segment::create(
+                dir,
+                log_start_checkpoint,
+                now_ms,
+            )?));
+            log_end_offset = log_start_checkpoint;
+        }
         let log_start_offset = log_start_checkpoint
             .max(segments[0].base_offset)
             .min(log_end_offset);

@@ -768,3 +768,36 @@ fn impossible_configs_are_invalid_config() {
         assert_eq!(e.kafka_error_code(), 40, "{config:?}");
     }
 }
+
+/// DeleteRecords made the log start durable, then a machine crash tore the unflushed batches
+/// below it: recovery keeps the start (offsets reported deleted are never reused), continues
+/// the log there, and drops the producer state of the deleted batches.
+#[test]
+fn torn_tail_below_a_durable_log_start_keeps_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let log = PartitionLog::open(&dir, ID, LogConfig::default(), NOW).unwrap();
+    for i in 0..3 {
+        let b = BatchBuilder::new(NOW).producer(7, 0, i).records(1).build();
+        log.append(&b, 0, NOW).unwrap();
+    }
+    assert_eq!(log.delete_records_before(3).unwrap(), 3);
+    drop(log); // crash: no close, no recovery point past 0
+    let path = dir.join(format!("{}.log", crate::segment::file_stem(0)));
+    let first = BatchHeader::parse(&std::fs::read(&path).unwrap())
+        .unwrap()
+        .total_bytes();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(first as u64 + 5).unwrap(); // batch 0 survives, 1 is torn, 2 is gone
+
+    let log = PartitionLog::open(&dir, ID, LogConfig::default(), NOW).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (3, 3));
+    // The producer's sequence 0..2 went with the deleted batches: a new sequence 0 from the
+    // same producer is a fresh start, not a duplicate of offset 0.
+    let again = BatchBuilder::new(NOW).producer(7, 0, 0).records(1).build();
+    let o = log.append(&again, 0, NOW).unwrap();
+    assert_eq!((o.base_offset, o.duplicate), (3, false));
+    log.close().unwrap();
+    let log = PartitionLog::open(&dir, ID, LogConfig::default(), NOW).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (3, 4));
+}
