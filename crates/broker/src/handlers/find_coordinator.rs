@@ -37,7 +37,7 @@ pub async fn handle(
         vec![request.key]
     };
     // One topic check for the whole batch.
-    let topic = if key_type == KEY_TYPE_GROUP {
+    let topic = if key_type == KEY_TYPE_GROUP && !keys.is_empty() {
         Some(broker.groups().ensure_offsets_topic(broker).await)
     } else {
         None
