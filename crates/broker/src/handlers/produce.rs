@@ -1,9 +1,18 @@
 //! Produce: the write path. connection -> dispatch -> here -> `PartitionLog::append` -> reply.
 //!
 //! For each partition: resolve it (by name, or by topic id in v13+), check acks and
-//! `min.insync.replicas`, validate the produce shape for the request version, append on the
-//! blocking pool, and flush before acknowledging when the log's durability policy asks for it
+//! `min.insync.replicas`, validate the produce shape for the request version, append, and
+//! flush before acknowledging when the log's durability policy asks for it
 //! (`log.flush.interval.messages=1`; concurrent flushes are group-committed by the log).
+//! Appends run inline on the runtime thread when the request needs no fsync and carries at most
+//! `INLINE_APPEND_BYTES_MAX` record bytes: a page-cache write of microseconds, cheaper than the
+//! hand-off to the blocking pool (see BENCHMARKS.md). Everything else goes to the blocking pool.
+//! The known cost: when the kernel throttles a writer for dirty pages, or a segment rolls, that
+//! worker waits too (milliseconds, rare).
+//! Internal topics (`__consumer_offsets`, ...) are refused with INVALID_TOPIC_EXCEPTION, as
+//! Kafka's `ReplicaManager` does for clients (Kafka lets a client id of `__admin_client`
+//! through; Josefine writes its internal topics directly, never through Produce, so it makes
+//! no exception).
 //! acks=0 gets no response at all; if any partition failed, the connection is closed instead,
 //! as Kafka does, because that is the only signal an acks=0 producer can receive.
 //! On one node the ISR is this broker alone, so acks=-1 is satisfied by the local append.
