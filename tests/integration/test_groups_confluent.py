@@ -12,10 +12,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from groups_util import (BATCHES, NO_OFFSET, PARTITIONS, ConfluentMember, OwnershipLog,
-                         check_exactly_once, commit_without_joining, committed, committed_offsets,
-                         group_broker, group_life_cycle, live_group_across_broker_restart, new_topic,
-                         produce_numbered, unique, wait_consumed, wait_settled, wait_topic_ready,
-                         wait_until)
+                         check_exactly_once, close_quietly, commit_without_joining, committed,
+                         committed_offsets, group_broker, group_life_cycle,
+                         live_group_across_broker_restart, new_topic, produce_numbered, unique,
+                         wait_consumed, wait_settled, wait_topic_ready, wait_until)
 
 __all__ = ["group_broker"]  # the module-scoped broker fixture, used by name below
 
@@ -78,9 +78,7 @@ def test_static_member_restart_without_rebalance(group_broker):
                        for m in desc.members}
         assert by_instance == {"instance-1": before["s1"], "instance-2": before["s2"], "instance-3": before["s3"]}
     finally:
-        for m in members:
-            if not m.closed:
-                m.close()
+        close_quietly(members)
 
 
 def test_live_group_survives_broker_restart(group_broker):
@@ -196,3 +194,44 @@ def test_commit_to_unknown_topic_or_partition_is_refused(group_broker):
         with pytest.raises(KafkaException) as info:
             commit_without_joining(bs, group, [tp])
         assert info.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, info.value
+
+
+def test_protocol_selection_and_inconsistent_protocol(group_broker):
+    """The coordinator picks the assignor every member supports, by the members' votes
+    (first preference among those), and refuses a member that shares none with the group
+    (INCONSISTENT_GROUP_PROTOCOL) without disturbing the others."""
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-proto"))
+    admin = AdminClient({"bootstrap.servers": bs})
+
+    def assignor(group):
+        return admin.describe_consumer_groups([group], request_timeout=30)[group].result(timeout=60).partition_assignor
+
+    # range wins two votes to one; the assignment is range's contiguous pairs.
+    group = unique("vote")
+    prefs = {"a": "roundrobin,range", "b": "range,roundrobin", "c": "range,roundrobin"}
+    members = [ConfluentMember(n, bs, group, topic, **{"partition.assignment.strategy": s}) for n, s in prefs.items()]
+    outsider = None
+    try:
+        settled = wait_settled(members, sizes=[2, 2, 2])
+        assert sorted(map(sorted, settled.values())) == [[0, 1], [2, 3], [4, 5]], settled
+        assert assignor(group) == "range"
+        marks = {m.name: m.event_count() for m in members}
+        outsider = ConfluentMember("x", bs, group, topic, **{"partition.assignment.strategy": "cooperative-sticky"})
+        wait_until(lambda: outsider.error is not None, "the outsider's JoinGroup is refused", members)
+        assert "INCONSISTENT_GROUP_PROTOCOL" in outsider.error, outsider.error
+        for m in members:
+            assert m.events_since(marks[m.name]) == [], f"{m.name} rebalanced: {m.events_since(marks[m.name])}"
+    finally:
+        close_quietly(members + ([outsider] if outsider else []))
+
+    # The only common protocol is picked even if it is not the first choice of everyone.
+    group = unique("common")
+    members = [ConfluentMember("d", bs, group, topic, **{"partition.assignment.strategy": "range,roundrobin"}),
+               ConfluentMember("e", bs, group, topic, **{"partition.assignment.strategy": "roundrobin"})]
+    try:
+        settled = wait_settled(members, sizes=[3, 3])
+        assert sorted(map(sorted, settled.values())) == [[0, 2, 4], [1, 3, 5]], settled
+        assert assignor(group) == "roundrobin"
+    finally:
+        close_quietly(members)
