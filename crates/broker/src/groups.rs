@@ -307,10 +307,11 @@ impl Runtime {
         appender: JoinHandle<()>,
     ) {
         loop {
+            // At least 1 ms: a timer the coordinator left due cannot make this loop spin.
             let wait_ms = self
                 .coordinator
                 .next_deadline_ms()
-                .map(|d| (d - now_ms()).max(0) as u64);
+                .map(|d| (d - now_ms()).max(1) as u64);
             tokio::select! {
                 msg = requests.recv() => match msg {
                     None | Some(Msg::Shutdown) => break,
