@@ -164,6 +164,11 @@ class Member:
             self.parts -= set(parts)
             self.events.append((time.monotonic(), kind, sorted(parts)))
 
+    def _note(self, kind):
+        """An event without partitions (e.g. a Java member pausing)."""
+        with self.lock:
+            self.events.append((time.monotonic(), kind, []))
+
     def _gone(self):
         """The member has closed: whatever it still held is no longer owned."""
         self._revoked(self.assignment(), kind="closed")

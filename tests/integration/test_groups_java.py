@@ -81,11 +81,17 @@ class JavaMember(Member):
                 self._record(int(p), int(o), v)
             elif kind == "COMMIT-RETRY":
                 self.commit_retries += 1
+            elif kind in ("PAUSED", "RESUMED"):
+                self._note(kind.lower())
             elif kind == "CLOSED":
                 self.saw_closed.set()
         code = self.proc.wait()
         if code != 0 or not self.saw_closed.is_set():
             self.error = f"JVM exited {code} (closed: {self.saw_closed.is_set()}):\n{self.stderr_tail()}"
+
+    def send(self, command: str):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
 
     def stderr_tail(self, lines=30):
         return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
@@ -148,6 +154,43 @@ def test_crashed_member_expires(group_broker, member_classes):
         wait_consumed([k1, k3], end2, end1)
         check_in_order(members)
         check_exactly_once(members, zero, end2)
+    finally:
+        close_quietly(members)
+
+
+# The slow member stops polling for longer than the session timeout but well within the
+# rebalance timeout (max.poll.interval.ms): its heartbeats keep it a member, and the
+# coordinator must wait for its JoinGroup instead of completing the rebalance without it.
+SLOW_PAUSE_MS = 10000
+SLOW_MAX_POLL_INTERVAL_MS = 45000
+
+
+def test_slow_member_rejoins_within_rebalance_timeout(group_broker, member_classes):
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-slow"))
+    group = unique("slow")
+    zero = {p: 0 for p in range(PARTITIONS)}
+
+    def make(name):
+        return JavaMember(name, member_classes, bs, group, topic, **{"max.poll.interval.ms": SLOW_MAX_POLL_INTERVAL_MS})
+
+    members = [make(n) for n in ("w1", "w2", "w3")]
+    w1 = members[0]
+    try:
+        wait_settled(members, sizes=[2, 2, 2])
+        mark = w1.event_count()
+        w1.send(f"pause {SLOW_PAUSE_MS}")
+        wait_until(lambda: any(e[1] == "paused" for e in w1.events_since(mark)), "w1 pauses", members)
+        members.append(make("w4"))
+        wait_settled(members, sizes=[1, 1, 2, 2])
+        events = w1.events_since(mark)
+        kinds = [e[1] for e in events]
+        assert "lost" not in kinds, f"the slow member was dropped instead of waited for: {events}"
+        # It took part in the rebalance: revoked (eager) after it resumed, then assigned.
+        assert kinds.index("resumed") < kinds.index("revoked") < len(kinds) - kinds[::-1].index("assigned"), events
+        end1 = produce_numbered(bs, topic, zero, BATCHES[0])
+        wait_consumed(members, end1)
+        check_exactly_once(members, zero, end1)
     finally:
         close_quietly(members)
 

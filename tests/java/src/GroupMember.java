@@ -8,7 +8,9 @@
  * {@code LOST p,p} (from the rebalance listener, incremental under the cooperative protocol),
  * {@code RECORD partition offset value}, {@code COMMIT-RETRY} when a commit must wait for a
  * rebalance to finish, then {@code CLOSED} after leaving the group. The line {@code close} on
- * stdin, or its end, makes it close (commit first, then leave). Logging goes to stderr.
+ * stdin, or its end, makes it close (commit first, then leave); {@code pause MS} makes it stop
+ * polling for MS milliseconds ({@code PAUSED}, then {@code RESUMED}) while its heartbeat thread
+ * keeps the session alive, as a slow application does. Logging goes to stderr.
  *
  * <p>Every batch is committed (commitSync) before the next poll, the only place rebalances
  * run, so a correct coordinator hands each record to the group once. Under the cooperative
@@ -24,6 +26,8 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
@@ -38,7 +42,8 @@ import org.apache.kafka.common.serialization.StringDeserializer;
 public final class GroupMember {
     private static final Duration POLL_TIMEOUT = Duration.ofMillis(200);
 
-    private static volatile boolean closeRequested = false;
+    /** Commands from stdin; "close" is also queued at its end. Bounded: the tests send few. */
+    private static final BlockingQueue<String> COMMANDS = new ArrayBlockingQueue<>(64);
 
     private static synchronized void emit(String line) {
         System.out.println(line);
@@ -69,13 +74,17 @@ public final class GroupMember {
         Thread stdin = new Thread(() -> {
             try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
                 String line;
-                while ((line = in.readLine()) != null && !line.trim().equals("close")) {
-                    // Only "close" means anything.
+                while ((line = in.readLine()) != null) {
+                    COMMANDS.put(line.trim());
                 }
             } catch (Exception e) {
                 // Treat a broken stdin like its end.
             }
-            closeRequested = true;
+            try {
+                COMMANDS.put("close");
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         });
         stdin.setDaemon(true);
         stdin.start();
@@ -104,7 +113,16 @@ public final class GroupMember {
                     emit("LOST " + partitions(parts));
                 }
             });
-            while (!closeRequested) {
+            while (true) {
+                String command = COMMANDS.poll();
+                if ("close".equals(command)) {
+                    break;
+                }
+                if (command != null && command.startsWith("pause ")) {
+                    emit("PAUSED");
+                    Thread.sleep(Long.parseLong(command.substring("pause ".length())));
+                    emit("RESUMED");
+                }
                 ConsumerRecords<String, String> records = consumer.poll(POLL_TIMEOUT);
                 for (ConsumerRecord<String, String> r : records) {
                     emit("RECORD " + r.partition() + " " + r.offset() + " " + r.value());
