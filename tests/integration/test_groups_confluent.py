@@ -235,3 +235,21 @@ def test_protocol_selection_and_inconsistent_protocol(group_broker):
         assert assignor(group) == "roundrobin"
     finally:
         close_quietly(members)
+
+
+def test_commit_without_generation_refused_while_group_active(group_broker):
+    """An assign-mode commit (generation -1, no member id) is fine for an empty group (the
+    other tests rely on it) but UNKNOWN_MEMBER_ID while the group has members, and it
+    changes nothing."""
+    bs = group_broker.bootstrap
+    topic = new_topic(bs, unique("grp-gen"), partitions=2)
+    group = unique("gen")
+    member = ConfluentMember("a", bs, group, topic)
+    try:
+        wait_settled([member], partitions=2)
+        with pytest.raises(KafkaException) as info:
+            commit_without_joining(bs, group, [TopicPartition(topic, 0, 1)])
+        assert info.value.args[0].code() == KafkaError.UNKNOWN_MEMBER_ID, info.value
+    finally:
+        close_quietly([member])
+    assert committed_offsets(bs, group, topic, 2) == {0: NO_OFFSET, 1: NO_OFFSET}
