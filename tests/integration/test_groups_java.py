@@ -126,6 +126,7 @@ def test_group_of_three_life_cycle(group_broker, member_classes):
     group_life_cycle(group_broker, make, signal.SIGKILL)
 
 
+@pytest.mark.slow  # ~20 s; confluent and kafka-python run the same scenario by default
 def test_live_group_survives_broker_restart(group_broker, member_classes):
     def make(name, group, topic):
         return JavaMember(name, member_classes, group_broker.bootstrap, group, topic)
