@@ -29,6 +29,7 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -675,6 +676,154 @@ pub fn run(addr: &str) -> Vec<String> {
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect::<Vec<_>>()
+    );
+
+    // A rebalance with two members, each on its own connection (a join parks until its round
+    // completes, and a connection serves one request at a time).
+    let group = "rebalance";
+    let sync_req = |generation: i32, id: &str, assignments: &[(&str, &'static [u8])]| {
+        SyncGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_generation_id(generation)
+            .with_member_id(s(id))
+            .with_protocol_type(Some(s("consumer")))
+            .with_protocol_name(Some(s("range")))
+            .with_assignments(
+                assignments
+                    .iter()
+                    .map(|(m, a)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(s(m))
+                            .with_assignment(Bytes::from_static(a))
+                    })
+                    .collect(),
+            )
+    };
+    let heartbeat = |generation: i32, id: &str| {
+        HeartbeatRequest::default()
+            .with_group_id(gid(group))
+            .with_generation_id(generation)
+            .with_member_id(s(id))
+    };
+    let mut a = Conn::open(addr);
+    let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 9, &join(group, "", None));
+    let a_id = r.member_id.to_string();
+    let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 9, &join(group, &a_id, None));
+    println!(
+        "Rebalance A alone: error {} generation {} leader-is-A {} members {}",
+        r.error_code,
+        r.generation_id,
+        r.leader.as_str() == a_id,
+        r.members.len()
+    );
+    let mut bare = sync_req(1, &a_id, &[(&a_id, b"a1")]);
+    bare.protocol_type = None;
+    bare.protocol_name = None;
+    let r: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &bare);
+    println!("Rebalance A sync v5 without protocol: {}", r.error_code);
+    let r: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync_req(1, &a_id, &[(&a_id, b"a1")]));
+    println!("Rebalance A sync: {} {:?}", r.error_code, r.assignment);
+    let mut b = Conn::open(addr);
+    let r: JoinGroupResponse = b.call(ApiKey::JoinGroup, 9, &join(group, "", None));
+    let b_id = r.member_id.to_string();
+    let b_join = {
+        let b_id = b_id.clone();
+        std::thread::spawn(move || {
+            let r: JoinGroupResponse =
+                b.call(ApiKey::JoinGroup, 9, &join("rebalance", &b_id, None));
+            (b, r)
+        })
+    };
+    let mut hb = 0;
+    for _ in 0..100 {
+        let r: HeartbeatResponse = a.call(ApiKey::Heartbeat, 4, &heartbeat(1, &a_id));
+        hb = r.error_code;
+        if hb != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("Rebalance A heartbeat while B joins: {hb}");
+    let r: OffsetCommitResponse =
+        a.call(ApiKey::OffsetCommit, 9, &commit(group, 1, &a_id, "probe-t"));
+    println!(
+        "Rebalance A commit with the old generation while preparing: {}",
+        r.topics[0].partitions[0].error_code
+    );
+    let ra: JoinGroupResponse = a.call(ApiKey::JoinGroup, 9, &join(group, &a_id, None));
+    let (mut b, rb) = b_join.join().unwrap();
+    println!(
+        "Rebalance both joined: A error {} generation {} leader-is-A {} members {} | B error {} generation {} members {}",
+        ra.error_code,
+        ra.generation_id,
+        ra.leader.as_str() == a_id,
+        ra.members.len(),
+        rb.error_code,
+        rb.generation_id,
+        rb.members.len()
+    );
+    let r: HeartbeatResponse = b.call(ApiKey::Heartbeat, 4, &heartbeat(2, &b_id));
+    println!("Rebalance B heartbeat before sync: {}", r.error_code);
+    let b_sync = {
+        let b_id = b_id.clone();
+        std::thread::spawn(move || {
+            let req = SyncGroupRequest::default()
+                .with_group_id(gid("rebalance"))
+                .with_generation_id(2)
+                .with_member_id(s(&b_id))
+                .with_protocol_type(Some(s("consumer")))
+                .with_protocol_name(Some(s("range")));
+            let r: SyncGroupResponse = b.call(ApiKey::SyncGroup, 5, &req);
+            (b, r)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let r: SyncGroupResponse = a.call(
+        ApiKey::SyncGroup,
+        5,
+        &sync_req(2, &a_id, &[(&a_id, b"a2"), (&b_id, b"b2")]),
+    );
+    println!(
+        "Rebalance A (leader) sync: {} {:?}",
+        r.error_code, r.assignment
+    );
+    let (mut b, r) = b_sync.join().unwrap();
+    println!(
+        "Rebalance B (follower) sync: {} {:?}",
+        r.error_code, r.assignment
+    );
+    let r: HeartbeatResponse = b.call(ApiKey::Heartbeat, 4, &heartbeat(1, &b_id));
+    println!("Rebalance B stale heartbeat: {}", r.error_code);
+    let r: LeaveGroupResponse = b.call(
+        ApiKey::LeaveGroup,
+        5,
+        &LeaveGroupRequest::default()
+            .with_group_id(gid(group))
+            .with_members(vec![MemberIdentity::default().with_member_id(s(&b_id))]),
+    );
+    println!(
+        "Rebalance B leaves: {} {:?}",
+        r.error_code,
+        r.members.iter().map(|m| m.error_code).collect::<Vec<_>>()
+    );
+    let r: HeartbeatResponse = a.call(ApiKey::Heartbeat, 4, &heartbeat(2, &a_id));
+    println!("Rebalance A heartbeat after B left: {}", r.error_code);
+    let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 9, &join(group, &a_id, None));
+    println!(
+        "Rebalance A rejoins alone: error {} generation {} members {}",
+        r.error_code,
+        r.generation_id,
+        r.members.len()
+    );
+    let r: DescribeGroupsResponse = a.call(
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![gid(group)]),
+    );
+    println!(
+        "Rebalance describe: {:?} members {}",
+        r.groups[0].group_state.as_str(),
+        r.groups[0].members.len()
     );
     out
 }

@@ -717,3 +717,25 @@ fn join_errors_carry_no_protocol() {
         assert_eq!(r.protocol_type, None, "v{v}");
     }
 }
+
+/// Kafka 4.1 refuses a SyncGroup v5+ without protocol type and name before looking at the
+/// group (checked with examples/group_probe in the broker crate); v4 has no such fields.
+#[test]
+fn sync_v5_needs_protocol_type_and_name() {
+    let mut h = Harness::new();
+    let (ids, generation, _) = h.form_group(G, 1, &range());
+    for group in [G, "no-such-group"] {
+        let bare = SyncGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id(generation)
+            .with_member_id(s(&ids[0]));
+        let id = h.send(5, GroupRequest::SyncGroup(bare.clone()));
+        assert_eq!(
+            h.sync_response(id).unwrap().error_code,
+            code(ResponseError::InconsistentGroupProtocol),
+            "{group}"
+        );
+    }
+    let sync = h.sync(4, G, &ids[0], None, generation, &[(&ids[0], b"a")]);
+    assert_eq!(h.sync_response(sync).unwrap().error_code, 0);
+}

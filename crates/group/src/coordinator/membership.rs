@@ -735,6 +735,11 @@ impl Coordinator {
             request_id: ctx.request_id,
             api_version: ctx.api_version,
         };
+        // Kafka requires both from v5 on (SyncGroupRequest.areMandatoryProtocolTypeAndNamePresent),
+        // before looking at the group.
+        if ctx.api_version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none()) {
+            return self.respond_sync_error(w, ResponseError::InconsistentGroupProtocol.code());
+        }
         let group_id = req.group_id.0.to_string();
         if group_id.is_empty() {
             return self.respond_sync_error(w, ResponseError::InvalidGroupId.code());

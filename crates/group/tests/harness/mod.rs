@@ -46,6 +46,9 @@ pub struct Harness {
     /// When false, appends wait in `held` until `ack_held`.
     pub auto_ack: bool,
     pub held: Vec<AppendId>,
+    /// The protocol of the last successful join: SyncGroup v5+ must name it (Kafka refuses a
+    /// v5+ sync without protocol type and name).
+    pub protocol: String,
 }
 
 impl Harness {
@@ -73,6 +76,7 @@ impl Harness {
             log,
             auto_ack: true,
             held: Vec::new(),
+            protocol: String::new(),
         };
         h.process(effects);
         h
@@ -82,6 +86,8 @@ impl Harness {
     pub fn restart(&self) -> Self {
         let mut h = Self::with_config(GroupConfig::default(), self.log.clone());
         h.now_ms = self.now_ms;
+        // The clients remember their protocol across the broker restart.
+        h.protocol = self.protocol.clone();
         h
     }
 
@@ -97,6 +103,11 @@ impl Harness {
                         response,
                     } => {
                         assert_encodes(&response, api_version);
+                        if let GroupResponse::JoinGroup(r) = &response {
+                            if let (0, Some(p)) = (r.error_code, &r.protocol_name) {
+                                self.protocol = p.to_string();
+                            }
+                        }
                         let previous = self.responses.insert(request_id, response);
                         assert!(previous.is_none(), "two responses for {request_id:?}");
                     }
@@ -240,6 +251,12 @@ impl Harness {
                     })
                     .collect(),
             );
+        let req = if v >= 5 {
+            req.with_protocol_type(Some(s("consumer")))
+                .with_protocol_name(Some(s(&self.protocol)))
+        } else {
+            req
+        };
         self.send(v, GroupRequest::SyncGroup(req))
     }
 
