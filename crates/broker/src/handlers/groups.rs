@@ -77,6 +77,26 @@ fn to_response_kind(response: GroupResponse) -> ResponseKind {
     }
 }
 
+/// Removes the partitions of unknown topics (or beyond a topic's partition count) from a
+/// request's `topics`, returning the request's [`Shape`]. A macro because OffsetCommit and
+/// OffsetDelete topics are different types with the same field names.
+macro_rules! drop_unknown {
+    ($image:expr, $topics:expr) => {{
+        let shape = shape_of(
+            $image,
+            $topics
+                .iter()
+                .map(|t| (&t.name, t.partitions.iter().map(|p| p.partition_index))),
+        );
+        for t in $topics.iter_mut() {
+            t.partitions
+                .retain(|p| known($image, &t.name, p.partition_index));
+        }
+        $topics.retain(|t| !t.partitions.is_empty());
+        shape
+    }};
+}
+
 /// Handles one group request. `None` means the coordinator is shutting down: the connection
 /// closes and the client reconnects and looks the coordinator up again.
 pub async fn handle(
@@ -95,37 +115,14 @@ pub async fn handle(
     let image = broker.metadata.image();
     let shape = match &mut request {
         GroupRequest::OffsetCommit(r) => {
-            let shape = shape_of(
-                &image,
-                r.topics
-                    .iter()
-                    .map(|t| (&t.name, t.partitions.iter().map(|p| p.partition_index))),
-            );
-            for t in &mut r.topics {
-                t.partitions
-                    .retain(|p| known(&image, &t.name, p.partition_index));
-            }
-            r.topics.retain(|t| !t.partitions.is_empty());
+            let shape = drop_unknown!(&image, r.topics);
             if r.topics.is_empty() {
                 // Nothing left to commit: answered without the coordinator, as Kafka does.
                 return Some(ResponseKind::OffsetCommit(commit_response(&shape, &[])));
             }
             Some(shape)
         }
-        GroupRequest::OffsetDelete(r) => {
-            let shape = shape_of(
-                &image,
-                r.topics
-                    .iter()
-                    .map(|t| (&t.name, t.partitions.iter().map(|p| p.partition_index))),
-            );
-            for t in &mut r.topics {
-                t.partitions
-                    .retain(|p| known(&image, &t.name, p.partition_index));
-            }
-            r.topics.retain(|t| !t.partitions.is_empty());
-            Some(shape)
-        }
+        GroupRequest::OffsetDelete(r) => Some(drop_unknown!(&image, r.topics)),
         _ => None,
     };
     let caller = GroupCaller {
@@ -177,36 +174,54 @@ fn shape_of<'a, P: Iterator<Item = i32>>(
         .collect()
 }
 
-/// OffsetDelete topics in the request's shape: the coordinator's answer for known partitions,
-/// UNKNOWN_TOPIC_OR_PARTITION for the others.
-fn delete_response_topics(
-    shape: &Shape,
-    answered: &[OffsetDeleteResponseTopic],
-) -> Vec<OffsetDeleteResponseTopic> {
+/// Error codes in the request's shape: the coordinator's answer (`(topic, partition, error)`)
+/// for known partitions, UNKNOWN_TOPIC_OR_PARTITION for the others.
+fn merged(shape: &Shape, answered: &[(&TopicName, i32, i16)]) -> Vec<(TopicName, Vec<(i32, i16)>)> {
     let answer = |topic: &TopicName, partition: i32| {
         answered
             .iter()
-            .filter(|t| t.name == *topic)
-            .flat_map(|t| &t.partitions)
-            .find(|p| p.partition_index == partition)
-            .map_or(code::UNKNOWN_SERVER_ERROR, |p| p.error_code)
+            .find(|(t, p, _)| *t == topic && *p == partition)
+            .map_or(code::UNKNOWN_SERVER_ERROR, |a| a.2)
     };
     shape
         .iter()
         .map(|(name, partitions)| {
+            let codes = partitions
+                .iter()
+                .map(|&(p, known)| match known {
+                    true => (p, answer(name, p)),
+                    false => (p, code::UNKNOWN_TOPIC_OR_PARTITION),
+                })
+                .collect();
+            (name.clone(), codes)
+        })
+        .collect()
+}
+
+fn delete_response_topics(
+    shape: &Shape,
+    answered: &[OffsetDeleteResponseTopic],
+) -> Vec<OffsetDeleteResponseTopic> {
+    let answered: Vec<_> = answered
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (&t.name, p.partition_index, p.error_code))
+        })
+        .collect();
+    merged(shape, &answered)
+        .into_iter()
+        .map(|(name, codes)| {
             OffsetDeleteResponseTopic::default()
-                .with_name(name.clone())
+                .with_name(name)
                 .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|&(p, known)| {
+                    codes
+                        .into_iter()
+                        .map(|(p, e)| {
                             OffsetDeleteResponsePartition::default()
                                 .with_partition_index(p)
-                                .with_error_code(if known {
-                                    answer(name, p)
-                                } else {
-                                    code::UNKNOWN_TOPIC_OR_PARTITION
-                                })
+                                .with_error_code(e)
                         })
                         .collect(),
                 )
@@ -214,33 +229,27 @@ fn delete_response_topics(
         .collect()
 }
 
-/// The response in the request's shape: the coordinator's answer for known partitions,
-/// UNKNOWN_TOPIC_OR_PARTITION for the others.
 fn commit_response(shape: &Shape, answered: &[OffsetCommitResponseTopic]) -> OffsetCommitResponse {
-    let answer = |topic: &TopicName, partition: i32| {
-        answered
-            .iter()
-            .filter(|t| t.name == *topic)
-            .flat_map(|t| &t.partitions)
-            .find(|p| p.partition_index == partition)
-            .map_or(code::UNKNOWN_SERVER_ERROR, |p| p.error_code)
-    };
-    let topics = shape
+    let answered: Vec<_> = answered
         .iter()
-        .map(|(name, partitions)| {
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (&t.name, p.partition_index, p.error_code))
+        })
+        .collect();
+    let topics = merged(shape, &answered)
+        .into_iter()
+        .map(|(name, codes)| {
             OffsetCommitResponseTopic::default()
-                .with_name(name.clone())
+                .with_name(name)
                 .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|&(p, known)| {
+                    codes
+                        .into_iter()
+                        .map(|(p, e)| {
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p)
-                                .with_error_code(if known {
-                                    answer(name, p)
-                                } else {
-                                    code::UNKNOWN_TOPIC_OR_PARTITION
-                                })
+                                .with_error_code(e)
                         })
                         .collect(),
                 )
