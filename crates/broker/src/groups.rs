@@ -160,6 +160,7 @@ impl Groups {
             served_tx,
             appends: appends_tx,
             internal_tx,
+            loaders: Vec::new(),
         };
         runtime.ensure_loaded();
         let task = tokio::spawn(runtime.run(requests_rx, internal_rx, appender));
@@ -297,6 +298,8 @@ struct Runtime {
     served_tx: watch::Sender<Option<TopicId>>,
     appends: mpsc::Sender<AppendJob>,
     internal_tx: mpsc::Sender<Internal>,
+    /// Loader tasks, awaited at shutdown so no load reads a log while it is being closed.
+    loaders: Vec<JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -328,6 +331,10 @@ impl Runtime {
         drop(self.appends);
         drop(internal);
         let _ = appender.await;
+        for loader in self.loaders {
+            // Its next send fails now that `internal` is gone: it stops after the current step.
+            let _ = loader.await;
+        }
         info!("group coordinator stopped");
     }
 
@@ -460,12 +467,13 @@ impl Runtime {
         self.served = Some((topic.topic_id, count));
         self.served_tx.send_replace(Some(topic.topic_id));
         info!(partitions = mine.len(), "loading {OFFSETS_TOPIC}");
-        tokio::spawn(run_loader(
+        self.loaders.retain(|l| !l.is_finished());
+        self.loaders.push(tokio::spawn(run_loader(
             self.broker.clone(),
             topic.topic_id,
             mine,
             self.internal_tx.clone(),
-        ));
+        )));
     }
 
     fn coordinator_partitions(&self) -> i32 {
