@@ -665,7 +665,11 @@ def write_report():
         out.append(f"{first['params']['kind']}: {params}. Run {first['run_id']} "
                    f"(git {first.get('git_rev')}), load average at start "
                    f"{min(r['loadavg_1m'] for r in rows_s):.1f}–"
-                   f"{max(r['loadavg_1m'] for r in rows_s):.1f}.\n")
+                   f"{max(r['loadavg_1m'] for r in rows_s):.1f}"
+                   + "".join(sorted({f"; Josefine binary `{os.path.basename(r['josefine_bin'])}` "
+                                     f"built {r.get('josefine_bin_mtime', '?')}"
+                                     for r in j if r.get("josefine_bin")}))
+                   + ".\n")
         out.append("| metric | Josefine median [min–max] | Kafka median [min–max] | J/K |")
         out.append("|---|---|---|---|")
         for key, label, _better in METRICS:
