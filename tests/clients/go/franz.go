@@ -187,7 +187,29 @@ func franzGroup(brokers, topic string) {
 	group := topic + "-group"
 	ends := groupScenario(func(name string, mu *sync.Mutex, own *owners, ledger *groupLedger) member {
 		return startFranzMember(brokers, topic, group, name, mu, own, ledger)
-	}, func(ends map[int32]int64, count int) { franzProduceNumbered(brokers, topic, ends, count) })
+	}, func(ends map[int32]int64, count int) { franzProduceNumbered(brokers, topic, ends, count) },
+		func() (string, map[string][]int32) {
+			ctx, cancel := bgCtx()
+			defer cancel()
+			described, err := adm.DescribeGroups(ctx, group)
+			check(err, "DescribeGroups")
+			g := described[group]
+			check(g.Err, "DescribeGroups "+group)
+			assigned := map[string][]int32{}
+			for _, m := range g.Members {
+				a, ok := m.Assigned.AsConsumer()
+				if !ok {
+					fail("member %s assignment is not a consumer assignment", m.ClientID)
+				}
+				assigned[m.ClientID] = nil
+				for _, t := range a.Topics {
+					if t.Topic == topic {
+						assigned[m.ClientID] = append(assigned[m.ClientID], t.Partitions...)
+					}
+				}
+			}
+			return g.State, assigned
+		})
 
 	ctx, cancel := bgCtx()
 	defer cancel()

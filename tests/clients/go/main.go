@@ -271,8 +271,13 @@ type member interface{ close() }
 // numbered records to every partition, advancing ends. Two members split the 4 partitions,
 // read 200 records; b closes, 80 more arrive, b restarts as b2, 120 more arrive; every record
 // must be read exactly once. Returns the log ends, which the caller compares with the commits.
+//
+// describe answers DescribeGroups through the client's admin API: the group state and each
+// member's assigned partitions by client id (members use their name as client id). While the
+// group is balanced it must be Stable and agree with what the members were told.
 func groupScenario(start func(name string, mu *sync.Mutex, own *owners, ledger *groupLedger) member,
-	produce func(ends map[int32]int64, count int)) map[int32]int64 {
+	produce func(ends map[int32]int64, count int),
+	describe func() (state string, assigned map[string][]int32)) map[int32]int64 {
 	var mu sync.Mutex
 	own, ledger := newOwners(), newGroupLedger()
 	ends := map[int32]int64{}
@@ -286,6 +291,7 @@ func groupScenario(start func(name string, mu *sync.Mutex, own *owners, ledger *
 	mu.Lock()
 	okf("two members, each partition owned once: %v", own)
 	mu.Unlock()
+	checkDescribed(describe, &mu, own)
 	produce(ends, 50)
 	waitFor("200 records read", locked(func() bool { return ledger.count() == 200 }))
 	mu.Lock()
@@ -298,6 +304,7 @@ func groupScenario(start func(name string, mu *sync.Mutex, own *owners, ledger *
 	produce(ends, 20)
 	b2 := start("b2", &mu, own, ledger)
 	waitFor("a and restarted b2 to own 2 partitions each", locked(func() bool { return own.balanced("a", "b2") }))
+	checkDescribed(describe, &mu, own)
 	produce(ends, 30)
 	waitFor("all 400 records read", locked(func() bool { return ledger.count() == 400 }))
 	time.Sleep(time.Second) // a late duplicate would show up here
@@ -317,6 +324,30 @@ func groupScenario(start func(name string, mu *sync.Mutex, own *owners, ledger *
 	a.close()
 	b2.close()
 	return ends
+}
+
+// checkDescribed waits until DescribeGroups shows the group Stable with exactly the members'
+// own view of their assignments (a rebalance may still be settling when it is first asked).
+func checkDescribed(describe func() (string, map[string][]int32), mu *sync.Mutex, own *owners) {
+	var last string
+	waitFor("DescribeGroups to agree with the members", func() bool {
+		state, assigned := describe()
+		mu.Lock()
+		want := map[string][]int32{}
+		for p, m := range own.of {
+			want[m] = append(want[m], p)
+		}
+		mu.Unlock()
+		for _, ps := range want {
+			sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+		}
+		for _, ps := range assigned {
+			sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+		}
+		last = fmt.Sprintf("state %s assigned %v, members see %v", state, assigned, want)
+		return state == "Stable" && fmt.Sprint(assigned) == fmt.Sprint(want)
+	})
+	okf("DescribeGroups: %s", last)
 }
 
 // waitFor polls cond (under the caller's locking) until it holds or waitTimeout passes.

@@ -260,7 +260,24 @@ func saramaGroup(brokers, topic string) {
 	group := topic + "-group"
 	ends := groupScenario(func(name string, mu *sync.Mutex, own *owners, ledger *groupLedger) member {
 		return startSaramaMember(brokers, topic, group, name, mu, own, ledger)
-	}, func(ends map[int32]int64, count int) { saramaProduceNumbered(brokers, topic, ends, count) })
+	}, func(ends map[int32]int64, count int) { saramaProduceNumbered(brokers, topic, ends, count) },
+		func() (string, map[string][]int32) {
+			described, err := adm.DescribeConsumerGroups([]string{group})
+			check(err, "DescribeConsumerGroups")
+			if len(described) != 1 || described[0].Err != sarama.ErrNoError {
+				fail("DescribeConsumerGroups %s: %+v", group, described)
+			}
+			assigned := map[string][]int32{}
+			for _, m := range described[0].Members {
+				a, err := m.GetMemberAssignment()
+				check(err, "member assignment of "+m.ClientId)
+				assigned[m.ClientId] = nil
+				if a != nil {
+					assigned[m.ClientId] = append(assigned[m.ClientId], a.Topics[topic]...)
+				}
+			}
+			return described[0].State, assigned
+		})
 
 	committed, err := adm.ListConsumerGroupOffsets(group, map[string][]int32{topic: {0, 1, 2, 3}})
 	check(err, "ListConsumerGroupOffsets")

@@ -9,7 +9,7 @@
 // Usage: node scenarios.js <produce|group|admin> <host:port> <topic>
 'use strict'
 
-const { Kafka, CompressionTypes, CompressionCodecs, ConfigResourceTypes, logLevel } = require('kafkajs')
+const { Kafka, AssignerProtocol, CompressionTypes, CompressionCodecs, ConfigResourceTypes, logLevel } = require('kafkajs')
 const SnappyCodec = require('kafkajs-snappy')
 
 // kafkajs has gzip built in; snappy comes from kafkajs-snappy (pure JS). lz4/zstd codecs need
@@ -150,6 +150,7 @@ class Group {
   constructor () {
     this.reads = new Map()
     this.assignment = new Map()
+    this.memberIds = new Map()
   }
 
   read (member, partition, offset, value) {
@@ -189,6 +190,7 @@ async function startMember (kafka, topic, groupId, name, group) {
   const consumer = kafka.consumer({ groupId, sessionTimeout: 6000, heartbeatInterval: 1000, rebalanceTimeout: 30000 })
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
     group.assignment.set(name, [...(e.payload.memberAssignment[topic] || [])].sort())
+    group.memberIds.set(e.payload.memberId, name)
   })
   consumer.on(consumer.events.CRASH, (e) => { group.crash = `${name}: ${e.payload.error}` })
   await consumer.connect()
@@ -211,6 +213,26 @@ async function startMember (kafka, topic, groupId, name, group) {
     }
   })
   return consumer
+}
+
+// Waits until describeGroups shows the group Stable with exactly `members` and the assignments
+// they were told (a rebalance may still be settling when it is first asked).
+async function checkDescribed (admin, groupId, topic, group, members) {
+  let last = ''
+  await waitFor('describeGroups to agree with the members', async () => {
+    const { groups: [g] } = await admin.describeGroups([groupId])
+    const described = {}
+    for (const m of g.members) {
+      const decoded = AssignerProtocol.MemberAssignment.decode(m.memberAssignment)
+      const name = group.memberIds.get(m.memberId) || m.memberId
+      described[name] = [...((decoded && decoded.assignment[topic]) || [])].sort()
+    }
+    const want = Object.fromEntries(members.map((m) => [m, group.assignment.get(m)]))
+    last = `state ${g.state} assigned ${JSON.stringify(described)}, members see ${JSON.stringify(want)}`
+    const sorted = (o) => JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]))
+    return g.state === 'Stable' && sorted(described) === sorted(want)
+  })
+  ok(`describeGroups: ${last}`)
 }
 
 async function produceNumbered (producer, topic, ends, count) {
@@ -243,6 +265,7 @@ async function groupScenario (broker, topic) {
   const b = await startMember(kafka, topic, groupId, 'b', group)
   await waitFor('a and b to own 2 partitions each', noCrash(() => group.balanced('a', 'b')))
   ok(`two members, each partition owned once: ${group.describe()}`)
+  await checkDescribed(admin, groupId, topic, group, ['a', 'b'])
   await produceNumbered(producer, topic, ends, 50)
   await waitFor('200 records read', noCrash(() => group.reads.size === 200))
   group.checkExactlyOnce(ends)
@@ -254,6 +277,7 @@ async function groupScenario (broker, topic) {
   await produceNumbered(producer, topic, ends, 20)
   const b2 = await startMember(kafka, topic, groupId, 'b2', group)
   await waitFor('a and restarted b2 to own 2 partitions each', noCrash(() => group.balanced('a', 'b2')))
+  await checkDescribed(admin, groupId, topic, group, ['a', 'b2'])
   await produceNumbered(producer, topic, ends, 30)
   await waitFor('all 400 records read', noCrash(() => group.reads.size === 400))
   await sleep(1000) // a late duplicate would show up here
