@@ -249,23 +249,14 @@ fn complete_end(log: &[u8], base: i64, cut: usize) -> i64 {
 }
 
 /// Simulates a crash mid-write: the process dies (no close), and the active segment's file is
-/// cut at a random byte. Returns the model's log end after recovery. Unless
-/// `below_log_start`, a cut that would lose batches below the log start is not made (see
-/// `finding_torn_tail_below_the_log_start_moves_the_log_start_back`).
-fn crash_with_torn_tail(
-    rng: &mut Rng,
-    dir: &Path,
-    model: &mut Model,
-    below_log_start: bool,
-) -> i64 {
+/// cut at a random byte, possibly below the log start (unflushed batches under a durable
+/// DeleteRecords start). Returns the model's log end after recovery.
+fn crash_with_torn_tail(rng: &mut Rng, dir: &Path, model: &mut Model) -> i64 {
     let bases = segment_bases(dir);
     let active = *bases.last().expect("a segment");
     let path = dir.join(format!("{}.log", crate::segment::file_stem(active)));
     let log = fs::read(&path).expect("active segment");
-    let mut cut = rng.below(log.len() + 1);
-    if !below_log_start && complete_end(&log, active, cut) < model.start {
-        cut = log.len();
-    }
+    let cut = rng.below(log.len() + 1);
     let file = fs::OpenOptions::new()
         .write(true)
         .open(&path)
@@ -309,7 +300,7 @@ fn run_history(seed: u64) {
                 // Crash with a torn tail, then recover.
                 let before = read_all(&log);
                 drop(log);
-                let end = crash_with_torn_tail(&mut rng, &dir, &mut model, false);
+                let end = crash_with_torn_tail(&mut rng, &dir, &mut model);
                 log = PartitionLog::open(&dir, ID, config.clone(), NOW).expect("recover");
                 assert_eq!(
                     (log.log_start_offset(), log.log_end_offset()),
@@ -372,15 +363,13 @@ fn indexes_and_recovery_hold_over_random_histories() {
     }
 }
 
-/// FINDING (for the log's owner): DeleteRecords fsyncs the new log start, but the batches below
-/// it may still be unflushed (Kafka's default: no fsync per append). If a machine crash then
-/// tears the tail below the new log start, recovery answers log start = log end = the torn end,
-/// moving the log start back: offsets that DeleteRecords reported deleted are handed out again.
-/// Kafka keeps the checkpointed log start and empties the log there
-/// (`LogLoader.deleteSegmentsIfLogStartGreaterThanLogEnd`). Remove the `ignore` once fixed.
+/// Found by this property: DeleteRecords fsyncs the new log start, but the batches below it may
+/// still be unflushed (Kafka's default: no fsync per append). A machine crash that tears the
+/// tail below the new log start used to move the log start back to the torn end, handing out
+/// deleted offsets again; like Kafka (`LogLoader.deleteSegmentsIfLogStartGreaterThanLogEnd`)
+/// recovery now keeps the checkpointed start and continues the log empty there (c7edddb).
 #[test]
-#[ignore = "finding: a torn tail below the log start moves the log start back"]
-fn finding_torn_tail_below_the_log_start_moves_the_log_start_back() {
+fn torn_tail_below_the_log_start_keeps_the_log_start() {
     let tmp = scratch_dir();
     let dir = tmp.path().join("p");
     let log = PartitionLog::open(&dir, ID, LogConfig::default(), NOW).expect("open");

@@ -140,16 +140,6 @@ fn read_whole_log(log: &PartitionLog, strict: bool) -> usize {
     batches
 }
 
-/// The log start checkpoint as the log reads it (`"0\n<offset>\n"`), if it parses.
-fn log_start_checkpoint(dir: &Path) -> Option<i64> {
-    let text = fs::read_to_string(dir.join("log-start-offset")).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != "0" {
-        return None;
-    }
-    lines.next()?.trim().parse().ok()
-}
-
 /// Opens a damaged partition directory with `PartitionLog::open`, as a broker restart does.
 /// Invariants: no panic; a log that opens has log start <= log end, accepts a new append at its
 /// log end, and after a clean close reopens with the same offsets. When nothing was trusted (no
@@ -165,12 +155,6 @@ pub fn partition_recovery(dir: &Path, data: &[u8]) -> bool {
     };
     let (start, end) = (log.log_start_offset(), log.log_end_offset());
     assert!(start <= end, "log start {start} past log end {end}");
-    // Known finding (findings.md, fuzz -> perf): a log-start checkpoint past the recovered log
-    // end is clamped to the end on open but left on disk, so a later restart moves the log
-    // start forward over records appended meanwhile. Until fixed, the reopen check below is
-    // skipped in exactly that case (fuzz/regressions/partition_recovery/
-    // log-start-checkpoint-past-end).
-    let checkpoint_past_end = log_start_checkpoint(dir).is_some_and(|c| c > end);
     assert!(log.high_watermark() <= end);
     read_whole_log(&log, validated);
     for ts in [-1, 0, NOW_MS, i64::MAX] {
@@ -189,13 +173,11 @@ pub fn partition_recovery(dir: &Path, data: &[u8]) -> bool {
     log.close().expect("close");
     drop(log);
     let log = PartitionLog::open(dir, [7; 16], config, NOW_MS).expect("clean reopen");
-    if !checkpoint_past_end {
-        assert_eq!(
-            (log.log_start_offset(), log.log_end_offset()),
-            (start, end + 2),
-            "a clean reopen keeps the offsets"
-        );
-    }
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (start, end + 2),
+        "a clean reopen keeps the offsets"
+    );
     read_whole_log(&log, validated);
     true
 }
