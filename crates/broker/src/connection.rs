@@ -122,7 +122,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
 /// handled frame's buffer) or a new buffer; either grows with the bytes received, not with the
 /// declared length. None if the peer closed first. The buffer is not zeroed before reading
 /// (`read_buf` fills spare capacity).
-async fn read_frame_body(
+pub(crate) async fn read_frame_body(
     reader: &mut (impl AsyncRead + Unpin),
     len: usize,
     spare: Option<BytesMut>,

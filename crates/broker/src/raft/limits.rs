@@ -24,3 +24,20 @@ pub const RECONNECT_BACKOFF_MAX_MS: u64 = 2_000;
 
 /// A connect or a frame write taking longer than this counts as a dead peer.
 pub const PEER_IO_TIMEOUT_MS: u64 = 2_000;
+
+/// Time a new connection on the raft address has to send its 8-byte preface. Peers send it
+/// with the connect; the bound frees the slot of a silent or half-open connection quickly.
+pub const PREFACE_TIMEOUT_MS: u64 = 2_000;
+
+/// Non-chain connections (controller RPCs, status) queued between the raft listener and their
+/// server. Beyond it they are closed: the server is overloaded or not running, and the client
+/// retries.
+pub const NON_CHAIN_HANDOFF_QUEUE_MAX: usize = 16;
+
+/// Socket read buffer per inbound chain connection: a heartbeat Append (~60 bytes) and the next
+/// frame's length arrive in one `read`.
+pub const CHAIN_READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// At most one log line per this interval for each kind of refused connection (bad preface,
+/// too many connections), carrying the count, so a port scan cannot flood the log.
+pub const REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;

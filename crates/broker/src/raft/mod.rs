@@ -46,6 +46,9 @@ pub struct ChainNodeConfig {
     pub seed: u64,
     /// Receives what the state machine must apply, in chain order. None: nothing delivered.
     pub apply: Option<mpsc::Sender<Applied>>,
+    /// Receives the raft address's non-chain connections (controller RPCs, status), preface
+    /// read ([`transport::non_chain_channel`]). None: they are closed.
+    pub non_chain: Option<mpsc::Sender<transport::RaftConnection>>,
 }
 
 impl ChainNodeConfig {
@@ -60,6 +63,7 @@ impl ChainNodeConfig {
             heartbeat_interval_ticks: 2,
             seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64,
             apply: None,
+            non_chain: None,
         }
     }
 
@@ -200,7 +204,12 @@ pub async fn run_chain(
         .filter(|(&id, _)| id != cfg.id)
         .map(|(&id, &addr)| (id, transport::spawn_peer(id, addr)))
         .collect();
-    let server = tokio::spawn(transport::serve(listener, cfg.id, inbound_tx));
+    let server = tokio::spawn(transport::serve(
+        listener,
+        cfg.id,
+        inbound_tx,
+        cfg.non_chain.clone(),
+    ));
     let (status_tx, status_rx) = watch::channel(status_of(&node));
     let lp = Loop {
         node,

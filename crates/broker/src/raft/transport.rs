@@ -1,23 +1,80 @@
-//! Chain transport: length-prefixed, versioned frames (`josefine_chain::codec`) over TCP on
-//! the raft address.
+//! The raft listener and the chain transport: connection prefaces, and length-prefixed,
+//! versioned chain frames (`josefine_chain::codec`) over TCP on the raft address.
 //!
-//! Owns the sockets. One listener accepts peers' connections and feeds decoded messages to the
-//! core through a bounded queue; one task per peer owns the outgoing connection, with a bounded
-//! queue, reconnect with back-off, and timeouts. It must never block the core: everything the
-//! core hands over goes through `try_send`, and a full queue drops the frame (Raft retransmits).
+//! Owns the sockets of the raft address. Every connection opens with an 8-byte [`Preface`]
+//! naming its protocol (docs/chain-format.md, "Connections on the raft address"): the listener
+//! reads it within `PREFACE_TIMEOUT_MS`, keeps `JCHAIN01` connections and feeds their decoded
+//! messages to the core through a bounded queue, and hands `JCTRL001` and `JSTAT001`
+//! connections to whoever serves them (the `control` module) through another bounded queue.
+//! One task per peer owns the outgoing chain connection (preface first), with a bounded queue,
+//! reconnect with back-off, and timeouts.
+//! Must never block the core: everything the core hands over goes through `try_send`, and a full
+//! queue drops the frame (Raft retransmits). Must never size a buffer from a length a peer
+//! declared: frames grow with the bytes that actually arrive.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use josefine_chain::codec;
 use josefine_chain::{Envelope, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::limits::*;
+use crate::connection::read_frame_body;
+
+/// Length of every connection preface on the raft address.
+pub const PREFACE_BYTES: usize = 8;
+
+/// The protocol a connection on the raft address speaks, named by its first 8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preface {
+    /// `JCHAIN01`: chain frames (`josefine_chain::codec`), one direction, sender to receiver.
+    Chain,
+    /// `JCTRL001`: controller RPCs, Kafka request frames in, position-stamped responses out.
+    Control,
+    /// `JSTAT001`: the server writes one UTF-8 status document and closes.
+    Status,
+}
+
+impl Preface {
+    pub const ALL: [Preface; 3] = [Preface::Chain, Preface::Control, Preface::Status];
+
+    /// The bytes a client writes first.
+    pub const fn bytes(self) -> &'static [u8; PREFACE_BYTES] {
+        match self {
+            Preface::Chain => b"JCHAIN01",
+            Preface::Control => b"JCTRL001",
+            Preface::Status => b"JSTAT001",
+        }
+    }
+
+    /// The protocol these bytes name; None for anything else (the connection is closed).
+    pub fn parse(bytes: &[u8; PREFACE_BYTES]) -> Option<Preface> {
+        Preface::ALL.into_iter().find(|p| p.bytes() == bytes)
+    }
+}
+
+/// A connection on the raft address that is not a chain connection, handed to its server after
+/// its preface was read.
+#[derive(Debug)]
+pub struct RaftConnection {
+    /// `Control` or `Status`.
+    pub preface: Preface,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// The listener's connection slot: held for as long as the connection lives.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// A bounded channel for `ChainNodeConfig::non_chain`, sized by `NON_CHAIN_HANDOFF_QUEUE_MAX`.
+pub fn non_chain_channel() -> (mpsc::Sender<RaftConnection>, mpsc::Receiver<RaftConnection>) {
+    mpsc::channel(NON_CHAIN_HANDOFF_QUEUE_MAX)
+}
 
 /// The sending half for one peer.
 #[derive(Clone)]
@@ -40,20 +97,33 @@ pub fn spawn_peer(id: NodeId, addr: SocketAddr) -> PeerSender {
     PeerSender { id, tx }
 }
 
+/// Connects and writes the chain preface, both within `io_timeout`.
+async fn connect_chain(addr: SocketAddr, io_timeout: Duration) -> Option<TcpStream> {
+    let mut s = tokio::time::timeout(io_timeout, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = s.set_nodelay(true);
+    tokio::time::timeout(io_timeout, s.write_all(Preface::Chain.bytes()))
+        .await
+        .ok()?
+        .ok()?;
+    Some(s)
+}
+
 async fn peer_task(id: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Bytes>) {
     let io_timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
     let mut backoff_ms = RECONNECT_BACKOFF_MIN_MS;
     let mut conn: Option<TcpStream> = None;
     while let Some(frame) = rx.recv().await {
         if conn.is_none() {
-            match tokio::time::timeout(io_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
+            match connect_chain(addr, io_timeout).await {
+                Some(s) => {
                     tracing::debug!(peer = id, %addr, "chain peer connected");
                     conn = Some(s);
                     backoff_ms = RECONNECT_BACKOFF_MIN_MS;
                 }
-                _ => {
+                None => {
                     // Down: wait, and drop what queued meanwhile (stale by the time it lands).
                     tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MAX_MS);
@@ -74,42 +144,100 @@ async fn peer_task(id: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Bytes>) 
     }
 }
 
-/// Accepts peers' connections on `listener` and forwards every decoded message to `inbound`.
-pub async fn serve(listener: TcpListener, me: NodeId, inbound: mpsc::Sender<Envelope>) {
+/// Accepts connections on the raft address: reads each one's preface, serves chain connections
+/// here (decoded messages go to `inbound`) and hands the others to `non_chain` (None: they are
+/// closed).
+pub async fn serve(
+    listener: TcpListener,
+    me: NodeId,
+    inbound: mpsc::Sender<Envelope>,
+    non_chain: Option<mpsc::Sender<RaftConnection>>,
+) {
     let slots = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
     loop {
-        let Ok((stream, peer_addr)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer_addr, "too many chain connections; refusing");
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            REFUSALS.note(|n| tracing::warn!(%peer, refused = n, "too many connections on the raft address; refusing"));
             continue;
         };
         let inbound = inbound.clone();
+        let non_chain = non_chain.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            if let Err(e) = read_frames(stream, me, inbound).await {
-                tracing::debug!(%peer_addr, error = %e, "chain connection closed");
+            let mut stream = stream;
+            let Some(preface) = read_preface(&mut stream, peer).await else {
+                return;
+            };
+            match preface {
+                Preface::Chain => {
+                    if let Err(e) = read_frames(stream, me, inbound).await {
+                        tracing::debug!(%peer, error = %e, "chain connection closed");
+                    }
+                    drop(slot);
+                }
+                Preface::Control | Preface::Status => {
+                    let conn = RaftConnection {
+                        preface,
+                        stream,
+                        peer,
+                        slot,
+                    };
+                    let handed = non_chain.as_ref().map(|tx| tx.try_send(conn));
+                    if !matches!(handed, Some(Ok(()))) {
+                        REFUSALS.note(|n| {
+                            tracing::warn!(%peer, ?preface, refused = n, "no server for this protocol on the raft address, or its queue is full; closing")
+                        });
+                    }
+                }
             }
-            drop(permit);
         });
     }
 }
 
+/// Reads the 8-byte preface within `PREFACE_TIMEOUT_MS`. None (logged, rate-limited): timeout,
+/// early close or unknown bytes; the caller drops the connection.
+async fn read_preface(stream: &mut TcpStream, peer: SocketAddr) -> Option<Preface> {
+    let mut bytes = [0u8; PREFACE_BYTES];
+    let read = tokio::time::timeout(
+        Duration::from_millis(PREFACE_TIMEOUT_MS),
+        stream.read_exact(&mut bytes),
+    )
+    .await;
+    let preface = match read {
+        Ok(Ok(_)) => Preface::parse(&bytes),
+        Ok(Err(_)) | Err(_) => {
+            tracing::debug!(%peer, "raft-address connection sent no preface in time; closing");
+            return None;
+        }
+    };
+    if preface.is_none() {
+        BAD_PREFACES.note(|n| {
+            tracing::warn!(%peer, first_bytes = ?bytes, refused = n, "unknown preface on the raft address (expected JCHAIN01, JCTRL001 or JSTAT001); closing")
+        });
+    }
+    preface
+}
+
 async fn read_frames(
-    mut stream: TcpStream,
+    stream: TcpStream,
     me: NodeId,
     inbound: mpsc::Sender<Envelope>,
 ) -> anyhow::Result<()> {
+    let mut reader = BufReader::with_capacity(CHAIN_READ_BUFFER_BYTES, stream);
     let mut prefix = [0u8; 4];
     loop {
-        stream.read_exact(&mut prefix).await?;
-        // Refuses an oversized frame before allocating anything for it.
+        reader.read_exact(&mut prefix).await?;
+        // Refuses an oversized frame before allocating anything for it; the buffer then grows
+        // with the bytes that arrive, so a lying length costs nothing.
         let total = codec::frame_len(&prefix)?.expect("4 bytes present");
+        let Some(body) = read_frame_body(&mut reader, total - prefix.len(), None).await? else {
+            return Ok(());
+        };
         let mut buf = BytesMut::with_capacity(total);
         buf.extend_from_slice(&prefix);
-        buf.resize(total, 0);
-        stream.read_exact(&mut buf[4..]).await?;
+        buf.extend_from_slice(&body);
         let env = codec::decode(buf.freeze())?;
         if env.to != me {
             anyhow::bail!("frame for server {} arrived at {me}", env.to);
@@ -117,5 +245,72 @@ async fn read_frames(
         if inbound.try_send(env).is_err() && inbound.is_closed() {
             return Ok(());
         }
+    }
+}
+
+/// Logs a repeated warning at most once per `REFUSAL_LOG_INTERVAL_MS`, with the number of
+/// occurrences since the last line, so a port scanner or a misconfigured peer cannot flood
+/// the log.
+pub(crate) struct RateLimitedLog {
+    last_ms: AtomicU64,
+    count: AtomicU64,
+}
+
+static BAD_PREFACES: RateLimitedLog = RateLimitedLog::new();
+static REFUSALS: RateLimitedLog = RateLimitedLog::new();
+
+impl RateLimitedLog {
+    pub(crate) const fn new() -> Self {
+        RateLimitedLog {
+            last_ms: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one occurrence; calls `log` with the count when a line is due.
+    pub(crate) fn note(&self, log: impl FnOnce(u64)) {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let now_ms = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS;
+        if due
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log(self.count.swap(0, Ordering::Relaxed));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefaces_parse_to_themselves_and_nothing_else_parses() {
+        for p in Preface::ALL {
+            assert_eq!(Preface::parse(p.bytes()), Some(p));
+        }
+        for bad in [
+            b"JCHAIN02",
+            b"jchain01",
+            b"\0\0\0\x10\0\x01\0\0",
+            b"GET / HT",
+        ] {
+            assert_eq!(Preface::parse(bad), None);
+        }
+    }
+
+    #[test]
+    fn rate_limited_log_speaks_once_per_interval_with_the_count() {
+        let log = RateLimitedLog::new();
+        let mut lines = Vec::new();
+        for _ in 0..5 {
+            log.note(|n| lines.push(n));
+        }
+        assert_eq!(lines, vec![1], "one line for a burst");
     }
 }
