@@ -94,6 +94,7 @@ impl Broker {
         }
         let registration = Command::RegisterBroker {
             node_id: broker.config.node_id,
+            incarnation_id: uuid::Uuid::new_v4().as_u128(),
             host: broker.advertised_host.clone(),
             port: broker.advertised_port,
             rack: broker.config.rack.clone(),
@@ -105,7 +106,21 @@ impl Broker {
                 && b.rack == broker.config.rack
         });
         if !unchanged {
-            broker.metadata.propose(registration).await?;
+            // A new registration starts fenced and may not lead: its old leaderships go
+            // leaderless in the same batch (the local store unfences it and hands them back).
+            let mut batch = vec![registration];
+            batch.extend(
+                image
+                    .broker_leads(broker.config.node_id)
+                    .map(|(topic_id, p)| Command::ChangePartition {
+                        topic_id,
+                        partition: p.partition,
+                        expected_partition_epoch: p.partition_epoch,
+                        leader: Some(josefine_meta::PartitionAssignment::NO_LEADER),
+                        isr: None,
+                    }),
+            );
+            broker.metadata.propose(Command::Batch(batch)).await?;
         }
         let groups = crate::groups::Groups::start(&broker)?;
         assert!(broker.groups.set(groups).is_ok(), "groups started twice");

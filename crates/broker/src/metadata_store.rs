@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use josefine_meta::{Applied, Command, CommandLog, Image, MetaError};
+use josefine_meta::{Applied, Command, CommandLog, Image, MetaError, PartitionAssignment};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -48,7 +48,7 @@ impl MetadataStore {
         let mut image = Image::default();
         for cmd in &replay.commands {
             // A command that failed on its first apply fails identically on replay: a no-op.
-            let _ = image.apply(cmd);
+            let _ = apply_local(&mut image, cmd);
         }
         info!(
             commands = replay.commands.len(),
@@ -104,7 +104,7 @@ fn apply_one(
 ) -> Result<Applied, MetaError> {
     image.validate(cmd)?;
     log.append(cmd)?;
-    let applied = image.apply(cmd);
+    let applied = apply_local(image, cmd);
     let applied = match applied {
         Ok(a) => a,
         Err(e) => {
@@ -117,4 +117,42 @@ fn apply_one(
         error!("metadata side effect failed for {cmd:?}: {e}");
     }
     Ok(applied)
+}
+
+/// Applies one command of the local log at the next position. With no controller, the local
+/// store stands in for one: a registration is unfenced at once and leads again the partitions
+/// it is the ISR of (derived, so the log holds only the registration and replay repeats it).
+fn apply_local(image: &mut Image, cmd: &Command) -> Result<Applied, MetaError> {
+    image.advance_to(image.position + 1);
+    let applied = image.apply(cmd)?;
+    let registered = match &applied {
+        Applied::Batch(all) => all.iter().find_map(registration),
+        one => registration(one),
+    };
+    if let Some((node_id, epoch)) = registered {
+        let mut batch = vec![Command::UnfenceBroker { node_id, epoch }];
+        batch.extend(
+            image
+                .partitions()
+                .filter(|(_, p)| {
+                    p.leader == PartitionAssignment::NO_LEADER && p.isr.contains(&node_id)
+                })
+                .map(|(topic_id, p)| Command::ChangePartition {
+                    topic_id,
+                    partition: p.partition,
+                    expected_partition_epoch: p.partition_epoch,
+                    leader: Some(node_id),
+                    isr: None,
+                }),
+        );
+        let _ = image.apply(&Command::Batch(batch));
+    }
+    Ok(applied)
+}
+
+fn registration(applied: &Applied) -> Option<(i32, i64)> {
+    match applied {
+        Applied::BrokerRegistered { node_id, epoch } => Some((*node_id, *epoch)),
+        _ => None,
+    }
 }

@@ -266,9 +266,14 @@ impl PartitionRegistry {
                 }
                 Ok(())
             }
+            Applied::Batch(all) => all.iter().try_for_each(|a| self.on_applied(a, image)),
             Applied::ClusterInitialized { .. }
             | Applied::BrokerRegistered { .. }
-            | Applied::ProducerIdsAllocated { .. } => Ok(()),
+            | Applied::ProducerIdsAllocated { .. }
+            | Applied::BrokerFenced { .. }
+            | Applied::BrokerUnfenced { .. }
+            | Applied::ControlledShutdownBegun { .. }
+            | Applied::PartitionChanged { .. } => Ok(()),
         }
     }
 

@@ -3,8 +3,13 @@
 //! Owns: the [`Command`] type and its bytes. Encoding: `version u8 | crc32c u32 (big endian,
 //! over everything after it) | tag u8 | fields`, integers big endian, strings and lists with a
 //! u32 length. The CRC travels with the command, so a command is self-verifying wherever it is
-//! stored or sent (local log, chain). Must never: allocate from a peer-declared length before
-//! checking it against the bytes present (decoding runs on replicated, possibly corrupt input).
+//! stored or sent (local log, chain). A [`Command::Batch`] is `tag | count u32 | (tag | fields)*`
+//! under the one version and CRC; batches never nest, so decoding recurses at most once.
+//! Version 1 (the single-node format) still decodes: a registration gets incarnation id 0 and a
+//! partition gets leader = first replica, ISR = replicas, epochs 0; encoding always writes the
+//! current version.
+//! Must never: allocate from a peer-declared length before checking it against the bytes
+//! present (decoding runs on replicated, possibly corrupt input).
 
 use std::fmt;
 
@@ -12,7 +17,15 @@ use crate::MetaError;
 
 /// Version of the command encoding. Bump when an existing command's bytes change; decoders
 /// reject unknown versions. A new command is a new tag (older decoders reject the unknown tag).
-pub const COMMAND_FORMAT_VERSION: u8 = 1;
+pub const COMMAND_FORMAT_VERSION: u8 = 2;
+
+/// The single-node format (no incarnation ids, no leaders, ISRs or epochs); still decoded.
+const COMMAND_FORMAT_VERSION_V1: u8 = 1;
+
+/// Most commands one [`Command::Batch`] may hold. Bounds the work of one apply; well above what
+/// a chain block can carry anyway (a 1 MiB payload holds about 20,000 partition changes), so the
+/// controller only meets it when fencing a broker that leads more partitions than that.
+pub const BATCH_COMMANDS_MAX: usize = 65_536;
 
 /// Largest encoded command accepted by the decoder: a topic with 10,000 partitions of a few
 /// replicas each plus configs fits well below this.
@@ -38,12 +51,39 @@ impl fmt::Debug for TopicId {
     }
 }
 
-/// Where one partition's replicas live, chosen by the proposer.
+/// One partition's replicas, leader and in-sync replicas, as decided by the controller (in a
+/// command) or as they stand (in the image).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionAssignment {
     pub partition: i32,
     /// Broker ids; the first is the preferred leader.
     pub replicas: Vec<i32>,
+    /// The leading broker, or [`PartitionAssignment::NO_LEADER`].
+    pub leader: i32,
+    /// Bumped on every leader change (stamped on the batches the leader appends).
+    pub leader_epoch: i32,
+    /// Bumped on every change of this partition (leader or ISR): the version a change names.
+    pub partition_epoch: i32,
+    /// In-sync replicas: a non-empty subset of `replicas` holding the leader when there is one.
+    pub isr: Vec<i32>,
+}
+
+impl PartitionAssignment {
+    /// `leader` of a partition nobody leads.
+    pub const NO_LEADER: i32 = -1;
+
+    /// A new partition led by its first replica with every replica in sync, epochs 0: what
+    /// Kafka's controller creates when all replicas are eligible.
+    pub fn led_by_first(partition: i32, replicas: Vec<i32>) -> PartitionAssignment {
+        PartitionAssignment {
+            partition,
+            leader: replicas.first().copied().unwrap_or(Self::NO_LEADER),
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr: replicas.clone(),
+            replicas,
+        }
+    }
 }
 
 /// A deterministic change to the metadata image.
@@ -51,9 +91,12 @@ pub struct PartitionAssignment {
 pub enum Command {
     /// Sets the cluster id, once.
     InitCluster { cluster_id: String },
-    /// Registers (or re-registers, with new endpoints) a broker.
+    /// Registers a new incarnation of a broker, fenced, with the image position as its broker
+    /// epoch; replaces an older incarnation's registration.
     RegisterBroker {
         node_id: i32,
+        /// Random per process start; the same incarnation never registers twice.
+        incarnation_id: u128,
         host: String,
         port: i32,
         rack: Option<String>,
@@ -95,6 +138,27 @@ pub enum Command {
         topic_id: TopicId,
         new_assignments: Vec<PartitionAssignment>,
     },
+    /// Fences the registration `epoch` of a broker: it may no longer lead or join an ISR.
+    FenceBroker { node_id: i32, epoch: i64 },
+    /// Unfences the registration `epoch` of a broker (it caught up with the metadata).
+    UnfenceBroker { node_id: i32, epoch: i64 },
+    /// Marks the registration `epoch` of an unfenced broker as shutting down.
+    BeginControlledShutdown { node_id: i32, epoch: i64 },
+    /// Changes a partition's leader and/or ISR, if its partition epoch is still
+    /// `expected_partition_epoch`. A leader change bumps the leader epoch; any change bumps the
+    /// partition epoch.
+    ChangePartition {
+        topic_id: TopicId,
+        partition: i32,
+        expected_partition_epoch: i32,
+        /// New leader (`NO_LEADER` for none); `None` keeps the current one.
+        leader: Option<i32>,
+        /// New ISR; `None` keeps the current one.
+        isr: Option<Vec<i32>>,
+    },
+    /// Commands applied all-or-nothing, in order (never nested; at most
+    /// [`BATCH_COMMANDS_MAX`]).
+    Batch(Vec<Command>),
 }
 
 const TAG_INIT_CLUSTER: u8 = 1;
@@ -105,6 +169,11 @@ const TAG_ALLOCATE_PRODUCER_IDS: u8 = 5;
 const TAG_ALTER_TOPIC_CONFIGS: u8 = 6;
 const TAG_ALTER_BROKER_CONFIGS: u8 = 7;
 const TAG_CREATE_PARTITIONS: u8 = 8;
+const TAG_FENCE_BROKER: u8 = 9;
+const TAG_UNFENCE_BROKER: u8 = 10;
+const TAG_BEGIN_CONTROLLED_SHUTDOWN: u8 = 11;
+const TAG_CHANGE_PARTITION: u8 = 12;
+const TAG_BATCH: u8 = 13;
 
 struct Writer(Vec<u8>);
 
@@ -117,6 +186,15 @@ impl Writer {
     }
     fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn i32s(&mut self, items: &[i32]) {
+        self.len(items.len());
+        for i in items {
+            self.i32(*i);
+        }
     }
     fn len(&mut self, n: usize) {
         let n = u32::try_from(n).expect("metadata command field longer than u32::MAX");
@@ -149,26 +227,30 @@ impl Writer {
         self.len(partitions.len());
         for p in partitions {
             self.i32(p.partition);
-            self.len(p.replicas.len());
-            for r in &p.replicas {
-                self.i32(*r);
-            }
+            self.i32s(&p.replicas);
+            self.i32(p.leader);
+            self.i32(p.leader_epoch);
+            self.i32(p.partition_epoch);
+            self.i32s(&p.isr);
         }
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a> {
+    bytes: &'a [u8],
+    version: u8,
+}
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], MetaError> {
-        if self.0.len() < n {
+        if self.bytes.len() < n {
             return Err(MetaError::Decode(format!(
                 "truncated: need {n} bytes, {} left",
-                self.0.len()
+                self.bytes.len()
             )));
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
         Ok(head)
     }
     fn u8(&mut self) -> Result<u8, MetaError> {
@@ -184,10 +266,30 @@ impl<'a> Reader<'a> {
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
+    fn u128(&mut self) -> Result<u128, MetaError> {
+        Ok(u128::from_be_bytes(
+            self.take(16)?.try_into().expect("16 bytes"),
+        ))
+    }
+    fn i32s(&mut self) -> Result<Vec<i32>, MetaError> {
+        let n = self.count(4)?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.i32()?);
+        }
+        Ok(items)
+    }
+    fn option_flag(&mut self) -> Result<bool, MetaError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(MetaError::Decode(format!("bad option flag {other}"))),
+        }
+    }
     /// A declared count, checked against the bytes left given each element's minimum size.
     fn count(&mut self, min_element_bytes: usize) -> Result<usize, MetaError> {
         let n = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
-        if n.saturating_mul(min_element_bytes.max(1)) > self.0.len() {
+        if n.saturating_mul(min_element_bytes.max(1)) > self.bytes.len() {
             return Err(MetaError::Decode(format!(
                 "declared count {n} exceeds the bytes left"
             )));
@@ -230,14 +332,18 @@ impl<'a> Reader<'a> {
         let mut partitions = Vec::with_capacity(n);
         for _ in 0..n {
             let partition = self.i32()?;
-            let m = self.count(4)?;
-            let mut replicas = Vec::with_capacity(m);
-            for _ in 0..m {
-                replicas.push(self.i32()?);
+            let replicas = self.i32s()?;
+            if self.version == COMMAND_FORMAT_VERSION_V1 {
+                partitions.push(PartitionAssignment::led_by_first(partition, replicas));
+                continue;
             }
             partitions.push(PartitionAssignment {
                 partition,
                 replicas,
+                leader: self.i32()?,
+                leader_epoch: self.i32()?,
+                partition_epoch: self.i32()?,
+                isr: self.i32s()?,
             });
         }
         Ok(partitions)
@@ -245,11 +351,18 @@ impl<'a> Reader<'a> {
 }
 
 impl Command {
-    /// Encodes with the format version and CRC.
+    /// Encodes with the current format version and CRC.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(64));
         w.u8(COMMAND_FORMAT_VERSION);
         w.0.extend_from_slice(&[0; 4]); // CRC placeholder
+        self.encode_body(&mut w);
+        let crc = crc32c::crc32c(&w.0[5..]);
+        w.0[1..5].copy_from_slice(&crc.to_be_bytes());
+        w.0
+    }
+
+    fn encode_body(&self, w: &mut Writer) {
         match self {
             Command::InitCluster { cluster_id } => {
                 w.u8(TAG_INIT_CLUSTER);
@@ -257,6 +370,7 @@ impl Command {
             }
             Command::RegisterBroker {
                 node_id,
+                incarnation_id,
                 host,
                 port,
                 rack,
@@ -272,6 +386,7 @@ impl Command {
                     }
                     None => w.u8(0),
                 }
+                w.u128(*incarnation_id);
             }
             Command::CreateTopic {
                 topic_id,
@@ -287,7 +402,7 @@ impl Command {
             }
             Command::DeleteTopic { topic_id } => {
                 w.u8(TAG_DELETE_TOPIC);
-                w.0.extend_from_slice(&topic_id.0);
+                w.topic_id(topic_id);
             }
             Command::AllocateProducerIds {
                 broker_id,
@@ -337,14 +452,63 @@ impl Command {
                 w.topic_id(topic_id);
                 w.assignments(new_assignments);
             }
+            Command::FenceBroker { node_id, epoch } => {
+                w.u8(TAG_FENCE_BROKER);
+                w.i32(*node_id);
+                w.i64(*epoch);
+            }
+            Command::UnfenceBroker { node_id, epoch } => {
+                w.u8(TAG_UNFENCE_BROKER);
+                w.i32(*node_id);
+                w.i64(*epoch);
+            }
+            Command::BeginControlledShutdown { node_id, epoch } => {
+                w.u8(TAG_BEGIN_CONTROLLED_SHUTDOWN);
+                w.i32(*node_id);
+                w.i64(*epoch);
+            }
+            Command::ChangePartition {
+                topic_id,
+                partition,
+                expected_partition_epoch,
+                leader,
+                isr,
+            } => {
+                w.u8(TAG_CHANGE_PARTITION);
+                w.topic_id(topic_id);
+                w.i32(*partition);
+                w.i32(*expected_partition_epoch);
+                match leader {
+                    Some(l) => {
+                        w.u8(1);
+                        w.i32(*l);
+                    }
+                    None => w.u8(0),
+                }
+                match isr {
+                    Some(isr) => {
+                        w.u8(1);
+                        w.i32s(isr);
+                    }
+                    None => w.u8(0),
+                }
+            }
+            Command::Batch(commands) => {
+                w.u8(TAG_BATCH);
+                w.len(commands.len());
+                for c in commands {
+                    assert!(
+                        !matches!(c, Command::Batch(_)),
+                        "metadata batches never nest"
+                    );
+                    c.encode_body(w);
+                }
+            }
         }
-        let crc = crc32c::crc32c(&w.0[5..]);
-        w.0[1..5].copy_from_slice(&crc.to_be_bytes());
-        w.0
     }
 
-    /// Decodes bytes produced by [`Command::encode`]: checks version, CRC, and that every byte
-    /// is consumed.
+    /// Decodes bytes produced by [`Command::encode`] (this version or version 1): checks
+    /// version, CRC, and that every byte is consumed.
     pub fn decode(bytes: &[u8]) -> Result<Command, MetaError> {
         if bytes.len() > COMMAND_BYTES_MAX {
             return Err(MetaError::Decode(format!(
@@ -352,80 +516,134 @@ impl Command {
                 bytes.len()
             )));
         }
-        let mut r = Reader(bytes);
+        let mut r = Reader { bytes, version: 0 };
         let version = r.u8()?;
-        if version != COMMAND_FORMAT_VERSION {
+        if version != COMMAND_FORMAT_VERSION && version != COMMAND_FORMAT_VERSION_V1 {
             return Err(MetaError::Decode(format!(
                 "unknown command format version {version}"
             )));
         }
+        r.version = version;
         let crc = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes"));
-        if crc32c::crc32c(r.0) != crc {
+        if crc32c::crc32c(r.bytes) != crc {
             return Err(MetaError::Decode("CRC mismatch".into()));
         }
-        let cmd = match r.u8()? {
+        let cmd = r.command(true)?;
+        if !r.bytes.is_empty() {
+            return Err(MetaError::Decode(format!(
+                "{} trailing bytes after command",
+                r.bytes.len()
+            )));
+        }
+        Ok(cmd)
+    }
+}
+
+impl Reader<'_> {
+    /// One command's tag and fields; a batch only where `batch_allowed` (the top level).
+    fn command(&mut self, batch_allowed: bool) -> Result<Command, MetaError> {
+        let v2 = self.version != COMMAND_FORMAT_VERSION_V1;
+        let tag = self.u8()?;
+        Ok(match tag {
             TAG_INIT_CLUSTER => Command::InitCluster {
-                cluster_id: r.str()?,
+                cluster_id: self.str()?,
             },
             TAG_REGISTER_BROKER => {
-                let node_id = r.i32()?;
-                let host = r.str()?;
-                let port = r.i32()?;
-                let rack = match r.u8()? {
-                    0 => None,
-                    1 => Some(r.str()?),
-                    other => return Err(MetaError::Decode(format!("bad option flag {other}"))),
+                let node_id = self.i32()?;
+                let host = self.str()?;
+                let port = self.i32()?;
+                let rack = if self.option_flag()? {
+                    Some(self.str()?)
+                } else {
+                    None
                 };
+                let incarnation_id = if v2 { self.u128()? } else { 0 };
                 Command::RegisterBroker {
                     node_id,
+                    incarnation_id,
                     host,
                     port,
                     rack,
                 }
             }
             TAG_CREATE_TOPIC => Command::CreateTopic {
-                topic_id: r.topic_id()?,
-                name: r.str()?,
-                partitions: r.assignments()?,
-                configs: r.pairs()?,
+                topic_id: self.topic_id()?,
+                name: self.str()?,
+                partitions: self.assignments()?,
+                configs: self.pairs()?,
             },
             TAG_DELETE_TOPIC => Command::DeleteTopic {
-                topic_id: r.topic_id()?,
+                topic_id: self.topic_id()?,
             },
             TAG_ALLOCATE_PRODUCER_IDS => Command::AllocateProducerIds {
-                broker_id: r.i32()?,
-                first_id: r.i64()?,
-                count: r.i64()?,
+                broker_id: self.i32()?,
+                first_id: self.i64()?,
+                count: self.i64()?,
             },
             TAG_ALTER_TOPIC_CONFIGS => Command::AlterTopicConfigs {
-                topic_id: r.topic_id()?,
-                replace_all: r.bool()?,
-                set: r.pairs()?,
-                delete: r.strs()?,
+                topic_id: self.topic_id()?,
+                replace_all: self.bool()?,
+                set: self.pairs()?,
+                delete: self.strs()?,
             },
             TAG_ALTER_BROKER_CONFIGS => Command::AlterBrokerConfigs {
-                broker_id: match r.u8()? {
-                    0 => None,
-                    1 => Some(r.i32()?),
-                    other => return Err(MetaError::Decode(format!("bad option flag {other}"))),
+                broker_id: if self.option_flag()? {
+                    Some(self.i32()?)
+                } else {
+                    None
                 },
-                replace_all: r.bool()?,
-                set: r.pairs()?,
-                delete: r.strs()?,
+                replace_all: self.bool()?,
+                set: self.pairs()?,
+                delete: self.strs()?,
             },
             TAG_CREATE_PARTITIONS => Command::CreatePartitions {
-                topic_id: r.topic_id()?,
-                new_assignments: r.assignments()?,
+                topic_id: self.topic_id()?,
+                new_assignments: self.assignments()?,
             },
+            TAG_FENCE_BROKER if v2 => Command::FenceBroker {
+                node_id: self.i32()?,
+                epoch: self.i64()?,
+            },
+            TAG_UNFENCE_BROKER if v2 => Command::UnfenceBroker {
+                node_id: self.i32()?,
+                epoch: self.i64()?,
+            },
+            TAG_BEGIN_CONTROLLED_SHUTDOWN if v2 => Command::BeginControlledShutdown {
+                node_id: self.i32()?,
+                epoch: self.i64()?,
+            },
+            TAG_CHANGE_PARTITION if v2 => Command::ChangePartition {
+                topic_id: self.topic_id()?,
+                partition: self.i32()?,
+                expected_partition_epoch: self.i32()?,
+                leader: if self.option_flag()? {
+                    Some(self.i32()?)
+                } else {
+                    None
+                },
+                isr: if self.option_flag()? {
+                    Some(self.i32s()?)
+                } else {
+                    None
+                },
+            },
+            TAG_BATCH if v2 && batch_allowed => {
+                // Every command is at least its tag byte.
+                let n = self.count(1)?;
+                if n > BATCH_COMMANDS_MAX {
+                    return Err(MetaError::Decode(format!(
+                        "batch of {n} commands exceeds the limit of {BATCH_COMMANDS_MAX}"
+                    )));
+                }
+                let mut commands = Vec::with_capacity(n);
+                for _ in 0..n {
+                    commands.push(self.command(false)?);
+                }
+                Command::Batch(commands)
+            }
+            TAG_BATCH if v2 => return Err(MetaError::Decode("nested batch".into())),
             tag => return Err(MetaError::Decode(format!("unknown command tag {tag}"))),
-        };
-        if !r.0.is_empty() {
-            return Err(MetaError::Decode(format!(
-                "{} trailing bytes after command",
-                r.0.len()
-            )));
-        }
-        Ok(cmd)
+        })
     }
 }
 
@@ -440,12 +658,14 @@ mod tests {
             },
             Command::RegisterBroker {
                 node_id: 1,
+                incarnation_id: u128::MAX - 5,
                 host: "h".into(),
                 port: 9092,
                 rack: Some("r".into()),
             },
             Command::RegisterBroker {
                 node_id: 2,
+                incarnation_id: 0,
                 host: "h".into(),
                 port: 9092,
                 rack: None,
@@ -454,13 +674,14 @@ mod tests {
                 topic_id: TopicId([7; 16]),
                 name: "t".into(),
                 partitions: vec![
-                    PartitionAssignment {
-                        partition: 0,
-                        replicas: vec![1],
-                    },
+                    PartitionAssignment::led_by_first(0, vec![1]),
                     PartitionAssignment {
                         partition: 1,
-                        replicas: vec![1, 2],
+                        replicas: vec![1, 2, 3],
+                        leader: 2,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                        isr: vec![2, 1],
                     },
                 ],
                 configs: vec![("retention.ms".into(), "1000".into())],
@@ -499,11 +720,47 @@ mod tests {
             },
             Command::CreatePartitions {
                 topic_id: TopicId([7; 16]),
-                new_assignments: vec![PartitionAssignment {
-                    partition: 2,
-                    replicas: vec![1],
-                }],
+                new_assignments: vec![PartitionAssignment::led_by_first(2, vec![1])],
             },
+            Command::FenceBroker {
+                node_id: 1,
+                epoch: 7,
+            },
+            Command::UnfenceBroker {
+                node_id: 2,
+                epoch: i64::MAX,
+            },
+            Command::BeginControlledShutdown {
+                node_id: 3,
+                epoch: 0,
+            },
+            Command::ChangePartition {
+                topic_id: TopicId([7; 16]),
+                partition: 4,
+                expected_partition_epoch: 9,
+                leader: Some(-1),
+                isr: None,
+            },
+            Command::ChangePartition {
+                topic_id: TopicId([7; 16]),
+                partition: 0,
+                expected_partition_epoch: 0,
+                leader: None,
+                isr: Some(vec![3, 1]),
+            },
+            Command::Batch(vec![
+                Command::FenceBroker {
+                    node_id: 1,
+                    epoch: 7,
+                },
+                Command::ChangePartition {
+                    topic_id: TopicId([7; 16]),
+                    partition: 0,
+                    expected_partition_epoch: 0,
+                    leader: Some(2),
+                    isr: Some(vec![2]),
+                },
+            ]),
         ]
     }
 
@@ -532,6 +789,110 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Bytes as the version-1 (single-node) encoder wrote them: same layout without incarnation
+    /// ids and with bare replica lists.
+    fn v1(body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![COMMAND_FORMAT_VERSION_V1];
+        bytes.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn version_1_registrations_and_assignments_still_decode() {
+        let mut body = vec![TAG_REGISTER_BROKER];
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.push(b'h');
+        body.extend_from_slice(&9092i32.to_be_bytes());
+        body.push(0);
+        assert_eq!(
+            Command::decode(&v1(&body)).unwrap(),
+            Command::RegisterBroker {
+                node_id: 1,
+                incarnation_id: 0,
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+            }
+        );
+
+        let mut body = vec![TAG_CREATE_TOPIC];
+        body.extend_from_slice(&[7; 16]);
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.push(b't');
+        body.extend_from_slice(&1u32.to_be_bytes()); // one partition
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&2u32.to_be_bytes()); // two replicas
+        body.extend_from_slice(&3i32.to_be_bytes());
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&0u32.to_be_bytes()); // no configs
+        let cmd = Command::decode(&v1(&body)).unwrap();
+        let expected = Command::CreateTopic {
+            topic_id: TopicId([7; 16]),
+            name: "t".into(),
+            partitions: vec![PartitionAssignment {
+                partition: 0,
+                replicas: vec![3, 1],
+                leader: 3,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                isr: vec![3, 1],
+            }],
+            configs: vec![],
+        };
+        assert_eq!(cmd, expected);
+        // Re-encoding writes the current version, which decodes to the same command.
+        assert_eq!(cmd.encode()[0], COMMAND_FORMAT_VERSION);
+        assert_eq!(Command::decode(&cmd.encode()).unwrap(), expected);
+    }
+
+    #[test]
+    fn version_1_knows_no_cluster_commands() {
+        let mut body = vec![TAG_FENCE_BROKER];
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&0i64.to_be_bytes());
+        assert!(Command::decode(&v1(&body)).is_err());
+    }
+
+    fn v2(body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![COMMAND_FORMAT_VERSION];
+        bytes.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn batches_do_not_nest_and_are_bounded() {
+        let inner = Command::FenceBroker {
+            node_id: 1,
+            epoch: 0,
+        }
+        .encode();
+        let mut body = vec![TAG_BATCH];
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.push(TAG_BATCH);
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&inner[5..]);
+        let err = Command::decode(&v2(&body)).unwrap_err();
+        assert!(err.to_string().contains("nested"), "{err}");
+
+        let n = BATCH_COMMANDS_MAX + 1;
+        let mut body = vec![TAG_BATCH];
+        body.extend_from_slice(&(n as u32).to_be_bytes());
+        for _ in 0..n {
+            body.extend_from_slice(&inner[5..]);
+        }
+        let err = Command::decode(&v2(&body)).unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
+    #[should_panic(expected = "never nest")]
+    fn encoding_a_nested_batch_is_a_bug() {
+        Command::Batch(vec![Command::Batch(vec![])]).encode();
     }
 
     #[test]

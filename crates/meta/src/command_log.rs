@@ -129,6 +129,7 @@ mod tests {
             },
             Command::RegisterBroker {
                 node_id: 1,
+                incarnation_id: 1,
                 host: "h".into(),
                 port: 1,
                 rack: None,

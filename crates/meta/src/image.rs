@@ -1,16 +1,24 @@
 //! The metadata image: the current cluster metadata, and the pure state machine over it.
 //!
-//! Owns: validation and application of [`Command`]s. `validate` checks a command against the
-//! current image (run by the proposer before proposing, and again by `apply`, because another
-//! command may have been applied in between). `apply` either changes the image and returns what
-//! happened, or returns an error and leaves the image untouched: a command that fails on apply is
-//! a no-op on every node alike, so replicas stay identical.
+//! Owns: validation and application of [`Command`]s, and the image invariants they keep.
+//! `validate` checks a command against the current image (run by the proposer before proposing,
+//! and again by `apply`, because another command may have been applied in between). `apply`
+//! either changes the image and returns what happened, or returns an error and leaves the image
+//! untouched: a command that fails on apply is a no-op on every node alike, so replicas stay
+//! identical. A [`Command::Batch`] is applied to a scratch copy, command by command, and the
+//! invariants are checked on what it touched at the end, so a batch may pass through states a
+//! lone command may not (fence a broker, then move its leaderships) but never ends in one.
+//! Invariants: a partition's ISR is a non-empty subset of its replicas without repeats; its
+//! leader is `NO_LEADER` or an ISR member that is registered, unfenced and not shutting down;
+//! no fenced or shutting-down broker joins an ISR (KIP-841); epochs only grow.
+//! The image position is the chain height of the last block applied: the store calls
+//! [`Image::advance_to`] before [`Image::apply`], and a registration takes it as broker epoch.
 //! Must never: do I/O or read time or randomness (deterministic replay).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::broker_config::validate_dynamic_broker_config;
-use crate::command::{Command, PartitionAssignment, TopicId};
+use crate::command::{Command, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX};
 use crate::topic_config::validate_topic_configs;
 use crate::{validate_topic_name, MetaError};
 
@@ -20,13 +28,28 @@ pub const PRODUCER_ID_BLOCK_COUNT_MAX: i64 = 1_000_000;
 /// Most partitions one topic may have (bounds the work of one command).
 pub const PARTITIONS_PER_TOPIC_MAX: usize = 10_000;
 
-/// A registered broker.
+/// A registered broker: one incarnation (process start) of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRegistration {
     pub node_id: i32,
+    /// Random per process start, chosen by the broker.
+    pub incarnation_id: u128,
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// The broker epoch: the image position at which this registration applied.
+    pub epoch: i64,
+    /// Fenced brokers neither lead nor join ISRs. A registration starts fenced.
+    pub fenced: bool,
+    /// Set by `BeginControlledShutdown`; the broker then neither leads nor joins ISRs.
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerRegistration {
+    /// May lead and join ISRs: unfenced and not shutting down.
+    pub fn is_eligible(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
 }
 
 /// A topic in the image.
@@ -44,8 +67,10 @@ pub enum Applied {
     ClusterInitialized {
         cluster_id: String,
     },
+    /// A new registration, fenced, with broker epoch `epoch`.
     BrokerRegistered {
         node_id: i32,
+        epoch: i64,
     },
     TopicCreated {
         topic: Topic,
@@ -71,6 +96,22 @@ pub enum Applied {
         topic: Topic,
         first_new: i32,
     },
+    BrokerFenced {
+        node_id: i32,
+    },
+    BrokerUnfenced {
+        node_id: i32,
+    },
+    ControlledShutdownBegun {
+        node_id: i32,
+    },
+    /// A partition's leader and/or ISR changed; read the result from the image.
+    PartitionChanged {
+        topic_id: TopicId,
+        partition: i32,
+    },
+    /// What each command of a batch did, in order.
+    Batch(Vec<Applied>),
 }
 
 /// The current metadata.
@@ -82,12 +123,52 @@ pub struct Image {
     pub topic_ids_by_name: BTreeMap<String, TopicId>,
     /// The next producer id not yet handed out in any block.
     pub next_producer_id: i64,
-    /// Commands applied so far (successful or not): the image's position in the command stream.
-    pub applied_count: u64,
+    /// Chain height of the last block applied (Kafka's metadata offset). Only grows.
+    pub position: u64,
     /// Dynamic broker configs set as the cluster-wide default (Kafka resource name "").
     pub cluster_broker_configs: BTreeMap<String, String>,
     /// Dynamic broker configs per broker id.
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+}
+
+/// Whether a command is checked on its own or as part of a batch. In a batch the "a fenced or
+/// shutting-down broker leads nothing" rule is checked once, at the end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Alone,
+    InBatch,
+}
+
+/// The brokers and partitions a command changed, whose invariants are checked afterwards.
+#[derive(Default)]
+struct Touched {
+    brokers: BTreeSet<i32>,
+    partitions: BTreeSet<(TopicId, i32)>,
+}
+
+impl Touched {
+    fn note(&mut self, cmd: &Command) {
+        match cmd {
+            Command::RegisterBroker { node_id, .. }
+            | Command::FenceBroker { node_id, .. }
+            | Command::UnfenceBroker { node_id, .. }
+            | Command::BeginControlledShutdown { node_id, .. } => {
+                self.brokers.insert(*node_id);
+            }
+            Command::ChangePartition {
+                topic_id,
+                partition,
+                ..
+            } => {
+                self.partitions.insert((*topic_id, *partition));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn has_duplicates(ids: &[i32]) -> bool {
+    ids.iter().enumerate().any(|(j, id)| ids[..j].contains(id))
 }
 
 /// The config map `current` becomes under an alter: exactly `set` with `replace_all`, else
@@ -123,11 +204,66 @@ fn altered_configs(
 }
 
 impl Image {
+    /// Moves the image to chain height `height` (the block about to be applied, or a snapshot's).
+    pub fn advance_to(&mut self, height: u64) {
+        assert!(
+            height >= self.position,
+            "metadata image position went back from {} to {height}",
+            self.position
+        );
+        assert!(
+            i64::try_from(height).is_ok(),
+            "metadata image position {height} does not fit a broker epoch"
+        );
+        self.position = height;
+    }
+
+    /// The broker epoch a registration applied now gets.
+    fn position_epoch(&self) -> i64 {
+        i64::try_from(self.position).expect("advance_to keeps the position within i64")
+    }
+
     /// The topic with this name, if any.
     pub fn topic_by_name(&self, name: &str) -> Option<&Topic> {
         self.topic_ids_by_name
             .get(name)
             .and_then(|id| self.topics.get(id))
+    }
+
+    /// Partition `partition` of topic `topic_id`, if both exist.
+    pub fn partition(&self, topic_id: TopicId, partition: i32) -> Option<&PartitionAssignment> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(&topic_id)?.partitions.get(index)
+    }
+
+    /// Every partition of every topic, in topic id then partition order.
+    pub fn partitions(&self) -> impl Iterator<Item = (TopicId, &PartitionAssignment)> {
+        self.topics
+            .iter()
+            .flat_map(|(id, t)| t.partitions.iter().map(move |p| (*id, p)))
+    }
+
+    /// The partitions `node_id` leads.
+    pub fn broker_leads(
+        &self,
+        node_id: i32,
+    ) -> impl Iterator<Item = (TopicId, &PartitionAssignment)> {
+        self.partitions().filter(move |(_, p)| p.leader == node_id)
+    }
+
+    /// Registered brokers that are not fenced (shutting-down ones included).
+    pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Registered brokers that may lead and join ISRs: unfenced and not shutting down.
+    pub fn eligible_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| b.is_eligible())
+    }
+
+    /// Whether `node_id` is registered, unfenced and not shutting down.
+    pub fn is_eligible(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| b.is_eligible())
     }
 
     /// The dynamic broker configs of `broker_id` (`None`: the cluster default).
@@ -141,30 +277,143 @@ impl Image {
         }
     }
 
+    /// Checks a new partition as CreateTopic/CreatePartitions carry it: distinct registered
+    /// replicas, epochs 0, an ISR of eligible replicas, led by one of them.
     fn check_assignment(&self, p: &PartitionAssignment) -> Result<(), MetaError> {
         let i = p.partition;
+        let bad = |reason: String| Err(MetaError::InvalidReplicaAssignment(reason));
         if p.replicas.is_empty() {
-            return Err(MetaError::InvalidReplicaAssignment(format!(
-                "partition {i} has no replicas"
-            )));
+            return bad(format!("partition {i} has no replicas"));
         }
         for (j, r) in p.replicas.iter().enumerate() {
             if p.replicas[..j].contains(r) {
-                return Err(MetaError::InvalidReplicaAssignment(format!(
-                    "partition {i} lists broker {r} twice"
-                )));
+                return bad(format!("partition {i} lists broker {r} twice"));
             }
             if !self.brokers.contains_key(r) {
-                return Err(MetaError::InvalidReplicaAssignment(format!(
-                    "partition {i} is assigned to unknown broker {r}"
+                return bad(format!("partition {i} is assigned to unknown broker {r}"));
+            }
+        }
+        if p.leader_epoch != 0 || p.partition_epoch != 0 {
+            return bad(format!("new partition {i} must start at epochs 0"));
+        }
+        if p.isr.is_empty() || has_duplicates(&p.isr) {
+            return bad(format!(
+                "partition {i} needs a non-empty ISR without repeats, got {:?}",
+                p.isr
+            ));
+        }
+        for r in &p.isr {
+            if !p.replicas.contains(r) {
+                return bad(format!("partition {i}: ISR member {r} is not a replica"));
+            }
+            if !self.is_eligible(*r) {
+                return Err(MetaError::IneligibleReplica(format!(
+                    "partition {i}: broker {r} is fenced or shutting down and cannot be in sync"
+                )));
+            }
+        }
+        if !p.isr.contains(&p.leader) {
+            return bad(format!(
+                "partition {i}: leader {} is not in the ISR {:?}",
+                p.leader, p.isr
+            ));
+        }
+        Ok(())
+    }
+
+    /// The invariants of one partition (see the module doc).
+    fn check_partition_state(
+        &self,
+        topic_id: TopicId,
+        p: &PartitionAssignment,
+    ) -> Result<(), MetaError> {
+        let name = format!("{topic_id}-{}", p.partition);
+        if p.isr.is_empty() || has_duplicates(&p.isr) {
+            return Err(MetaError::InvalidPartitionChange(format!(
+                "{name}: the ISR must be non-empty without repeats, got {:?}",
+                p.isr
+            )));
+        }
+        if let Some(r) = p.isr.iter().find(|r| !p.replicas.contains(r)) {
+            return Err(MetaError::InvalidPartitionChange(format!(
+                "{name}: ISR member {r} is not a replica {:?}",
+                p.replicas
+            )));
+        }
+        if p.leader != PartitionAssignment::NO_LEADER {
+            if !p.isr.contains(&p.leader) {
+                return Err(MetaError::InvalidPartitionChange(format!(
+                    "{name}: leader {} is not in the ISR {:?}",
+                    p.leader, p.isr
+                )));
+            }
+            if !self.is_eligible(p.leader) {
+                return Err(MetaError::IneligibleReplica(format!(
+                    "{name}: leader {} is not registered, fenced or shutting down",
+                    p.leader
                 )));
             }
         }
         Ok(())
     }
 
+    /// A fenced or shutting-down broker (or a replaced registration) leads nothing.
+    fn check_leads_nothing(&self, node_id: i32) -> Result<(), MetaError> {
+        match self.broker_leads(node_id).next() {
+            None => Ok(()),
+            Some((topic_id, p)) => Err(MetaError::IneligibleReplica(format!(
+                "broker {node_id} still leads {topic_id}-{}: move its leaderships in the same batch",
+                p.partition
+            ))),
+        }
+    }
+
+    /// The invariants of what a command changed.
+    fn check_invariants(&self, touched: &Touched) -> Result<(), MetaError> {
+        for (topic_id, partition) in &touched.partitions {
+            if let Some(p) = self.partition(*topic_id, *partition) {
+                self.check_partition_state(*topic_id, p)?;
+            }
+        }
+        for node_id in &touched.brokers {
+            if !self.is_eligible(*node_id) {
+                self.check_leads_nothing(*node_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The registration of `node_id` if its epoch is `epoch`.
+    fn registration(&self, node_id: i32, epoch: i64) -> Result<&BrokerRegistration, MetaError> {
+        let reg = self
+            .brokers
+            .get(&node_id)
+            .ok_or(MetaError::BrokerNotRegistered(node_id))?;
+        if reg.epoch != epoch {
+            return Err(MetaError::StaleBrokerEpoch {
+                node_id,
+                current: reg.epoch,
+                given: epoch,
+            });
+        }
+        Ok(reg)
+    }
+
     /// Checks `cmd` against this image without changing it.
     pub fn validate(&self, cmd: &Command) -> Result<(), MetaError> {
+        match cmd {
+            Command::Batch(commands) => self.clone().apply_batch(commands).map(drop),
+            _ => self.check(cmd, Scope::Alone),
+        }
+    }
+
+    fn check(&self, cmd: &Command, scope: Scope) -> Result<(), MetaError> {
+        let broker_state = |node_id: i32, reason: &str| {
+            Err(MetaError::InvalidBrokerState {
+                node_id,
+                reason: reason.to_string(),
+            })
+        };
         match cmd {
             Command::InitCluster { cluster_id } => {
                 if let Some(existing) = &self.cluster_id {
@@ -177,6 +426,7 @@ impl Image {
             }
             Command::RegisterBroker {
                 node_id,
+                incarnation_id,
                 host,
                 port,
                 ..
@@ -191,8 +441,109 @@ impl Image {
                         "bad endpoint {host}:{port}"
                     )));
                 }
+                if let Some(existing) = self.brokers.get(node_id) {
+                    if existing.incarnation_id == *incarnation_id {
+                        return Err(MetaError::DuplicateBrokerRegistration {
+                            node_id: *node_id,
+                            epoch: existing.epoch,
+                        });
+                    }
+                    if existing.epoch >= self.position_epoch() {
+                        return Err(MetaError::InvalidBrokerRegistration(format!(
+                            "broker {node_id} was already registered at position {}",
+                            existing.epoch
+                        )));
+                    }
+                    if scope == Scope::Alone {
+                        self.check_leads_nothing(*node_id)?;
+                    }
+                }
                 Ok(())
             }
+            Command::FenceBroker { node_id, epoch } => {
+                if self.registration(*node_id, *epoch)?.fenced {
+                    return broker_state(*node_id, "is already fenced");
+                }
+                if scope == Scope::Alone {
+                    self.check_leads_nothing(*node_id)?;
+                }
+                Ok(())
+            }
+            Command::UnfenceBroker { node_id, epoch } => {
+                let reg = self.registration(*node_id, *epoch)?;
+                if !reg.fenced {
+                    return broker_state(*node_id, "is not fenced");
+                }
+                if reg.in_controlled_shutdown {
+                    return broker_state(*node_id, "is shutting down");
+                }
+                Ok(())
+            }
+            Command::BeginControlledShutdown { node_id, epoch } => {
+                let reg = self.registration(*node_id, *epoch)?;
+                if reg.fenced {
+                    return broker_state(*node_id, "is fenced");
+                }
+                if reg.in_controlled_shutdown {
+                    return broker_state(*node_id, "is already shutting down");
+                }
+                if scope == Scope::Alone {
+                    self.check_leads_nothing(*node_id)?;
+                }
+                Ok(())
+            }
+            Command::ChangePartition {
+                topic_id,
+                partition,
+                expected_partition_epoch,
+                leader,
+                isr,
+            } => {
+                let current =
+                    self.partition(*topic_id, *partition)
+                        .ok_or(MetaError::UnknownPartition {
+                            topic_id: *topic_id,
+                            partition: *partition,
+                        })?;
+                if current.partition_epoch != *expected_partition_epoch {
+                    return Err(MetaError::StalePartitionEpoch {
+                        topic_id: *topic_id,
+                        partition: *partition,
+                        current: current.partition_epoch,
+                        expected: *expected_partition_epoch,
+                    });
+                }
+                let next = changed_partition(current, *leader, isr.as_deref());
+                if next.leader == current.leader && next.isr == current.isr {
+                    return Err(MetaError::InvalidPartitionChange(format!(
+                        "{topic_id}-{partition}: the change changes nothing"
+                    )));
+                }
+                if current.partition_epoch == i32::MAX
+                    || (next.leader != current.leader && current.leader_epoch == i32::MAX)
+                {
+                    return Err(MetaError::InvalidPartitionChange(format!(
+                        "{topic_id}-{partition}: epochs exhausted"
+                    )));
+                }
+                if next.leader < PartitionAssignment::NO_LEADER {
+                    return Err(MetaError::InvalidPartitionChange(format!(
+                        "{topic_id}-{partition}: bad leader {}",
+                        next.leader
+                    )));
+                }
+                if let Some(r) = next
+                    .isr
+                    .iter()
+                    .find(|r| !current.isr.contains(r) && !self.is_eligible(**r))
+                {
+                    return Err(MetaError::IneligibleReplica(format!(
+                        "{topic_id}-{partition}: broker {r} is not registered, fenced or shutting down and cannot join the ISR"
+                    )));
+                }
+                self.check_partition_state(*topic_id, &next)
+            }
+            Command::Batch(_) => Err(MetaError::InvalidBatch("batches do not nest".into())),
             Command::CreateTopic {
                 topic_id,
                 name,
@@ -337,11 +688,53 @@ impl Image {
         }
     }
 
-    /// Validates and applies `cmd`. On error the image is unchanged except `applied_count`.
+    /// Validates and applies `cmd`. On error the image is unchanged.
     pub fn apply(&mut self, cmd: &Command) -> Result<Applied, MetaError> {
-        self.applied_count += 1;
-        self.validate(cmd)?;
-        Ok(match cmd {
+        if let Command::Batch(commands) = cmd {
+            let mut scratch = self.clone();
+            let applied = scratch.apply_batch(commands)?;
+            *self = scratch;
+            return Ok(applied);
+        }
+        self.check(cmd, Scope::Alone)?;
+        let applied = self.mutate(cmd);
+        let mut touched = Touched::default();
+        touched.note(cmd);
+        if let Err(e) = self.check_invariants(&touched) {
+            panic!("a validated metadata command broke an image invariant: {cmd:?}: {e}");
+        }
+        Ok(applied)
+    }
+
+    /// Applies a batch's commands in order to `self` (a scratch copy: left half-changed on
+    /// error), then checks the invariants of everything they touched.
+    fn apply_batch(&mut self, commands: &[Command]) -> Result<Applied, MetaError> {
+        if commands.is_empty() || commands.len() > BATCH_COMMANDS_MAX {
+            return Err(MetaError::InvalidBatch(format!(
+                "a batch holds 1 to {BATCH_COMMANDS_MAX} commands, got {}",
+                commands.len()
+            )));
+        }
+        let mut touched = Touched::default();
+        let mut applied = Vec::with_capacity(commands.len());
+        for cmd in commands {
+            self.check(cmd, Scope::InBatch)?;
+            touched.note(cmd);
+            applied.push(self.mutate(cmd));
+        }
+        self.check_invariants(&touched)?;
+        Ok(Applied::Batch(applied))
+    }
+
+    fn broker_mut(&mut self, node_id: i32) -> &mut BrokerRegistration {
+        self.brokers
+            .get_mut(&node_id)
+            .expect("validated: broker registered")
+    }
+
+    /// Changes the image by a checked, non-batch command.
+    fn mutate(&mut self, cmd: &Command) -> Applied {
+        match cmd {
             Command::InitCluster { cluster_id } => {
                 self.cluster_id = Some(cluster_id.clone());
                 Applied::ClusterInitialized {
@@ -350,21 +743,67 @@ impl Image {
             }
             Command::RegisterBroker {
                 node_id,
+                incarnation_id,
                 host,
                 port,
                 rack,
             } => {
+                let epoch = self.position_epoch();
                 self.brokers.insert(
                     *node_id,
                     BrokerRegistration {
                         node_id: *node_id,
+                        incarnation_id: *incarnation_id,
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        epoch,
+                        fenced: true,
+                        in_controlled_shutdown: false,
                     },
                 );
-                Applied::BrokerRegistered { node_id: *node_id }
+                Applied::BrokerRegistered {
+                    node_id: *node_id,
+                    epoch,
+                }
             }
+            Command::FenceBroker { node_id, .. } => {
+                self.broker_mut(*node_id).fenced = true;
+                Applied::BrokerFenced { node_id: *node_id }
+            }
+            Command::UnfenceBroker { node_id, .. } => {
+                self.broker_mut(*node_id).fenced = false;
+                Applied::BrokerUnfenced { node_id: *node_id }
+            }
+            Command::BeginControlledShutdown { node_id, .. } => {
+                self.broker_mut(*node_id).in_controlled_shutdown = true;
+                Applied::ControlledShutdownBegun { node_id: *node_id }
+            }
+            Command::ChangePartition {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                ..
+            } => {
+                let p = self
+                    .topics
+                    .get_mut(topic_id)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                    .expect("validated: partition exists");
+                let next = changed_partition(p, *leader, isr.as_deref());
+                if next.leader != p.leader {
+                    p.leader = next.leader;
+                    p.leader_epoch += 1;
+                }
+                p.isr = next.isr;
+                p.partition_epoch += 1;
+                Applied::PartitionChanged {
+                    topic_id: *topic_id,
+                    partition: *partition,
+                }
+            }
+            Command::Batch(_) => unreachable!("batches are applied by apply_batch"),
             Command::CreateTopic {
                 topic_id,
                 name,
@@ -460,25 +899,54 @@ impl Image {
                     first_new,
                 }
             }
-        })
+        }
     }
 }
+
+/// `current` with the leader and ISR of a change, epochs not yet bumped.
+fn changed_partition(
+    current: &PartitionAssignment,
+    leader: Option<i32>,
+    isr: Option<&[i32]>,
+) -> PartitionAssignment {
+    let mut next = current.clone();
+    if let Some(leader) = leader {
+        next.leader = leader;
+    }
+    if let Some(isr) = isr {
+        next.isr = isr.to_vec();
+    }
+    next
+}
+
+#[cfg(test)]
+mod cluster_tests;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// An image with broker 1 registered (epoch 0) and unfenced.
     fn with_broker() -> Image {
         let mut image = Image::default();
+        image.apply(&register(1, 1)).unwrap();
         image
-            .apply(&Command::RegisterBroker {
+            .apply(&Command::UnfenceBroker {
                 node_id: 1,
-                host: "localhost".into(),
-                port: 9092,
-                rack: None,
+                epoch: 0,
             })
             .unwrap();
         image
+    }
+
+    fn register(node_id: i32, incarnation_id: u128) -> Command {
+        Command::RegisterBroker {
+            node_id,
+            incarnation_id,
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+        }
     }
 
     fn create(name: &str, id: u8, n: i32) -> Command {
@@ -486,10 +954,7 @@ mod tests {
             topic_id: TopicId([id; 16]),
             name: name.into(),
             partitions: (0..n)
-                .map(|p| PartitionAssignment {
-                    partition: p,
-                    replicas: vec![1],
-                })
+                .map(|p| PartitionAssignment::led_by_first(p, vec![1]))
                 .collect(),
             configs: vec![],
         }
@@ -533,10 +998,7 @@ mod tests {
         let unknown_broker = Command::CreateTopic {
             topic_id: TopicId([1; 16]),
             name: "a".into(),
-            partitions: vec![PartitionAssignment {
-                partition: 0,
-                replicas: vec![2],
-            }],
+            partitions: vec![PartitionAssignment::led_by_first(0, vec![2])],
             configs: vec![],
         };
         assert!(matches!(
@@ -546,10 +1008,7 @@ mod tests {
         let bad_config = Command::CreateTopic {
             topic_id: TopicId([1; 16]),
             name: "a".into(),
-            partitions: vec![PartitionAssignment {
-                partition: 0,
-                replicas: vec![1],
-            }],
+            partitions: vec![PartitionAssignment::led_by_first(0, vec![1])],
             configs: vec![("retention.mss".into(), "1".into())],
         };
         assert!(matches!(
@@ -708,10 +1167,7 @@ mod tests {
             new_assignments: replicas
                 .into_iter()
                 .enumerate()
-                .map(|(i, replicas)| PartitionAssignment {
-                    partition: first + i as i32,
-                    replicas,
-                })
+                .map(|(i, replicas)| PartitionAssignment::led_by_first(first + i as i32, replicas))
                 .collect(),
         };
         assert!(matches!(
@@ -799,9 +1255,11 @@ mod tests {
             4 => Command::CreatePartitions {
                 topic_id: id,
                 new_assignments: (0..rng.below(3))
-                    .map(|i| PartitionAssignment {
-                        partition: 1 + i as i32 + rng.below(2) as i32,
-                        replicas: vec![1 + rng.below(2) as i32],
+                    .map(|i| {
+                        PartitionAssignment::led_by_first(
+                            1 + i as i32 + rng.below(2) as i32,
+                            vec![1 + rng.below(2) as i32],
+                        )
                     })
                     .collect(),
             },
@@ -828,12 +1286,7 @@ mod tests {
                     let before = image.clone();
                     let r = image.apply(c);
                     if r.is_err() {
-                        let mut expected = before;
-                        expected.applied_count += 1;
-                        assert_eq!(
-                            image, expected,
-                            "seed {seed}: failed {c:?} changed the image"
-                        );
+                        assert_eq!(image, before, "seed {seed}: failed {c:?} changed the image");
                     }
                     results.push(r);
                 }
@@ -870,11 +1323,10 @@ mod tests {
             Command::InitCluster {
                 cluster_id: "c".into(),
             },
-            Command::RegisterBroker {
+            register(1, 1),
+            Command::UnfenceBroker {
                 node_id: 1,
-                host: "h".into(),
-                port: 1,
-                rack: None,
+                epoch: 1,
             },
             create("a", 1, 2),
             create("a", 2, 2), // fails identically everywhere
@@ -890,14 +1342,21 @@ mod tests {
         ];
         let run = || {
             let mut image = Image::default();
-            let results: Vec<bool> = cmds.iter().map(|c| image.apply(c).is_ok()).collect();
+            let results: Vec<bool> = cmds
+                .iter()
+                .enumerate()
+                .map(|(height, c)| {
+                    image.advance_to(height as u64);
+                    image.apply(c).is_ok()
+                })
+                .collect();
             (image, results)
         };
         let (a, ra) = run();
         let (b, rb) = run();
         assert_eq!(a, b);
         assert_eq!(ra, rb);
-        assert_eq!(ra, vec![true, true, true, false, true, true, true]);
-        assert_eq!(a.applied_count, 7);
+        assert_eq!(ra, vec![true, true, true, true, false, true, true, true]);
+        assert_eq!(a.position, 7);
     }
 }

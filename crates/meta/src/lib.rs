@@ -3,7 +3,9 @@
 //!
 //! Owns: what a topic (with its partitions and config overrides), a broker registration, a
 //! dynamic broker config and a producer-id block *are* in the cluster, which config names and
-//! values are valid ([`topic_config`], [`broker_config`]), and the rules for changing them. Every change is a [`Command`] that carries everything it needs
+//! values are valid ([`topic_config`], [`broker_config`]), and the rules for changing them,
+//! including membership (registration, fencing, controlled shutdown) and partition leadership
+//! (leader, ISR, epochs). Every change is a [`Command`] that carries everything it needs
 //! (topic ids, partition assignments, id ranges are chosen by the proposer, never on apply), so
 //! applying the same commands in the same order gives the same [`Image`] on every node.
 //! Must never: read clocks, randomness, sockets or files (except [`command_log`], the local
@@ -15,7 +17,9 @@ pub mod command_log;
 pub mod image;
 pub mod topic_config;
 
-pub use command::{Command, PartitionAssignment, TopicId, COMMAND_FORMAT_VERSION};
+pub use command::{
+    Command, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX, COMMAND_FORMAT_VERSION,
+};
 pub use command_log::CommandLog;
 pub use image::{Applied, BrokerRegistration, Image, Topic};
 
@@ -40,6 +44,33 @@ pub enum MetaError {
     InvalidProducerIdBlock(String),
     #[error("invalid broker registration: {0}")]
     InvalidBrokerRegistration(String),
+    #[error("broker {0} is not registered")]
+    BrokerNotRegistered(i32),
+    #[error("broker {node_id} is registered with epoch {current}, not {given}")]
+    StaleBrokerEpoch {
+        node_id: i32,
+        current: i64,
+        given: i64,
+    },
+    #[error("broker {node_id} is already registered by this incarnation, with epoch {epoch}")]
+    DuplicateBrokerRegistration { node_id: i32, epoch: i64 },
+    #[error("broker {node_id} {reason}")]
+    InvalidBrokerState { node_id: i32, reason: String },
+    #[error("unknown partition {topic_id}-{partition}")]
+    UnknownPartition { topic_id: TopicId, partition: i32 },
+    #[error("partition {topic_id}-{partition} is at partition epoch {current}, not {expected}")]
+    StalePartitionEpoch {
+        topic_id: TopicId,
+        partition: i32,
+        current: i32,
+        expected: i32,
+    },
+    #[error("invalid partition change: {0}")]
+    InvalidPartitionChange(String),
+    #[error("ineligible replica: {0}")]
+    IneligibleReplica(String),
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
     #[error("cluster id is already set to '{0}'")]
     ClusterIdAlreadySet(String),
     #[error("cannot decode metadata command: {0}")]
@@ -61,7 +92,15 @@ impl MetaError {
             MetaError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
             MetaError::InvalidConfig(_) => 40,   // INVALID_CONFIG
             MetaError::ShuttingDown => 15,       // COORDINATOR_NOT_AVAILABLE
-            _ => -1,                             // UNKNOWN_SERVER_ERROR
+            MetaError::UnknownPartition { .. } => 3, // UNKNOWN_TOPIC_OR_PARTITION
+            MetaError::InvalidPartitionChange(_) | MetaError::InvalidBatch(_) => 42, // INVALID_REQUEST
+            MetaError::StaleBrokerEpoch { .. } => 77, // STALE_BROKER_EPOCH
+            MetaError::StalePartitionEpoch { .. } => 95, // INVALID_UPDATE_VERSION
+            MetaError::DuplicateBrokerRegistration { .. } => 101, // DUPLICATE_BROKER_REGISTRATION
+            MetaError::BrokerNotRegistered(_) => 102, // BROKER_ID_NOT_REGISTERED
+            MetaError::IneligibleReplica(_) => 107,   // INELIGIBLE_REPLICA
+            MetaError::InvalidBrokerRegistration(_) => 119, // INVALID_REGISTRATION
+            _ => -1,                                  // UNKNOWN_SERVER_ERROR
         }
     }
 }

@@ -384,11 +384,18 @@ fn accepted_values_round_trip_through_commands_and_the_image() {
     image
         .apply(&Command::RegisterBroker {
             node_id: 1,
+            incarnation_id: 1,
             host: "localhost".into(),
             port: 9092,
             rack: None,
         })
         .expect("register");
+    image
+        .apply(&Command::UnfenceBroker {
+            node_id: 1,
+            epoch: 0,
+        })
+        .expect("unfence");
     let (mut stored, mut refused) = (0, 0);
     for round in 0..2_000u32 {
         let id = TopicId({
@@ -400,10 +407,7 @@ fn accepted_values_round_trip_through_commands_and_the_image() {
         let create = Command::CreateTopic {
             topic_id: id,
             name: format!("t{round}"),
-            partitions: vec![PartitionAssignment {
-                partition: 0,
-                replicas: vec![1],
-            }],
+            partitions: vec![PartitionAssignment::led_by_first(0, vec![1])],
             configs: accepted_set(&mut rng),
         };
         assert_eq!(Command::decode(&create.encode()).expect("decode"), create);

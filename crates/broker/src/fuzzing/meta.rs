@@ -75,18 +75,20 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
         },
         Command::RegisterBroker {
             node_id: 1,
+            incarnation_id: 7,
             host: "localhost".into(),
             port: 9092,
             rack: Some("r1".into()),
+        },
+        Command::UnfenceBroker {
+            node_id: 1,
+            epoch: 0,
         },
         Command::CreateTopic {
             topic_id,
             name: "orders".into(),
             partitions: (0..3)
-                .map(|p| PartitionAssignment {
-                    partition: p,
-                    replicas: vec![1],
-                })
+                .map(|p| PartitionAssignment::led_by_first(p, vec![1]))
                 .collect(),
             configs: vec![("retention.ms".into(), "60000".into())],
         },
@@ -115,11 +117,32 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
         },
         Command::CreatePartitions {
             topic_id,
-            new_assignments: vec![PartitionAssignment {
-                partition: 3,
-                replicas: vec![1],
-            }],
+            new_assignments: vec![PartitionAssignment::led_by_first(3, vec![1])],
         },
+        Command::ChangePartition {
+            topic_id,
+            partition: 0,
+            expected_partition_epoch: 0,
+            leader: Some(-1),
+            isr: None,
+        },
+        Command::BeginControlledShutdown {
+            node_id: 1,
+            epoch: 0,
+        },
+        Command::Batch(vec![
+            Command::FenceBroker {
+                node_id: 1,
+                epoch: 0,
+            },
+            Command::ChangePartition {
+                topic_id,
+                partition: 1,
+                expected_partition_epoch: 0,
+                leader: Some(-1),
+                isr: Some(vec![1]),
+            },
+        ]),
         Command::DeleteTopic { topic_id },
     ];
     // Flag 1 (recompute CRCs) on all but the first: mutations then reach the body decoder.

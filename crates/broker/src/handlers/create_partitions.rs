@@ -75,11 +75,13 @@ fn new_assignments(
             ));
         }
         return Ok((current..t.count)
-            .map(|p| PartitionAssignment {
-                partition: p,
-                replicas: (0..replication_factor)
-                    .map(|j| brokers[(p as usize + j) % brokers.len()])
-                    .collect(),
+            .map(|p| {
+                PartitionAssignment::led_by_first(
+                    p,
+                    (0..replication_factor)
+                        .map(|j| brokers[(p as usize + j) % brokers.len()])
+                        .collect(),
+                )
             })
             .collect());
     };
@@ -126,10 +128,10 @@ fn new_assignments(
                 ),
             ));
         }
-        out.push(PartitionAssignment {
-            partition: current + i as i32,
+        out.push(PartitionAssignment::led_by_first(
+            current + i as i32,
             replicas,
-        });
+        ));
     }
     Ok(out)
 }

@@ -34,11 +34,13 @@ pub fn assign_partitions(
         ));
     }
     Ok((0..partitions)
-        .map(|p| PartitionAssignment {
-            partition: p,
-            replicas: (0..rf)
-                .map(|j| brokers[(p as usize + j) % brokers.len()])
-                .collect(),
+        .map(|p| {
+            PartitionAssignment::led_by_first(
+                p,
+                (0..rf)
+                    .map(|j| brokers[(p as usize + j) % brokers.len()])
+                    .collect(),
+            )
         })
         .collect())
 }
@@ -78,9 +80,11 @@ fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<C
         let mut assignments: Vec<PartitionAssignment> = t
             .assignments
             .iter()
-            .map(|a| PartitionAssignment {
-                partition: a.partition_index,
-                replicas: a.broker_ids.iter().map(|b| b.0).collect(),
+            .map(|a| {
+                PartitionAssignment::led_by_first(
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
             })
             .collect();
         assignments.sort_by_key(|a| a.partition);

@@ -209,9 +209,16 @@ mod tests {
         image
             .apply(&Command::RegisterBroker {
                 node_id: 1,
+                incarnation_id: 1,
                 host: "h".into(),
                 port: 9092,
                 rack: None,
+            })
+            .unwrap();
+        image
+            .apply(&Command::UnfenceBroker {
+                node_id: 1,
+                epoch: 0,
             })
             .unwrap();
         for (i, (name, n)) in topics.iter().enumerate() {
@@ -220,10 +227,7 @@ mod tests {
                     topic_id: TopicId([i as u8 + 1; 16]),
                     name: name.to_string(),
                     partitions: (0..*n)
-                        .map(|p| PartitionAssignment {
-                            partition: p,
-                            replicas: vec![1],
-                        })
+                        .map(|p| PartitionAssignment::led_by_first(p, vec![1]))
                         .collect(),
                     configs: vec![],
                 })
