@@ -72,6 +72,7 @@ pub struct ServeArgs {
     ///   group.initial.rebalance.delay.ms=3000
     ///   group.min.session.timeout.ms=6000 group.max.session.timeout.ms=1800000
     ///   group.max.size=2147483647         offset.metadata.max.bytes=4096
+    ///   broker.heartbeat.interval.ms=2000 broker.session.timeout.ms=9000
     ///   fetch.max.bytes=57671680          connections.max.idle.ms=600000
     ///   max.connections=4096 (Kafka: unlimited; Josefine always keeps a cap)
     ///   queued.max.requests=16 (Josefine: in-flight requests per connection)
@@ -228,6 +229,10 @@ pub struct BrokerSettings {
     pub group_max_session_timeout_ms: u64,
     /// group.max.size: members per group.
     pub group_max_size: u32,
+    /// broker.heartbeat.interval.ms: how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// broker.session.timeout.ms: a broker silent this long is fenced by the controller.
+    pub broker_session_timeout_ms: u64,
     /// offset.metadata.max.bytes: longest commit metadata string.
     pub offset_metadata_max_bytes: u32,
     /// The Kafka-named settings given by `--set` or the file, as given (DescribeConfigs reports
@@ -280,6 +285,8 @@ impl Default for BrokerSettings {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: i32::MAX as u32,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
             offset_metadata_max_bytes: 4_096,
             static_values: BTreeMap::new(),
         }
@@ -428,6 +435,8 @@ impl BrokerSettings {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms.to_string(),
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms.to_string(),
             "group.max.size" => self.group_max_size.to_string(),
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes.to_string(),
             _ => return None,
         })
@@ -462,7 +471,9 @@ impl BrokerSettings {
             | "group.min.session.timeout.ms"
             | "group.max.session.timeout.ms"
             | "group.max.size"
-            | "offset.metadata.max.bytes" => T::Int,
+            | "offset.metadata.max.bytes"
+            | "broker.heartbeat.interval.ms"
+            | "broker.session.timeout.ms" => T::Int,
             _ => T::Long,
         }
     }
@@ -539,6 +550,8 @@ impl BrokerSettings {
         "group.max.session.timeout.ms",
         "group.max.size",
         "offset.metadata.max.bytes",
+        "broker.heartbeat.interval.ms",
+        "broker.session.timeout.ms",
     ];
 
     /// Sets one Kafka-named setting from its string form. Unknown keys and bad values are errors.
@@ -691,6 +704,12 @@ impl BrokerSettings {
                 self.group_max_session_timeout_ms = parse_int(key, v, 0, i32::MAX as u64)?
             }
             "group.max.size" => self.group_max_size = parse_int(key, v, 1, i32::MAX as u32)?,
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = parse_int(key, v, 1, i32::MAX as u64)?
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout_ms = parse_int(key, v, 1, i32::MAX as u64)?
+            }
             "offset.metadata.max.bytes" => {
                 self.offset_metadata_max_bytes = parse_int(key, v, 0, i32::MAX as u32)?
             }
