@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use crate::codec::{Reader, Writer};
 use crate::MetaError;
 
 /// Version of the command encoding. Bump when an existing command's bytes change; decoders
@@ -174,181 +175,6 @@ const TAG_UNFENCE_BROKER: u8 = 10;
 const TAG_BEGIN_CONTROLLED_SHUTDOWN: u8 = 11;
 const TAG_CHANGE_PARTITION: u8 = 12;
 const TAG_BATCH: u8 = 13;
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn i32(&mut self, v: i32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn u128(&mut self, v: u128) {
-        self.0.extend_from_slice(&v.to_be_bytes());
-    }
-    fn i32s(&mut self, items: &[i32]) {
-        self.len(items.len());
-        for i in items {
-            self.i32(*i);
-        }
-    }
-    fn len(&mut self, n: usize) {
-        let n = u32::try_from(n).expect("metadata command field longer than u32::MAX");
-        self.0.extend_from_slice(&n.to_be_bytes());
-    }
-    fn str(&mut self, s: &str) {
-        self.len(s.len());
-        self.0.extend_from_slice(s.as_bytes());
-    }
-    fn bool(&mut self, b: bool) {
-        self.u8(u8::from(b));
-    }
-    fn topic_id(&mut self, id: &TopicId) {
-        self.0.extend_from_slice(&id.0);
-    }
-    fn pairs(&mut self, pairs: &[(String, String)]) {
-        self.len(pairs.len());
-        for (k, v) in pairs {
-            self.str(k);
-            self.str(v);
-        }
-    }
-    fn strs(&mut self, items: &[String]) {
-        self.len(items.len());
-        for i in items {
-            self.str(i);
-        }
-    }
-    fn assignments(&mut self, partitions: &[PartitionAssignment]) {
-        self.len(partitions.len());
-        for p in partitions {
-            self.i32(p.partition);
-            self.i32s(&p.replicas);
-            self.i32(p.leader);
-            self.i32(p.leader_epoch);
-            self.i32(p.partition_epoch);
-            self.i32s(&p.isr);
-        }
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    version: u8,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], MetaError> {
-        if self.bytes.len() < n {
-            return Err(MetaError::Decode(format!(
-                "truncated: need {n} bytes, {} left",
-                self.bytes.len()
-            )));
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, MetaError> {
-        Ok(self.take(1)?[0])
-    }
-    fn i32(&mut self) -> Result<i32, MetaError> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn i64(&mut self) -> Result<i64, MetaError> {
-        Ok(i64::from_be_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    fn u128(&mut self) -> Result<u128, MetaError> {
-        Ok(u128::from_be_bytes(
-            self.take(16)?.try_into().expect("16 bytes"),
-        ))
-    }
-    fn i32s(&mut self) -> Result<Vec<i32>, MetaError> {
-        let n = self.count(4)?;
-        let mut items = Vec::with_capacity(n);
-        for _ in 0..n {
-            items.push(self.i32()?);
-        }
-        Ok(items)
-    }
-    fn option_flag(&mut self) -> Result<bool, MetaError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(MetaError::Decode(format!("bad option flag {other}"))),
-        }
-    }
-    /// A declared count, checked against the bytes left given each element's minimum size.
-    fn count(&mut self, min_element_bytes: usize) -> Result<usize, MetaError> {
-        let n = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
-        if n.saturating_mul(min_element_bytes.max(1)) > self.bytes.len() {
-            return Err(MetaError::Decode(format!(
-                "declared count {n} exceeds the bytes left"
-            )));
-        }
-        Ok(n)
-    }
-    fn str(&mut self) -> Result<String, MetaError> {
-        let n = self.count(1)?;
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| MetaError::Decode("string is not UTF-8".into()))
-    }
-    fn bool(&mut self) -> Result<bool, MetaError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(MetaError::Decode(format!("bad bool {other}"))),
-        }
-    }
-    fn topic_id(&mut self) -> Result<TopicId, MetaError> {
-        Ok(TopicId(self.take(16)?.try_into().expect("16 bytes")))
-    }
-    fn pairs(&mut self) -> Result<Vec<(String, String)>, MetaError> {
-        let n = self.count(8)?;
-        let mut pairs = Vec::with_capacity(n);
-        for _ in 0..n {
-            pairs.push((self.str()?, self.str()?));
-        }
-        Ok(pairs)
-    }
-    fn strs(&mut self) -> Result<Vec<String>, MetaError> {
-        let n = self.count(4)?;
-        let mut items = Vec::with_capacity(n);
-        for _ in 0..n {
-            items.push(self.str()?);
-        }
-        Ok(items)
-    }
-    fn assignments(&mut self) -> Result<Vec<PartitionAssignment>, MetaError> {
-        let n = self.count(8)?;
-        let mut partitions = Vec::with_capacity(n);
-        for _ in 0..n {
-            let partition = self.i32()?;
-            let replicas = self.i32s()?;
-            if self.version == COMMAND_FORMAT_VERSION_V1 {
-                partitions.push(PartitionAssignment::led_by_first(partition, replicas));
-                continue;
-            }
-            partitions.push(PartitionAssignment {
-                partition,
-                replicas,
-                leader: self.i32()?,
-                leader_epoch: self.i32()?,
-                partition_epoch: self.i32()?,
-                isr: self.i32s()?,
-            });
-        }
-        Ok(partitions)
-    }
-}
 
 impl Command {
     /// Encodes with the current format version and CRC.
@@ -516,14 +342,17 @@ impl Command {
                 bytes.len()
             )));
         }
-        let mut r = Reader { bytes, version: 0 };
+        let mut r = Reader {
+            bytes,
+            legacy_v1: false,
+        };
         let version = r.u8()?;
         if version != COMMAND_FORMAT_VERSION && version != COMMAND_FORMAT_VERSION_V1 {
             return Err(MetaError::Decode(format!(
                 "unknown command format version {version}"
             )));
         }
-        r.version = version;
+        r.legacy_v1 = version == COMMAND_FORMAT_VERSION_V1;
         let crc = u32::from_be_bytes(r.take(4)?.try_into().expect("4 bytes"));
         if crc32c::crc32c(r.bytes) != crc {
             return Err(MetaError::Decode("CRC mismatch".into()));
@@ -542,7 +371,7 @@ impl Command {
 impl Reader<'_> {
     /// One command's tag and fields; a batch only where `batch_allowed` (the top level).
     fn command(&mut self, batch_allowed: bool) -> Result<Command, MetaError> {
-        let v2 = self.version != COMMAND_FORMAT_VERSION_V1;
+        let v2 = !self.legacy_v1;
         let tag = self.u8()?;
         Ok(match tag {
             TAG_INIT_CLUSTER => Command::InitCluster {

@@ -383,6 +383,69 @@ impl Image {
         Ok(())
     }
 
+    /// Checks every invariant of the whole image, not only what one command touched: for images
+    /// read from elsewhere (snapshots) and for the simulator's checks after every step.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        for (id, b) in &self.brokers {
+            if *id != b.node_id || *id < 0 {
+                return Err(format!("broker {id} is registered as {}", b.node_id));
+            }
+            if b.epoch < 0 || b.epoch > self.position_epoch() {
+                return Err(format!(
+                    "broker {id} has epoch {} beyond position {}",
+                    b.epoch, self.position
+                ));
+            }
+        }
+        if self.topic_ids_by_name.len() != self.topics.len() {
+            return Err("topic name index and topics differ in size".into());
+        }
+        for (id, t) in &self.topics {
+            if *id != t.topic_id || *id == TopicId::ZERO {
+                return Err(format!("topic {id} is stored as {}", t.topic_id));
+            }
+            validate_topic_name(&t.name).map_err(|e| e.to_string())?;
+            if self.topic_ids_by_name.get(&t.name) != Some(id) {
+                return Err(format!("topic name index misses {}", t.name));
+            }
+            if t.partitions.is_empty() || t.partitions.len() > PARTITIONS_PER_TOPIC_MAX {
+                return Err(format!("topic {id} has {} partitions", t.partitions.len()));
+            }
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.partition != i as i32 {
+                    return Err(format!(
+                        "topic {id}: partition {} at index {i}",
+                        p.partition
+                    ));
+                }
+                if p.replicas.is_empty()
+                    || has_duplicates(&p.replicas)
+                    || p.replicas.iter().any(|r| !self.brokers.contains_key(r))
+                {
+                    return Err(format!(
+                        "{id}-{i}: replicas {:?} are empty, repeated or unregistered",
+                        p.replicas
+                    ));
+                }
+                if p.leader_epoch < 0 || p.partition_epoch < 0 {
+                    return Err(format!("{id}-{i}: negative epoch"));
+                }
+                self.check_partition_state(*id, p)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if self.next_producer_id < 0 {
+            return Err(format!(
+                "negative next producer id {}",
+                self.next_producer_id
+            ));
+        }
+        if let Some((id, _)) = self.broker_configs.iter().find(|(_, c)| c.is_empty()) {
+            return Err(format!("empty dynamic config entry for broker {id}"));
+        }
+        Ok(())
+    }
+
     /// The registration of `node_id` if its epoch is `epoch`.
     fn registration(&self, node_id: i32, epoch: i64) -> Result<&BrokerRegistration, MetaError> {
         let reg = self

@@ -12,9 +12,11 @@
 //! durable backend). That is what lets the chain replicate it and the simulator replay it.
 
 pub mod broker_config;
+mod codec;
 pub mod command;
 pub mod command_log;
 pub mod image;
+pub mod snapshot;
 pub mod topic_config;
 
 pub use command::{
@@ -69,6 +71,8 @@ pub enum MetaError {
     InvalidPartitionChange(String),
     #[error("ineligible replica: {0}")]
     IneligibleReplica(String),
+    #[error("invalid metadata image snapshot: {0}")]
+    InvalidSnapshot(String),
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
     #[error("cluster id is already set to '{0}'")]

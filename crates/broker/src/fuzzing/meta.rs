@@ -1,13 +1,18 @@
-//! The `meta_commands` target: metadata commands, the image's validate/apply, command log replay.
+//! The `meta_commands` target: metadata commands, image snapshots, the image's validate/apply,
+//! command log replay.
 
 use std::fs;
 use std::path::Path;
 
 /// Decodes metadata commands and applies them to an image, then replays them from a command
-/// log file. Byte 0 bit 0: recompute each command's CRC (so damage reaches the body decoder).
-/// The rest is chunks of `len u16 | command bytes`. Invariants: no panic; a decoded command
-/// re-encodes to a value that decodes back equal; `apply` succeeds exactly when `validate`
-/// does; the command log replays exactly the leading decodable commands and truncates the rest.
+/// log file. Byte 0 bit 0: recompute each command's CRC (so damage reaches the body decoder);
+/// bit 1: the same for chunks that are image snapshots (start with `JMIS`). The rest is chunks
+/// of `len u16 | command or snapshot bytes`; when the first chunk is a snapshot the other chunks
+/// apply to its image (and alone go to the command log), else all apply to an empty image. Invariants: no panic; a decoded command
+/// re-encodes to a value that decodes back equal; a decoded snapshot re-encodes to the same
+/// bytes and keeps every image invariant; `apply` succeeds exactly when `validate` does and
+/// never breaks an invariant; the final image's snapshot round-trips; the command log replays
+/// exactly the leading decodable commands and truncates the rest.
 pub fn meta_commands(dir: &Path, data: &[u8]) -> bool {
     use josefine_meta::{Command, CommandLog, Image};
     let Some((&flags, mut rest)) = data.split_first() else {
@@ -17,7 +22,12 @@ pub fn meta_commands(dir: &Path, data: &[u8]) -> bool {
     while rest.len() >= 2 && chunks.len() < 64 {
         let len = (u16::from_be_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
         let mut c = rest[2..2 + len].to_vec();
-        if flags & 1 != 0 && c.len() >= 5 {
+        if c.starts_with(b"JMIS") {
+            if flags & 2 != 0 && c.len() >= 9 {
+                let crc = crc32c::crc32c(&c[9..]);
+                c[5..9].copy_from_slice(&crc.to_be_bytes());
+            }
+        } else if flags & 1 != 0 && c.len() >= 5 {
             let crc = crc32c::crc32c(&c[5..]);
             c[1..5].copy_from_slice(&crc.to_be_bytes());
         }
@@ -25,9 +35,23 @@ pub fn meta_commands(dir: &Path, data: &[u8]) -> bool {
         rest = &rest[2 + len..];
     }
     let mut image = Image::default();
+    let mut first_command = 0;
+    for (i, c) in chunks.iter().enumerate() {
+        if let Ok(snapshot) = Image::decode_snapshot(c) {
+            assert_eq!(&snapshot.encode_snapshot(), c, "snapshots are canonical");
+            if let Err(e) = snapshot.check_consistency() {
+                panic!("a decoded snapshot breaks an invariant: {e}");
+            }
+            if i == 0 {
+                image = snapshot;
+                first_command = 1;
+            }
+        }
+    }
     let mut leading = Vec::new();
+    let chunks = &chunks[first_command..];
     let mut all_decoded = true;
-    for c in &chunks {
+    for c in chunks {
         match Command::decode(c) {
             Ok(cmd) => {
                 let again = Command::decode(&cmd.encode()).expect("a re-encoded command decodes");
@@ -39,6 +63,9 @@ pub fn meta_commands(dir: &Path, data: &[u8]) -> bool {
                     applied.is_ok(),
                     "apply agrees with validate: {cmd:?}"
                 );
+                if let Err(e) = image.check_consistency() {
+                    panic!("{cmd:?} broke an image invariant: {e}");
+                }
                 if all_decoded {
                     leading.push(cmd);
                 }
@@ -46,11 +73,15 @@ pub fn meta_commands(dir: &Path, data: &[u8]) -> bool {
             Err(_) => all_decoded = false,
         }
     }
+    let snapshot = image.encode_snapshot();
+    let back = Image::decode_snapshot(&snapshot).expect("the image's own snapshot decodes");
+    assert_eq!(back, image, "snapshot round trip");
+    assert_eq!(back.digest(), image.digest());
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).expect("scratch directory");
     let path = dir.join("commands");
     let mut file = Vec::new();
-    for c in &chunks {
+    for c in chunks {
         file.extend_from_slice(&(c.len() as u32).to_be_bytes());
         file.extend_from_slice(c);
     }
@@ -67,7 +98,7 @@ pub fn meta_commands(dir: &Path, data: &[u8]) -> bool {
 }
 
 pub(super) fn seeds() -> Vec<Vec<u8>> {
-    use josefine_meta::{Command, PartitionAssignment, TopicId};
+    use josefine_meta::{Command, Image, PartitionAssignment, TopicId};
     let topic_id = TopicId([9; 16]);
     let commands = vec![
         Command::InitCluster {
@@ -158,5 +189,21 @@ pub(super) fn seeds() -> Vec<Vec<u8>> {
         out.push(one);
     }
     out.push(all);
+    // Flags 3: a snapshot of the image the commands build (minus the deletion), then commands
+    // against it (most refused there, which is the point: refusals against a full image).
+    let mut image = Image::default();
+    for cmd in &commands[..commands.len() - 1] {
+        let _ = image.apply(cmd);
+    }
+    let snapshot = image.encode_snapshot();
+    let mut with_snapshot = vec![3u8];
+    with_snapshot.extend_from_slice(&(snapshot.len() as u16).to_be_bytes());
+    with_snapshot.extend_from_slice(&snapshot);
+    for cmd in &commands[4..] {
+        let e = cmd.encode();
+        with_snapshot.extend_from_slice(&(e.len() as u16).to_be_bytes());
+        with_snapshot.extend_from_slice(&e);
+    }
+    out.push(with_snapshot);
     out
 }

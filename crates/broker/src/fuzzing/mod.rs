@@ -42,7 +42,8 @@ pub enum Target {
     RecordBatch,
     /// [`partition_recovery`]: a partition directory of damaged files opened by the log.
     PartitionRecovery,
-    /// [`meta_commands`]: metadata commands decoded, applied, and replayed from a command log.
+    /// [`meta_commands`]: metadata commands and image snapshots decoded, applied, and replayed
+    /// from a command log.
     MetaCommands,
     /// [`chain_frame`]: a chain peer's frame.
     ChainFrame,
