@@ -145,6 +145,25 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
             max: support.max,
         });
     }
+    let (header, body) = decode_header_and_body(api_key, api_version, frame)?;
+    Ok(Decoded::Request(Box::new(DecodedRequest {
+        api_key,
+        api_version,
+        correlation_id,
+        client_id: header.client_id,
+        body,
+    })))
+}
+
+/// Decodes the header and body of a frame (the bytes after the 4-byte length) whose API key
+/// and version the caller has read from its first 4 bytes and accepted. Applies the
+/// non-Produce size cap first. Shared by client requests and controller RPCs
+/// (`control::frame`), so both decode requests the same way.
+pub fn decode_header_and_body(
+    api_key: ApiKey,
+    api_version: i16,
+    mut frame: Bytes,
+) -> Result<(RequestHeader, RequestBody), DecodeError> {
     if api_key != ApiKey::Produce && frame.len() > NON_PRODUCE_REQUEST_BYTES_MAX {
         return Err(DecodeError::TooLarge {
             api_key,
@@ -165,13 +184,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
             api_version,
             reason: format!("{e:#}"),
         })?;
-    Ok(Decoded::Request(Box::new(DecodedRequest {
-        api_key,
-        api_version,
-        correlation_id,
-        client_id: header.client_id,
-        body,
-    })))
+    Ok((header, body))
 }
 
 /// Encodes a response frame: 4-byte length, response header, body.
@@ -183,11 +196,24 @@ pub fn encode_response(
 ) -> anyhow::Result<BytesMut> {
     let mut out = BytesMut::with_capacity(256);
     out.put_i32(0); // length placeholder
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header.encode(&mut out, api_key.response_header_version(api_version))?;
-    body.encode(&mut out, api_version)?;
+    encode_response_message(&mut out, api_key, api_version, correlation_id, body)?;
     finish_frame(&mut out)?;
     Ok(out)
+}
+
+/// Appends a response header and body to `out`: what follows the frame length (and, on a
+/// controller RPC connection, the metadata position).
+pub fn encode_response_message(
+    out: &mut BytesMut,
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    body: &ResponseBody,
+) -> anyhow::Result<()> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header.encode(out, api_key.response_header_version(api_version))?;
+    body.encode(out, api_version)?;
+    Ok(())
 }
 
 /// Writes the frame length into the first 4 bytes.

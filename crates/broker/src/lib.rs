@@ -16,6 +16,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod dispatch;
 pub mod error;
 #[doc(hidden)]

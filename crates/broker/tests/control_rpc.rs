@@ -3,13 +3,25 @@
 //! serving new ones.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{BufMut, BytesMut};
+use josefine::control::frame::{self, control_versions, CONTROL_APIS};
+use josefine::control::{
+    BoxFuture, ControlAnswer, ControlClient, ControlHandler, ControlServer, RpcError,
+};
+use josefine::raft::limits::CONTROL_REQUEST_BYTES_MAX;
 use josefine::raft::transport::{self, Preface, RaftConnection};
-use josefine_chain::{Envelope, Message};
+use josefine::raft::ChainStatus;
+use josefine_chain::{BlockId, Envelope, Message, Role};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// A raft listener for node 1 without a chain core: what arrives on chain connections goes to
 /// the returned receiver, non-chain connections to the other one.
@@ -116,4 +128,634 @@ async fn control_preface_without_a_control_server_is_closed() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(Preface::Control.bytes()).await.unwrap();
     assert!(closed_by_server(&mut s).await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controller RPCs.
+
+const NOT_CONTROLLER: i16 = 41;
+
+/// Answers every control API from the request's own fields, so a round trip proves both
+/// directions: the position is 1000 + the broker id or name length, and every item error is 0
+/// or NOT_CONTROLLER.
+struct TestHandler {
+    controller: AtomicBool,
+    calls: AtomicUsize,
+    /// CreateTopics waits this long before answering (to show others are not held up).
+    create_delay: Duration,
+}
+
+impl TestHandler {
+    fn new(controller: bool) -> Arc<TestHandler> {
+        Arc::new(TestHandler {
+            controller: AtomicBool::new(controller),
+            calls: AtomicUsize::new(0),
+            create_delay: Duration::ZERO,
+        })
+    }
+}
+
+fn name(v: &str) -> TopicName {
+    TopicName(StrBytes::from_string(v.to_owned()))
+}
+
+fn answer(request: RequestKind, error: i16) -> ControlAnswer {
+    let (response, position): (ResponseKind, u64) = match request {
+        RequestKind::BrokerRegistration(r) => (
+            BrokerRegistrationResponse::default()
+                .with_error_code(error)
+                .with_broker_epoch(r.broker_id.0 as i64 * 10)
+                .into(),
+            1000 + r.broker_id.0 as u64,
+        ),
+        RequestKind::BrokerHeartbeat(r) => (
+            BrokerHeartbeatResponse::default()
+                .with_error_code(error)
+                .with_is_fenced(r.want_fence)
+                .with_should_shut_down(r.want_shut_down)
+                .into(),
+            1000 + r.broker_id.0 as u64,
+        ),
+        RequestKind::AllocateProducerIds(r) => (
+            AllocateProducerIdsResponse::default()
+                .with_error_code(error)
+                .with_producer_id_start(ProducerId(r.broker_id.0 as i64 * 1000))
+                .with_producer_id_len(1000)
+                .into(),
+            1000 + r.broker_id.0 as u64,
+        ),
+        RequestKind::CreateTopics(r) => (
+            CreateTopicsResponse::default()
+                .with_topics(
+                    r.topics
+                        .iter()
+                        .map(|t| {
+                            create_topics_response::CreatableTopicResult::default()
+                                .with_name(t.name.clone())
+                                .with_error_code(error)
+                                .with_num_partitions(t.num_partitions)
+                        })
+                        .collect(),
+                )
+                .into(),
+            1000 + r.topics.len() as u64,
+        ),
+        RequestKind::DeleteTopics(r) => {
+            let names: Vec<TopicName> = r
+                .topic_names
+                .iter()
+                .cloned()
+                .chain(r.topics.iter().filter_map(|t| t.name.clone()))
+                .collect();
+            (
+                DeleteTopicsResponse::default()
+                    .with_responses(
+                        names
+                            .iter()
+                            .map(|n| {
+                                delete_topics_response::DeletableTopicResult::default()
+                                    .with_name(Some(n.clone()))
+                                    .with_error_code(error)
+                            })
+                            .collect(),
+                    )
+                    .into(),
+                1000 + names.len() as u64,
+            )
+        }
+        RequestKind::CreatePartitions(r) => (
+            CreatePartitionsResponse::default()
+                .with_results(
+                    r.topics
+                        .iter()
+                        .map(|t| {
+                            create_partitions_response::CreatePartitionsTopicResult::default()
+                                .with_name(t.name.clone())
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+                .into(),
+            1000 + r.topics.len() as u64,
+        ),
+        RequestKind::AlterConfigs(r) => (
+            AlterConfigsResponse::default()
+                .with_responses(
+                    r.resources
+                        .iter()
+                        .map(|c| {
+                            alter_configs_response::AlterConfigsResourceResponse::default()
+                                .with_resource_type(c.resource_type)
+                                .with_resource_name(c.resource_name.clone())
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+                .into(),
+            1000 + r.resources.len() as u64,
+        ),
+        RequestKind::IncrementalAlterConfigs(r) => (
+            IncrementalAlterConfigsResponse::default()
+                .with_responses(
+                    r.resources
+                        .iter()
+                        .map(|c| {
+                            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                                .with_resource_type(c.resource_type)
+                                .with_resource_name(c.resource_name.clone())
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+                .into(),
+            1000 + r.resources.len() as u64,
+        ),
+        other => panic!("the server handed over a non-control request: {other:?}"),
+    };
+    ControlAnswer::Respond {
+        response,
+        metadata_position: position,
+    }
+}
+
+impl ControlHandler for TestHandler {
+    fn handle(
+        &self,
+        _peer: SocketAddr,
+        header: RequestHeader,
+        request: RequestKind,
+    ) -> BoxFuture<'static, ControlAnswer> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let error = if self.controller.load(Ordering::SeqCst) {
+            0
+        } else {
+            NOT_CONTROLLER
+        };
+        let delay = self.create_delay;
+        Box::pin(async move {
+            match &request {
+                RequestKind::CreateTopics(_) => tokio::time::sleep(delay).await,
+                // Test hooks: broker 66 is refused (connection closed), broker 77 never answered.
+                RequestKind::BrokerHeartbeat(r) if r.broker_id.0 == 66 => {
+                    return ControlAnswer::Close
+                }
+                RequestKind::BrokerHeartbeat(r) if r.broker_id.0 == 77 => {
+                    std::future::pending::<()>().await
+                }
+                _ => {}
+            }
+            assert!(header.client_id.is_some());
+            answer(request, error)
+        })
+    }
+}
+
+/// A raft listener with a control server answering through `handler`; its status document is
+/// `status`.
+async fn control_server(handler: Arc<TestHandler>, status: &'static str) -> SocketAddr {
+    let (addr, inbound, conns) = raft_listener().await;
+    std::mem::forget(inbound); // keeps the chain side of the listener open
+    let server = ControlServer::new(handler, Arc::new(move || status.to_string()));
+    tokio::spawn(server.run(conns));
+    addr
+}
+
+fn chain_led_by(leader: Option<u64>) -> (watch::Sender<ChainStatus>, watch::Receiver<ChainStatus>) {
+    watch::channel(ChainStatus {
+        role: Role::Follower,
+        term: 1,
+        leader,
+        head: BlockId::new(1, 1),
+        commit: BlockId::new(1, 1),
+    })
+}
+
+/// A request of `api` with one item named after the version, valid at `v`.
+fn request(api: ApiKey, v: i16) -> RequestKind {
+    let n = format!("t{v}");
+    match api {
+        ApiKey::BrokerRegistration => BrokerRegistrationRequest::default()
+            .with_broker_id(BrokerId(v as i32 + 2))
+            .with_rack(Some(StrBytes::from_static_str("r1")))
+            .into(),
+        ApiKey::BrokerHeartbeat => BrokerHeartbeatRequest::default()
+            .with_broker_id(BrokerId(v as i32 + 2))
+            .with_want_fence(true)
+            .into(),
+        ApiKey::AllocateProducerIds => AllocateProducerIdsRequest::default()
+            .with_broker_id(BrokerId(v as i32 + 2))
+            .into(),
+        ApiKey::CreateTopics => CreateTopicsRequest::default()
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(name(&n))
+                .with_num_partitions(3)
+                .with_replication_factor(1)])
+            .into(),
+        ApiKey::DeleteTopics if v >= 6 => DeleteTopicsRequest::default()
+            .with_topics(vec![
+                delete_topics_request::DeleteTopicState::default().with_name(Some(name(&n)))
+            ])
+            .into(),
+        ApiKey::DeleteTopics => DeleteTopicsRequest::default()
+            .with_topic_names(vec![name(&n)])
+            .into(),
+        ApiKey::CreatePartitions => CreatePartitionsRequest::default()
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name(&n))
+                    .with_count(4),
+            ])
+            .into(),
+        ApiKey::AlterConfigs => AlterConfigsRequest::default()
+            .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(n))])
+            .into(),
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(n)),
+            ])
+            .into(),
+        other => panic!("{other:?} is not a control API"),
+    }
+}
+
+fn client(
+    voters: &[(u64, SocketAddr)],
+    chain: watch::Receiver<ChainStatus>,
+    timeout_ms: u64,
+) -> ControlClient {
+    ControlClient::new(
+        "josefine-9",
+        voters,
+        chain,
+        Duration::from_millis(timeout_ms),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_api_round_trips_at_its_lowest_and_highest_version() {
+    let handler = TestHandler::new(true);
+    let addr = control_server(handler.clone(), "").await;
+    let (_tx, chain) = chain_led_by(Some(1));
+    let c = client(&[(1, addr)], chain, 5_000);
+    let mut calls = 0;
+    for api in CONTROL_APIS {
+        let (min, max) = control_versions(api).unwrap();
+        for v in [min, max] {
+            let req = request(api, v);
+            let (resp, position) = c.call(1, v, req.clone()).await.unwrap();
+            calls += 1;
+            let ControlAnswer::Respond {
+                response,
+                metadata_position,
+            } = answer(req, 0)
+            else {
+                unreachable!()
+            };
+            // What the handler built, as the wire carries it at this version.
+            let sent = frame::encode_response(metadata_position, v, 0, &response).unwrap();
+            let expected = frame::decode_response(sent.freeze().slice(4..), api, v).unwrap();
+            assert_eq!(
+                (resp, position),
+                (expected.body, expected.metadata_position),
+                "{api:?} v{v}"
+            );
+        }
+    }
+    // The same through call_controller.
+    let (resp, _) = c
+        .call_controller(
+            0,
+            request(ApiKey::AllocateProducerIds, 0),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(resp, ResponseKind::AllocateProducerIds(r) if r.producer_id_start.0 == 2000));
+    assert_eq!(handler.calls.load(Ordering::SeqCst), calls + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_admin_request_does_not_hold_up_heartbeats_on_the_same_connection() {
+    let handler = Arc::new(TestHandler {
+        controller: AtomicBool::new(true),
+        calls: AtomicUsize::new(0),
+        create_delay: Duration::from_secs(3),
+    });
+    let addr = control_server(handler, "").await;
+    let (_tx, chain) = chain_led_by(Some(1));
+    let c = Arc::new(client(&[(1, addr)], chain, 10_000));
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move { c.call(1, 7, request(ApiKey::CreateTopics, 7)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        c.call(1, 1, request(ApiKey::BrokerHeartbeat, 1))
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "heartbeats waited for CreateTopics"
+    );
+    assert!(slow.await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_unknown_nodes_and_closed_connections_are_errors_and_the_next_call_works() {
+    let handler = TestHandler::new(true);
+    let addr = control_server(handler, "").await;
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap(); // closed
+    let (_tx, chain) = chain_led_by(Some(1));
+    let c = client(&[(1, addr), (2, dead)], chain, 500);
+    let hb = |id: i32| -> RequestKind {
+        BrokerHeartbeatRequest::default()
+            .with_broker_id(BrokerId(id))
+            .into()
+    };
+    assert!(matches!(
+        c.call(1, 1, hb(77)).await,
+        Err(RpcError::TimedOut { node: 1, .. })
+    ));
+    assert!(
+        c.call(1, 1, hb(5)).await.is_ok(),
+        "a late answer does not confuse the next call"
+    );
+    assert!(matches!(
+        c.call(1, 1, hb(66)).await,
+        Err(RpcError::ConnectionLost { node: 1 })
+    ));
+    assert!(c.call(1, 1, hb(5)).await.is_ok(), "reconnected");
+    assert!(matches!(
+        c.call(2, 1, hb(5)).await,
+        Err(RpcError::Connect { node: 2, .. })
+    ));
+    assert!(matches!(
+        c.call(3, 1, hb(5)).await,
+        Err(RpcError::UnknownNode(3))
+    ));
+    let metadata = RequestKind::Metadata(MetadataRequest::default());
+    assert!(matches!(
+        c.call(1, 4, metadata).await,
+        Err(RpcError::BadRequest(_))
+    ));
+    assert!(matches!(
+        c.call(1, 99, hb(5)).await,
+        Err(RpcError::BadRequest(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_controller_follows_the_leader_past_not_controller_dead_nodes_and_no_leader() {
+    let old = TestHandler::new(false);
+    let new = TestHandler::new(true);
+    let old_addr = control_server(old.clone(), "").await;
+    let new_addr = control_server(new.clone(), "").await;
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let voters = [(1, old_addr), (2, new_addr), (3, dead)];
+    let deadline = || Instant::now() + Duration::from_secs(10);
+
+    // The chain still names node 1, which answers NOT_CONTROLLER until the chain moves on.
+    let (tx, chain) = chain_led_by(Some(1));
+    let c = client(&voters, chain, 2_000);
+    let mover = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send_modify(|s| s.leader = None);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send_modify(|s| s.leader = Some(3)); // dead: connection refused
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send_modify(|s| s.leader = Some(2));
+        tx
+    });
+    for api in CONTROL_APIS {
+        let v = control_versions(api).unwrap().1;
+        let (resp, _) = c
+            .call_controller(v, request(api, v), deadline())
+            .await
+            .unwrap();
+        assert!(
+            !josefine::control::not_controller(&resp),
+            "{api:?}: {resp:?}"
+        );
+    }
+    assert!(
+        old.calls.load(Ordering::SeqCst) >= 1,
+        "node 1 was asked first"
+    );
+    assert_eq!(new.calls.load(Ordering::SeqCst), CONTROL_APIS.len());
+    let tx = mover.await.unwrap();
+
+    // Nobody is controller before the deadline: NoController, after the deadline, not before.
+    tx.send_modify(|s| s.leader = Some(1));
+    let started = Instant::now();
+    let r = c
+        .call_controller(
+            1,
+            request(ApiKey::BrokerHeartbeat, 1),
+            Instant::now() + Duration::from_millis(700),
+        )
+        .await;
+    assert!(matches!(r, Err(RpcError::NoController { .. })), "{r:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // A custom retry test: retry nothing, so NOT_CONTROLLER comes back as an answer.
+    let (resp, _) = c
+        .call_controller_retrying(1, request(ApiKey::BrokerHeartbeat, 1), deadline(), |_| {
+            false
+        })
+        .await
+        .unwrap();
+    assert!(matches!(resp, ResponseKind::BrokerHeartbeat(r) if r.error_code == NOT_CONTROLLER));
+}
+
+#[test]
+fn not_controller_needs_every_item_to_say_so() {
+    let topic = |e: i16| create_topics_response::CreatableTopicResult::default().with_error_code(e);
+    let ct = |codes: &[i16]| -> ResponseKind {
+        CreateTopicsResponse::default()
+            .with_topics(codes.iter().map(|&e| topic(e)).collect())
+            .into()
+    };
+    assert!(josefine::control::not_controller(&ct(&[41, 41])));
+    assert!(
+        !josefine::control::not_controller(&ct(&[41, 0])),
+        "partly served"
+    );
+    assert!(!josefine::control::not_controller(&ct(&[])));
+    let hb: ResponseKind = BrokerHeartbeatResponse::default()
+        .with_error_code(41)
+        .into();
+    assert!(josefine::control::not_controller(&hb));
+    let hb: ResponseKind = BrokerHeartbeatResponse::default().with_error_code(7).into();
+    assert!(!josefine::control::not_controller(&hb));
+}
+
+/// Opens a JCTRL001 connection and writes `bytes` after the preface.
+async fn control_conn(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(Preface::Control.bytes()).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
+fn raw_frame(api: ApiKey, v: i16, body: &[u8]) -> Vec<u8> {
+    let mut f = BytesMut::new();
+    f.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(v)
+        .with_correlation_id(1)
+        .encode(&mut f, api.request_header_version(v))
+        .unwrap();
+    f.put_slice(body);
+    let len = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&len.to_be_bytes());
+    f.to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_truncated_oversized_and_client_api_frames_close_only_their_connection() {
+    let handler = TestHandler::new(true);
+    let addr = control_server(handler.clone(), "").await;
+    let (_tx, chain) = chain_led_by(Some(1));
+    let c = client(&[(1, addr)], chain, 5_000);
+    let mut metadata = BytesMut::new();
+    MetadataRequest::default().encode(&mut metadata, 4).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("negative length", (-1i32).to_be_bytes().to_vec()),
+        ("2 GiB declared", i32::MAX.to_be_bytes().to_vec()),
+        (
+            "one byte over the cap",
+            ((CONTROL_REQUEST_BYTES_MAX + 1) as i32)
+                .to_be_bytes()
+                .to_vec(),
+        ),
+        (
+            "garbage",
+            vec![0, 0, 0, 12, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8],
+        ),
+        ("too short for a header", vec![0, 0, 0, 2, 0, 62]),
+        (
+            "Metadata (a client API)",
+            raw_frame(ApiKey::Metadata, 4, &metadata),
+        ),
+        (
+            "Produce (a client API)",
+            raw_frame(ApiKey::Produce, 9, &[0; 16]),
+        ),
+        (
+            "ApiVersions (a client API)",
+            raw_frame(ApiKey::ApiVersions, 3, &[0; 3]),
+        ),
+        (
+            "BrokerHeartbeat v99",
+            raw_frame(ApiKey::BrokerHeartbeat, 99, &[]),
+        ),
+        (
+            "CreateTopics v1 (below the client listener's range)",
+            raw_frame(ApiKey::CreateTopics, 1, &[0; 8]),
+        ),
+        (
+            "BrokerRegistration with a 2^32-2 element count",
+            raw_frame(
+                ApiKey::BrokerRegistration,
+                4,
+                &[0, 1, 0, 0, 0, 2, 0xff, 0xff, 0xff, 0xff, 0x0f],
+            ),
+        ),
+        (
+            "AllocateProducerIds body cut short",
+            raw_frame(ApiKey::AllocateProducerIds, 0, &[0, 0]),
+        ),
+    ];
+    let rss_before = josefine::alloc_guard::resident_bytes().unwrap();
+    for (what, bytes) in &cases {
+        let mut s = control_conn(addr, bytes).await;
+        assert!(closed_by_server(&mut s).await, "{what}: left open");
+    }
+    // Truncated: a frame promising 100 bytes, 8 sent, then the write side closed.
+    let mut s = control_conn(addr, &[0, 0, 0, 100, 0, 63, 0, 1, 0, 0, 0, 1]).await;
+    s.shutdown().await.unwrap();
+    assert!(closed_by_server(&mut s).await, "truncated frame left open");
+    // Many connections declaring the largest frame and sending little: nothing is sized by the
+    // declared length, so resident memory does not grow by connections x 1 MiB.
+    let mut held = Vec::new();
+    for _ in 0..24 {
+        let mut f = (CONTROL_REQUEST_BYTES_MAX as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(&[0, 62, 0, 4]);
+        f.extend_from_slice(&[0; 1024]);
+        held.push(control_conn(addr, &f).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_after = josefine::alloc_guard::resident_bytes().unwrap();
+    assert!(
+        rss_after < rss_before + (16 << 20),
+        "RSS {rss_before} -> {rss_after}"
+    );
+    drop(held);
+    assert_eq!(
+        handler.calls.load(Ordering::SeqCst),
+        0,
+        "nothing reached the handler"
+    );
+    // Still serving.
+    assert!(c
+        .call(1, 1, request(ApiKey::BrokerHeartbeat, 1))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_connection_gets_the_document_then_eof() {
+    let addr = control_server(TestHandler::new(true), "chain leader: 1\nbrokers: 3\n").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(Preface::Status.bytes()).await.unwrap();
+    let mut doc = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut doc))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc, "chain leader: 1\nbrokers: 3\n");
+}
+
+/// The response frame layout on the wire: length, position, header, body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_frames_carry_the_position_before_the_kafka_response() {
+    let addr = control_server(TestHandler::new(true), "").await;
+    let req = request(ApiKey::BrokerRegistration, 0);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::BrokerRegistration as i16)
+        .with_request_api_version(0)
+        .with_correlation_id(12345);
+    let f = frame::encode_request(&header, &req).unwrap();
+    let mut s = control_conn(addr, &f).await;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    assert_eq!(
+        &body[..8],
+        &1002i64.to_be_bytes(),
+        "position (1000 + broker id 2)"
+    );
+    assert_eq!(&body[8..12], &12345i32.to_be_bytes(), "correlation id");
+    let r = frame::decode_response(body.into(), ApiKey::BrokerRegistration, 0).unwrap();
+    assert!(matches!(r.body, ResponseKind::BrokerRegistration(b) if b.broker_epoch == 20));
 }

@@ -259,6 +259,11 @@ fn chain_store() {
     smoke(Target::ChainStore, iterations(1_500));
 }
 
+#[test]
+fn control_frame() {
+    smoke(Target::ControlFrame, iterations(50_000));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Broker settings: a property across the broker and log crates.
 

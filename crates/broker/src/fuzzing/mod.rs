@@ -11,13 +11,14 @@
 //! directory the caller hands in.
 //!
 //! Lives in the broker crate because the broker links every other crate: one place reaches
-//! the request codec, the log's batch validation and recovery, the metadata command codec and
-//! the chain's wire codec through their public APIs.
+//! the request codec, the log's batch validation and recovery, the metadata command codec, the
+//! chain's wire codec and the control frame codec through their public APIs.
 
 use std::path::Path;
 
 mod batches;
 mod chain;
+mod control;
 mod group;
 mod meta;
 mod recovery;
@@ -25,6 +26,7 @@ mod requests;
 
 pub use batches::record_batch;
 pub use chain::{chain_frame, chain_store};
+pub use control::control_frame;
 pub use group::group_records;
 pub use meta::meta_commands;
 pub use recovery::partition_recovery;
@@ -51,10 +53,12 @@ pub enum Target {
     GroupRecords,
     /// [`chain_store`]: a damaged chain (consensus) directory opened by `ChainStore::open`.
     ChainStore,
+    /// [`control_frame`]: a controller RPC request or response frame (JCTRL001).
+    ControlFrame,
 }
 
 impl Target {
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::DecodeRequest,
         Target::RecordBatch,
         Target::PartitionRecovery,
@@ -62,6 +66,7 @@ impl Target {
         Target::ChainFrame,
         Target::GroupRecords,
         Target::ChainStore,
+        Target::ControlFrame,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +78,7 @@ impl Target {
             Target::ChainFrame => "chain_frame",
             Target::GroupRecords => "group_records",
             Target::ChainStore => "chain_store",
+            Target::ControlFrame => "control_frame",
         }
     }
 
@@ -87,6 +93,7 @@ impl Target {
             Target::ChainFrame => chain_frame(data),
             Target::GroupRecords => group_records(data),
             Target::ChainStore => chain_store(scratch, data),
+            Target::ControlFrame => control_frame(data),
         }
     }
 
@@ -100,8 +107,24 @@ impl Target {
             Target::ChainFrame => chain::frame_seeds(),
             Target::GroupRecords => group::seeds(),
             Target::ChainStore => chain::store_seeds(),
+            Target::ControlFrame => control::seeds(),
         }
     }
+}
+
+/// Runs a decode that may meet hostile array counts and checks that no guarded (reserve-only)
+/// mapping outlives it. The mapping count is process-wide, so such decodes are serialised: the
+/// smoke test runs the targets on parallel threads.
+pub(crate) fn guarded_decode<T>(decode: impl FnOnce() -> T) -> T {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = decode();
+    assert_eq!(
+        crate::alloc_guard::guarded_bytes_mapped(),
+        0,
+        "a guarded mapping outlived the decode"
+    );
+    out
 }
 
 /// A scratch directory for one fuzzing process: `$TMPDIR/josefine-fuzz-<target>-<pid>`, so

@@ -84,12 +84,7 @@ pub fn decode_request(data: &[u8]) -> bool {
     let Some(frame) = request_frame(data) else {
         return false;
     };
-    let decoded = codec::decode_request(frame);
-    assert_eq!(
-        crate::alloc_guard::guarded_bytes_mapped(),
-        0,
-        "a guarded mapping outlived the decode"
-    );
+    let decoded = super::guarded_decode(|| codec::decode_request(frame));
     match decoded {
         Ok(Decoded::Request(r)) => {
             // kafka-protocol reads a tagged-field tag above i32::MAX into a negative i32 key
@@ -162,7 +157,7 @@ const TOPIC_ID: Uuid = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef
 /// Non-trivial request bodies for an API (besides the default one). Fields a version lacks
 /// make the encode fail at that version, which drops the sample there; that is how one list
 /// serves every version.
-fn sample_requests(key: ApiKey) -> Vec<RequestKind> {
+pub(super) fn sample_requests(key: ApiKey) -> Vec<RequestKind> {
     let batch = Bytes::from(
         BatchBuilder::new(NOW_MS)
             .compression(Compression::Lz4)

@@ -41,3 +41,59 @@ pub const CHAIN_READ_BUFFER_BYTES: usize = 16 * 1024;
 /// At most one log line per this interval for each kind of refused connection (bad preface,
 /// too many connections), carrying the count, so a port scan cannot flood the log.
 pub const REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
+
+// Controller RPCs (JCTRL001) and the status document (JSTAT001): `crate::control`.
+
+/// Largest controller RPC request frame. Equal to the client listener's cap for non-Produce
+/// requests (`codec::NON_PRODUCE_REQUEST_BYTES_MAX`), under which a forwarded admin request was
+/// decoded before it was forwarded; it also bounds decode amplification the same way.
+pub const CONTROL_REQUEST_BYTES_MAX: usize = 1 << 20;
+
+/// Largest controller RPC response frame the client reads. A CreateTopics answer for the
+/// largest request (10,000 topics with error messages and configs) stays below it; a peer
+/// declaring more is dropped before anything is sized.
+pub const CONTROL_RESPONSE_BYTES_MAX: usize = 16 << 20;
+
+/// Concurrent JCTRL001 connections served. Each broker keeps one to each voter it calls, so a
+/// cluster of a few dozen brokers fits; beyond it new ones are closed and the caller retries.
+pub const CONTROL_CONNECTIONS_MAX: usize = 32;
+
+/// Requests handled at once on one control connection. Above 1 so a heartbeat never waits
+/// behind an admin request that waits for a commit; bounded so one peer cannot queue unbounded
+/// work. Beyond it the server stops reading that connection (TCP back-pressure).
+pub const CONTROL_IN_FLIGHT_PER_CONNECTION_MAX: usize = 16;
+
+/// Calls waiting for an answer on the client's connection to one peer; beyond it a call fails
+/// at once (`RpcError::Busy`) instead of queueing without bound.
+pub const CONTROL_CLIENT_IN_FLIGHT_MAX: usize = 64;
+
+/// A control connection with no request for this long is closed (Kafka's
+/// `connections.max.idle.ms` default). Heartbeats keep a live peer's connection busy.
+pub const CONTROL_IDLE_TIMEOUT_MS: u64 = 600_000;
+
+/// A frame whose length arrived must arrive whole within this (slow-loris bound), and a
+/// response write must complete within it.
+pub const CONTROL_FRAME_IO_TIMEOUT_MS: u64 = 10_000;
+
+/// Connecting to a peer and writing the preface. A live peer on a LAN answers in
+/// milliseconds; a dead one should cost a retry soon, not a full call timeout.
+pub const CONTROL_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// Back-off between `call_controller` attempts: quick first retry (a new leader is usually
+/// known within one election), capped so a deadline is still used by several attempts.
+pub const CONTROL_RETRY_BACKOFF_MIN_MS: u64 = 25;
+pub const CONTROL_RETRY_BACKOFF_MAX_MS: u64 = 500;
+
+/// Socket read buffer of a control connection (either side): a small request or answer and
+/// the next frame's length arrive in one `read`.
+pub const CONTROL_READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Status documents rendered at once; each renders the whole image on the blocking pool.
+pub const STATUS_CONNECTIONS_MAX: usize = 4;
+
+/// Largest status document `josefine cluster-status` reads (a 10,000-partition image renders
+/// to about 1 MiB); a server sending more is cut off with a note.
+pub const STATUS_DOCUMENT_BYTES_MAX: usize = 64 << 20;
+
+/// Connecting, rendering and transferring one status document.
+pub const STATUS_IO_TIMEOUT_MS: u64 = 10_000;
