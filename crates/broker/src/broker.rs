@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use josefine_meta::controller::{Controller, ControllerSettings, RegisterDecision, Registration};
 use josefine_meta::{Applied, Command, MetaError};
 use tokio::sync::{watch, Mutex, Semaphore};
 use tracing::info;
@@ -92,7 +93,7 @@ impl Broker {
                 .propose(Command::InitCluster { cluster_id })
                 .await?;
         }
-        let registration = Command::RegisterBroker {
+        let registration = Registration {
             node_id: broker.config.node_id,
             incarnation_id: uuid::Uuid::new_v4().as_u128(),
             host: broker.advertised_host.clone(),
@@ -106,21 +107,15 @@ impl Broker {
                 && b.rack == broker.config.rack
         });
         if !unchanged {
-            // A new registration starts fenced and may not lead: its old leaderships go
-            // leaderless in the same batch (the local store unfences it and hands them back).
-            let mut batch = vec![registration];
-            batch.extend(
-                image
-                    .broker_leads(broker.config.node_id)
-                    .map(|(topic_id, p)| Command::ChangePartition {
-                        topic_id,
-                        partition: p.partition,
-                        expected_partition_epoch: p.partition_epoch,
-                        leader: Some(josefine_meta::PartitionAssignment::NO_LEADER),
-                        isr: None,
-                    }),
-            );
-            broker.metadata.propose(Command::Batch(batch)).await?;
+            // The local store is its own controller: a new incarnation registers fenced and out
+            // of its old partitions; the store unfences it and hands them back.
+            let voters = [broker.config.node_id];
+            let mut controller = Controller::activate(&image, 0, ControllerSettings::default());
+            if let RegisterDecision::Propose(cmd) =
+                controller.register(&image, registration, &voters, 0)?
+            {
+                broker.metadata.propose(cmd).await?;
+            }
         }
         let groups = crate::groups::Groups::start(&broker)?;
         assert!(broker.groups.set(groups).is_ok(), "groups started twice");

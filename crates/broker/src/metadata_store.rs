@@ -12,7 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use josefine_meta::{Applied, Command, CommandLog, Image, MetaError, PartitionAssignment};
+use josefine_meta::controller::{Controller, ControllerSettings, Heartbeat};
+use josefine_meta::{Applied, Command, CommandLog, Image, MetaError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -119,9 +120,10 @@ fn apply_one(
     Ok(applied)
 }
 
-/// Applies one command of the local log at the next position. With no controller, the local
-/// store stands in for one: a registration is unfenced at once and leads again the partitions
-/// it is the ISR of (derived, so the log holds only the registration and replay repeats it).
+/// Applies one command of the local log at the next position. With no controller runtime, the
+/// local store stands in for one: a registration is unfenced at once (as if the broker had
+/// heartbeated, caught up) and leads again the partitions it is the ISR survivor of (derived,
+/// so the log holds only the registration and replay repeats it).
 fn apply_local(image: &mut Image, cmd: &Command) -> Result<Applied, MetaError> {
     image.advance_to(image.position + 1);
     let applied = image.apply(cmd)?;
@@ -129,23 +131,18 @@ fn apply_local(image: &mut Image, cmd: &Command) -> Result<Applied, MetaError> {
         Applied::Batch(all) => all.iter().find_map(registration),
         one => registration(one),
     };
-    if let Some((node_id, epoch)) = registered {
-        let mut batch = vec![Command::UnfenceBroker { node_id, epoch }];
-        batch.extend(
-            image
-                .partitions()
-                .filter(|(_, p)| {
-                    p.leader == PartitionAssignment::NO_LEADER && p.isr.contains(&node_id)
-                })
-                .map(|(topic_id, p)| Command::ChangePartition {
-                    topic_id,
-                    partition: p.partition,
-                    expected_partition_epoch: p.partition_epoch,
-                    leader: Some(node_id),
-                    isr: None,
-                }),
-        );
-        let _ = image.apply(&Command::Batch(batch));
+    if let Some((node_id, broker_epoch)) = registered {
+        let mut controller = Controller::activate(image, 0, ControllerSettings::default());
+        let caught_up = Heartbeat {
+            node_id,
+            broker_epoch,
+            current_position: image.position,
+            want_fence: false,
+            want_shutdown: false,
+        };
+        if let (_, Some(unfence)) = controller.heartbeat(image, caught_up, 0) {
+            let _ = image.apply(&unfence);
+        }
     }
     Ok(applied)
 }

@@ -1,5 +1,7 @@
 //! Cluster metadata for Josefine: versioned deterministic commands, the metadata image (a pure
-//! state machine), their binary encoding, and the durable local command log.
+//! state machine), their binary encoding, image snapshots ([`snapshot`]), the controller's
+//! decisions ([`controller`], [`placement`]) as pure functions of the image and time given as
+//! input, and the durable local command log.
 //!
 //! Owns: what a topic (with its partitions and config overrides), a broker registration, a
 //! dynamic broker config and a producer-id block *are* in the cluster, which config names and
@@ -15,7 +17,9 @@ pub mod broker_config;
 mod codec;
 pub mod command;
 pub mod command_log;
+pub mod controller;
 pub mod image;
+pub mod placement;
 pub mod snapshot;
 pub mod topic_config;
 
@@ -71,6 +75,8 @@ pub enum MetaError {
     InvalidPartitionChange(String),
     #[error("ineligible replica: {0}")]
     IneligibleReplica(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
     #[error("invalid metadata image snapshot: {0}")]
     InvalidSnapshot(String),
     #[error("invalid batch: {0}")]
@@ -93,6 +99,7 @@ impl MetaError {
             MetaError::UnknownTopicId(_) => 100, // UNKNOWN_TOPIC_ID
             MetaError::InvalidTopicName { .. } => 17, // INVALID_TOPIC_EXCEPTION
             MetaError::InvalidPartitions(_) => 37, // INVALID_PARTITIONS
+            MetaError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
             MetaError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
             MetaError::InvalidConfig(_) => 40,   // INVALID_CONFIG
             MetaError::ShuttingDown => 15,       // COORDINATOR_NOT_AVAILABLE

@@ -17,32 +17,16 @@ use super::{code, str_bytes, topic_name, uuid_of};
 use crate::broker::Broker;
 use crate::limits;
 
-/// Round-robin assignment over the registered brokers (sorted by id), chosen before proposing
-/// so the command is deterministic.
+/// Round-robin assignment over the eligible brokers (`josefine_meta::placement`, rack-aware),
+/// chosen before proposing so the command is deterministic.
 pub fn assign_partitions(
     image: &Image,
     partitions: i32,
     replication_factor: i16,
 ) -> Result<Vec<PartitionAssignment>, String> {
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    let rf = replication_factor as usize;
-    if rf == 0 || rf > brokers.len() {
-        return Err(format!(
-            "Unable to replicate the partition {replication_factor} time(s): The target replication factor of \
-             {replication_factor} cannot be reached because only {} broker(s) are registered.",
-            brokers.len()
-        ));
-    }
-    Ok((0..partitions)
-        .map(|p| {
-            PartitionAssignment::led_by_first(
-                p,
-                (0..rf)
-                    .map(|j| brokers[(p as usize + j) % brokers.len()])
-                    .collect(),
-            )
-        })
-        .collect())
+    let count = usize::try_from(partitions).unwrap_or(0);
+    let rf = usize::try_from(replication_factor).unwrap_or(0);
+    josefine_meta::placement::place(image, 0, count, rf, 0).map_err(|e| e.to_string())
 }
 
 /// A fresh random topic id not in use. Like Kafka, avoid ids whose base64 form starts with '-'

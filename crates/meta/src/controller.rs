@@ -1,0 +1,407 @@
+//! The controller's decisions, as a pure state machine: registration, broker sessions
+//! (heartbeats), fencing and unfencing, controlled shutdown, leader elections, producer-id
+//! blocks.
+//!
+//! Owns: the soft state Kafka keeps out of the metadata log (the last heartbeat of each broker,
+//! rebuilt on activation: every unfenced broker gets a fresh session then, because a new
+//! controller cannot know the old heartbeats) and the rules that turn requests and the passage
+//! of time into [`Command`]s. Every decision is computed from the image passed in and names
+//! the epochs it saw, so a stale decision fails `Image::apply` and is a no-op; the runtime
+//! proposes the commands one at a time, each after the previous one applied, and calls every
+//! method with the latest applied image.
+//! Election rule (Kafka's `PartitionChangeBuilder`, see [`partition_change`]): keep the leader
+//! if it is still eligible; else the first replica in assignment order that is in the ISR and
+//! eligible (registered, unfenced, not shutting down); else no leader, and the ISR keeps its
+//! last member (it is never emptied). A broker leaving (fenced, shutting down, re-registered)
+//! leaves every ISR it is not the last member of.
+//! Must never: do I/O, read clocks (time is `now_ms`, an input) or randomness, or change the
+//! image itself: it only proposes.
+
+use std::collections::BTreeMap;
+
+use crate::command::{Command, PartitionAssignment, TopicId};
+use crate::image::Image;
+use crate::MetaError;
+
+/// Controller settings (Kafka names in the docs of each field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControllerSettings {
+    /// `broker.session.timeout.ms`: a broker without a heartbeat for this long is fenced.
+    pub session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often brokers heartbeat (for their runtime).
+    pub heartbeat_interval_ms: u64,
+    /// Producer ids per AllocateProducerIds block (Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
+    pub producer_id_block_size: i64,
+}
+
+impl Default for ControllerSettings {
+    fn default() -> Self {
+        ControllerSettings {
+            session_timeout_ms: 9_000,
+            heartbeat_interval_ms: 2_000,
+            producer_id_block_size: 1_000,
+        }
+    }
+}
+
+/// A BrokerRegistration request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub node_id: i32,
+    pub incarnation_id: u128,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// What to do with a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterDecision {
+    /// This incarnation is already registered: answer with its epoch, propose nothing.
+    Existing { epoch: i64 },
+    /// Propose this; the broker epoch is the position at which it applies.
+    Propose(Command),
+}
+
+/// A BrokerHeartbeat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub node_id: i32,
+    pub broker_epoch: i64,
+    /// The broker's applied image position (Kafka's `current_metadata_offset`).
+    pub current_position: u64,
+    pub want_fence: bool,
+    pub want_shutdown: bool,
+}
+
+/// The answer to a heartbeat, as it will stand once the command that comes with it (if any)
+/// has applied.
+#[derive(Debug)]
+pub struct HeartbeatReply {
+    /// BROKER_ID_NOT_REGISTERED or STALE_BROKER_EPOCH (`MetaError::kafka_error_code`).
+    pub error: Option<MetaError>,
+    pub is_caught_up: bool,
+    pub is_fenced: bool,
+    pub should_shut_down: bool,
+}
+
+/// The controller's soft state.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    settings: ControllerSettings,
+    /// Last heartbeat (ms) of each broker with a session. Unfenced brokers always get one
+    /// (at the latest on the next `tick`); fenced ones only while they heartbeat.
+    last_heartbeat_ms: BTreeMap<i32, u64>,
+}
+
+impl Controller {
+    /// Starts controlling `image`: every registered unfenced broker gets a session from now.
+    pub fn activate(image: &Image, now_ms: u64, settings: ControllerSettings) -> Controller {
+        Controller {
+            settings,
+            last_heartbeat_ms: image
+                .unfenced_brokers()
+                .map(|b| (b.node_id, now_ms))
+                .collect(),
+        }
+    }
+
+    pub fn settings(&self) -> &ControllerSettings {
+        &self.settings
+    }
+
+    /// Decides a BrokerRegistration. Errors: the node is not a voter or the registration is
+    /// invalid (INVALID_REGISTRATION). A new incarnation replaces the old one: the registration
+    /// goes with the leader and ISR changes that take the old incarnation out of its partitions.
+    pub fn register(
+        &mut self,
+        image: &Image,
+        req: Registration,
+        voter_ids: &[i32],
+        now_ms: u64,
+    ) -> Result<RegisterDecision, MetaError> {
+        if !voter_ids.contains(&req.node_id) {
+            return Err(MetaError::InvalidBrokerRegistration(format!(
+                "node {} is not a voter of this cluster",
+                req.node_id
+            )));
+        }
+        if let Some(existing) = image.brokers.get(&req.node_id) {
+            if existing.incarnation_id == req.incarnation_id {
+                return Ok(RegisterDecision::Existing {
+                    epoch: existing.epoch,
+                });
+            }
+        }
+        let node_id = req.node_id;
+        let first = Command::RegisterBroker {
+            node_id,
+            incarnation_id: req.incarnation_id,
+            host: req.host,
+            port: req.port,
+            rack: req.rack,
+        };
+        let cmd = with_broker_leaving(image, node_id, first);
+        // The registration is the caller's input: refuse it rather than propose a no-op. It
+        // applies in a later block than the image's, so check it there (a registration needs
+        // a newer position than the one it replaces).
+        let mut next = image.clone();
+        next.advance_to(image.position + 1);
+        next.validate(&cmd)?;
+        self.last_heartbeat_ms.insert(node_id, now_ms);
+        Ok(RegisterDecision::Propose(cmd))
+    }
+
+    /// Decides a BrokerHeartbeat: refreshes the session and returns the reply and, maybe, a
+    /// command (unfence with elections, begin controlled shutdown with leader moves, fence).
+    pub fn heartbeat(
+        &mut self,
+        image: &Image,
+        req: Heartbeat,
+        now_ms: u64,
+    ) -> (HeartbeatReply, Option<Command>) {
+        let node_id = req.node_id;
+        let Some(reg) = image.brokers.get(&node_id) else {
+            return (refusal(MetaError::BrokerNotRegistered(node_id)), None);
+        };
+        if reg.epoch != req.broker_epoch {
+            let stale = MetaError::StaleBrokerEpoch {
+                node_id,
+                current: reg.epoch,
+                given: req.broker_epoch,
+            };
+            return (refusal(stale), None);
+        }
+        self.last_heartbeat_ms.insert(node_id, now_ms);
+        // Kafka's rule: caught up once its image reached its own registration.
+        let is_caught_up = req.current_position >= reg.epoch as u64;
+        let epoch = reg.epoch;
+        let mut reply = HeartbeatReply {
+            error: None,
+            is_caught_up,
+            is_fenced: reg.fenced,
+            should_shut_down: false,
+        };
+        let cmd = if reg.fenced {
+            if req.want_shutdown {
+                // A fenced broker leads nothing: it may go at once.
+                reply.should_shut_down = true;
+                None
+            } else if is_caught_up && !req.want_fence && !reg.in_controlled_shutdown {
+                reply.is_fenced = false;
+                Some(unfence(image, node_id, epoch))
+            } else {
+                None
+            }
+        } else if req.want_fence {
+            reply.is_fenced = true;
+            self.last_heartbeat_ms.remove(&node_id);
+            Some(fence(image, node_id, epoch))
+        } else if req.want_shutdown {
+            if !reg.in_controlled_shutdown {
+                Some(with_broker_leaving(
+                    image,
+                    node_id,
+                    Command::BeginControlledShutdown { node_id, epoch },
+                ))
+            } else {
+                // In controlled shutdown it leads nothing (an image invariant): done.
+                reply.should_shut_down = true;
+                reply.is_fenced = true;
+                self.last_heartbeat_ms.remove(&node_id);
+                Some(fence(image, node_id, epoch))
+            }
+        } else {
+            None
+        };
+        if let Some(cmd) = &cmd {
+            assert_decision_valid(image, cmd);
+        }
+        (reply, cmd)
+    }
+
+    /// Fences the brokers whose session expired (one batch each, with their leader and ISR
+    /// changes) and elects leaders for leaderless partitions with an eligible ISR member. The
+    /// commands are meant to be proposed in order: each is computed on the image as the ones
+    /// before it leave it.
+    pub fn tick(&mut self, image: &Image, now_ms: u64) -> Vec<Command> {
+        // Sessions of brokers that are gone or fenced stop mattering; unfenced brokers without
+        // one (unfenced by another controller, or a fence that failed) get one from now.
+        self.last_heartbeat_ms
+            .retain(|node_id, _| image.brokers.get(node_id).is_some_and(|b| !b.fenced));
+        for b in image.unfenced_brokers() {
+            self.last_heartbeat_ms.entry(b.node_id).or_insert(now_ms);
+        }
+        let timeout = self.settings.session_timeout_ms;
+        let expired: Vec<i32> = self
+            .last_heartbeat_ms
+            .iter()
+            .filter(|(_, last)| now_ms.saturating_sub(**last) > timeout)
+            .map(|(node_id, _)| *node_id)
+            .collect();
+        let mut commands = Vec::new();
+        let mut scratch: Option<Image> = None;
+        for node_id in expired {
+            self.last_heartbeat_ms.remove(&node_id);
+            let current = scratch.as_ref().unwrap_or(image);
+            let epoch = current.brokers[&node_id].epoch;
+            let cmd = fence(current, node_id, epoch);
+            let next = scratch.get_or_insert_with(|| image.clone());
+            if let Err(e) = next.apply(&cmd) {
+                panic!("controller decided an invalid fence of broker {node_id}: {cmd:?}: {e}");
+            }
+            commands.push(cmd);
+        }
+        let current = scratch.as_ref().unwrap_or(image);
+        let elections: Vec<Command> = current
+            .partitions()
+            .filter(|(_, p)| !current.is_eligible(p.leader))
+            .filter_map(|(topic_id, p)| {
+                partition_change(topic_id, p, |r| current.is_eligible(r), None)
+            })
+            .collect();
+        if !elections.is_empty() {
+            let cmd = Command::Batch(elections);
+            assert_decision_valid(current, &cmd);
+            commands.push(cmd);
+        }
+        commands
+    }
+
+    /// When `tick` next has something to do (the earliest session expiry), if ever.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.last_heartbeat_ms
+            .values()
+            .min()
+            .map(|last| last.saturating_add(self.settings.session_timeout_ms + 1))
+    }
+
+    /// Decides an AllocateProducerIds request: the next block, starting where the image says.
+    pub fn allocate_producer_ids(
+        &self,
+        image: &Image,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Result<Command, MetaError> {
+        let reg = image
+            .brokers
+            .get(&broker_id)
+            .ok_or(MetaError::BrokerNotRegistered(broker_id))?;
+        if reg.epoch != broker_epoch {
+            return Err(MetaError::StaleBrokerEpoch {
+                node_id: broker_id,
+                current: reg.epoch,
+                given: broker_epoch,
+            });
+        }
+        let cmd = Command::AllocateProducerIds {
+            broker_id,
+            first_id: image.next_producer_id,
+            count: self.settings.producer_id_block_size,
+        };
+        image.validate(&cmd)?;
+        Ok(cmd)
+    }
+}
+
+fn refusal(error: MetaError) -> HeartbeatReply {
+    HeartbeatReply {
+        error: Some(error),
+        is_caught_up: false,
+        is_fenced: true,
+        should_shut_down: false,
+    }
+}
+
+/// A decision computed from `image` is valid on `image`: anything else is a controller bug.
+fn assert_decision_valid(image: &Image, cmd: &Command) {
+    if let Err(e) = image.validate(cmd) {
+        panic!("the controller decided a command its own image refuses: {cmd:?}: {e}");
+    }
+}
+
+/// The change that brings partition `p` in line with the election rule, with `leaving` taken
+/// out of its ISR (unless it is the last member) and never chosen as leader, and `eligible`
+/// saying who may lead. `None` when nothing changes. Kafka's `PartitionChangeBuilder`:
+/// keep an eligible leader; else the first replica, in assignment order, that is in the ISR
+/// and eligible; else no leader.
+pub fn partition_change(
+    topic_id: TopicId,
+    p: &PartitionAssignment,
+    eligible: impl Fn(i32) -> bool,
+    leaving: Option<i32>,
+) -> Option<Command> {
+    let eligible = |r: i32| Some(r) != leaving && eligible(r);
+    let mut isr = p.isr.clone();
+    if let Some(gone) = leaving {
+        if isr.len() > 1 {
+            isr.retain(|r| *r != gone);
+        }
+    }
+    let leader = if p.leader != PartitionAssignment::NO_LEADER
+        && eligible(p.leader)
+        && isr.contains(&p.leader)
+    {
+        p.leader
+    } else {
+        p.replicas
+            .iter()
+            .copied()
+            .find(|r| isr.contains(r) && eligible(*r))
+            .unwrap_or(PartitionAssignment::NO_LEADER)
+    };
+    assert!(!isr.is_empty(), "an election never empties the ISR");
+    assert!(
+        leader == PartitionAssignment::NO_LEADER || isr.contains(&leader),
+        "an elected leader is in the ISR"
+    );
+    if leader == p.leader && isr == p.isr {
+        return None;
+    }
+    Some(Command::ChangePartition {
+        topic_id,
+        partition: p.partition,
+        expected_partition_epoch: p.partition_epoch,
+        leader: (leader != p.leader).then_some(leader),
+        isr: (isr != p.isr).then_some(isr),
+    })
+}
+
+/// The leader and ISR changes that take `node_id` out of every partition it leads or is in
+/// sync for.
+fn leaving_changes(image: &Image, node_id: i32) -> Vec<Command> {
+    image
+        .partitions()
+        .filter(|(_, p)| p.leader == node_id || p.isr.contains(&node_id))
+        .filter_map(|(topic_id, p)| {
+            partition_change(topic_id, p, |r| image.is_eligible(r), Some(node_id))
+        })
+        .collect()
+}
+
+/// `first` (which makes `node_id` ineligible) batched with the changes it requires.
+fn with_broker_leaving(image: &Image, node_id: i32, first: Command) -> Command {
+    let mut batch = vec![first];
+    batch.extend(leaving_changes(image, node_id));
+    Command::Batch(batch)
+}
+
+fn fence(image: &Image, node_id: i32, epoch: i64) -> Command {
+    with_broker_leaving(image, node_id, Command::FenceBroker { node_id, epoch })
+}
+
+/// Unfences `node_id` and elects leaders for the leaderless partitions it is in sync for.
+fn unfence(image: &Image, node_id: i32, epoch: i64) -> Command {
+    let eligible = |r: i32| r == node_id || image.is_eligible(r);
+    let mut batch = vec![Command::UnfenceBroker { node_id, epoch }];
+    batch.extend(
+        image
+            .partitions()
+            .filter(|(_, p)| p.leader == PartitionAssignment::NO_LEADER && p.isr.contains(&node_id))
+            .filter_map(|(topic_id, p)| partition_change(topic_id, p, eligible, None)),
+    );
+    Command::Batch(batch)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,543 @@
+//! Rule-by-rule tests of the controller: each test names the rule it checks.
+
+use super::*;
+
+const T: TopicId = TopicId([1; 16]);
+const TIMEOUT: u64 = 9_000;
+
+fn settings() -> ControllerSettings {
+    ControllerSettings::default()
+}
+
+/// Applies at the next height, as the store does; the command must apply.
+#[track_caller]
+fn step(image: &mut Image, cmd: &Command) {
+    image.advance_to(image.position + 1);
+    if let Err(e) = image.apply(cmd) {
+        panic!("{cmd:?} did not apply: {e}");
+    }
+}
+
+fn registration(node_id: i32, incarnation_id: u128) -> Registration {
+    Registration {
+        node_id,
+        incarnation_id,
+        host: format!("h{node_id}"),
+        port: 9092,
+        rack: None,
+    }
+}
+
+fn heartbeat(node_id: i32, broker_epoch: i64, current_position: u64) -> Heartbeat {
+    Heartbeat {
+        node_id,
+        broker_epoch,
+        current_position,
+        want_fence: false,
+        want_shutdown: false,
+    }
+}
+
+/// Brokers 1, 2, 3 registered (epochs 1, 2, 3) and unfenced through the controller; topic T
+/// with partition 0 on [1, 2, 3], 1 on [2, 3, 1], 2 on [3] (led by their first replicas).
+fn cluster() -> (Image, Controller) {
+    let mut image = Image::default();
+    let mut c = Controller::activate(&image, 0, settings());
+    for node in 1..=3 {
+        match c.register(&image, registration(node, 10 + node as u128), &[1, 2, 3], 0) {
+            Ok(RegisterDecision::Propose(cmd)) => step(&mut image, &cmd),
+            other => panic!("{other:?}"),
+        }
+    }
+    for node in 1..=3 {
+        let (reply, cmd) = c.heartbeat(&image, heartbeat(node, node as i64, image.position), 0);
+        assert!(reply.error.is_none() && !reply.is_fenced);
+        step(&mut image, &cmd.expect("unfence"));
+    }
+    step(
+        &mut image,
+        &Command::CreateTopic {
+            topic_id: T,
+            name: "t".into(),
+            partitions: vec![
+                PartitionAssignment::led_by_first(0, vec![1, 2, 3]),
+                PartitionAssignment::led_by_first(1, vec![2, 3, 1]),
+                PartitionAssignment::led_by_first(2, vec![3]),
+            ],
+            configs: vec![],
+        },
+    );
+    (image, c)
+}
+
+/// Lets only `node`'s session expire (the others heartbeat at 5 s) and applies its fence.
+fn expire_only(image: &mut Image, c: &mut Controller, node: i32) {
+    for other in (1..=3).filter(|n| *n != node) {
+        c.heartbeat(image, heartbeat(other, other as i64, image.position), 5_000);
+    }
+    let commands = c.tick(image, TIMEOUT + 1);
+    assert_eq!(
+        commands.len(),
+        1,
+        "only broker {node} expired: {commands:?}"
+    );
+    step(image, &commands[0]);
+    assert!(image.brokers[&node].fenced);
+}
+
+fn p(image: &Image, partition: i32) -> &PartitionAssignment {
+    image.partition(T, partition).unwrap()
+}
+
+fn leader_isr(image: &Image, partition: i32) -> (i32, Vec<i32>) {
+    (p(image, partition).leader, p(image, partition).isr.clone())
+}
+
+// ---- activation and sessions ----
+
+#[test]
+fn activation_gives_every_unfenced_broker_a_session_from_now() {
+    let (mut image, _) = cluster();
+    step(
+        &mut image,
+        &Command::Batch(vec![
+            Command::FenceBroker {
+                node_id: 3,
+                epoch: 3,
+            },
+            Command::ChangePartition {
+                topic_id: T,
+                partition: 2,
+                expected_partition_epoch: 0,
+                leader: Some(-1),
+                isr: None,
+            },
+        ]),
+    );
+    let mut c = Controller::activate(&image, 50_000, settings());
+    assert_eq!(c.next_deadline_ms(), Some(50_000 + TIMEOUT + 1));
+    assert!(c.tick(&image, 50_000 + TIMEOUT).is_empty());
+    // Brokers 1 and 2 expire; fenced broker 3 had no session to expire.
+    let fences = c.tick(&image, 50_000 + TIMEOUT + 1);
+    assert_eq!(fences.len(), 2, "{fences:?}");
+    assert_eq!(c.next_deadline_ms(), None);
+}
+
+#[test]
+fn heartbeats_keep_a_session_alive() {
+    let (image, mut c) = cluster();
+    for now in (2_000..=40_000).step_by(2_000) {
+        for node in 1..=3 {
+            let (reply, cmd) =
+                c.heartbeat(&image, heartbeat(node, node as i64, image.position), now);
+            assert!(reply.error.is_none() && cmd.is_none());
+        }
+        assert!(c.tick(&image, now).is_empty());
+    }
+    assert_eq!(c.next_deadline_ms(), Some(40_000 + TIMEOUT + 1));
+}
+
+#[test]
+fn an_expired_session_fences_the_broker_with_its_leader_and_isr_changes() {
+    let (mut image, mut c) = cluster();
+    expire_only(&mut image, &mut c, 1);
+    // Partition 0: led by 1 -> first eligible ISR replica in assignment order, 1 leaves the ISR.
+    assert_eq!(leader_isr(&image, 0), (2, vec![2, 3]));
+    assert_eq!(p(&image, 0).leader_epoch, 1);
+    // Partition 1: leader 2 stays; 1 leaves the ISR without a leader epoch bump.
+    assert_eq!(leader_isr(&image, 1), (2, vec![2, 3]));
+    assert_eq!(
+        (p(&image, 1).leader_epoch, p(&image, 1).partition_epoch),
+        (0, 1)
+    );
+    // The fenced broker's session is gone: nothing more to do until someone else expires.
+    assert!(c.tick(&image, TIMEOUT + 2).is_empty());
+    assert_eq!(c.next_deadline_ms(), Some(5_000 + TIMEOUT + 1));
+}
+
+#[test]
+fn the_last_isr_member_stays_when_fenced_and_the_partition_goes_leaderless() {
+    let (mut image, mut c) = cluster();
+    expire_only(&mut image, &mut c, 3);
+    assert_eq!(leader_isr(&image, 2), (-1, vec![3]));
+    assert_eq!(p(&image, 2).leader_epoch, 1);
+}
+
+#[test]
+fn brokers_expiring_together_get_batches_that_apply_in_order() {
+    let (mut image, mut c) = cluster();
+    c.heartbeat(&image, heartbeat(3, 3, image.position), 5_000);
+    let commands = c.tick(&image, TIMEOUT + 1);
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    for cmd in &commands {
+        step(&mut image, cmd);
+    }
+    assert!(image.brokers[&1].fenced && image.brokers[&2].fenced);
+    assert_eq!(leader_isr(&image, 0), (3, vec![3]));
+    assert_eq!(leader_isr(&image, 1), (3, vec![3]));
+    image.check_consistency().unwrap();
+}
+
+#[test]
+fn tick_elects_leaders_for_leaderless_partitions_with_an_eligible_isr_member() {
+    let (mut image, mut c) = cluster();
+    step(
+        &mut image,
+        &Command::ChangePartition {
+            topic_id: T,
+            partition: 0,
+            expected_partition_epoch: 0,
+            leader: Some(-1),
+            isr: None,
+        },
+    );
+    let commands = c.tick(&image, 1);
+    assert_eq!(commands.len(), 1);
+    step(&mut image, &commands[0]);
+    assert_eq!(leader_isr(&image, 0), (1, vec![1, 2, 3]));
+    assert_eq!(p(&image, 0).leader_epoch, 2);
+    assert!(c.tick(&image, 2).is_empty());
+}
+
+#[test]
+fn a_stale_decision_fails_apply_and_changes_nothing() {
+    let (mut image, mut c) = cluster();
+    let commands = c.tick(&image, TIMEOUT + 1);
+    // Meanwhile (another controller) partition 1 changed.
+    step(
+        &mut image,
+        &Command::ChangePartition {
+            topic_id: T,
+            partition: 1,
+            expected_partition_epoch: 0,
+            leader: None,
+            isr: Some(vec![2, 3]),
+        },
+    );
+    let before = image.clone();
+    image.advance_to(image.position + 1);
+    assert!(image.apply(&commands[0]).is_err());
+    assert_eq!(image.brokers, before.brokers);
+    assert_eq!(image.topics, before.topics);
+}
+
+// ---- registration ----
+
+#[test]
+fn a_node_outside_the_voters_may_not_register() {
+    let (image, mut c) = cluster();
+    let e = c
+        .register(&image, registration(4, 1), &[1, 2, 3], 0)
+        .unwrap_err();
+    assert_eq!(e.kafka_error_code(), 119, "{e}");
+}
+
+#[test]
+fn the_same_incarnation_gets_its_existing_epoch_and_no_command() {
+    let (image, mut c) = cluster();
+    assert_eq!(
+        c.register(&image, registration(2, 12), &[1, 2, 3], 0)
+            .unwrap(),
+        RegisterDecision::Existing { epoch: 2 }
+    );
+}
+
+#[test]
+fn a_bad_endpoint_is_refused_not_proposed() {
+    let (image, mut c) = cluster();
+    let mut r = registration(2, 99);
+    r.port = 70_000;
+    let e = c.register(&image, r, &[1, 2, 3], 0).unwrap_err();
+    assert_eq!(e.kafka_error_code(), 119, "{e}");
+}
+
+#[test]
+fn a_new_incarnation_registers_fenced_and_leaves_the_partitions_of_the_old_one() {
+    let (mut image, mut c) = cluster();
+    let RegisterDecision::Propose(cmd) = c
+        .register(&image, registration(3, 99), &[1, 2, 3], 7)
+        .unwrap()
+    else {
+        panic!("a new incarnation is proposed")
+    };
+    step(&mut image, &cmd);
+    let b = &image.brokers[&3];
+    assert_eq!(
+        (b.incarnation_id, b.epoch, b.fenced),
+        (99, image.position as i64, true)
+    );
+    // RF=1 partition: leaderless, ISR kept; others: 3 left their ISRs.
+    assert_eq!(leader_isr(&image, 2), (-1, vec![3]));
+    assert_eq!(leader_isr(&image, 0), (1, vec![1, 2]));
+    assert_eq!(leader_isr(&image, 1), (2, vec![2, 1]));
+}
+
+#[test]
+fn a_new_incarnation_right_after_the_old_registration_is_accepted() {
+    let mut image = Image::default();
+    let mut c = Controller::activate(&image, 0, settings());
+    for incarnation in [1, 2] {
+        let RegisterDecision::Propose(cmd) = c
+            .register(&image, registration(1, incarnation), &[1], 0)
+            .unwrap()
+        else {
+            panic!()
+        };
+        step(&mut image, &cmd);
+    }
+    assert_eq!(image.brokers[&1].incarnation_id, 2);
+}
+
+// ---- heartbeats: errors, unfencing ----
+
+#[test]
+fn heartbeats_of_unknown_brokers_or_stale_epochs_are_refused_without_a_session() {
+    let (image, mut c) = cluster();
+    let (reply, cmd) = c.heartbeat(&image, heartbeat(9, 1, 100), 1);
+    assert_eq!(reply.error.unwrap().kafka_error_code(), 102);
+    assert!(cmd.is_none());
+    let (reply, cmd) = c.heartbeat(&image, heartbeat(1, 2, 100), 5_000);
+    assert_eq!(reply.error.unwrap().kafka_error_code(), 77);
+    assert!(cmd.is_none() && reply.is_fenced);
+    // The stale heartbeat did not refresh broker 1's session.
+    assert_eq!(c.next_deadline_ms(), Some(TIMEOUT + 1));
+}
+
+#[test]
+fn a_fenced_broker_is_unfenced_once_caught_up_to_its_registration() {
+    let mut image = Image::default();
+    let mut c = Controller::activate(&image, 0, settings());
+    image.advance_to(41);
+    let RegisterDecision::Propose(cmd) = c.register(&image, registration(1, 1), &[1], 0).unwrap()
+    else {
+        panic!()
+    };
+    step(&mut image, &cmd);
+    let epoch = image.brokers[&1].epoch;
+    assert_eq!(epoch, 42);
+    let (reply, cmd) = c.heartbeat(&image, heartbeat(1, epoch, 41), 1);
+    assert!(!reply.is_caught_up && reply.is_fenced && cmd.is_none());
+    let (reply, cmd) = c.heartbeat(&image, heartbeat(1, epoch, 42), 2);
+    assert!(reply.is_caught_up && !reply.is_fenced);
+    step(&mut image, &cmd.unwrap());
+    assert!(image.is_eligible(1));
+}
+
+#[test]
+fn an_unfenced_broker_leads_again_the_partitions_it_is_the_isr_survivor_of() {
+    let (mut image, mut c) = cluster();
+    expire_only(&mut image, &mut c, 3);
+    assert_eq!(leader_isr(&image, 2), (-1, vec![3]));
+    let (reply, cmd) = c.heartbeat(&image, heartbeat(3, 3, image.position), TIMEOUT + 2);
+    assert!(!reply.is_fenced);
+    step(&mut image, &cmd.unwrap());
+    assert_eq!(leader_isr(&image, 2), (3, vec![3]));
+    assert_eq!(p(&image, 2).leader_epoch, 2, "fenced: +1, led again: +1");
+}
+
+#[test]
+fn a_fenced_broker_asking_to_stay_fenced_stays_fenced() {
+    let mut image = Image::default();
+    let mut c = Controller::activate(&image, 0, settings());
+    let RegisterDecision::Propose(cmd) = c.register(&image, registration(1, 1), &[1], 0).unwrap()
+    else {
+        panic!()
+    };
+    step(&mut image, &cmd);
+    let mut hb = heartbeat(1, 1, 100);
+    hb.want_fence = true;
+    let (reply, cmd) = c.heartbeat(&image, hb, 1);
+    assert!(reply.is_fenced && cmd.is_none());
+}
+
+#[test]
+fn an_unfenced_broker_asking_to_be_fenced_is_fenced_with_its_changes() {
+    let (mut image, mut c) = cluster();
+    let mut hb = heartbeat(1, 1, image.position);
+    hb.want_fence = true;
+    let (reply, cmd) = c.heartbeat(&image, hb, 1);
+    assert!(reply.is_fenced);
+    step(&mut image, &cmd.unwrap());
+    assert!(image.brokers[&1].fenced);
+    assert_eq!(leader_isr(&image, 0), (2, vec![2, 3]));
+}
+
+// ---- controlled shutdown ----
+
+#[test]
+fn controlled_shutdown_moves_leaderships_off_then_fences_and_lets_go() {
+    let (mut image, mut c) = cluster();
+    let mut hb = heartbeat(3, 3, image.position);
+    hb.want_shutdown = true;
+    let (reply, cmd) = c.heartbeat(&image, hb, 1);
+    assert!(!reply.should_shut_down && !reply.is_fenced);
+    step(&mut image, &cmd.unwrap());
+    assert!(image.brokers[&3].in_controlled_shutdown);
+    assert_eq!(image.broker_leads(3).count(), 0);
+    assert_eq!(leader_isr(&image, 2), (-1, vec![3]), "RF=1: leaderless");
+    assert_eq!(leader_isr(&image, 1), (2, vec![2, 1]), "3 left the ISR");
+    let (reply, cmd) = c.heartbeat(&image, hb, 2);
+    assert!(reply.should_shut_down && reply.is_fenced);
+    step(&mut image, &cmd.unwrap());
+    assert!(image.brokers[&3].fenced);
+    // Fenced now: it may go, nothing more to propose.
+    let (reply, cmd) = c.heartbeat(&image, hb, 3);
+    assert!(reply.should_shut_down && cmd.is_none());
+}
+
+#[test]
+fn a_shutting_down_broker_is_not_unfenced_or_elected() {
+    let (mut image, mut c) = cluster();
+    let mut hb = heartbeat(3, 3, image.position);
+    hb.want_shutdown = true;
+    let (_, cmd) = c.heartbeat(&image, hb, 1);
+    step(&mut image, &cmd.unwrap());
+    // Partition 2 stays leaderless: its only ISR member is shutting down.
+    assert!(c.tick(&image, 2).is_empty());
+    let (_, cmd) = c.heartbeat(&image, hb, 3);
+    step(&mut image, &cmd.unwrap());
+    let (reply, cmd) = c.heartbeat(&image, heartbeat(3, 3, image.position), 4);
+    assert!(reply.is_fenced && cmd.is_none());
+}
+
+// ---- producer ids ----
+
+#[test]
+fn producer_id_blocks_start_where_the_image_says() {
+    let (mut image, c) = cluster();
+    let cmd = c.allocate_producer_ids(&image, 2, 2).unwrap();
+    assert_eq!(
+        cmd,
+        Command::AllocateProducerIds {
+            broker_id: 2,
+            first_id: 0,
+            count: 1_000
+        }
+    );
+    step(&mut image, &cmd);
+    let cmd = c.allocate_producer_ids(&image, 1, 1).unwrap();
+    assert!(matches!(
+        cmd,
+        Command::AllocateProducerIds {
+            first_id: 1_000,
+            ..
+        }
+    ));
+    assert_eq!(
+        c.allocate_producer_ids(&image, 1, 0)
+            .unwrap_err()
+            .kafka_error_code(),
+        77
+    );
+    assert_eq!(
+        c.allocate_producer_ids(&image, 7, 0)
+            .unwrap_err()
+            .kafka_error_code(),
+        102
+    );
+}
+
+// ---- the election rule ----
+
+fn part(replicas: &[i32], leader: i32, isr: &[i32]) -> PartitionAssignment {
+    PartitionAssignment {
+        partition: 0,
+        replicas: replicas.to_vec(),
+        leader,
+        leader_epoch: 4,
+        partition_epoch: 7,
+        isr: isr.to_vec(),
+    }
+}
+
+fn change_of(cmd: Option<Command>) -> Option<(Option<i32>, Option<Vec<i32>>)> {
+    cmd.map(|c| match c {
+        Command::ChangePartition {
+            leader,
+            isr,
+            expected_partition_epoch,
+            ..
+        } => {
+            assert_eq!(expected_partition_epoch, 7);
+            (leader, isr)
+        }
+        other => panic!("{other:?}"),
+    })
+}
+
+#[test]
+fn election_keeps_an_eligible_leader() {
+    let all = |_| true;
+    assert_eq!(
+        change_of(partition_change(T, &part(&[1, 2], 2, &[1, 2]), all, None)),
+        None
+    );
+    assert_eq!(
+        change_of(partition_change(
+            T,
+            &part(&[1, 2], 2, &[1, 2]),
+            all,
+            Some(1)
+        )),
+        Some((None, Some(vec![2])))
+    );
+}
+
+#[test]
+fn election_takes_the_first_eligible_isr_replica_in_assignment_order() {
+    let not_1 = |r| r != 1;
+    // ISR order [3, 2] but assignment order [1, 2, 3]: 2 wins.
+    assert_eq!(
+        change_of(partition_change(
+            T,
+            &part(&[1, 2, 3], 1, &[3, 2, 1]),
+            not_1,
+            None
+        )),
+        Some((Some(2), None))
+    );
+    assert_eq!(
+        change_of(partition_change(
+            T,
+            &part(&[1, 2, 3], 1, &[3, 2, 1]),
+            |_| true,
+            Some(1)
+        )),
+        Some((Some(2), Some(vec![3, 2])))
+    );
+}
+
+#[test]
+fn election_without_an_eligible_member_leaves_no_leader_and_keeps_the_last_member() {
+    let none = |_| false;
+    assert_eq!(
+        change_of(partition_change(T, &part(&[1], 1, &[1]), none, Some(1))),
+        Some((Some(-1), None))
+    );
+    assert_eq!(
+        change_of(partition_change(
+            T,
+            &part(&[1, 2], 1, &[1, 2]),
+            none,
+            Some(1)
+        )),
+        Some((Some(-1), Some(vec![2])))
+    );
+    assert_eq!(
+        change_of(partition_change(T, &part(&[1], -1, &[1]), none, None)),
+        None
+    );
+}
+
+#[test]
+fn election_never_elects_the_leaving_broker() {
+    assert_eq!(
+        change_of(partition_change(
+            T,
+            &part(&[1], -1, &[1]),
+            |_| true,
+            Some(1)
+        )),
+        None
+    );
+}
