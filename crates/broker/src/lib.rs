@@ -1,7 +1,8 @@
 //! The Josefine broker: the only crate that knows about tokio and sockets.
 //!
 //! Follow a request: [`server`] (listener) -> [`connection`] (frames, ordering) -> [`codec`]
-//! (header + body decode) -> [`dispatch`] -> `handlers/<api>.rs` -> [`partitions`] /
+//! (header + body decode) -> [`dispatch`] -> `handlers/<api>.rs` (which ask [`leadership`]
+//! whether the image lets this broker serve the partition) -> [`partitions`] /
 //! `josefine_log::PartitionLog` (produce, fetch) or [`metadata_store`] -> `josefine_meta`
 //! (topics) -> reply back through [`connection`]. Consumer-group APIs go `handlers/groups.rs` ->
 //! [`groups`] (the task that drives `josefine_group::Coordinator` and writes its records to
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod groups;
 pub mod handlers;
+pub mod leadership;
 pub mod limits;
 pub mod maintenance;
 pub mod metadata_store;
