@@ -4,8 +4,9 @@
 //! it" ([`check`]: Produce, consumer Fetch, ListOffsets and DeleteRecords ask it), and the
 //! routing view clients are given from the same image ([`live_brokers`], [`live_broker`],
 //! [`offline_replicas`], [`controller_id`]: Metadata, DescribeCluster, DescribeTopicPartitions,
-//! FindCoordinator). Every function is pure over the [`Image`] it is handed, so two brokers that
-//! applied the same position answer alike, and the rules are unit-tested on hand-built images.
+//! FindCoordinator; the chain leader comes in from [`Broker::controller_hint`]). Every function
+//! is pure over the [`Image`] it is handed, so two brokers that applied the same position answer
+//! alike, and the rules are unit-tested on hand-built images.
 //!
 //! The rules are Kafka 4.1's: `Partition.getLocalLog` checks the client's leader epoch first
 //! (older: FENCED_LEADER_EPOCH, newer: UNKNOWN_LEADER_EPOCH) and leadership second
@@ -20,6 +21,7 @@
 
 use josefine_meta::{BrokerRegistration, Image, PartitionAssignment, TopicId};
 
+use crate::broker::Broker;
 use crate::handlers::code;
 
 /// A partition's leader and leader epoch as the image holds them (Kafka's `LeaderAndEpoch`,
@@ -165,6 +167,16 @@ pub fn controller_id(image: &Image, chain_leader: i32) -> i32 {
         return chain_leader;
     }
     live_brokers(image).next().map_or(-1, |b| b.node_id)
+}
+
+impl Broker {
+    /// The node id of the chain leader as this broker knows it (-1: unknown), the input of
+    /// [`controller_id`].
+    // TODO(controller): return the chain leader from the chain status once the chain is the
+    // metadata backend; on one node this node is the chain leader.
+    pub fn controller_hint(&self) -> i32 {
+        self.config.node_id
+    }
 }
 
 #[cfg(test)]
