@@ -1,8 +1,11 @@
 //! Produce: the write path. connection -> dispatch -> here -> `PartitionLog::append` -> reply.
 //!
-//! For each partition: resolve it (by name, or by topic id in v13+), check acks and
-//! `min.insync.replicas`, validate the produce shape for the request version, append, and
-//! flush before acknowledging when the log's durability policy asks for it
+//! For each partition: resolve it (by name, or by topic id in v13+), ask [`leadership`] whether
+//! the image lets this broker lead it (else NOT_LEADER_OR_FOLLOWER, with the current leader in
+//! v10+ as KIP-951; also when nobody leads, as Kafka's `Partition.appendRecordsToLeader`), check
+//! acks and `min.insync.replicas` against the image's ISR, validate the produce shape for the
+//! request version, append stamped with the image's leader epoch, and flush before
+//! acknowledging when the log's durability policy asks for it
 //! (`log.flush.interval.messages=1`; concurrent flushes are group-committed by the log).
 //! Appends run inline on the runtime thread when the request needs no fsync and carries at most
 //! `INLINE_APPEND_BYTES_MAX` record bytes: a page-cache write of microseconds, cheaper than the
@@ -15,19 +18,26 @@
 //! no exception).
 //! acks=0 gets no response at all; if any partition failed, the connection is closed instead,
 //! as Kafka does, because that is the only signal an acks=0 producer can receive.
-//! On one node the ISR is this broker alone, so acks=-1 is satisfied by the local append.
+//! Without replication (replication factor 1) the ISR is the leader alone, so acks=-1 is
+//! satisfied by the local append. Must never: append to a partition the image does not say this
+//! broker leads, or stamp a batch with any epoch but the image's leader epoch.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use josefine_log::batch::validate_produce_shape;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use josefine_meta::Image;
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use tracing::debug;
 
 use super::{code, is_internal_topic, str_bytes, topic_id_of};
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::leadership::{self, LeaderAndEpoch};
 use crate::partitions::Partition;
 
 /// What the connection should do after a produce.
@@ -39,15 +49,20 @@ pub enum ProduceOutcome {
     Close,
 }
 
-struct Slot {
-    partition_index: i32,
-    target: Result<(Arc<Partition>, Bytes), (i16, String)>,
-    result: Result<josefine_log::AppendOutcome, (i16, String)>,
+/// A partition to append to, with the leader epoch its batches are stamped with.
+struct Target {
+    partition: Arc<Partition>,
+    records: Bytes,
+    leader_epoch: i32,
 }
 
-/// Leader epoch stamped into batches. Single node, no leader changes yet: epoch 0 (the chain
-/// work makes this the partition's real leader epoch).
-const LEADER_EPOCH: i32 = 0;
+struct Slot {
+    partition_index: i32,
+    target: Result<Target, (i16, String)>,
+    /// The leader the image names, reported with NOT_LEADER_OR_FOLLOWER (v10+, KIP-951).
+    current_leader: Option<LeaderAndEpoch>,
+    result: Result<josefine_log::AppendOutcome, (i16, String)>,
+}
 
 /// Produce requests carrying at most this many record bytes (and needing no fsync) append on the
 /// runtime thread: a page-cache write of this size takes microseconds, less than the thread
@@ -59,6 +74,7 @@ const INLINE_APPEND_BYTES_MAX: usize = 1 << 20;
 pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> ProduceOutcome {
     let acks = request.acks;
     let image = broker.metadata.image();
+    let node_id = broker.config.node_id;
     let request_error: Option<(i16, String)> = if !matches!(acks, -1..=1) {
         Some((
             code::INVALID_REQUIRED_ACKS,
@@ -88,6 +104,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         };
         let mut slots = Vec::new();
         for p in t.partition_data {
+            let mut current_leader = None;
             let target = if let Some(e) = &request_error {
                 Err(e.clone())
             } else if let Some(name) = topic.map(|x| &x.name).filter(|n| is_internal_topic(n)) {
@@ -96,19 +113,23 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
                     format!("Cannot append to internal topic {name}"),
                 ))
             } else if let Some(topic) = topic {
-                match broker.partitions.get(topic.topic_id, p.index) {
-                    None if (p.index as usize) < topic.partitions.len() && p.index >= 0 => {
-                        Err((code::KAFKA_STORAGE_ERROR, "partition log is not open on this broker".into()))
+                // Produce carries no leader epoch to check.
+                match leadership::check(&image, node_id, topic.topic_id, p.index, None) {
+                    Err(refusal) => {
+                        if refusal.error_code() == code::NOT_LEADER_OR_FOLLOWER {
+                            current_leader = Some(refusal.current_leader());
+                        }
+                        Err((refusal.error_code(), refusal.message(node_id)))
                     }
-                    None => Err((code::UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.".into())),
-                    Some(_) if acks == -1 && topic_min_insync(broker, topic, p.index) > 1 => Err((
-                        code::NOT_ENOUGH_REPLICAS,
-                        "min.insync.replicas is larger than the 1 in-sync replica of a single-node broker".into(),
-                    )),
-                    Some(partition) => match p.records {
-                        Some(records) => Ok((partition, records)),
-                        None => Err((code::INVALID_RECORD, "produce request without records".into())),
-                    },
+                    Ok(leader_epoch) => leader_target(
+                        broker,
+                        &image,
+                        topic,
+                        p.index,
+                        p.records,
+                        acks,
+                        leader_epoch,
+                    ),
                 }
             } else {
                 Err((
@@ -119,6 +140,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             slots.push(Slot {
                 partition_index: p.index,
                 target,
+                current_leader,
                 result: Err((code::UNKNOWN_SERVER_ERROR, String::new())),
             });
         }
@@ -130,9 +152,9 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
     let mut record_bytes = 0usize;
     let mut must_flush = false;
     for slot in topics.iter().flat_map(|(_, _, s)| s) {
-        if let Ok((partition, records)) = &slot.target {
-            record_bytes += records.len();
-            must_flush |= acks != 0 && partition.log.needs_flush_after_append();
+        if let Ok(target) = &slot.target {
+            record_bytes += target.records.len();
+            must_flush |= acks != 0 && target.partition.log.needs_flush_after_append();
         }
     }
     let topics = if must_flush || record_bytes > INLINE_APPEND_BYTES_MAX {
@@ -155,13 +177,34 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         }
         return ProduceOutcome::NoResponse;
     }
+    // The endpoints of the leaders named in `current_leader` (KIP-951), as Kafka's
+    // `getAliveBrokerNode`: live brokers only.
+    let mut node_endpoints = BTreeMap::new();
     let responses = topics
         .into_iter()
         .map(|(name, topic_id, slots)| {
             let partitions = slots
                 .into_iter()
                 .map(|slot| {
-                    let r = PartitionProduceResponse::default().with_index(slot.partition_index);
+                    let mut r =
+                        PartitionProduceResponse::default().with_index(slot.partition_index);
+                    if let Some(leader) = slot.current_leader.filter(|_| version >= 10) {
+                        if let Some(b) = leadership::live_broker(&image, leader.leader_id) {
+                            node_endpoints.insert(
+                                b.node_id,
+                                NodeEndpoint::default()
+                                    .with_node_id(BrokerId(b.node_id))
+                                    .with_host(str_bytes(b.host.clone()))
+                                    .with_port(b.port)
+                                    .with_rack(b.rack.clone().map(str_bytes)),
+                            );
+                        }
+                        r = r.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader.leader_id))
+                                .with_leader_epoch(leader.leader_epoch),
+                        );
+                    }
                     match slot.result {
                         Ok(o) => r
                             .with_error_code(code::NONE)
@@ -183,7 +226,57 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
                 .with_partition_responses(partitions)
         })
         .collect();
-    ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses))
+    ProduceOutcome::Respond(
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(node_endpoints.into_values().collect()),
+    )
+}
+
+/// The target of a partition this broker leads at `leader_epoch`, or why it cannot take the
+/// append: its log is not open, or acks=-1 with fewer in-sync replicas in the image than
+/// `min.insync.replicas` (NOT_ENOUGH_REPLICAS before appending, as Kafka).
+fn leader_target(
+    broker: &Broker,
+    image: &Image,
+    topic: &josefine_meta::Topic,
+    index: i32,
+    records: Option<Bytes>,
+    acks: i16,
+    leader_epoch: i32,
+) -> Result<Target, (i16, String)> {
+    let Some(partition) = broker.partitions.get(topic.topic_id, index) else {
+        return Err((
+            code::KAFKA_STORAGE_ERROR,
+            "partition log is not open on this broker".into(),
+        ));
+    };
+    let isr = image
+        .partition(topic.topic_id, index)
+        .map_or(&[][..], |p| p.isr.as_slice());
+    let min_insync = partition.min_insync_replicas;
+    if acks == -1 && (isr.len() as i64) < i64::from(min_insync) {
+        // Kafka's wording (Partition.appendRecordsToLeader).
+        return Err((
+            code::NOT_ENOUGH_REPLICAS,
+            format!(
+                "The size of the current ISR : {} is insufficient to satisfy the min.isr requirement of {min_insync} for partition {}-{index}",
+                isr.len(),
+                topic.name
+            ),
+        ));
+    }
+    let Some(records) = records else {
+        return Err((
+            code::INVALID_RECORD,
+            "produce request without records".into(),
+        ));
+    };
+    Ok(Target {
+        partition,
+        records,
+        leader_epoch,
+    })
 }
 
 type TopicSlots = Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<Slot>)>;
@@ -197,13 +290,13 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
         for slot in slots.iter_mut() {
             slot.result = match &slot.target {
                 Err(e) => Err(e.clone()),
-                Ok((partition, records)) => validate_produce_shape(version, records)
-                    .and_then(|_| partition.log.append(records, LEADER_EPOCH, now))
+                Ok(t) => validate_produce_shape(version, &t.records)
+                    .and_then(|_| t.partition.log.append(&t.records, t.leader_epoch, now))
                     .map_err(|e| (e.kafka_error_code(), e.to_string())),
             };
-            if let (Ok(o), Ok((partition, _))) = (&slot.result, &slot.target) {
-                if !o.duplicate && acks != 0 && partition.log.needs_flush_after_append() {
-                    to_flush.push(partition.clone());
+            if let (Ok(o), Ok(t)) = (&slot.result, &slot.target) {
+                if !o.duplicate && acks != 0 && t.partition.log.needs_flush_after_append() {
+                    to_flush.push(t.partition.clone());
                 }
             }
         }
@@ -212,7 +305,7 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
         if let Err(e) = partition.log.flush() {
             for (_, _, slots) in topics.iter_mut() {
                 for slot in slots.iter_mut() {
-                    if matches!(&slot.target, Ok((p, _)) if Arc::ptr_eq(p, partition)) {
+                    if matches!(&slot.target, Ok(t) if Arc::ptr_eq(&t.partition, partition)) {
                         slot.result = Err((e.kafka_error_code(), e.to_string()));
                     }
                 }
@@ -220,15 +313,6 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
         }
     }
     topics
-}
-
-fn topic_min_insync(broker: &Broker, topic: &josefine_meta::Topic, partition: i32) -> i32 {
-    broker
-        .partitions
-        .get(topic.topic_id, partition)
-        .map_or(broker.config.broker.min_insync_replicas, |p| {
-            p.min_insync_replicas
-        })
 }
 
 #[cfg(test)]
