@@ -5,7 +5,9 @@
 //! Per partition, as Kafka's `Partition.deleteRecordsOnLeader`: offset -1 means the high
 //! watermark; an offset above it or below -1 is OFFSET_OUT_OF_RANGE; a topic whose
 //! `cleanup.policy` lacks delete is POLICY_VIOLATION; unknown topic or partition is
-//! UNKNOWN_TOPIC_OR_PARTITION; internal topics are INVALID_TOPIC_EXCEPTION. Errors carry low
+//! UNKNOWN_TOPIC_OR_PARTITION; internal topics are INVALID_TOPIC_EXCEPTION; a partition the
+//! image does not say this broker leads ([`leadership::check`]) is NOT_LEADER_OR_FOLLOWER,
+//! also when nobody leads it (`Partition.deleteRecordsOnLeader`). Errors carry low
 //! watermark -1. The decisions live in `PartitionLog::delete_records_before`; this handler only
 //! maps names to logs and errors to codes. Must never: run the deletion (fsync, unlink) on an
 //! async worker.
@@ -20,6 +22,7 @@ use tracing::{info, warn};
 
 use super::{code, is_internal_topic};
 use crate::broker::Broker;
+use crate::leadership;
 use crate::partitions::Partition;
 
 /// Kafka's `DeleteRecordsResponse.INVALID_LOW_WATERMARK`, sent with every error.
@@ -45,15 +48,18 @@ pub async fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> Dele
                     Some(_) if is_internal_topic(&t.name.0) => {
                         Target::Error(code::INVALID_TOPIC_EXCEPTION)
                     }
-                    Some(topic) => match broker.partitions.get(topic.topic_id, p.partition_index) {
-                        Some(partition) => Target::Delete(partition, p.offset),
-                        None if p.partition_index >= 0
-                            && (p.partition_index as usize) < topic.partitions.len() =>
-                        {
-                            // In the image but not hosted here: another broker leads it.
-                            Target::Error(code::NOT_LEADER_OR_FOLLOWER)
-                        }
-                        None => Target::Error(code::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(topic) => match leadership::check(
+                        &image,
+                        broker.config.node_id,
+                        topic.topic_id,
+                        p.partition_index,
+                        None,
+                    ) {
+                        Err(refusal) => Target::Error(refusal.error_code()),
+                        Ok(_) => match broker.partitions.get(topic.topic_id, p.partition_index) {
+                            Some(partition) => Target::Delete(partition, p.offset),
+                            None => Target::Error(code::KAFKA_STORAGE_ERROR),
+                        },
                     },
                 };
                 (p.partition_index, target)

@@ -9,25 +9,42 @@
 //! `limits::FETCH_MAX_WAIT_MS_CEILING`; at most `limits::FETCH_WAITERS_MAX` parked at once).
 //! Fetch sessions (KIP-227) are declined: we always answer session_id 0, so clients send full
 //! fetch requests; a request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
+//!
+//! A partition is read only if [`leadership::check`] says the image lets this broker lead it
+//! at the request's `current_leader_epoch` (negative: not checked, as Kafka's
+//! `FetchRequest.optionalEpoch`); otherwise the partition answers NOT_LEADER_OR_FOLLOWER,
+//! FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH, and from v16 the first two carry the leader the
+//! image names (`current_leader`, with its endpoint in `node_endpoints` when it is live), as
+//! Kafka's `KafkaApis.handleFetchRequest` (KIP-951). Leadership is decided once per request, from
+//! the image current when it arrives. Must never: read a partition the image does not say this
+//! broker leads (consumers read from leaders only; follower reads, KIP-392, are not offered).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
-use super::{code, topic_id_of, uuid_of};
+use super::{code, str_bytes, topic_id_of, uuid_of};
 use crate::broker::Broker;
+use crate::leadership::{self, LeaderAndEpoch};
 use crate::limits;
 use crate::partitions::Partition;
+
+/// Why a partition is not read: its error code and, where the response reports it, the leader
+/// the image names.
+type Unread = (i16, Option<LeaderAndEpoch>);
 
 struct Target {
     partition_index: i32,
     fetch_offset: i64,
     partition_max_bytes: usize,
-    partition: Result<Arc<Partition>, i16>,
+    partition: Result<Arc<Partition>, Unread>,
 }
 
 struct TopicTargets {
@@ -36,14 +53,22 @@ struct TopicTargets {
     targets: Vec<Target>,
 }
 
-fn error_partition(index: i32, error: i16) -> PartitionData {
-    PartitionData::default()
+fn error_partition(index: i32, (error, current_leader): Unread) -> PartitionData {
+    let data = PartitionData::default()
         .with_partition_index(index)
         .with_error_code(error)
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
-        .with_records(Some(Bytes::new()))
+        .with_records(Some(Bytes::new()));
+    match current_leader {
+        Some(l) => data.with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(l.leader_id))
+                .with_leader_epoch(l.leader_epoch),
+        ),
+        None => data,
+    }
 }
 
 /// One pass over all partitions. Returns the topic responses and the record bytes gathered.
@@ -59,9 +84,9 @@ fn read_all(
         let mut partitions = Vec::with_capacity(t.targets.len());
         for target in &t.targets {
             let partition = match &target.partition {
-                Err(error) => {
+                Err(unread) => {
                     any_error = true;
-                    partitions.push(error_partition(target.partition_index, *error));
+                    partitions.push(error_partition(target.partition_index, *unread));
                     continue;
                 }
                 Ok(p) => p,
@@ -146,6 +171,9 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
     let min_bytes = request.min_bytes.max(0) as usize;
     let read_committed = request.isolation_level == 1;
 
+    let node_id = broker.config.node_id;
+    // The endpoints of the leaders reported in `current_leader` (v16+), live brokers only.
+    let mut node_endpoints = BTreeMap::new();
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let topic = if version >= 13 {
@@ -166,11 +194,37 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                 partition: match topic {
-                    None => Err(unknown),
-                    Some(topic) => broker
-                        .partitions
-                        .get(topic.topic_id, p.partition)
-                        .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
+                    None => Err((unknown, None)),
+                    Some(topic) => {
+                        let epoch = (p.current_leader_epoch >= 0).then_some(p.current_leader_epoch);
+                        match leadership::check(&image, node_id, topic.topic_id, p.partition, epoch)
+                        {
+                            Ok(_) => broker
+                                .partitions
+                                .get(topic.topic_id, p.partition)
+                                .ok_or((code::KAFKA_STORAGE_ERROR, None)),
+                            Err(refusal) => {
+                                let error = refusal.error_code();
+                                let reported = version >= 16
+                                    && (error == code::NOT_LEADER_OR_FOLLOWER
+                                        || error == code::FENCED_LEADER_EPOCH);
+                                let leader = reported.then(|| refusal.current_leader());
+                                if let Some(b) = leader
+                                    .and_then(|l| leadership::live_broker(&image, l.leader_id))
+                                {
+                                    node_endpoints.insert(
+                                        b.node_id,
+                                        NodeEndpoint::default()
+                                            .with_node_id(BrokerId(b.node_id))
+                                            .with_host(str_bytes(b.host.clone()))
+                                            .with_port(b.port)
+                                            .with_rack(b.rack.clone().map(str_bytes)),
+                                    );
+                                }
+                                Err((error, leader))
+                            }
+                        }
+                    }
                 },
             })
             .collect();
@@ -182,6 +236,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         });
     }
     let topics = Arc::new(topics);
+    let node_endpoints: Vec<NodeEndpoint> = node_endpoints.into_values().collect();
 
     let deadline = tokio::time::Instant::now() + max_wait;
     let mut appends = broker.subscribe_appends();
@@ -196,21 +251,20 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         if !done && parked.is_none() {
             parked = broker.fetch_waiters.try_acquire().ok();
         }
-        if done || parked.is_none() {
-            return FetchResponse::default()
+        let respond = |responses| {
+            FetchResponse::default()
                 .with_error_code(code::NONE)
                 .with_session_id(0)
-                .with_responses(responses);
+                .with_responses(responses)
+                .with_node_endpoints(node_endpoints.clone())
+        };
+        if done || parked.is_none() {
+            return respond(responses);
         }
         match tokio::time::timeout_at(deadline, appends.changed()).await {
             Ok(Ok(())) => continue,
             // Timed out (or the broker is going away): answer with what we have.
-            _ => {
-                return FetchResponse::default()
-                    .with_error_code(code::NONE)
-                    .with_session_id(0)
-                    .with_responses(responses)
-            }
+            _ => return respond(responses),
         }
     }
 }
