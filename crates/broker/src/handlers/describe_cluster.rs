@@ -1,13 +1,14 @@
-//! DescribeCluster: the cluster id, the registered brokers and a controller id
+//! DescribeCluster: the cluster id, the live brokers and a controller id
 //! (`AdminClient.describeCluster`, kafka-cluster, kafka-ui style consoles).
 //!
 //! As Kafka's `AuthHelper.computeDescribeClusterResponse` for a broker endpoint: endpoint type
 //! 1 (brokers) is served; 2 (controllers) gets MISMATCHED_ENDPOINT_TYPE and any other value
-//! UNSUPPORTED_ENDPOINT_TYPE (both INVALID_REQUEST at v0, which has no such field). The
-//! controller id is an alive broker's, as KRaft brokers report (clients cannot reach the
-//! controller directly, KIP-590); on a single node that is this node. No broker is ever
-//! fenced yet, so `include_fenced_brokers` changes nothing. Must never: report a controller
-//! that is not in the broker list (Kafka answers -1 then).
+//! UNSUPPORTED_ENDPOINT_TYPE (both INVALID_REQUEST at v0, which has no such field). Brokers and
+//! controller come from the image through [`leadership`], as for Metadata: the unfenced
+//! brokers with their racks (v2 `include_fenced_brokers` adds the fenced ones, `is_fenced`
+//! set, KIP-1073), and [`leadership::controller_id`], a live broker's id as KRaft brokers
+//! report (clients cannot reach the controller directly, KIP-590). Must never: report a
+//! controller that is not a live broker (Kafka answers -1 then).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 
 use super::{authorized_operations, code, str_bytes, CLUSTER_OPERATIONS};
 use crate::broker::Broker;
+use crate::leadership;
 
 const ENDPOINT_TYPE_BROKER: i8 = 1;
 const ENDPOINT_TYPE_CONTROLLER: i8 = 2;
@@ -52,24 +54,21 @@ pub fn handle(
             .with_controller_id(BrokerId(-1));
     }
     let image = broker.metadata.image();
+    let include_fenced = version >= 2 && request.include_fenced_brokers;
     let brokers: Vec<DescribeClusterBroker> = image
         .brokers
         .values()
+        .filter(|b| include_fenced || !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
                 .with_host(str_bytes(b.host.clone()))
                 .with_port(b.port)
                 .with_rack(b.rack.clone().map(str_bytes))
-                .with_is_fenced(false)
+                .with_is_fenced(b.fenced)
         })
         .collect();
-    let this_node = broker.config.node_id;
-    let controller_id = if image.brokers.contains_key(&this_node) {
-        this_node
-    } else {
-        image.brokers.keys().next().copied().unwrap_or(-1)
-    };
+    let controller_id = leadership::controller_id(&image, broker.controller_hint());
     let cluster_authorized_operations = if request.include_cluster_authorized_operations {
         authorized_operations(CLUSTER_OPERATIONS)
     } else {

@@ -12,12 +12,18 @@
 //! Named topics that do not exist get UNKNOWN_TOPIC_OR_PARTITION (INVALID_TOPIC_EXCEPTION for
 //! an illegal name) with a zero topic id; when listing all topics there are none such.
 //!
+//! Each partition is described from the image through [`leadership`], as Kafka's
+//! `getPartitionMetadataForDescribeTopicResponse`: the leader (-1 when nobody leads, with no
+//! partition error, unlike Metadata) and its epoch, replicas, ISR, and as offline replicas the
+//! fenced or unregistered ones; eligible leader replicas and last known ELR are empty (no
+//! KIP-966 ELR yet).
+//!
 //! Must never: answer more partitions than the budget, or skip a partition between pages.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use josefine_meta::{validate_topic_name, Image, Topic};
+use josefine_meta::{validate_topic_name, Image, PartitionAssignment, Topic};
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
@@ -30,13 +36,11 @@ use super::{
     authorized_operations, code, is_internal_topic, topic_name, uuid_of, TOPIC_OPERATIONS,
 };
 use crate::broker::Broker;
+use crate::leadership;
 
 /// Kafka's `max.request.partition.size.limit` default: the most partitions one response may
 /// describe, whatever the client asks for. Bounds the response size of a cluster-wide describe.
 pub const PARTITIONS_PER_RESPONSE_MAX: i32 = 2000;
-
-/// Leader id for a partition whose leader is not a registered broker (Kafka `NO_LEADER_ID`).
-const NO_LEADER_ID: i32 = -1;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -154,28 +158,17 @@ fn partition_entry(
     index: usize,
 ) -> DescribeTopicPartitionsResponsePartition {
     let p = &topic.partitions[index];
-    let alive = |id: &i32| image.brokers.contains_key(id);
-    let replicas: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
-    let offline: Vec<BrokerId> = p
-        .replicas
-        .iter()
-        .filter(|r| !alive(r))
-        .map(|r| BrokerId(*r))
-        .collect();
-    // Without replication the first replica leads and every replica is in sync.
-    let leader = p
-        .replicas
-        .first()
-        .copied()
-        .filter(alive)
-        .unwrap_or(NO_LEADER_ID);
+    let ids = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let offline = ids(&leadership::offline_replicas(image, p));
+    let leader = leadership::live_broker(image, p.leader)
+        .map_or(PartitionAssignment::NO_LEADER, |b| b.node_id);
     DescribeTopicPartitionsResponsePartition::default()
         .with_error_code(code::NONE)
         .with_partition_index(p.partition)
         .with_leader_id(BrokerId(leader))
-        .with_leader_epoch(0)
-        .with_isr_nodes(replicas.clone())
-        .with_replica_nodes(replicas)
+        .with_leader_epoch(p.leader_epoch)
+        .with_isr_nodes(ids(&p.isr))
+        .with_replica_nodes(ids(&p.replicas))
         .with_eligible_leader_replicas(Some(Vec::new()))
         .with_last_known_elr(Some(Vec::new()))
         .with_offline_replicas(offline)
@@ -201,7 +194,7 @@ fn invalid_cursor(request: &DescribeTopicPartitionsRequest) -> DescribeTopicPart
 #[cfg(test)]
 mod tests {
     use super::*;
-    use josefine_meta::{Command, PartitionAssignment, TopicId};
+    use josefine_meta::{Command, TopicId};
     use kafka_protocol::messages::describe_topic_partitions_request::{self as req, TopicRequest};
 
     fn image(topics: &[(&str, i32)]) -> Image {

@@ -1,7 +1,10 @@
 //! FindCoordinator: which broker coordinates a group (v0-3: one key; v4+: `coordinator_keys`).
 //!
 //! The coordinator of a group is the leader of `__consumer_offsets` partition
-//! `partition_for(group)`; the topic is created on the first group lookup, as Kafka does.
+//! `partition_for(group)` in the image, with the endpoint of its registration; when nobody
+//! leads it (or the leader is not a live broker) the answer is COORDINATOR_NOT_AVAILABLE with
+//! Kafka's no-node (as Kafka's `KafkaApis.getCoordinator`). The topic is created on the first
+//! group lookup, as Kafka does.
 //! Transactions do not exist yet: the transaction key type is answered INVALID_REQUEST with a
 //! message saying so (Kafka's answer for a coordinator type it does not serve), which a
 //! transactional producer reports at once instead of retrying until it times out.
@@ -15,6 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::groups::OFFSETS_TOPIC;
+use crate::leadership;
 
 /// FindCoordinator key types (Kafka's `CoordinatorType`).
 const KEY_TYPE_GROUP: i8 = 0;
@@ -76,11 +80,10 @@ pub async fn handle(
 fn group_coordinator(broker: &Broker, key: StrBytes) -> Coordinator {
     let image = broker.metadata.image();
     let partition = josefine_group::partition_for(&key, broker.groups().offsets_partitions());
-    let leader = image
-        .topic_by_name(OFFSETS_TOPIC)
-        .and_then(|t| t.partitions.get(partition as usize))
-        .and_then(|p| p.replicas.first())
-        .and_then(|id| image.brokers.get(id));
+    let leader = image.topic_by_name(OFFSETS_TOPIC).and_then(|t| {
+        let led = leadership::leader_of(&image, t.topic_id, partition);
+        leadership::live_broker(&image, led.leader_id)
+    });
     match leader {
         Some(b) => Coordinator::default()
             .with_key(key)

@@ -1,13 +1,22 @@
 //! Metadata: brokers, cluster id, controller, and topics with their partitions; auto-creates
 //! unknown topics when `auto.create.topics.enable` and the request allow it.
 //!
-//! Auto-creation goes through the metadata store like CreateTopics (the command carries the
-//! topic id and assignment chosen here), and the topic is returned in the same response: our
-//! apply is synchronous, so there is no LEADER_NOT_AVAILABLE window as in Kafka.
+//! Everything comes from the applied image through [`leadership`], as Kafka's
+//! `KRaftMetadataCache.getTopicMetadata`: `brokers` lists live (unfenced) brokers with their
+//! racks; each partition reports the image's leader and leader epoch, replicas, ISR, and as
+//! `offline_replicas` the replicas that are fenced or unregistered; a partition nobody leads
+//! answers LEADER_NOT_AVAILABLE with leader -1 (and still its epoch, replicas and ISR). v0,
+//! which has no offline replicas, lists only live replicas and ISR members and answers
+//! REPLICA_NOT_AVAILABLE when it left one out. `controller_id` is [`leadership::controller_id`].
+//!
+//! Auto-creation is [`auto_create_topic`], the one place this handler changes metadata; the
+//! topic is returned in the same response once the local image holds it, so there is no
+//! LEADER_NOT_AVAILABLE window as in Kafka. Must never: report a leader, epoch, replica or ISR
+//! member the image does not hold.
 
 use std::sync::Arc;
 
-use josefine_meta::{validate_topic_name, Image, MetaError, Topic};
+use josefine_meta::{validate_topic_name, Image, MetaError, PartitionAssignment, Topic};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -21,22 +30,50 @@ use super::{
 };
 use crate::broker::Broker;
 use crate::handlers::create_topics::{assign_partitions, new_topic_id};
+use crate::leadership;
 use crate::limits;
 
-fn topic_entry(topic: &Topic) -> MetadataResponseTopic {
+fn partition_entry(
+    image: &Image,
+    p: &PartitionAssignment,
+    version: i16,
+) -> MetadataResponsePartition {
+    let ids = |ids: &[i32]| -> Vec<BrokerId> {
+        ids.iter()
+            .copied()
+            .filter(|id| version > 0 || leadership::live_broker(image, *id).is_some())
+            .map(BrokerId)
+            .collect()
+    };
+    let (replicas, isr) = (ids(&p.replicas), ids(&p.isr));
+    let leader = leadership::live_broker(image, p.leader).map(|b| b.node_id);
+    let error = if leader.is_none() {
+        code::LEADER_NOT_AVAILABLE
+    } else if replicas.len() < p.replicas.len() || isr.len() < p.isr.len() {
+        code::REPLICA_NOT_AVAILABLE
+    } else {
+        code::NONE
+    };
+    MetadataResponsePartition::default()
+        .with_error_code(error)
+        .with_partition_index(p.partition)
+        .with_leader_id(BrokerId(leader.unwrap_or(PartitionAssignment::NO_LEADER)))
+        .with_leader_epoch(p.leader_epoch)
+        .with_replica_nodes(replicas)
+        .with_isr_nodes(isr)
+        .with_offline_replicas(
+            leadership::offline_replicas(image, p)
+                .into_iter()
+                .map(BrokerId)
+                .collect(),
+        )
+}
+
+fn topic_entry(image: &Image, topic: &Topic, version: i16) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
-        .map(|p| {
-            let replicas: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
-            MetadataResponsePartition::default()
-                .with_error_code(code::NONE)
-                .with_partition_index(p.partition)
-                .with_leader_id(BrokerId(p.replicas[0]))
-                .with_leader_epoch(0)
-                .with_isr_nodes(replicas.clone())
-                .with_replica_nodes(replicas)
-        })
+        .map(|p| partition_entry(image, p, version))
         .collect();
     MetadataResponseTopic::default()
         .with_error_code(code::NONE)
@@ -53,8 +90,25 @@ fn error_entry(name: Option<&str>, topic_id: Uuid, error: i16) -> MetadataRespon
         .with_topic_id(topic_id)
 }
 
-/// Creates `name` with the broker defaults, tolerating a concurrent creation of the same name.
-async fn auto_create(broker: &Broker, name: &str) -> Result<(), MetaError> {
+/// Auto-creates `name` with the broker defaults (a concurrent creation of the same name counts
+/// as success) and returns an image that holds it, or the topic error code to answer. The one
+/// place Metadata changes metadata: it proposes locally today; in a cluster it goes to the
+/// controller, and the image returned must then be one that has applied the creation.
+async fn auto_create_topic(broker: &Broker, name: &str) -> Result<Arc<Image>, i16> {
+    match propose_topic(broker, name).await {
+        Ok(()) => Ok(broker.metadata.image()),
+        Err(e) => Err(match e.kafka_error_code() {
+            -1 => code::UNKNOWN_SERVER_ERROR,
+            // Kafka answers an auto-creation it cannot place (e.g. replication factor above the
+            // live brokers) with INVALID_REPLICATION_FACTOR on that topic.
+            code::INVALID_REPLICA_ASSIGNMENT => code::INVALID_REPLICATION_FACTOR,
+            c => c,
+        }),
+    }
+}
+
+/// Proposes the creation of `name` with the broker defaults.
+async fn propose_topic(broker: &Broker, name: &str) -> Result<(), MetaError> {
     let settings = &broker.config.broker;
     let image = broker.metadata.image();
     let partitions = assign_partitions(
@@ -94,7 +148,12 @@ pub async fn handle(
         broker.config.broker.auto_create_topics_enable && request.allow_auto_topic_creation;
     let mut topics = Vec::new();
     if all_topics {
-        topics.extend(image.topics.values().map(topic_entry));
+        topics.extend(
+            image
+                .topics
+                .values()
+                .map(|topic| topic_entry(&image, topic, version)),
+        );
     } else {
         let requested = request.topics.unwrap_or_default();
         for (i, t) in requested.iter().enumerate() {
@@ -105,13 +164,13 @@ pub async fn handle(
                 // v10+: by topic id.
                 let id = topic_id_of(t.topic_id);
                 match image.topics.get(&id) {
-                    Some(topic) => topics.push(topic_entry(topic)),
+                    Some(topic) => topics.push(topic_entry(&image, topic, version)),
                     None => topics.push(error_entry(None, t.topic_id, code::UNKNOWN_TOPIC_ID)),
                 }
                 continue;
             };
             if let Some(topic) = image.topic_by_name(&name) {
-                topics.push(topic_entry(topic));
+                topics.push(topic_entry(&image, topic, version));
                 continue;
             }
             if validate_topic_name(&name).is_err() {
@@ -131,11 +190,11 @@ pub async fn handle(
                 ));
                 continue;
             }
-            match auto_create(broker, &name).await {
-                Ok(()) => {
-                    image = broker.metadata.image();
+            match auto_create_topic(broker, &name).await {
+                Ok(created) => {
+                    image = created;
                     match image.topic_by_name(&name) {
-                        Some(topic) => topics.push(topic_entry(topic)),
+                        Some(topic) => topics.push(topic_entry(&image, topic, version)),
                         // Deleted again in between: report it as unknown.
                         None => topics.push(error_entry(
                             Some(&name),
@@ -144,20 +203,7 @@ pub async fn handle(
                         )),
                     }
                 }
-                Err(e) => {
-                    let error = match e.kafka_error_code() {
-                        -1 => code::UNKNOWN_SERVER_ERROR,
-                        c => c,
-                    };
-                    // Kafka answers an auto-creation it cannot do (e.g. replication factor above
-                    // the live brokers) with the creation error on that topic.
-                    let error = if error == 39 {
-                        code::INVALID_REPLICATION_FACTOR
-                    } else {
-                        error
-                    };
-                    topics.push(error_entry(Some(&name), Uuid::nil(), error));
-                }
+                Err(error) => topics.push(error_entry(Some(&name), Uuid::nil(), error)),
             }
         }
     }
@@ -180,9 +226,7 @@ pub async fn handle(
     } else {
         i32::MIN
     };
-    let brokers = image
-        .brokers
-        .values()
+    let brokers = leadership::live_brokers(&image)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -194,7 +238,10 @@ pub async fn handle(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(image.cluster_id.clone().map(str_bytes))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(leadership::controller_id(
+            &image,
+            broker.controller_hint(),
+        )))
         .with_cluster_authorized_operations(cluster_authorized_operations)
         .with_topics(topics)
 }
