@@ -28,6 +28,9 @@ import pytest
 
 import wire
 
+# Multi-broker clusters (cluster_factory, shared_cluster) for the test_cluster_*.py tests.
+pytest_plugins = ["cluster"]
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIBS = Path(os.environ.get("KAFKA_LIBS", REPO_ROOT / ".cache" / "kafka-libs"))
 BROKER_KIND = os.environ.get("BROKER", "josefine")
@@ -87,6 +90,11 @@ class Broker:
         return cmd + self.extra_args
 
     def start(self):
+        self.spawn()
+        self._wait_ready()
+
+    def spawn(self):
+        """Start the process without waiting for it to answer."""
         assert self.proc is None, "broker already running"
         if self.kind == "josefine" and not josefine_bin().exists():
             pytest.fail(f"josefine binary not found at {josefine_bin()} (build it or set JOSEFINE_BIN)")
@@ -102,7 +110,6 @@ class Broker:
             env=env, start_new_session=True,
         )
         log.close()
-        self._wait_ready()
 
     def _wait_ready(self):
         deadline = time.monotonic() + START_TIMEOUT_S
