@@ -95,6 +95,11 @@ impl MetadataStore {
     pub fn image(&self) -> Arc<Image> {
         self.image.borrow().clone()
     }
+
+    /// A receiver that sees every published image.
+    pub fn subscribe_image(&self) -> watch::Receiver<Arc<Image>> {
+        self.image.clone()
+    }
 }
 
 fn apply_one(
