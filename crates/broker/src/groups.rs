@@ -1,22 +1,36 @@
 //! The group coordinator runtime: drives the pure `josefine_group::Coordinator` with real
-//! requests, time and storage.
+//! requests, time, storage and the applied metadata image.
 //!
 //! Owns: the one task that owns the coordinator (every call to it happens there, in order), the
-//! appender task that writes its records to `__consumer_offsets`, the loader that replays that
-//! topic into it at start-up (or when the topic first appears), and the lazy creation of the
-//! topic on the first FindCoordinator. Handlers talk to it through [`Groups`]: they send the
-//! decoded request and await its response, which may come much later (a JoinGroup waits for the
-//! rebalance). That parks only the sending connection: connections serve one request at a
+//! appender task that writes its records to `__consumer_offsets`, the loaders that replay a
+//! partition of that topic into it, the choice of which partitions it serves, and the creation
+//! of the topic on the first FindCoordinator. Handlers talk to it through [`Groups`]: they send
+//! the decoded request and await its response, which may come much later (a JoinGroup waits for
+//! the rebalance). That parks only the sending connection: connections serve one request at a
 //! time, as Kafka's do, and clients expect exactly that.
 //!
-//! Must never: block the coordinator task on storage (appends and loads run on the blocking
-//! pool via [`Broker::blocking`], and their results come back as messages), acknowledge a
-//! commit before its append is durable per the log's flush policy (the coordinator only releases
-//! a response on `on_append_complete`), reorder appends to one partition (one appender, FIFO:
-//! compaction keeps the *last* record per key), or queue without a bound (see `limits`).
+//! Which partitions: the coordinator of a group is the leader of its `__consumer_offsets`
+//! partition, so the task follows the applied image (its watch): a partition this node starts
+//! leading is loaded (its groups answer COORDINATOR_LOAD_IN_PROGRESS meanwhile), one it stops
+//! leading is unloaded (NOT_COORDINATOR), and one whose leader epoch changed while led here is
+//! unloaded and loaded again, since another leader may have written to it in between. A load
+//! starts only once every append issued before it has finished, so it reads all of them; a
+//! load finishing for a partition no longer led at its epoch is discarded.
+//!
+//! Must never: append to a partition this node does not lead at the epoch its state was loaded
+//! at (the appender checks the image right before each append and stamps the batch with that
+//! leader epoch; a stale coordinator writing over a new leader's records would lose commits),
+//! acknowledge an append for a partition unloaded since it was issued (its caller hears
+//! NOT_COORDINATOR at the unload), block the coordinator task on storage (appends and loads
+//! run on the blocking pool via [`Broker::blocking`], and their results come back as
+//! messages), acknowledge a commit before its append is durable per the log's flush policy (the
+//! coordinator only releases a response on `on_append_complete`), reorder appends to one
+//! partition (one appender, FIFO: compaction keeps the *last* record per key), or queue without
+//! a bound (see `limits`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +42,7 @@ use josefine_group::{
 use josefine_log::batch::BatchHeader;
 use josefine_log::limits::BATCH_HEADER_BYTES;
 use josefine_log::{LogError, PartitionLog};
-use josefine_meta::{Command, MetaError, TopicId};
+use josefine_meta::{Command, Image, MetaError, TopicId};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -66,8 +80,8 @@ enum Msg {
         request: Box<GroupRequest>,
         reply: oneshot::Sender<GroupResponse>,
     },
-    /// Serve the `__consumer_offsets` topic the image names now (load it if new).
-    EnsureLoaded {
+    /// Follow the image the store holds now (without waiting for the watch to deliver it).
+    FollowImage {
         reply: oneshot::Sender<()>,
     },
     TopicDeleted {
@@ -76,31 +90,72 @@ enum Msg {
     Shutdown,
 }
 
+/// Names one append handed to the appender (the coordinator's [`AppendId`]s restart with a
+/// new coordinator; these never do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct JobId(u64);
+
 /// Results flowing back into the coordinator task from its helpers.
 enum Internal {
-    Appended(Vec<(AppendId, AppendOutcome)>),
+    Appended(Vec<(JobId, AppendOutcome)>),
     LoadStep {
-        topic_id: TopicId,
         partition: i32,
+        load_id: u64,
         records: Vec<(Bytes, Option<Bytes>)>,
     },
     LoadDone {
-        topic_id: TopicId,
         partition: i32,
+        load_id: u64,
         ok: bool,
     },
 }
 
 struct AppendJob {
-    append_id: AppendId,
+    job: JobId,
+    topic_id: TopicId,
     partition: i32,
+    /// The epoch this node led the partition at when the coordinator's state of it was loaded:
+    /// the append happens only if the image still says so, stamped with it.
+    leader_epoch: i32,
     records: Vec<OffsetsRecord>,
+}
+
+/// One `__consumer_offsets` partition this node leads per the image last followed.
+struct Led {
+    leader_epoch: i32,
+    /// Tells this load's steps from those of an earlier load of the same partition.
+    load_id: u64,
+    phase: Phase,
+}
+
+enum Phase {
+    /// Waiting for appends issued before the load to finish, so the loader reads them.
+    Draining,
+    /// The loader is reading it; set `cancelled` to stop it.
+    Loading {
+        cancelled: Arc<AtomicBool>,
+    },
+    Loaded,
+}
+
+/// An append handed to the appender and not reported back yet.
+struct InFlight {
+    partition: i32,
+    /// `None` once its caller was answered at an unload: the appender's report is then dropped.
+    append_id: Option<AppendId>,
+}
+
+/// One partition for a loader to read.
+struct LoadTask {
+    partition: i32,
+    load_id: u64,
+    cancelled: Arc<AtomicBool>,
 }
 
 /// Handle to the group coordinator runtime, shared by every handler.
 pub struct Groups {
     requests: mpsc::Sender<Msg>,
-    /// The `__consumer_offsets` topic id whose partitions the coordinator serves (or is loading).
+    /// The `__consumer_offsets` topic id in the image the coordinator task last followed.
     served_topic: watch::Receiver<Option<TopicId>>,
     /// `offsets.topic.num.partitions` in effect (the existing topic's count wins).
     offsets_partitions: i32,
@@ -131,42 +186,24 @@ pub fn group_config(broker: &Broker, partitions: Option<i32>) -> GroupConfig {
 }
 
 impl Groups {
-    /// Starts the coordinator task. If `__consumer_offsets` exists its partitions start loading
-    /// at once; their groups answer COORDINATOR_LOAD_IN_PROGRESS until loaded.
+    /// Starts the coordinator task. The `__consumer_offsets` partitions this node leads start
+    /// loading at once; their groups answer COORDINATOR_LOAD_IN_PROGRESS until loaded.
     pub fn start(broker: &Arc<Broker>) -> Result<Groups, josefine_group::GroupError> {
-        let image = broker.metadata.image();
-        let existing = image
-            .topic_by_name(OFFSETS_TOPIC)
-            .map(|t| t.partitions.len() as i32);
-        let config = group_config(broker, existing);
-        let offsets_partitions = config.offsets_topic_partitions;
-        let seed = MEMBER_ID_SEED ^ now_ms() as u64;
-        let coordinator = Coordinator::new(config, seed)?;
+        let (mut runtime, channels) = Runtime::new(broker)?;
+        let offsets_partitions = runtime.coordinator_partitions;
         let (requests_tx, requests_rx) = mpsc::channel(limits::GROUP_REQUESTS_QUEUED_MAX);
-        let (internal_tx, internal_rx) = mpsc::channel(limits::GROUP_LOAD_STEPS_QUEUED_MAX);
-        let (appends_tx, appends_rx) = mpsc::channel(limits::GROUP_APPENDS_QUEUED_MAX);
-        let (served_tx, served_rx) = watch::channel(None);
         let appender = tokio::spawn(run_appender(
             broker.clone(),
-            appends_rx,
-            internal_tx.clone(),
+            channels.appends,
+            runtime.internal_tx.clone(),
         ));
-        let mut runtime = Runtime {
-            broker: broker.clone(),
-            coordinator,
-            waiting: HashMap::new(),
-            next_request_id: 1,
-            served: None,
-            served_tx,
-            appends: appends_tx,
-            internal_tx,
-            loaders: Vec::new(),
-        };
-        runtime.ensure_loaded();
-        let task = tokio::spawn(runtime.run(requests_rx, internal_rx, appender));
+        let mut images = broker.metadata.subscribe_image();
+        let image = images.borrow_and_update().clone();
+        runtime.follow(&image);
+        let task = tokio::spawn(runtime.run(requests_rx, channels.internal, images, appender));
         Ok(Groups {
             requests: requests_tx,
-            served_topic: served_rx,
+            served_topic: channels.served,
             offsets_partitions,
             task: std::sync::Mutex::new(Some(task)),
         })
@@ -193,7 +230,8 @@ impl Groups {
     }
 
     /// Makes sure `__consumer_offsets` exists (creating it as Kafka does on the first
-    /// FindCoordinator) and that the coordinator serves it. Errors are for the client's
+    /// FindCoordinator) and that the coordinator task has followed an image holding it, so the
+    /// partitions this node leads are loading or loaded. Errors are for the client's
     /// COORDINATOR_NOT_AVAILABLE message.
     pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), String> {
         let image = broker.metadata.image();
@@ -212,7 +250,7 @@ impl Groups {
         }
         let (reply, rx) = oneshot::channel();
         self.requests
-            .send(Msg::EnsureLoaded { reply })
+            .send(Msg::FollowImage { reply })
             .await
             .map_err(|_| "the group coordinator is shutting down".to_string())?;
         rx.await
@@ -287,15 +325,41 @@ impl Groups {
     }
 }
 
+/// The leader epoch of `__consumer_offsets` partition `partition` (topic `topic_id`) if the
+/// image says `node_id` leads it.
+fn led_epoch(image: &Image, node_id: i32, topic_id: TopicId, partition: i32) -> Option<i32> {
+    image
+        .partition(topic_id, partition)
+        .filter(|p| p.leader == node_id)
+        .map(|p| p.leader_epoch)
+}
+
+/// The receiving ends a [`Runtime`] needs besides itself.
+struct RuntimeChannels {
+    appends: mpsc::Receiver<AppendJob>,
+    internal: mpsc::Receiver<Internal>,
+    served: watch::Receiver<Option<TopicId>>,
+}
+
 struct Runtime {
     broker: Arc<Broker>,
     coordinator: Coordinator,
+    /// The partition count the coordinator hashes group ids over.
+    coordinator_partitions: i32,
     /// Responses owed, by request id: at most one per connection (one request in progress each).
     waiting: HashMap<RequestId, oneshot::Sender<GroupResponse>>,
     next_request_id: u64,
-    /// The `__consumer_offsets` topic being served and its partition count.
+    /// The `__consumer_offsets` topic (id, partition count) in the image last followed.
     served: Option<(TopicId, i32)>,
     served_tx: watch::Sender<Option<TopicId>>,
+    /// Position of the image last followed: an older one is never followed after a newer one.
+    followed_position: Option<u64>,
+    /// The partitions served: those this node leads per the image last followed.
+    led: BTreeMap<i32, Led>,
+    next_load_id: u64,
+    /// Appends handed to the appender and not reported back, in issue order.
+    in_flight: BTreeMap<JobId, InFlight>,
+    next_job: u64,
     appends: mpsc::Sender<AppendJob>,
     internal_tx: mpsc::Sender<Internal>,
     /// Loader tasks, awaited at shutdown so no load reads a log while it is being closed.
@@ -303,12 +367,52 @@ struct Runtime {
 }
 
 impl Runtime {
+    /// A runtime serving no partition yet: [`Runtime::follow`] an image to start.
+    fn new(broker: &Arc<Broker>) -> Result<(Runtime, RuntimeChannels), josefine_group::GroupError> {
+        let existing = broker
+            .metadata
+            .image()
+            .topic_by_name(OFFSETS_TOPIC)
+            .map(|t| t.partitions.len() as i32);
+        let config = group_config(broker, existing);
+        let coordinator_partitions = config.offsets_topic_partitions;
+        let coordinator = Coordinator::new(config, MEMBER_ID_SEED ^ now_ms() as u64)?;
+        let (internal_tx, internal) = mpsc::channel(limits::GROUP_LOAD_STEPS_QUEUED_MAX);
+        let (appends_tx, appends) = mpsc::channel(limits::GROUP_APPENDS_QUEUED_MAX);
+        let (served_tx, served) = watch::channel(None);
+        let runtime = Runtime {
+            broker: broker.clone(),
+            coordinator,
+            coordinator_partitions,
+            waiting: HashMap::new(),
+            next_request_id: 1,
+            served: None,
+            served_tx,
+            followed_position: None,
+            led: BTreeMap::new(),
+            next_load_id: 1,
+            in_flight: BTreeMap::new(),
+            next_job: 1,
+            appends: appends_tx,
+            internal_tx,
+            loaders: Vec::new(),
+        };
+        let channels = RuntimeChannels {
+            appends,
+            internal,
+            served,
+        };
+        Ok((runtime, channels))
+    }
+
     async fn run(
         mut self,
         mut requests: mpsc::Receiver<Msg>,
         mut internal: mpsc::Receiver<Internal>,
+        mut images: watch::Receiver<Arc<Image>>,
         appender: JoinHandle<()>,
     ) {
+        let mut following = true;
         loop {
             // At least 1 ms: a timer the coordinator left due cannot make this loop spin.
             let wait_ms = self
@@ -321,10 +425,23 @@ impl Runtime {
                     Some(msg) => self.on_msg(msg),
                 },
                 Some(i) = internal.recv() => self.on_internal(i),
+                changed = images.changed(), if following => match changed {
+                    Ok(()) => {
+                        let image = images.borrow_and_update().clone();
+                        self.follow(&image);
+                    }
+                    // The store stopped: the broker is shutting down, and Shutdown follows.
+                    Err(_) => following = false,
+                },
                 _ = sleep_ms(wait_ms) => {
                     let effects = self.coordinator.tick(now_ms());
                     self.carry_out(effects);
                 }
+            }
+        }
+        for led in self.led.values() {
+            if let Phase::Loading { cancelled } = &led.phase {
+                cancelled.store(true, Ordering::Relaxed);
             }
         }
         // Let the appender finish what it holds, so no append races the logs' close.
@@ -332,7 +449,8 @@ impl Runtime {
         drop(internal);
         let _ = appender.await;
         for loader in self.loaders {
-            // Its next send fails now that `internal` is gone: it stops after the current step.
+            // Cancelled, and its next send fails now that `internal` is gone: it stops after
+            // the current step.
             let _ = loader.await;
         }
         info!("group coordinator stopped");
@@ -359,14 +477,15 @@ impl Runtime {
                 let effects = self.coordinator.handle(ctx, *request, now_ms());
                 self.carry_out(effects);
             }
-            Msg::EnsureLoaded { reply } => {
-                self.ensure_loaded();
+            Msg::FollowImage { reply } => {
+                let image = self.broker.metadata.image();
+                self.follow(&image);
                 let _ = reply.send(());
             }
             Msg::TopicDeleted { topic } => {
                 if topic == OFFSETS_TOPIC {
-                    self.unload_all();
-                    self.ensure_loaded();
+                    let image = self.broker.metadata.image();
+                    self.follow(&image);
                 } else {
                     let effects = self.coordinator.on_topic_deleted(&topic, now_ms());
                     self.carry_out(effects);
@@ -379,20 +498,27 @@ impl Runtime {
     fn on_internal(&mut self, msg: Internal) {
         match msg {
             Internal::Appended(results) => {
-                for (append_id, outcome) in results {
-                    let effects = self
-                        .coordinator
-                        .on_append_complete(append_id, outcome, now_ms());
-                    self.carry_out(effects);
+                for (job, outcome) in results {
+                    let done = self
+                        .in_flight
+                        .remove(&job)
+                        .unwrap_or_else(|| panic!("append {job:?} reported twice or never sent"));
+                    if let Some(append_id) = done.append_id {
+                        let effects =
+                            self.coordinator
+                                .on_append_complete(append_id, outcome, now_ms());
+                        self.carry_out(effects);
+                    }
                 }
+                self.start_drained_loads();
             }
             Internal::LoadStep {
-                topic_id,
                 partition,
+                load_id,
                 records,
             } => {
-                if self.served.map(|s| s.0) != Some(topic_id) {
-                    return; // a load of a topic we no longer serve
+                if !self.is_loading(partition, load_id) {
+                    return; // a load of a partition no longer led at that epoch
                 }
                 for (key, value) in records {
                     if let Err(e) = self
@@ -405,11 +531,11 @@ impl Runtime {
                 }
             }
             Internal::LoadDone {
-                topic_id,
                 partition,
+                load_id,
                 ok,
             } => {
-                if self.served.map(|s| s.0) != Some(topic_id) {
+                if !self.is_loading(partition, load_id) {
                     return;
                 }
                 if !ok {
@@ -417,84 +543,208 @@ impl Runtime {
                     // would make consumers re-read or skip data.
                     error!(
                         partition,
-                        "loading {OFFSETS_TOPIC} failed; its groups stay unavailable until restart"
+                        "loading {OFFSETS_TOPIC} failed; its groups stay unavailable until its leadership changes"
                     );
                     return;
                 }
                 match self.coordinator.complete_load(partition, now_ms()) {
-                    Ok(effects) => self.carry_out(effects),
+                    Ok(effects) => {
+                        // Loaded before its effects run: they may append to it (tombstones).
+                        if let Some(led) = self.led.get_mut(&partition) {
+                            led.phase = Phase::Loaded;
+                        }
+                        info!(partition, "{OFFSETS_TOPIC} partition loaded");
+                        self.carry_out(effects);
+                    }
                     Err(e) => error!(partition, "completing the load: {e}"),
                 }
             }
         }
     }
 
-    /// Starts serving the `__consumer_offsets` topic in the image, if it is not served yet.
-    fn ensure_loaded(&mut self) {
-        let image = self.broker.metadata.image();
-        let Some(topic) = image.topic_by_name(OFFSETS_TOPIC) else {
+    fn is_loading(&self, partition: i32, load_id: u64) -> bool {
+        self.led
+            .get(&partition)
+            .is_some_and(|led| led.load_id == load_id && matches!(led.phase, Phase::Loading { .. }))
+    }
+
+    /// Brings the partitions served in line with `image`: unloads those this node no longer
+    /// leads at the epoch they were loaded at, and loads those it newly leads.
+    fn follow(&mut self, image: &Image) {
+        if self.followed_position.is_some_and(|p| image.position < p) {
+            return;
+        }
+        self.followed_position = Some(image.position);
+        let topic = image.topic_by_name(OFFSETS_TOPIC);
+        let served = topic.map(|t| (t.topic_id, t.partitions.len() as i32));
+        if served != self.served {
+            // Created, deleted or recreated: nothing of the old topic is served any more.
+            self.unload_all();
+            self.served = served;
+            self.served_tx.send_replace(served.map(|s| s.0));
+            if let Some((_, count)) = served {
+                self.fit_coordinator(count);
+            }
+        }
+        let Some(topic) = topic else {
             return;
         };
-        let count = topic.partitions.len() as i32;
-        if self.served == Some((topic.topic_id, count)) {
+        if topic.partitions.len() as i32 != self.coordinator_partitions {
+            return; // could not build a coordinator for it (logged once when it appeared)
+        }
+        let node_id = self.broker.config.node_id;
+        let leading: BTreeMap<i32, i32> = topic
+            .partitions
+            .iter()
+            .filter(|p| p.leader == node_id)
+            .map(|p| (p.partition, p.leader_epoch))
+            .collect();
+        let lost: Vec<i32> = self
+            .led
+            .iter()
+            .filter(|(p, led)| leading.get(p) != Some(&led.leader_epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        for &partition in &lost {
+            self.unload(partition);
+        }
+        let gained: Vec<(i32, i32)> = leading
+            .into_iter()
+            .filter(|(p, _)| !self.led.contains_key(p))
+            .collect();
+        if !lost.is_empty() || !gained.is_empty() {
+            info!(
+                unloaded = ?lost,
+                loading = ?gained.iter().map(|g| g.0).collect::<Vec<_>>(),
+                position = image.position,
+                "{OFFSETS_TOPIC} leadership changed"
+            );
+        }
+        let ready: Vec<LoadTask> = gained
+            .into_iter()
+            .filter_map(|(partition, epoch)| self.begin_load(partition, epoch))
+            .collect();
+        self.spawn_loader(ready);
+    }
+
+    /// Hashes group ids over `count` partitions (a topic created with a count other than
+    /// `offsets.topic.num.partitions`). Only called with nothing served.
+    fn fit_coordinator(&mut self, count: i32) {
+        if count == self.coordinator_partitions {
             return;
         }
-        self.unload_all();
-        if count != self.coordinator_partitions() {
-            // Created by a client with another partition count: hash groups over what exists.
-            warn!(
-                count,
-                "{OFFSETS_TOPIC} has a partition count other than offsets.topic.num.partitions"
-            );
-            let config = group_config(&self.broker, Some(count));
-            match Coordinator::new(config, MEMBER_ID_SEED ^ now_ms() as u64) {
-                Ok(c) => self.coordinator = c,
-                Err(e) => {
-                    error!("cannot serve {OFFSETS_TOPIC} with {count} partitions: {e}");
-                    return;
-                }
+        warn!(
+            count,
+            "{OFFSETS_TOPIC} has a partition count other than offsets.topic.num.partitions"
+        );
+        let config = group_config(&self.broker, Some(count));
+        match Coordinator::new(config, MEMBER_ID_SEED ^ now_ms() as u64) {
+            Ok(c) => {
+                self.coordinator = c;
+                self.coordinator_partitions = count;
             }
+            Err(e) => error!("cannot serve {OFFSETS_TOPIC} with {count} partitions: {e}"),
         }
-        let mut mine = Vec::new();
-        for p in &topic.partitions {
-            // The leader serves the partition's groups; one node leads everything for now.
-            if p.replicas.first() == Some(&self.broker.config.node_id) {
-                let effects = self.coordinator.begin_load(p.partition);
-                self.carry_out(effects);
-                mine.push(p.partition);
+    }
+
+    /// Starts serving `partition` (led here at `leader_epoch`): loading, or draining first if
+    /// appends issued before are still in flight. The load to start now, if any.
+    fn begin_load(&mut self, partition: i32, leader_epoch: i32) -> Option<LoadTask> {
+        let effects = self.coordinator.begin_load(partition);
+        self.carry_out(effects);
+        let load_id = self.next_load_id;
+        self.next_load_id += 1;
+        let draining = self.in_flight.values().any(|f| f.partition == partition);
+        let (phase, task) = if draining {
+            (Phase::Draining, None)
+        } else {
+            let cancelled = Arc::new(AtomicBool::new(false));
+            let task = LoadTask {
+                partition,
+                load_id,
+                cancelled: cancelled.clone(),
+            };
+            (Phase::Loading { cancelled }, Some(task))
+        };
+        let led = Led {
+            leader_epoch,
+            load_id,
+            phase,
+        };
+        self.led.insert(partition, led);
+        task
+    }
+
+    /// Starts the loads whose partitions have no append in flight any more.
+    fn start_drained_loads(&mut self) {
+        let mut ready = Vec::new();
+        for (&partition, led) in self.led.iter_mut() {
+            if !matches!(led.phase, Phase::Draining)
+                || self.in_flight.values().any(|f| f.partition == partition)
+            {
+                continue;
             }
+            let cancelled = Arc::new(AtomicBool::new(false));
+            ready.push(LoadTask {
+                partition,
+                load_id: led.load_id,
+                cancelled: cancelled.clone(),
+            });
+            led.phase = Phase::Loading { cancelled };
         }
-        self.served = Some((topic.topic_id, count));
-        self.served_tx.send_replace(Some(topic.topic_id));
-        info!(partitions = mine.len(), "loading {OFFSETS_TOPIC}");
+        self.spawn_loader(ready);
+    }
+
+    fn spawn_loader(&mut self, loads: Vec<LoadTask>) {
+        let Some((topic_id, _)) = self.served else {
+            return;
+        };
+        if loads.is_empty() {
+            return;
+        }
         self.loaders.retain(|l| !l.is_finished());
         self.loaders.push(tokio::spawn(run_loader(
             self.broker.clone(),
-            topic.topic_id,
-            mine,
+            topic_id,
+            loads,
             self.internal_tx.clone(),
         )));
     }
 
-    fn coordinator_partitions(&self) -> i32 {
-        // Any group id hashes into [0, count); the count itself is the config's.
-        self.served.map_or_else(
-            || group_config(&self.broker, None).offsets_topic_partitions,
-            |s| s.1,
-        )
-    }
-
-    fn unload_all(&mut self) {
-        if let Some((_, count)) = self.served.take() {
-            for p in 0..count {
-                let effects = self.coordinator.unload(p);
-                self.carry_out(effects);
-            }
-            self.served_tx.send_replace(None);
+    /// Stops serving `partition`: its groups answer NOT_COORDINATOR, and so do the callers
+    /// of its appends still in flight (whatever the appender reports for them is dropped).
+    fn unload(&mut self, partition: i32) {
+        let Some(led) = self.led.remove(&partition) else {
+            return;
+        };
+        if let Phase::Loading { cancelled } = &led.phase {
+            cancelled.store(true, Ordering::Relaxed);
+        }
+        let effects = self.coordinator.unload(partition);
+        self.carry_out(effects);
+        let orphans: Vec<AppendId> = self
+            .in_flight
+            .values_mut()
+            .filter(|f| f.partition == partition)
+            .filter_map(|f| f.append_id.take())
+            .collect();
+        for append_id in orphans {
+            let effects =
+                self.coordinator
+                    .on_append_complete(append_id, AppendOutcome::NotLeader, now_ms());
+            self.carry_out(effects);
         }
     }
 
-    /// Carries out effects, including those of appends failed at once (queue full).
+    fn unload_all(&mut self) {
+        let partitions: Vec<i32> = self.led.keys().copied().collect();
+        for partition in partitions {
+            self.unload(partition);
+        }
+    }
+
+    /// Carries out effects, including those of appends failed at once (not served, queue
+    /// full).
     fn carry_out(&mut self, effects: Vec<Effect>) {
         let mut work: VecDeque<Effect> = effects.into();
         while let Some(effect) = work.pop_front() {
@@ -514,23 +764,51 @@ impl Runtime {
                     partition,
                     records,
                 } => {
-                    let job = AppendJob {
-                        append_id,
-                        partition,
-                        records,
+                    let failed = match self.append_job(partition, records) {
+                        Some(job) => {
+                            let id = job.job;
+                            match self.appends.try_send(job) {
+                                Ok(()) => {
+                                    let f = InFlight {
+                                        partition,
+                                        append_id: Some(append_id),
+                                    };
+                                    self.in_flight.insert(id, f);
+                                    continue;
+                                }
+                                Err(_) => {
+                                    warn!("{OFFSETS_TOPIC} append queue full; failing the append");
+                                    AppendOutcome::Unavailable
+                                }
+                            }
+                        }
+                        None => AppendOutcome::NotLeader,
                     };
-                    if self.appends.try_send(job).is_err() {
-                        warn!("{OFFSETS_TOPIC} append queue full; failing the append");
-                        let more = self.coordinator.on_append_complete(
-                            append_id,
-                            AppendOutcome::Unavailable,
-                            now_ms(),
-                        );
-                        work.extend(more);
-                    }
+                    let more = self
+                        .coordinator
+                        .on_append_complete(append_id, failed, now_ms());
+                    work.extend(more);
                 }
             }
         }
+    }
+
+    /// The appender's job for an append to `partition`, if it is loaded here.
+    fn append_job(&mut self, partition: i32, records: Vec<OffsetsRecord>) -> Option<AppendJob> {
+        let (topic_id, _) = self.served?;
+        let led = self.led.get(&partition)?;
+        if !matches!(led.phase, Phase::Loaded) {
+            return None;
+        }
+        let job = JobId(self.next_job);
+        self.next_job += 1;
+        Some(AppendJob {
+            job,
+            topic_id,
+            partition,
+            leader_epoch: led.leader_epoch,
+            records,
+        })
     }
 }
 
@@ -566,18 +844,24 @@ async fn run_appender(
     }
 }
 
-fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(AppendId, AppendOutcome)> {
-    let image = broker.metadata.image();
-    let topic_id = image.topic_by_name(OFFSETS_TOPIC).map(|t| t.topic_id);
+fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(JobId, AppendOutcome)> {
+    let node_id = broker.config.node_id;
     let now = now_ms();
     let mut results = Vec::with_capacity(round.len());
     // Logs to flush after the round, and for each result the log it waits on.
     let mut to_flush: Vec<Arc<PartitionLog>> = Vec::new();
     let mut flush_of: Vec<Option<usize>> = Vec::with_capacity(round.len());
     for job in round {
-        let log = topic_id.and_then(|id| broker.partitions.get(id, job.partition));
+        // Right before the append: a coordinator loaded at another epoch (or not leading at
+        // all) must not write over what the partition's real leader wrote.
+        let image = broker.metadata.image();
+        let leads = led_epoch(&image, node_id, job.topic_id, job.partition);
+        let log = match leads == Some(job.leader_epoch) {
+            true => broker.partitions.get(job.topic_id, job.partition),
+            false => None,
+        };
         let Some(log) = log.map(|p| p.log.clone()) else {
-            results.push((job.append_id, AppendOutcome::NotLeader));
+            results.push((job.job, AppendOutcome::NotLeader));
             flush_of.push(None);
             continue;
         };
@@ -586,7 +870,7 @@ fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(AppendId, Append
                 error!("cannot encode {OFFSETS_TOPIC} records: {e:#}");
                 AppendOutcome::TooLarge
             }
-            Ok(batch) => match log.append(&batch, LEADER_EPOCH, now) {
+            Ok(batch) => match log.append(&batch, job.leader_epoch, now) {
                 Ok(_) => AppendOutcome::Appended,
                 Err(e) => append_outcome(job.partition, &e),
             },
@@ -602,7 +886,7 @@ fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(AppendId, Append
             };
             waits_on = Some(i);
         }
-        results.push((job.append_id, outcome));
+        results.push((job.job, outcome));
         flush_of.push(waits_on);
     }
     // One flush per partition after all of the round's appends (a group commit).
@@ -618,9 +902,6 @@ fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(AppendId, Append
     }
     results
 }
-
-/// Leader epoch stamped into the batches (as produce: epoch 0 until leader changes exist).
-const LEADER_EPOCH: i32 = 0;
 
 fn append_outcome(partition: i32, e: &LogError) -> AppendOutcome {
     match e {
@@ -673,18 +954,21 @@ pub fn encode_batch(records: &[OffsetsRecord]) -> anyhow::Result<Bytes> {
 // ---- Loading ---------------------------------------------------------------------------------
 
 /// Replays each partition from its log start to its end into the coordinator, one bounded
-/// step at a time, then reports it done.
+/// step at a time, then reports it done. A cancelled load stops at its next step, unreported.
 async fn run_loader(
     broker: Arc<Broker>,
     topic_id: TopicId,
-    partitions: Vec<i32>,
+    loads: Vec<LoadTask>,
     tx: mpsc::Sender<Internal>,
 ) {
-    for partition in partitions {
-        let ok = load_partition(&broker, topic_id, partition, &tx).await;
+    for load in loads {
+        let ok = load_partition(&broker, topic_id, &load, &tx).await;
+        if load.cancelled.load(Ordering::Relaxed) {
+            continue;
+        }
         let done = Internal::LoadDone {
-            topic_id,
-            partition,
+            partition: load.partition,
+            load_id: load.load_id,
             ok,
         };
         if tx.send(done).await.is_err() {
@@ -696,9 +980,10 @@ async fn run_loader(
 async fn load_partition(
     broker: &Arc<Broker>,
     topic_id: TopicId,
-    partition: i32,
+    load: &LoadTask,
     tx: &mpsc::Sender<Internal>,
 ) -> bool {
+    let partition = load.partition;
     let Some(p) = broker.partitions.get(topic_id, partition) else {
         error!(partition, "{OFFSETS_TOPIC} partition log is not open");
         return false;
@@ -706,6 +991,9 @@ async fn load_partition(
     let log = p.log.clone();
     let (mut from, end) = (log.log_start_offset(), log.log_end_offset());
     while from < end {
+        if load.cancelled.load(Ordering::Relaxed) {
+            return false;
+        }
         let l = log.clone();
         let step = broker.blocking(move || read_step(&l, from, end)).await;
         match step {
@@ -713,8 +1001,8 @@ async fn load_partition(
                 assert!(next > from, "a load step must advance");
                 from = next;
                 let msg = Internal::LoadStep {
-                    topic_id,
                     partition,
+                    load_id: load.load_id,
                     records,
                 };
                 if tx.send(msg).await.is_err() {
@@ -781,4 +1069,301 @@ fn read_step(log: &PartitionLog, from: i64, end: i64) -> Result<LoadStep, String
         return Err(format!("no complete batch at offset {from}"));
     }
     Ok((out, next))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The runtime driven by hand (no task, no appender): appends stay in flight exactly as
+    //! long as a test wants while leadership changes under them.
+
+    use josefine_meta::PartitionAssignment;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        GroupId, JoinGroupRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::config::{Config, ServeArgs};
+    use crate::server::RunningBroker;
+
+    const NOT_COORDINATOR: i16 = 16;
+    const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_string())
+    }
+
+    async fn start() -> (RunningBroker, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::resolve(ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            set: vec![
+                "offsets.topic.num.partitions=1".into(),
+                "group.initial.rebalance.delay.ms=0".into(),
+            ],
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let running = crate::server::start(config).await.unwrap();
+        let broker = running.broker.clone();
+        broker.groups().ensure_offsets_topic(&broker).await.unwrap();
+        (running, dir)
+    }
+
+    /// A runtime of its own on the broker (the broker's own one serves nobody here).
+    fn runtime(broker: &Arc<Broker>) -> (Runtime, RuntimeChannels) {
+        let (mut rt, ch) = Runtime::new(broker).unwrap();
+        rt.follow(&broker.metadata.image());
+        (rt, ch)
+    }
+
+    fn offsets_partition(broker: &Broker) -> (TopicId, PartitionAssignment) {
+        let image = broker.metadata.image();
+        let t = image.topic_by_name(OFFSETS_TOPIC).unwrap();
+        (t.topic_id, t.partitions[0].clone())
+    }
+
+    /// Changes the leader of `__consumer_offsets` partition 0 (several changes commit as one).
+    async fn set_leaders(broker: &Broker, leaders: &[i32]) {
+        let (topic_id, p) = offsets_partition(broker);
+        let changes: Vec<Command> = leaders
+            .iter()
+            .enumerate()
+            .map(|(i, &leader)| Command::ChangePartition {
+                topic_id,
+                partition: 0,
+                expected_partition_epoch: p.partition_epoch + i as i32,
+                leader: Some(leader),
+                isr: None,
+            })
+            .collect();
+        let cmd = match changes.len() {
+            1 => changes.into_iter().next().unwrap(),
+            _ => Command::Batch(changes),
+        };
+        broker.metadata.propose(cmd).await.unwrap();
+    }
+
+    fn log_of(broker: &Broker) -> Arc<PartitionLog> {
+        let (topic_id, _) = offsets_partition(broker);
+        broker.partitions.get(topic_id, 0).unwrap().log.clone()
+    }
+
+    /// Feeds the loader's messages in until partition 0 is loaded.
+    async fn settle(rt: &mut Runtime, ch: &mut RuntimeChannels) {
+        let wait = Duration::from_secs(10);
+        while !matches!(rt.led.get(&0).map(|l| &l.phase), Some(Phase::Loaded)) {
+            let msg = tokio::time::timeout(wait, ch.internal.recv()).await;
+            rt.on_internal(msg.expect("the load finishes").expect("loader alive"));
+        }
+    }
+
+    fn request(
+        rt: &mut Runtime,
+        version: i16,
+        request: GroupRequest,
+    ) -> oneshot::Receiver<GroupResponse> {
+        let (reply, rx) = oneshot::channel();
+        let caller = GroupCaller {
+            api_version: version,
+            client_id: "unit".into(),
+            peer: None,
+        };
+        rt.on_msg(Msg::Request {
+            caller,
+            request: Box::new(request),
+            reply,
+        });
+        rx
+    }
+
+    fn commit(rt: &mut Runtime, offset: i64) -> oneshot::Receiver<GroupResponse> {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        request(rt, 8, GroupRequest::OffsetCommit(req))
+    }
+
+    fn commit_error(mut rx: oneshot::Receiver<GroupResponse>) -> i16 {
+        match rx.try_recv().expect("answered") {
+            GroupResponse::OffsetCommit(r) => r.topics[0].partitions[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// (error, committed offset of t-0) from an OffsetFetch v7.
+    fn fetch(rt: &mut Runtime) -> (i16, i64) {
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partition_indexes(vec![0])]));
+        match request(rt, 7, GroupRequest::OffsetFetch(req)).try_recv() {
+            Ok(GroupResponse::OffsetFetch(r)) => {
+                let offset = r
+                    .topics
+                    .first()
+                    .map_or(-1, |t| t.partitions[0].committed_offset);
+                (r.error_code, offset)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Hands the appender's jobs to the real append code and reports back, as the appender.
+    fn append(rt: &mut Runtime, broker: &Broker, jobs: Vec<AppendJob>) -> Vec<AppendOutcome> {
+        let results = append_round(broker, jobs);
+        let outcomes = results.iter().map(|r| r.1).collect();
+        rt.on_internal(Internal::Appended(results));
+        outcomes
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn losing_leadership_fails_the_commit_in_flight_and_never_writes_it() {
+        let (running, _dir) = start().await;
+        let broker = running.broker.clone();
+        let (mut rt, mut ch) = runtime(&broker);
+        settle(&mut rt, &mut ch).await;
+
+        let acked = commit(&mut rt, 5);
+        let job = ch.appends.try_recv().unwrap();
+        assert_eq!(
+            append(&mut rt, &broker, vec![job]),
+            [AppendOutcome::Appended]
+        );
+        assert_eq!(commit_error(acked), 0);
+        let log_end = log_of(&broker).log_end_offset();
+
+        // A commit is in flight (with the appender) when the image takes the partition away.
+        let mut in_flight = commit(&mut rt, 6);
+        let job = ch.appends.try_recv().unwrap();
+        assert!(
+            in_flight.try_recv().is_err(),
+            "not answered before its append"
+        );
+        set_leaders(&broker, &[PartitionAssignment::NO_LEADER]).await;
+        rt.follow(&broker.metadata.image());
+        assert_eq!(commit_error(in_flight), NOT_COORDINATOR);
+        assert!(rt.led.is_empty());
+
+        // The appender reaches it later: refused by the image, nothing written, nobody told.
+        assert_eq!(
+            append(&mut rt, &broker, vec![job]),
+            [AppendOutcome::NotLeader]
+        );
+        assert_eq!(log_of(&broker).log_end_offset(), log_end);
+        assert!(rt.in_flight.is_empty());
+
+        // Its groups are somebody else's now.
+        assert_eq!(fetch(&mut rt).0, NOT_COORDINATOR);
+        assert_eq!(commit_error(commit(&mut rt, 7)), NOT_COORDINATOR);
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"));
+        match request(&mut rt, 9, GroupRequest::JoinGroup(join)).try_recv() {
+            Ok(GroupResponse::JoinGroup(r)) => assert_eq!(r.error_code, NOT_COORDINATOR),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            ch.appends.try_recv().is_err(),
+            "nothing sent to the appender"
+        );
+        running.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gaining_leadership_loads_and_a_new_epoch_reloads_after_the_appends_drain() {
+        let (running, _dir) = start().await;
+        let broker = running.broker.clone();
+        let (mut rt, mut ch) = runtime(&broker);
+        settle(&mut rt, &mut ch).await;
+        commit(&mut rt, 5);
+        let job = ch.appends.try_recv().unwrap();
+        append(&mut rt, &broker, vec![job]);
+
+        // Not led, then led again (a new epoch): loaded from the log, as after a restart.
+        set_leaders(&broker, &[PartitionAssignment::NO_LEADER]).await;
+        rt.follow(&broker.metadata.image());
+        set_leaders(&broker, &[1]).await;
+        rt.follow(&broker.metadata.image());
+        assert_eq!(fetch(&mut rt).0, COORDINATOR_LOAD_IN_PROGRESS);
+        settle(&mut rt, &mut ch).await;
+        assert_eq!(fetch(&mut rt), (0, 5));
+        let epoch = offsets_partition(&broker).1.leader_epoch;
+        assert_eq!(rt.led[&0].leader_epoch, epoch);
+
+        // A commit in flight when the epoch moves on while this node still leads.
+        let in_flight = commit(&mut rt, 6);
+        let stale = ch.appends.try_recv().unwrap();
+        set_leaders(&broker, &[PartitionAssignment::NO_LEADER, 1]).await;
+        rt.follow(&broker.metadata.image());
+        assert_eq!(commit_error(in_flight), NOT_COORDINATOR);
+        // The reload waits until that append is done, so it reads whatever the append wrote.
+        assert!(matches!(rt.led[&0].phase, Phase::Draining));
+        assert_eq!(fetch(&mut rt).0, COORDINATOR_LOAD_IN_PROGRESS);
+        // Meanwhile "another leader" wrote to the partition at the new epoch.
+        let new_epoch = offsets_partition(&broker).1.leader_epoch;
+        assert_eq!(new_epoch, epoch + 2);
+        let theirs = OffsetsRecord {
+            key: josefine_group::records::encode_offset_key("g", "t", 0),
+            value: Some(josefine_group::records::encode_offset_value(
+                &josefine_group::records::OffsetCommitValue {
+                    offset: 9,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_timestamp_ms: now_ms(),
+                    expire_timestamp_ms: None,
+                },
+            )),
+            timestamp_ms: now_ms(),
+        };
+        let batch = encode_batch(&[theirs]).unwrap();
+        log_of(&broker).append(&batch, new_epoch, now_ms()).unwrap();
+        // The stale append is refused (another epoch), and only then does the load start.
+        assert_eq!(
+            append(&mut rt, &broker, vec![stale]),
+            [AppendOutcome::NotLeader]
+        );
+        assert!(matches!(rt.led[&0].phase, Phase::Loading { .. }));
+        // A step or completion of an earlier load of the partition is discarded.
+        let load_id = rt.led[&0].load_id;
+        rt.on_internal(Internal::LoadDone {
+            partition: 0,
+            load_id: load_id - 1,
+            ok: true,
+        });
+        assert_eq!(fetch(&mut rt).0, COORDINATOR_LOAD_IN_PROGRESS);
+        settle(&mut rt, &mut ch).await;
+        assert_eq!(
+            fetch(&mut rt),
+            (0, 9),
+            "the reload read the other leader's commit"
+        );
+
+        // New appends are stamped with the new leader epoch.
+        let acked = commit(&mut rt, 10);
+        let job = ch.appends.try_recv().unwrap();
+        assert_eq!(job.leader_epoch, new_epoch);
+        append(&mut rt, &broker, vec![job]);
+        assert_eq!(commit_error(acked), 0);
+        let log = log_of(&broker);
+        let last = log.log_end_offset() - 1;
+        let read = log.read(last, 1 << 20, last + 1).unwrap();
+        let header = BatchHeader::parse(&read.records).unwrap();
+        assert_eq!(header.partition_leader_epoch, new_epoch);
+        assert_eq!(fetch(&mut rt), (0, 10));
+        running.shutdown().await;
+    }
 }
