@@ -42,7 +42,7 @@ use josefine_group::{
 use josefine_log::batch::BatchHeader;
 use josefine_log::limits::BATCH_HEADER_BYTES;
 use josefine_log::{LogError, PartitionLog};
-use josefine_meta::{Command, Image, MetaError, TopicId};
+use josefine_meta::{Applied, Command, Image, MetaError, TopicId};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -257,6 +257,7 @@ impl Groups {
             .map_err(|_| "the group coordinator is shutting down".to_string())
     }
 
+    /// Decides the topic's placement and configs and has it created.
     async fn create_offsets_topic(&self, broker: &Broker) -> Result<(), String> {
         let image = broker.metadata.image();
         // `offsets.topic.replication.factor` (Kafka's default 3) clamped to the registered
@@ -287,7 +288,7 @@ impl Groups {
             partitions,
             configs,
         };
-        match broker.metadata.propose(cmd).await {
+        match propose_offsets_topic(broker, cmd).await {
             Ok(_) => {
                 info!(
                     partitions = self.offsets_partitions,
@@ -323,6 +324,13 @@ impl Groups {
             let _ = task.await;
         }
     }
+}
+
+/// Has the `__consumer_offsets` creation decided by [`Groups::create_offsets_topic`] applied.
+/// Routed to the controller by the cluster runtime: this body is the one place that changes
+/// when only the controller may propose; the decision above stays as it is.
+async fn propose_offsets_topic(broker: &Broker, cmd: Command) -> Result<Applied, MetaError> {
+    broker.metadata.propose(cmd).await
 }
 
 /// The leader epoch of `__consumer_offsets` partition `partition` (topic `topic_id`) if the
