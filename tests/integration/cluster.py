@@ -80,25 +80,32 @@ def kafka_cluster_id() -> str:
 
 
 def josefine_status(raft_addr: str, timeout_s: float = 5.0) -> dict:
-    """`josefine cluster-status --raft ADDR`, parsed loosely: {"raw", "leader", "term",
-    "position", "digest"} (None where the output has no such line). Expected lines, in any
-    order and case: `leader: 2` (or `chain leader: 2`, `none`/-1 when there is none),
-    `term: 5`, and the image as `position: 123` and `digest: 0x1f...`."""
+    """`josefine cluster-status --raft ADDR`, parsed loosely (the document is for people):
+    {"raw", "leader", "term", "position", "digest", "image"}, None where it has no such thing.
+    Recognised, in any case, with or without a colon: `leader 2` at the start of a line
+    (`chain leader`, `none ...` when there is none), `term 5`, `position 123`, `digest 1f...`;
+    "image" is the text from the line naming the position to the end (the image's brokers
+    and partitions as the node prints them)."""
     proc = subprocess.run([str(josefine_bin()), "cluster-status", "--raft", raft_addr],
                           capture_output=True, timeout=timeout_s)
-    text = proc.stdout.decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"cluster-status --raft {raft_addr} exited {proc.returncode}: "
                            f"{proc.stderr.decode(errors='replace').strip()}")
+    return parse_status(proc.stdout.decode(errors="replace"))
 
+
+def parse_status(text: str) -> dict:
+    """The fields of a cluster-status document (see josefine_status)."""
     def field(pattern, conv=int):
         m = re.search(pattern, text, re.IGNORECASE | re.MULTILINE)
         if m is None or m.group(1).lower() in ("none", "-1", "unknown"):
             return None
         return conv(m.group(1))
 
+    image = re.search(r"^[^\n]*\bposition\b", text, re.IGNORECASE | re.MULTILINE)
     return {
         "raw": text,
+        "image": text[image.start():] if image else None,
         "leader": field(r"^\s*(?:chain\s+)?leader(?:\s+id)?\s*[:=]?\s*(-?\d+|none|unknown)\b"),
         "term": field(r"\bterm\s*[:=]?\s*(\d+)"),
         "position": field(r"\bposition\s*[:=]?\s*(\d+)"),
