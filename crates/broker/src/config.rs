@@ -97,6 +97,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the supported-API table (the README's copy is checked against it).
     ApiTable,
+    /// Print a running node's view of the cluster: chain leader, term, head, commit,
+    /// per-voter progress, blocks collected; brokers; partitions. Exit 1 if unreachable.
+    ClusterStatus {
+        /// The node's raft address (its --raft-listen), HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        raft: String,
+    },
 }
 
 impl Cli {
@@ -104,7 +111,7 @@ impl Cli {
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
-            Some(Command::ApiTable) | None => self.serve,
+            Some(Command::ApiTable | Command::ClusterStatus { .. }) | None => self.serve,
         }
     }
 }

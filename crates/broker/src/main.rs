@@ -1,5 +1,6 @@
 //! The `josefine` binary: parse configuration, start the broker, wait for SIGTERM/SIGINT,
-//! shut down cleanly (close every partition log).
+//! shut down cleanly (close every partition log). `josefine api-table` and
+//! `josefine cluster-status --raft ADDR` print and exit without starting anything.
 
 use clap::Parser;
 use josefine::config::{Cli, Config};
@@ -17,6 +18,9 @@ fn main() -> std::process::ExitCode {
     if matches!(cli.command, Some(josefine::config::Command::ApiTable)) {
         print!("{}", josefine::api_versions::readme_table());
         return std::process::ExitCode::SUCCESS;
+    }
+    if let Some(josefine::config::Command::ClusterStatus { raft }) = &cli.command {
+        return cluster_status(raft);
     }
     let config = match Config::resolve(cli.serve_args()) {
         Ok(c) => c,
@@ -39,6 +43,29 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("josefine: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `josefine cluster-status --raft ADDR`: prints the node's status document; one line and exit
+/// code 1 when it cannot be fetched.
+fn cluster_status(raft: &str) -> std::process::ExitCode {
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(josefine::control::fetch_status(raft))
+                .map_err(|e| e.to_string())
+        });
+    match fetched {
+        Ok(document) => {
+            print!("{document}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("josefine cluster-status: {e}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -327,6 +327,7 @@ fn chain_led_by(leader: Option<u64>) -> (watch::Sender<ChainStatus>, watch::Rece
         leader,
         head: BlockId::new(1, 1),
         commit: BlockId::new(1, 1),
+        collected_total: 0,
     })
 }
 
@@ -758,4 +759,94 @@ async fn response_frames_carry_the_position_before_the_kafka_response() {
     assert_eq!(&body[8..12], &12345i32.to_be_bytes(), "correlation id");
     let r = frame::decode_response(body.into(), ApiKey::BrokerRegistration, 0).unwrap();
     assert!(matches!(r.body, ResponseKind::BrokerRegistration(b) if b.broker_epoch == 20));
+}
+
+/// `josefine cluster-status --raft ADDR`: the document on stdout and exit 0; an unreachable
+/// address or a port that is not a raft address: one line on stderr and exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_prints_the_document_or_one_line_and_exit_1() {
+    let addr = control_server(TestHandler::new(true), "chain (as node 1 sees it)\n").await;
+    let run = |raft: String| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_josefine"))
+                .args(["cluster-status", "--raft", &raft])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(addr.to_string()).await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "chain (as node 1 sees it)\n"
+    );
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = run(closed.to_string()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("josefine cluster-status: cannot reach"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A listener that closes at once (not a raft address).
+    let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_addr = other.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = other.accept().await {
+            drop(s);
+        }
+    });
+    let out = run(other_addr.to_string()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a status document"), "{err}");
+}
+
+/// The whole path on a real one-voter chain: its raft listener hands the status connection to
+/// the control server, whose document renders the chain's status and progress watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_node_serves_its_rendered_status_on_its_raft_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (conn_tx, conn_rx) = transport::non_chain_channel();
+    let mut cfg = josefine::raft::ChainNodeConfig::new(5, vec![(5, addr)], dir.path().into());
+    cfg.non_chain = Some(conn_tx);
+    let chain = josefine::raft::run_chain(cfg, std::future::pending())
+        .await
+        .unwrap();
+    let (status, progress) = (chain.watch_status(), chain.watch_progress());
+    let render = move || {
+        let image = josefine_meta::Image::default();
+        josefine::control::render_status(5, &status.borrow(), &progress.borrow(), &image)
+    };
+    tokio::spawn(ControlServer::new(TestHandler::new(true), Arc::new(render)).run(conn_rx));
+    let mut leads = chain.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        leads.wait_for(|s| s.role == Role::Leader && s.commit.height >= 1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut progress = chain.watch_progress();
+    tokio::time::timeout(Duration::from_secs(5), progress.wait_for(|p| !p.is_empty()))
+        .await
+        .unwrap()
+        .unwrap();
+    let doc = josefine::control::fetch_status(&addr.to_string())
+        .await
+        .unwrap();
+    assert!(doc.contains("leader 5, term 1, this node Leader"), "{doc}");
+    assert!(doc.contains("voter progress:"), "{doc}");
+    assert!(doc.contains("brokers (0)"), "{doc}");
 }

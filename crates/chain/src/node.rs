@@ -377,6 +377,25 @@ impl Node {
     pub fn collected_total(&self) -> u64 {
         self.collected_total
     }
+    /// Each voter's highest block known durable in the current term, as the leader sees it
+    /// (itself: its durable head; a follower that has not confirmed anything this term: None).
+    /// Empty unless this server leads. For status pages; decisions never read it.
+    pub fn voter_progress(&self) -> impl Iterator<Item = (NodeId, Option<BlockId>)> + '_ {
+        let leader = match &self.role {
+            RoleState::Leader(l) => Some(l),
+            _ => None,
+        };
+        leader.into_iter().flat_map(move |l| {
+            self.cfg.voters.iter().map(move |&id| {
+                let matched = if id == self.cfg.id {
+                    Some(self.durable_head)
+                } else {
+                    l.peers.get(&id).and_then(|p| p.matched)
+                };
+                (id, matched)
+            })
+        })
+    }
     pub fn elections_won(&self) -> u64 {
         self.elections_won
     }

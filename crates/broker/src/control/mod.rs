@@ -14,6 +14,7 @@
 pub mod client;
 pub mod frame;
 pub mod server;
+pub mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
 pub use client::{not_controller, ControlClient, RpcError};
 pub use server::{ControlServer, StatusSource};
+pub use status::{fetch_status, render_status, StatusError};
 
 /// A boxed, sendable future (what `futures::future::BoxFuture` is, without the dependency).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -103,6 +104,16 @@ pub struct ChainStatus {
     pub leader: Option<NodeId>,
     pub head: BlockId,
     pub commit: BlockId,
+    /// Dead-branch blocks collected since this server started.
+    pub collected_total: u64,
+}
+
+/// One voter's replication progress as the chain leader sees it, for status pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoterProgress {
+    pub id: NodeId,
+    /// Highest block the voter confirmed durable in the leader's term; None: nothing yet.
+    pub matched: Option<BlockId>,
 }
 
 /// Why a proposal did not commit. `NotLeader`, `Busy` are safe to retry elsewhere or later;
@@ -139,6 +150,7 @@ enum Request {
 pub struct ChainHandle {
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<ChainStatus>,
+    progress: watch::Receiver<Arc<[VoterProgress]>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -171,6 +183,11 @@ impl ChainHandle {
     /// A receiver that sees every status change.
     pub fn watch_status(&self) -> watch::Receiver<ChainStatus> {
         self.status.clone()
+    }
+
+    /// Every voter's progress while this server leads the chain; empty otherwise.
+    pub fn watch_progress(&self) -> watch::Receiver<Arc<[VoterProgress]>> {
+        self.progress.clone()
     }
 
     /// Waits for the server loop to end (after shutdown, or with its fatal error).
@@ -211,6 +228,7 @@ pub async fn run_chain(
         cfg.non_chain.clone(),
     ));
     let (status_tx, status_rx) = watch::channel(status_of(&node));
+    let (progress_tx, progress_rx) = watch::channel(Arc::from([]));
     let lp = Loop {
         node,
         store: Some(store),
@@ -218,6 +236,7 @@ pub async fn run_chain(
         addrs,
         apply: cfg.apply.clone(),
         status: status_tx,
+        progress: progress_tx,
         waiting: HashMap::new(),
         frames_dropped: 0,
     };
@@ -230,6 +249,7 @@ pub async fn run_chain(
     Ok(ChainHandle {
         requests: prop_tx,
         status: status_rx,
+        progress: progress_rx,
         task,
     })
 }
@@ -241,6 +261,7 @@ fn status_of(node: &Node) -> ChainStatus {
         leader: node.leader(),
         head: node.head(),
         commit: node.commit(),
+        collected_total: node.collected_total(),
     }
 }
 
@@ -252,6 +273,7 @@ struct Loop {
     addrs: BTreeMap<NodeId, SocketAddr>,
     apply: Option<mpsc::Sender<Applied>>,
     status: watch::Sender<ChainStatus>,
+    progress: watch::Sender<Arc<[VoterProgress]>>,
     waiting: HashMap<ProposalId, ProposalReply>,
     frames_dropped: u64,
 }
@@ -386,6 +408,18 @@ impl Loop {
             } else {
                 false
             }
+        });
+        let node = &self.node;
+        let progress = || {
+            node.voter_progress()
+                .map(|(id, matched)| VoterProgress { id, matched })
+        };
+        self.progress.send_if_modified(|p| {
+            let changed = !p.iter().copied().eq(progress());
+            if changed {
+                *p = progress().collect();
+            }
+            changed
         });
         Ok(())
     }
