@@ -34,7 +34,7 @@ pub struct Observer {
 }
 
 impl Observer {
-    fn fail(&mut self, property: &'static str, detail: String) {
+    pub(crate) fn fail(&mut self, property: &'static str, detail: String) {
         self.violations.push(Violation {
             property,
             detail,

@@ -9,6 +9,7 @@
 //! Replay a seed: `cargo run --release -p josefine-sim --bin chain-sim -- --start SEED --seeds 1`.
 
 pub mod invariants;
+pub mod meta_invariants;
 pub mod storage;
 pub mod world;
 
