@@ -1,9 +1,11 @@
-//! Deterministic whole-cluster simulator for the Chained Raft core.
+//! Deterministic whole-cluster simulator for the Chained Raft core and the metadata plane on it.
 //!
 //! One thread, one seed: 3- or 5-node clusters of the real `josefine_chain::Node`, simulated
 //! disks that lose unsynced writes on crash, and a network that drops, delays, reorders,
-//! duplicates and partitions. Every invariant of the spec is checked after every step; a
-//! failing run reports its seed and replays exactly from it. This crate must never use
+//! duplicates and partitions. With `RunOptions::controller` every server also applies the chain
+//! to a `josefine_meta::Image`, runs a broker process, and the chain leader runs the pure
+//! controller. Every invariant of the spec and of the cluster design is checked after every
+//! step; a failing run reports its seed and replays exactly from it. This crate must never use
 //! threads, clocks or unseeded randomness: that would break replay.
 //!
 //! Replay a seed: `cargo run --release -p josefine-sim --bin chain-sim -- --start SEED --seeds 1`.
@@ -15,7 +17,7 @@ pub mod world;
 
 pub use invariants::Violation;
 pub use josefine_chain::Mutation;
-pub use world::{Profile, RunOptions, RunReport, World};
+pub use world::{MetaCounts, MetaMutation, Profile, RunOptions, RunReport, World};
 
 /// Runs one seed to completion.
 pub fn run_seed(opts: RunOptions) -> RunReport {
@@ -34,6 +36,9 @@ pub struct Totals {
     pub snapshots_installed: u64,
     pub violations: u64,
     pub failing_seeds: Vec<u64>,
+    pub meta: MetaCounts,
+    /// The longest time the metadata plane took to settle after the heal.
+    pub settled_after_heal_ms_max: u64,
 }
 
 impl Totals {
@@ -46,6 +51,10 @@ impl Totals {
         self.crashes += r.crashes;
         self.snapshots_installed += r.snapshots_installed;
         self.violations += r.violations.len() as u64;
+        self.meta.add(&r.meta);
+        self.settled_after_heal_ms_max = self
+            .settled_after_heal_ms_max
+            .max(r.settled_after_heal_ms.unwrap_or(0));
         if !r.violations.is_empty() {
             self.failing_seeds.push(r.seed);
         }

@@ -5,6 +5,8 @@
 //! random comes from one SplitMix64 seeded by the run's seed, and only ordered collections are
 //! iterated, so a seed replays exactly. The world never reaches into a node's internals: it
 //! drives the public API and observes through accessors, like a real runtime would.
+//! With `RunOptions::controller` every server also runs the metadata plane (`cluster`): the
+//! image applier, a broker process and, on the chain leader, the controller.
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,6 +20,13 @@ use josefine_chain::{
 
 use crate::invariants::{self, NodeMemory, Observer, Violation};
 use crate::storage::SimStorage;
+
+mod cluster;
+
+pub use cluster::{
+    MetaCounts, MetaMutation, ELECTION_TIMEOUT_MAX_MS, HEARTBEAT_INTERVAL_MS, SESSION_TIMEOUT_MS,
+    SETTLE_BOUND_MS,
+};
 
 /// Simulated milliseconds per core tick. With `election_timeout_ticks = 10` elections time
 /// out after 100-200 ms of simulated time.
@@ -46,6 +55,11 @@ pub struct RunOptions {
     pub fault_ms: u64,
     /// Stop at the first violation (the mutation tests want speed; reports want counts).
     pub stop_at_first_violation: bool,
+    /// Run the metadata plane (image applier, brokers, controller, clients) on the chain, in
+    /// place of the plain payload workload.
+    pub controller: bool,
+    /// A deliberately broken metadata plane (implies `controller`).
+    pub meta_mutation: MetaMutation,
 }
 
 impl RunOptions {
@@ -56,6 +70,16 @@ impl RunOptions {
             mutation: Mutation::None,
             fault_ms: 20_000,
             stop_at_first_violation: true,
+            controller: false,
+            meta_mutation: MetaMutation::None,
+        }
+    }
+
+    /// A run with the metadata plane.
+    pub fn controller(seed: u64) -> RunOptions {
+        RunOptions {
+            controller: true,
+            ..RunOptions::new(seed)
         }
     }
 }
@@ -72,6 +96,10 @@ pub struct RunReport {
     pub crashes: u64,
     pub snapshots_installed: u64,
     pub proposals_committed: u64,
+    /// What the metadata plane did (all zero without `controller`).
+    pub meta: MetaCounts,
+    /// With `controller`: how long after the heal the metadata plane settled.
+    pub settled_after_heal_ms: Option<u64>,
     pub violations: Vec<Violation>,
 }
 
@@ -119,6 +147,7 @@ struct SimNode {
     tick_phase_ms: u64,
     incarnation: u64,
     collected_seen: u64,
+    meta: cluster::MetaNode,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -134,6 +163,13 @@ struct InFlight {
 #[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
 struct FrameKey(u64);
 
+/// What travels between servers: chain messages and controller RPCs.
+#[derive(Clone)]
+enum Frame {
+    Chain(Envelope),
+    Ctrl(cluster::CtrlMsg),
+}
+
 pub struct World {
     opts: RunOptions,
     rng: SplitMix64,
@@ -147,7 +183,7 @@ pub struct World {
     /// Servers cut off from everyone during `[from_ms, until_ms)`.
     isolated: BTreeMap<NodeId, (u64, u64)>,
     in_flight: BinaryHeap<InFlight>,
-    frames: BTreeMap<u64, Envelope>,
+    frames: BTreeMap<u64, Frame>,
     next_seq: u64,
     obs: Observer,
     report: RunReport,
@@ -159,6 +195,8 @@ pub struct World {
     payload_counter: u64,
     /// `SIM_TRACE=1`: print every delivery after the heal (debugging a failing seed).
     trace: bool,
+    /// The metadata plane, with `RunOptions::controller`.
+    cluster: Option<cluster::Cluster>,
 }
 
 fn digest(kind: BlockKind, payload: &[u8]) -> u64 {
@@ -177,8 +215,18 @@ fn encode_sm(height: u64, digest: u64) -> Bytes {
     Bytes::from(v)
 }
 
+/// The text of a caught panic.
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// The snapshot state: height and payload digest (16 bytes), then, with the metadata plane,
+/// the image snapshot.
 fn decode_sm(s: &Snapshot) -> (u64, u64) {
-    if s.state.len() != 16 {
+    if s.state.len() < 16 {
         return (s.root.height, 0);
     }
     let h = u64::from_be_bytes(s.state[0..8].try_into().expect("8 bytes"));
@@ -232,8 +280,11 @@ impl World {
                 tick_phase_ms: phase,
                 incarnation: 0,
                 collected_seen: 0,
+                meta: cluster::MetaNode::default(),
             });
         }
+        let controller = opts.controller || opts.meta_mutation != MetaMutation::None;
+        let cluster = controller.then(|| cluster::Cluster::new(&mut rng, opts.meta_mutation));
         let mut w = World {
             report: RunReport {
                 seed: opts.seed,
@@ -258,6 +309,7 @@ impl World {
             post_heal_proposals: BTreeSet::new(),
             payload_counter: 0,
             trace: std::env::var_os("SIM_TRACE").is_some(),
+            cluster,
         };
         for i in 0..w.nodes.len() {
             w.start_node(i);
@@ -289,6 +341,11 @@ impl World {
             Some(s) => decode_sm(s),
             None => (0, 0),
         };
+        let image = match (&self.cluster, &rec.snapshot) {
+            (Some(_), Some(s)) => Some(self.snapshot_image(i, &s.clone())),
+            (Some(_), None) => Some(josefine_meta::Image::default()),
+            (None, _) => None,
+        };
         match Node::restart(cfg, seed, rec) {
             Ok(node) => {
                 let sn = &mut self.nodes[i];
@@ -299,6 +356,9 @@ impl World {
                 sn.incarnation += 1;
                 sn.collected_seen = 0;
                 sn.restart_at_ms = None;
+                if let Some(image) = image {
+                    self.meta_start(i, image);
+                }
                 self.check(i);
             }
             Err(e) => {
@@ -327,6 +387,7 @@ impl World {
             self.report.dead_blocks_collected += c - sn.collected_seen;
         }
         sn.node = None;
+        sn.meta = cluster::MetaNode::default();
         sn.storage.crash(keep);
         sn.restart_at_ms = Some(self.now_ms + down_ms);
         self.report.crashes += 1;
@@ -338,7 +399,12 @@ impl World {
 
     /// Runs the whole scenario and returns its report.
     pub fn run(mut self) -> RunReport {
-        let end_ms = self.opts.fault_ms + LIVENESS_BOUND_MS;
+        let bound_ms = if self.cluster.is_some() {
+            cluster::Cluster::liveness_bound_ms()
+        } else {
+            LIVENESS_BOUND_MS
+        };
+        let end_ms = self.opts.fault_ms + bound_ms;
         while self.now_ms < end_ms {
             if self.opts.stop_at_first_violation && self.violated() {
                 break;
@@ -351,6 +417,18 @@ impl World {
             }
             self.step_ms();
             self.now_ms += 1;
+        }
+        if !self.violated() && !self.heal_proposal_committed && self.cluster.is_some() {
+            self.obs.violations.push(Violation {
+                property: "liveness",
+                detail: format!(
+                    "the metadata plane did not settle within {bound_ms} ms after the heal; {} \
+                     || {}",
+                    self.describe(),
+                    self.describe_meta()
+                ),
+                time_ms: self.now_ms,
+            });
         }
         if !self.violated() && !self.heal_proposal_committed {
             self.obs.violations.push(Violation {
@@ -370,6 +448,9 @@ impl World {
         self.report.sim_time_ms = self.now_ms;
         self.report.elections = self.obs.leaders.len() as u64;
         self.report.blocks_committed = self.obs.committed.len() as u64;
+        if let Some(cl) = &self.cluster {
+            self.report.meta = cl.counts.clone();
+        }
         self.report.violations = self.obs.violations;
         self.report
     }
@@ -401,6 +482,9 @@ impl World {
         self.net = NetShape::Healthy;
         self.cut.clear();
         self.isolated.clear();
+        if self.cluster.is_some() {
+            self.meta_heal();
+        }
         for i in 0..self.nodes.len() {
             self.nodes[i].paused_until_ms = 0;
             if self.nodes[i].node.is_none() {
@@ -430,7 +514,7 @@ impl World {
                 break;
             }
             let f = self.in_flight.pop().expect("peeked");
-            let env = self.frames.remove(&f.frame.0).expect("frame");
+            let frame = self.frames.remove(&f.frame.0).expect("frame");
             let Some(i) = self.index(f.to) else { continue };
             if self.nodes[i].node.is_none() {
                 continue; // a crashed server loses what arrives
@@ -438,13 +522,18 @@ impl World {
             if self.nodes[i].paused_until_ms > self.now_ms {
                 // A paused process reads it later.
                 let at = self.nodes[i].paused_until_ms;
-                self.enqueue(env, at);
+                self.enqueue(f.from, f.to, frame, at);
                 continue;
             }
-            if self.trace && (self.healed || std::env::var_os("SIM_TRACE_ALL").is_some()) {
-                eprintln!("{} deliver {:?}", self.now_ms, env);
+            match frame {
+                Frame::Chain(env) => {
+                    if self.trace && (self.healed || std::env::var_os("SIM_TRACE_ALL").is_some()) {
+                        eprintln!("{} deliver {:?}", self.now_ms, env);
+                    }
+                    self.with_node(i, |n| n.step(env));
+                }
+                Frame::Ctrl(msg) => self.deliver_ctrl(i, msg),
             }
-            self.with_node(i, |n| n.step(env));
         }
         // Ticks.
         for i in 0..self.nodes.len() {
@@ -461,6 +550,23 @@ impl World {
             if sn.storage.has_unsynced() && self.rng.chance(5_000) {
                 sn.storage.sync();
             }
+        }
+        if self.cluster.is_some() {
+            // The metadata plane of every running process, then its clients.
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].node.is_some() && self.nodes[i].paused_until_ms <= self.now_ms {
+                    self.meta_step(i);
+                }
+            }
+            self.clients_step();
+            if self.healed && !self.heal_proposal_committed && self.meta_settled() {
+                self.heal_proposal_committed = true;
+                self.report.settled_after_heal_ms = Some(self.now_ms - self.opts.fault_ms);
+                if let Some(cl) = self.cluster.as_mut() {
+                    cl.settled = true;
+                }
+            }
+            return;
         }
         // Workload.
         if self.now_ms.is_multiple_of(self.faults.propose_every_ms) {
@@ -569,20 +675,24 @@ impl World {
         }
     }
 
-    fn enqueue(&mut self, env: Envelope, at_ms: u64) {
+    fn enqueue(&mut self, from: NodeId, to: NodeId, frame: Frame, at_ms: u64) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.push(InFlight {
             at_ms: std::cmp::Reverse(at_ms),
             seq: std::cmp::Reverse(seq),
-            from: env.from,
-            to: env.to,
+            from,
+            to,
             frame: FrameKey(seq),
         });
-        self.frames.insert(seq, env);
+        self.frames.insert(seq, frame);
     }
 
     fn transmit(&mut self, env: Envelope) {
+        self.transmit_frame(env.from, env.to, Frame::Chain(env));
+    }
+
+    fn transmit_frame(&mut self, from: NodeId, to: NodeId, frame: Frame) {
         let healthy = self.healed;
         let now = self.now_ms;
         let isolated = |id: NodeId| {
@@ -591,9 +701,9 @@ impl World {
                 .is_some_and(|&(from, until)| from <= now && now < until)
         };
         if !healthy
-            && (isolated(env.from)
-                || isolated(env.to)
-                || self.cut.contains(&(env.from, env.to))
+            && (isolated(from)
+                || isolated(to)
+                || self.cut.contains(&(from, to))
                 || self.rng.chance(self.faults.drop_ppm))
         {
             return;
@@ -610,9 +720,9 @@ impl World {
         }
         if self.rng.chance(dup_ppm) {
             let d2 = self.rng.range(lo, hi + 200);
-            self.enqueue(env.clone(), self.now_ms + d2);
+            self.enqueue(from, to, frame.clone(), self.now_ms + d2);
         }
-        self.enqueue(env, self.now_ms + delay);
+        self.enqueue(from, to, frame, self.now_ms + delay);
     }
 
     /// Calls into node `i`, then drains its Ready exactly as a real driver must, then checks
@@ -631,11 +741,7 @@ impl World {
     }
 
     fn core_panicked(&mut self, i: usize, p: Box<dyn std::any::Any + Send>) {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let msg = panic_message(p);
         self.obs.violations.push(Violation {
             property: "core_assert",
             detail: format!("server {}: {msg}", self.nodes[i].id),
@@ -690,6 +796,9 @@ impl World {
                 sn.sm_height = h;
                 sn.sm_digest = d;
                 self.report.snapshots_installed += 1;
+                if self.cluster.is_some() {
+                    self.meta_install(i, s);
+                }
             }
             for b in &r.committed {
                 let dg = digest(b.kind, &b.payload);
@@ -704,6 +813,9 @@ impl World {
                 let sn = &mut self.nodes[i];
                 sn.sm_height = b.id.height;
                 sn.sm_digest = sn.sm_digest.rotate_left(5) ^ dg;
+                if self.cluster.is_some() {
+                    self.meta_apply_block(i, b);
+                }
             }
             // 4. proposal outcomes.
             let inc = self.nodes[i].incarnation;
@@ -714,9 +826,13 @@ impl World {
                         self.heal_proposal_committed = true;
                     }
                 }
+                if self.cluster.is_some() {
+                    self.meta_proposal_outcome(i, *pid, *outcome);
+                }
             }
             // 5. reclaim.
             let sn = &mut self.nodes[i];
+            let Some(_) = sn.node.as_ref() else { return };
             for id in &r.dead {
                 sn.storage.delete_block(*id);
             }
@@ -731,7 +847,15 @@ impl World {
             // Snapshot policy: compact once enough has been applied past the root.
             let applied = node.commit();
             if applied.height >= node.root().height + self.faults.snapshot_every_blocks {
-                let state = encode_sm(sn.sm_height, sn.sm_digest);
+                let mut state = encode_sm(sn.sm_height, sn.sm_digest);
+                if self.cluster.is_some() {
+                    if sn.meta.image.position != applied.height {
+                        continue; // the image lags its chain (reported already): no snapshot
+                    }
+                    let mut v = state.to_vec();
+                    v.extend_from_slice(&sn.meta.image.encode_snapshot());
+                    state = Bytes::from(v);
+                }
                 if let Err(e) = node.compact(applied, state) {
                     panic!("compaction refused: {e}");
                 }

@@ -4,7 +4,10 @@
 //! chain-sim --seeds 10000 [--start 0] [--chunk 500] [--progress chain-sim.progress]
 //!           [--mutation none|last-appended-term|no-up-to-date|commit-older-term|ack-before-fsync]
 //!           [--fault-ms 20000] [--profile mixed|churn] [--keep-going]
+//! chain-sim --controller --seeds 1000 [--mutation fenced-leader-stays|...] [same options]
 //! ```
+//! `--controller` runs the metadata plane (image applier, brokers, controller, clients) on the
+//! chain; its mutations (`MetaMutation` names) imply it.
 //! After every chunk the totals and the next seed are written to the progress file; running
 //! the same command again continues from there. A failing seed is printed with the exact
 //! command that replays it.
@@ -12,7 +15,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use josefine_sim::{run_seed, Mutation, Profile, RunOptions, Totals};
+use josefine_sim::{run_seed, MetaMutation, Mutation, Profile, RunOptions, Totals};
 
 struct Args {
     seeds: u64,
@@ -20,21 +23,28 @@ struct Args {
     chunk: u64,
     progress: Option<String>,
     mutation: Mutation,
+    meta_mutation: MetaMutation,
+    controller: bool,
     profile: Profile,
     fault_ms: u64,
     keep_going: bool,
     verbose: bool,
 }
 
-fn parse_mutation(s: &str) -> Result<Mutation, String> {
-    Ok(match s {
+fn parse_mutation(s: &str) -> Result<(Mutation, MetaMutation), String> {
+    let chain = match s {
         "none" => Mutation::None,
         "last-appended-term" => Mutation::VoteOnLastAppendedTerm,
         "no-up-to-date" => Mutation::VoteWithoutUpToDateCheck,
         "commit-older-term" => Mutation::CommitOlderTermByCount,
         "ack-before-fsync" => Mutation::AckBeforeFsync,
-        _ => return Err(format!("unknown mutation {s}")),
-    })
+        _ => {
+            return MetaMutation::parse(s)
+                .map(|m| (Mutation::None, m))
+                .ok_or(format!("unknown mutation {s}"))
+        }
+    };
+    Ok((chain, MetaMutation::None))
 }
 
 fn mutation_name(m: Mutation) -> &'static str {
@@ -54,6 +64,8 @@ fn parse() -> Result<Args, String> {
         chunk: 500,
         progress: None,
         mutation: Mutation::None,
+        meta_mutation: MetaMutation::None,
+        controller: false,
         profile: Profile::Mixed,
         fault_ms: RunOptions::new(0).fault_ms,
         keep_going: false,
@@ -68,7 +80,8 @@ fn parse() -> Result<Args, String> {
             "--start" => a.start = num(val()?)?,
             "--chunk" => a.chunk = num(val()?)?.max(1),
             "--progress" => a.progress = Some(val()?),
-            "--mutation" => a.mutation = parse_mutation(&val()?)?,
+            "--mutation" => (a.mutation, a.meta_mutation) = parse_mutation(&val()?)?,
+            "--controller" => a.controller = true,
             "--fault-ms" => a.fault_ms = num(val()?)?,
             "--profile" => {
                 a.profile = match val()?.as_str() {
@@ -82,7 +95,17 @@ fn parse() -> Result<Args, String> {
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
+    a.controller |= a.meta_mutation != MetaMutation::None;
     Ok(a)
+}
+
+impl Args {
+    fn mutation_name(&self) -> &'static str {
+        match self.meta_mutation {
+            MetaMutation::None => mutation_name(self.mutation),
+            m => m.name(),
+        }
+    }
 }
 
 /// Progress file: one `key value` per line.
@@ -106,6 +129,10 @@ fn load(path: &str, key: &str) -> Option<(u64, Totals, f64)> {
             "crashes" => t.crashes = v.parse().ok()?,
             "snapshots_installed" => t.snapshots_installed = v.parse().ok()?,
             "violations" => t.violations = v.parse().ok()?,
+            k if t.meta.fields().iter().any(|(name, _)| *name == k) => {
+                t.meta.set(k, v.parse().ok()?)
+            }
+            "settled_after_heal_ms_max" => t.settled_after_heal_ms_max = v.parse().ok()?,
             "failing_seeds" => {
                 t.failing_seeds = v.split(',').filter_map(|s| s.parse().ok()).collect()
             }
@@ -137,6 +164,14 @@ fn save(path: &str, key: &str, next: u64, t: &Totals, wall: f64) -> std::io::Res
         t.violations,
         failing.join(",")
     )?;
+    for (name, v) in t.meta.fields() {
+        writeln!(f, "{name} {v}")?;
+    }
+    writeln!(
+        f,
+        "settled_after_heal_ms_max {}",
+        t.settled_after_heal_ms_max
+    )?;
     f.sync_all()?;
     std::fs::rename(tmp, path)
 }
@@ -150,12 +185,13 @@ fn main() {
         }
     };
     let key = format!(
-        "start={},seeds={},mutation={},fault_ms={},profile={:?}",
+        "start={},seeds={},mutation={},fault_ms={},profile={:?},controller={}",
         args.start,
         args.seeds,
-        mutation_name(args.mutation),
+        args.mutation_name(),
         args.fault_ms,
-        args.profile
+        args.profile,
+        args.controller
     );
     let end = args.start + args.seeds;
     let (mut next, mut totals, mut wall_before) = (args.start, Totals::default(), 0.0);
@@ -171,6 +207,8 @@ fn main() {
         for seed in next..chunk_end {
             let mut opts = RunOptions::new(seed);
             opts.mutation = args.mutation;
+            opts.meta_mutation = args.meta_mutation;
+            opts.controller = args.controller;
             opts.fault_ms = args.fault_ms;
             opts.profile = args.profile;
             opts.stop_at_first_violation = true;
@@ -180,13 +218,18 @@ fn main() {
             }
             for v in &r.violations {
                 println!(
-                    "VIOLATION seed={seed} nodes={} {} at {} ms: {}\n  replay: cargo run --release -p josefine-sim --bin chain-sim -- --start {seed} --seeds 1 --mutation {} --fault-ms {} --profile {}",
-                    r.nodes, v.property, v.time_ms, v.detail, mutation_name(args.mutation), args.fault_ms,
-                    if args.profile == Profile::Mixed { "mixed" } else { "churn" }
+                    "VIOLATION seed={seed} nodes={} {} at {} ms: {}\n  replay: cargo run --release -p josefine-sim --bin chain-sim -- --start {seed} --seeds 1 --mutation {} --fault-ms {} --profile {}{}",
+                    r.nodes, v.property, v.time_ms, v.detail, args.mutation_name(), args.fault_ms,
+                    if args.profile == Profile::Mixed { "mixed" } else { "churn" },
+                    if args.controller { " --controller" } else { "" }
                 );
             }
             totals.add(&r);
-            if !r.violations.is_empty() && !args.keep_going && args.mutation == Mutation::None {
+            if !r.violations.is_empty()
+                && !args.keep_going
+                && args.mutation == Mutation::None
+                && args.meta_mutation == MetaMutation::None
+            {
                 // Keep counting, but make the failure impossible to miss.
                 eprintln!("seed {seed} FAILED");
             }
@@ -211,7 +254,7 @@ fn main() {
         "seeds {} (from {}), mutation {}, wall {:.1} s\nsimulated time {:.1} s\nelections {}\nblocks committed {}\ndead-branch blocks collected {}\ncrashes {}\nsnapshots installed {}\nviolations {}",
         totals.seeds,
         args.start,
-        mutation_name(args.mutation),
+        args.mutation_name(),
         wall,
         totals.sim_time_ms as f64 / 1000.0,
         totals.elections,
@@ -221,6 +264,18 @@ fn main() {
         totals.snapshots_installed,
         totals.violations
     );
+    if args.controller {
+        for (name, v) in totals.meta.fields() {
+            println!("{} {v}", name.replace('_', " "));
+        }
+        println!(
+            "settled after the heal within {} ms (bound {} ms)",
+            totals.settled_after_heal_ms_max,
+            josefine_sim::world::SESSION_TIMEOUT_MS
+                + josefine_sim::world::ELECTION_TIMEOUT_MAX_MS
+                + josefine_sim::world::SETTLE_BOUND_MS
+        );
+    }
     if totals.violations > 0 {
         let shown: Vec<String> = totals
             .failing_seeds
