@@ -657,7 +657,16 @@ impl Node {
     fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
         let min = self.cfg.election_timeout_ticks;
-        self.election_timeout = self.rng.range(min, 2 * min);
+        let drawn = self.rng.range(min, 2 * min);
+        // A sole voter campaigns at its first tick: no other server can hold or win any term,
+        // so waiting out a timeout only delays start-up. The draw above still happens, so the
+        // seeded sequence of every other configuration is unchanged.
+        self.election_timeout = if self.is_sole_voter() { 1 } else { drawn };
+    }
+
+    /// True when this server is the whole voter set (a single-node chain).
+    fn is_sole_voter(&self) -> bool {
+        self.cfg.voters == [self.cfg.id]
     }
 
     fn in_lease(&self) -> bool {
@@ -1266,5 +1275,64 @@ impl Node {
             to,
             message,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives one server alone: carries out its Readys (no storage, nothing to send).
+    fn settle(node: &mut Node) -> Vec<Block> {
+        let mut committed = Vec::new();
+        while node.has_ready() {
+            let ready = node.take_ready();
+            committed.extend(ready.committed);
+            node.advance();
+        }
+        committed
+    }
+
+    #[test]
+    fn a_sole_voter_leads_and_commits_at_its_first_tick() {
+        let mut node = Node::new(Config::new(7, vec![7]), 42).unwrap();
+        assert_eq!(node.role(), Role::Follower);
+        node.tick();
+        assert!(node.is_leader(), "a sole voter campaigns and wins at once");
+        assert_eq!(node.term(), 1);
+        let committed = settle(&mut node);
+        assert_eq!(committed.len(), 1, "the new term's noop commits alone");
+        assert_eq!(committed[0].kind, BlockKind::Noop);
+        assert_eq!(node.commit(), committed[0].id);
+        // A restart recovers as a follower and leads again at its first tick, in a newer term.
+        let rec = Recovered {
+            hard_state: HardState {
+                term: node.term(),
+                voted_for: node.voted_for(),
+            },
+            snapshot: None,
+            blocks: committed.clone(),
+            head: node.head(),
+        };
+        let mut again = Node::restart(Config::new(7, vec![7]), 43, rec).unwrap();
+        again.tick();
+        assert!(again.is_leader());
+        assert_eq!(again.term(), 2);
+        let replayed = settle(&mut again);
+        assert_eq!(
+            replayed.len(),
+            2,
+            "the old block commits beneath the new noop"
+        );
+        assert_eq!(replayed[0].id, committed[0].id);
+    }
+
+    #[test]
+    fn a_voter_among_several_waits_out_its_election_timeout() {
+        let mut node = Node::new(Config::new(1, vec![1, 2, 3]), 42).unwrap();
+        for _ in 0..9 {
+            node.tick();
+            assert_eq!(node.role(), Role::Follower, "timeout is at least 10 ticks");
+        }
     }
 }
