@@ -4,14 +4,25 @@
 //! Owns the event loop of one chain server: ticks from a tokio interval, messages from
 //! [`transport`], proposals from [`ChainHandle::propose`]. After every event it carries out the
 //! core's `Ready` in the order the core documents: persist and fsync (on the blocking pool, so
-//! the async workers never wait on a disk), then send, then apply, then answer proposals, then
-//! reclaim. It must never put consensus logic here: every decision is the core's, so what the
-//! simulator proved is what runs.
+//! the async workers never wait on a disk), then send, then hand committed blocks to the
+//! application, then answer proposals, then reclaim. It must never put consensus logic here:
+//! every decision is the core's, so what the simulator proved is what runs.
+//!
+//! Handing over never waits inside the loop: blocks go to the application's bounded channel
+//! when it has room and into an ordered backlog otherwise, which the loop drains as room
+//! appears while it keeps ticking and stepping (a slow application must not stall heartbeats
+//! into spurious elections). While a backlog exists the loop takes no new proposals: the only
+//! back-pressure lands on proposers. A proposal is answered when its block is committed and
+//! queued for the application, not when the application has applied it: a proposer that
+//! needs "applied" waits for the application's own position (the metadata store does).
+//!
+//! At start the recovered snapshot, if any, is handed over first; committed blocks above it
+//! follow as the core learns the commit point (a sole voter at its first tick).
 
 pub mod limits;
 pub mod transport;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,7 +102,8 @@ pub enum Applied {
     Block(Block),
 }
 
-/// A bounded channel for [`ChainNodeConfig::apply`], sized by `COMMITTED_QUEUE_MAX`.
+/// A bounded channel for [`ChainNodeConfig::apply`], sized by `COMMITTED_QUEUE_MAX`. When it is
+/// full the loop keeps what it could not hand over in order and retries (see the module doc).
 pub fn apply_channel() -> (mpsc::Sender<Applied>, mpsc::Receiver<Applied>) {
     mpsc::channel(COMMITTED_QUEUE_MAX)
 }
@@ -151,11 +163,13 @@ pub struct ChainHandle {
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<ChainStatus>,
     progress: watch::Receiver<Arc<[VoterProgress]>>,
+    local_addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl ChainHandle {
-    /// Proposes a payload; answers once it is committed and handed to `apply`, or failed.
+    /// Proposes a payload; answers once it is committed and queued for `apply` (not yet
+    /// applied: wait for the application's position if that matters), or failed.
     pub async fn propose(&self, payload: Bytes) -> Result<BlockId, ProposeFailure> {
         let (tx, rx) = oneshot::channel();
         self.requests
@@ -178,6 +192,11 @@ impl ChainHandle {
 
     pub fn status(&self) -> ChainStatus {
         *self.status.borrow()
+    }
+
+    /// The address the raft listener is bound to (differs from the configured one for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
     }
 
     /// A receiver that sees every status change.
@@ -211,9 +230,21 @@ pub async fn run_chain(
     core_cfg.heartbeat_interval_ticks = cfg.heartbeat_interval_ticks;
     let dir = cfg.data_dir.clone();
     let (store, recovered) = tokio::task::spawn_blocking(move || ChainStore::open(&dir)).await??;
+    // The application starts from the recovered snapshot; the core only hands over blocks above.
+    let backlog: VecDeque<Applied> = recovered
+        .snapshot
+        .clone()
+        .filter(|_| cfg.apply.is_some())
+        .map(Applied::Snapshot)
+        .into_iter()
+        .collect();
     let node = Node::restart(core_cfg, cfg.seed, recovered)?;
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen.unwrap_or(my_addr)).await?;
+    let bind = cfg.listen.unwrap_or(my_addr);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on raft address {bind}: {e}"))?;
+    let local_addr = listener.local_addr()?;
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE_MAX);
     let (prop_tx, prop_rx) = mpsc::channel(PROPOSAL_QUEUE_MAX);
     let peers: BTreeMap<NodeId, PeerSender> = addrs
@@ -235,6 +266,7 @@ pub async fn run_chain(
         peers,
         addrs,
         apply: cfg.apply.clone(),
+        backlog,
         status: status_tx,
         progress: progress_tx,
         waiting: HashMap::new(),
@@ -250,8 +282,19 @@ pub async fn run_chain(
         requests: prop_tx,
         status: status_rx,
         progress: progress_rx,
+        local_addr,
         task,
     })
+}
+
+/// Waits for room in the application's channel (pending forever without one).
+async fn reserve(
+    apply: Option<&mpsc::Sender<Applied>>,
+) -> Result<mpsc::Permit<'_, Applied>, mpsc::error::SendError<()>> {
+    match apply {
+        Some(tx) => tx.reserve().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn status_of(node: &Node) -> ChainStatus {
@@ -272,6 +315,11 @@ struct Loop {
     peers: BTreeMap<NodeId, PeerSender>,
     addrs: BTreeMap<NodeId, SocketAddr>,
     apply: Option<mpsc::Sender<Applied>>,
+    /// Committed work the application's channel had no room for, in chain order. It holds
+    /// clones (shared `Bytes`) of blocks the core's tree keeps anyway until the application
+    /// has applied them and compacted past them, so it costs no memory beyond that tree; and
+    /// while it is non-empty no proposal is taken, so a leader cannot grow it by itself.
+    backlog: VecDeque<Applied>,
     status: watch::Sender<ChainStatus>,
     progress: watch::Sender<Arc<[VoterProgress]>>,
     waiting: HashMap<ProposalId, ProposalReply>,
@@ -289,12 +337,24 @@ impl Loop {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        self.hand_over();
         loop {
+            let apply = self.apply.clone();
+            let backlogged = !self.backlog.is_empty();
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => self.node.tick(),
                 Some(env) = inbound.recv() => self.node.step(env),
-                Some(req) = requests.recv() => match req {
+                room = reserve(apply.as_ref()), if backlogged => match room {
+                    Ok(permit) => {
+                        let a = self.backlog.pop_front().expect("backlog checked non-empty");
+                        permit.send(a);
+                        self.hand_over();
+                    }
+                    // The application stopped: nobody will apply the backlog.
+                    Err(_) => self.backlog.clear(),
+                },
+                Some(req) = requests.recv(), if !backlogged => match req {
                     Request::Propose(payload, reply) => self.propose(payload, reply),
                     Request::Compact(upto, state, reply) => {
                         let r = self.node.compact(upto, state).map_err(|e| e.to_string());
@@ -331,6 +391,28 @@ impl Loop {
         }
     }
 
+    /// Moves the backlog into the application's channel while it has room, in order. A closed
+    /// channel (the application stopped) discards it: nobody will apply it.
+    fn hand_over(&mut self) {
+        let Some(apply) = &self.apply else {
+            self.backlog.clear();
+            return;
+        };
+        while let Some(a) = self.backlog.pop_front() {
+            match apply.try_send(a) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(a)) => {
+                    self.backlog.push_front(a);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
     /// Carries out every Ready the core has, in the order the core requires.
     async fn drain(&mut self) -> anyhow::Result<()> {
         while self.node.has_ready() {
@@ -352,21 +434,19 @@ impl Loop {
                     }
                 }
             }
-            // 3. Apply in chain order (the application applies a snapshot it is told about).
-            if let Some(apply) = &self.apply {
+            // 3. Hand over in chain order (the application applies a snapshot it is told
+            //    about), without waiting: what does not fit waits in the backlog.
+            if self.apply.is_some() {
                 let snapshot = ready
                     .snapshot
                     .as_ref()
                     .filter(|_| ready.snapshot_installed)
                     .map(|s| Applied::Snapshot(s.clone()));
                 let blocks = ready.committed.iter().map(|b| Applied::Block(b.clone()));
-                for a in snapshot.into_iter().chain(blocks) {
-                    if apply.send(a).await.is_err() {
-                        break;
-                    }
-                }
+                self.backlog.extend(snapshot.into_iter().chain(blocks));
+                self.hand_over();
             }
-            // 4. Answer proposals, now that their blocks are applied.
+            // 4. Answer proposals: committed and queued for the application, in order.
             for (pid, outcome) in &ready.proposals {
                 if let Some(reply) = self.waiting.remove(pid) {
                     let r = match outcome {
