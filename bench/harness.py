@@ -180,7 +180,8 @@ class Broker:
 
 def josefine_broker(bin_path, data_dir, settings, pin):
     port = free_port()
-    argv = [bin_path, "--data-dir", os.path.join(data_dir, "data"), "--listen", f"127.0.0.1:{port}"]
+    argv = [bin_path, "--data-dir", os.path.join(data_dir, "data"), "--listen", f"127.0.0.1:{port}",
+            "--raft-listen", f"127.0.0.1:{free_port()}"]
     for k, v in settings.items():
         argv += ["--set", f"{k}={v}"]
     return Broker("josefine", pinned(0, argv, pin), b"ready", data_dir, port)

@@ -6,6 +6,7 @@ These are Josefine's own contract, so they are skipped under BROKER=kafka.
 
 import json
 import os
+import socket
 import subprocess
 import time
 
@@ -17,7 +18,7 @@ import wire
 pytestmark = pytest.mark.skipif(BROKER_KIND != "josefine", reason="josefine's own command line")
 
 FLAGS = ["--node-id", "--data-dir", "--rack", "--listen", "--advertise", "--raft-listen",
-         "--voters", "--config", "--set"]
+         "--voters", "--cluster-id", "--config", "--set"]
 
 
 def test_help_documents_every_flag():
@@ -125,3 +126,63 @@ def test_config_file_env_and_flag_precedence(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def _refused(args, timeout_s=30):
+    """Runs josefine with `args` while its --listen port is held by someone else: a start that
+    bound ports before validating would fail on the bind instead. Returns stderr's lines."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = subprocess.run([str(josefine_bin()), "--listen", f"127.0.0.1:{port}", *args],
+                             capture_output=True, timeout=timeout_s,
+                             env={**os.environ, "NO_COLOR": "1"})
+    lines = out.stderr.decode(errors="replace").strip().splitlines()
+    assert out.returncode == 2, (out.returncode, lines)
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_bad_voter_lists_exit_2_with_one_line_before_binding(tmp_path):
+    d = str(tmp_path / "d")
+    p1, p2 = free_port(), free_port()
+    line = _refused(["--data-dir", d, "--node-id", "3",
+                     "--voters", f"1@127.0.0.1:{p1},2@127.0.0.1:{p2}"])
+    assert "--node-id 3 is not one of the voters" in line, line
+    line = _refused(["--data-dir", d, "--voters", f"1@127.0.0.1:{p1},1@127.0.0.1:{p2}"])
+    assert "node id 1 is listed twice" in line, line
+    line = _refused(["--data-dir", d, "--voters", f"1@127.0.0.1:{p1},2@no-such-host.invalid:{p2}"])
+    assert "no-such-host.invalid" in line, line
+    line = _refused(["--data-dir", d, "--voters", "1@127.0.0.1"])
+    assert "127.0.0.1" in line, line
+    assert not (tmp_path / "d").exists(), "nothing was written for a refused start"
+
+
+def _start_and_stop(args):
+    port = free_port()
+    proc = _start(["--listen", f"127.0.0.1:{port}", *args])
+    try:
+        _wait_api_versions(port, proc)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+
+
+def test_a_data_dir_refuses_another_voter_set_node_or_cluster(tmp_path):
+    d = str(tmp_path / "d")
+    raft = f"127.0.0.1:{free_port()}"
+    _start_and_stop(["--data-dir", d, "--raft-listen", raft, "--cluster-id", "first-cluster"])
+    props = (tmp_path / "d" / "cluster.properties").read_text()
+    assert f"voters=1@{raft}" in props and "cluster.id=first-cluster" in props, props
+
+    line = _refused(["--data-dir", d, "--voters", f"1@{raft},2@127.0.0.1:{free_port()}"])
+    assert "cannot change" in line and raft in line, line
+    line = _refused(["--data-dir", d, "--raft-listen", raft, "--node-id", "2"])
+    assert "belongs to node 1" in line, line
+    line = _refused(["--data-dir", d, "--raft-listen", raft, "--cluster-id", "other-cluster"])
+    assert "belongs to cluster first-cluster" in line, line
+
+    # The same cluster id, or none given, starts; a sole voter may move its raft address.
+    _start_and_stop(["--data-dir", d, "--raft-listen", raft, "--cluster-id", "first-cluster"])
+    _start_and_stop(["--data-dir", d, "--raft-listen", f"127.0.0.1:{free_port()}"])

@@ -97,6 +97,7 @@ fn commit(group: &str, offset: i64) -> OffsetCommitRequest {
 async fn start(dir: &std::path::Path) -> RunningBroker {
     let args = ServeArgs {
         listen: Some("127.0.0.1:0".into()),
+        raft_listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.to_path_buf()),
         set: vec![format!("num.partitions={PARTITIONS}")],
         ..ServeArgs::default()

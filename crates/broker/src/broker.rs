@@ -1,26 +1,26 @@
 //! The broker's shared state: configuration, metadata, hosted partitions, producer ids, and the
 //! append notifications fetch long-polls wait on.
 //!
-//! Owns: start-up (replay metadata, reconcile logs, set the cluster id, register this broker)
-//! and the helpers handlers share. Must never: hold a lock across an await, or run file I/O
-//! that can wait on the disk on an async worker (fsync, directory scans, large reads and writes:
-//! see [`Broker::blocking`]). The one exception is Produce's append of at most 1 MiB that needs
-//! no fsync (`handlers::produce`): a page-cache write of microseconds, cheaper than the hand-off
-//! to the blocking pool (measured: 1.48 -> 1.35 CPU s/GB together with the other session-2
-//! changes in BENCHMARKS.md).
+//! Owns: the start-up sequence (see [`Broker::start`]) and the helpers handlers share.
+//! Must never: hold a lock across an await, or run file I/O that can wait on the disk on an
+//! async worker (fsync, directory scans, large reads and writes: see [`Broker::blocking`]). The
+//! one exception is Produce's append of at most 1 MiB that needs no fsync (`handlers::produce`):
+//! a page-cache write of microseconds, cheaper than the hand-off to the blocking pool
+//! (measured: 1.48 -> 1.35 CPU s/GB together with the other session-2 changes in
+//! BENCHMARKS.md).
 
 use std::sync::Arc;
 
-use josefine_meta::controller::{Controller, ControllerSettings, RegisterDecision, Registration};
 use josefine_meta::{Applied, Command, MetaError};
 use tokio::sync::{watch, Mutex, Semaphore};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::BrokerError;
 use crate::limits;
 use crate::maintenance::{Maintenance, MaintenanceSettings};
-use crate::metadata_store::MetadataStore;
+use crate::metadata::bootstrap::{self, Endpoint};
+use crate::metadata::{import, MetadataStore, StoreSettings};
 use crate::partitions::PartitionRegistry;
 
 /// Producer ids this broker may hand out without asking the metadata store.
@@ -43,7 +43,6 @@ pub struct Broker {
     /// Bounds parked fetches ([`limits::FETCH_WAITERS_MAX`]).
     pub fetch_waiters: Semaphore,
     io_permits: Arc<Semaphore>,
-    meta_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Background retention and cleaning ([`crate::maintenance`]); taken and stopped at shutdown.
     maintenance: std::sync::Mutex<Option<Maintenance>>,
     /// The group coordinator runtime ([`crate::groups`]), set once at start-up.
@@ -51,21 +50,35 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the data directory and metadata, then makes sure the cluster id is set and this
-    /// broker is registered with its advertised endpoint.
+    /// Starts the broker on its data directory, in this order:
+    /// 1. scan the data directory's partition logs (none is opened yet);
+    /// 2. open the chain (`<data-dir>/chain`), bind the raft address, start the applier: the
+    ///    image starts from the chain's snapshot and follows every committed block;
+    /// 3. wait until the image has caught up with the chain (a one-voter chain elects itself
+    ///    at its first tick and commits everything it holds);
+    /// 4. import a legacy `metadata.log` once, if there is one;
+    /// 5. go live: open the logs the image names; on a one-voter chain (caught up for certain)
+    ///    rename the ones it does not name to `-stray` (B1: never before, never deleted);
+    /// 6. one-voter chain only: the bootstrap path stands in for the controller (cluster id,
+    ///    registration, unfencing);
+    /// 7. start the group coordinator and background maintenance.
     pub async fn start(config: Config, advertised_port: i32) -> Result<Arc<Broker>, BrokerError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
         let settings = config.broker.clone();
-        let (partitions, metadata, thread) = tokio::task::spawn_blocking(move || {
-            let partitions = Arc::new(PartitionRegistry::open(&data_dir, node_id, settings)?);
-            let (metadata, thread) =
-                MetadataStore::open(&data_dir.join("metadata.log"), partitions.clone())?;
-            Ok::<_, BrokerError>((partitions, metadata, thread))
+        let partitions = tokio::task::spawn_blocking(move || {
+            PartitionRegistry::open(&data_dir, node_id, settings).map(Arc::new)
         })
         .await
         .expect("start-up task panicked")?;
+        let metadata =
+            MetadataStore::open(StoreSettings::from_config(&config), partitions.clone()).await?;
+        metadata.wait_caught_up().await?;
+        if import::pending(&config.data_dir) {
+            import::import_legacy_log(&metadata, &config.data_dir).await?;
+        }
+        metadata.go_live(metadata.is_sole_voter()).await?;
         let broker = Arc::new(Broker {
             advertised_host: config.advertise_host.clone(),
             advertised_port,
@@ -76,46 +89,27 @@ impl Broker {
             appends: watch::channel(0).0,
             fetch_waiters: Semaphore::new(limits::FETCH_WAITERS_MAX),
             io_permits: Arc::new(Semaphore::new(limits::BLOCKING_IO_IN_FLIGHT_MAX)),
-            meta_thread: std::sync::Mutex::new(Some(thread)),
             maintenance: std::sync::Mutex::new(None),
             groups: std::sync::OnceLock::new(),
         });
-        let image = broker.metadata.image();
-        if image.cluster_id.is_none() {
-            let cluster_id = broker
-                .config
-                .broker
-                .cluster_id
-                .clone()
-                .unwrap_or_else(new_cluster_id);
-            broker
-                .metadata
-                .propose(Command::InitCluster { cluster_id })
-                .await?;
-        }
-        let registration = Registration {
-            node_id: broker.config.node_id,
-            incarnation_id: uuid::Uuid::new_v4().as_u128(),
-            host: broker.advertised_host.clone(),
-            port: broker.advertised_port,
-            rack: broker.config.rack.clone(),
-        };
-        let current = image.brokers.get(&broker.config.node_id);
-        let unchanged = current.is_some_and(|b| {
-            b.host == broker.advertised_host
-                && b.port == broker.advertised_port
-                && b.rack == broker.config.rack
-        });
-        if !unchanged {
-            // The local store is its own controller: a new incarnation registers fenced and out
-            // of its old partitions; the store unfences it and hands them back.
-            let voters = [broker.config.node_id];
-            let mut controller = Controller::activate(&image, 0, ControllerSettings::default());
-            if let RegisterDecision::Propose(cmd) =
-                controller.register(&image, registration, &voters, 0)?
-            {
-                broker.metadata.propose(cmd).await?;
-            }
+        if broker.metadata.is_sole_voter() {
+            let endpoint = Endpoint {
+                node_id: broker.config.node_id,
+                host: broker.advertised_host.clone(),
+                port: broker.advertised_port,
+                rack: broker.config.rack.clone(),
+            };
+            let configured = broker.config.broker.cluster_id.clone();
+            bootstrap::bootstrap_single_node(
+                &broker.metadata,
+                || configured.unwrap_or_else(new_cluster_id),
+                &endpoint,
+            )
+            .await?;
+        } else {
+            warn!(
+                "a multi-voter chain: cluster id and broker registration wait for the controller"
+            );
         }
         let groups = crate::groups::Groups::start(&broker)?;
         assert!(broker.groups.set(groups).is_ok(), "groups started twice");
@@ -127,6 +121,7 @@ impl Broker {
         info!(
             node_id = broker.config.node_id,
             cluster_id = broker.metadata.image().cluster_id.as_deref().unwrap_or(""),
+            position = broker.metadata.position(),
             partitions = broker.partitions.all().len(),
             "broker started"
         );
@@ -213,11 +208,10 @@ impl Broker {
         if let Some(groups) = self.groups.get() {
             groups.shutdown().await;
         }
+        // Nor may a metadata block open or delete a log: stop the chain and its applier first.
+        self.metadata.shutdown().await;
         let partitions = self.partitions.clone();
         let _ = tokio::task::spawn_blocking(move || partitions.close_all()).await;
-        // The applier thread exits when the last MetadataStore handle is dropped; do not wait
-        // for it here (handlers may still hold the broker).
-        drop(self.meta_thread.lock().expect("meta thread lock").take());
     }
 }
 

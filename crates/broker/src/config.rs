@@ -34,12 +34,18 @@ pub struct ServeArgs {
     /// host:port returned to clients in Metadata. [default: the --listen address]
     #[arg(long, env = "JOSEFINE_ADVERTISE")]
     pub advertise: Option<String>,
-    /// Address for broker-to-broker (chain) traffic. [default: 127.0.0.1:9093]
+    /// Address for broker-to-broker (chain) traffic. [default: this node's address in
+    /// --voters, else 127.0.0.1:9093]
     #[arg(long, env = "JOSEFINE_RAFT_LISTEN")]
     pub raft_listen: Option<String>,
-    /// The chain's voters as ID@HOST:PORT,... by raft address. [default: this node alone]
+    /// The chain's voters as ID@HOST:PORT,... by raft address; must name --node-id once.
+    /// Fixed at the first start of a data directory. [default: this node alone]
     #[arg(long, env = "JOSEFINE_VOTERS")]
     pub voters: Option<String>,
+    /// The cluster id a new cluster takes; a data directory of another cluster is refused.
+    /// Same as --set cluster.id=ID. [default: random at the first start]
+    #[arg(long, env = "JOSEFINE_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// TOML file: the flags above as snake_case keys plus a [broker] table of Kafka-named settings.
     #[arg(long, env = "JOSEFINE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -94,7 +100,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the broker (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the supported-API table (the README's copy is checked against it).
     ApiTable,
     /// Print a running node's view of the cluster: chain leader, term, head, commit,
@@ -110,7 +116,7 @@ impl Cli {
     /// The serve arguments, whichever way they were given.
     pub fn serve_args(self) -> ServeArgs {
         match self.command {
-            Some(Command::Serve(args)) => args,
+            Some(Command::Serve(args)) => *args,
             Some(Command::ApiTable | Command::ClusterStatus { .. }) | None => self.serve,
         }
     }
@@ -136,7 +142,7 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error("unknown key `{0}` in config file (expected node_id, data_dir, rack, listen, advertise, raft_listen, voters or a [broker] table)")]
+    #[error("unknown key `{0}` in config file (expected node_id, data_dir, rack, listen, advertise, raft_listen, voters, cluster_id or a [broker] table)")]
     UnknownFileKey(String),
     #[error("invalid address `{value}` for {key}: {reason}")]
     BadAddress {
@@ -144,6 +150,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("invalid voters `{voters}`: {reason}")]
+    BadVoters { voters: String, reason: String },
 }
 
 /// How record timestamps are assigned (Kafka `log.message.timestamp.type`).
@@ -762,6 +770,16 @@ pub struct Voter {
     pub raft_addr: String,
 }
 
+/// `ID@HOST:PORT,...` in the given order: the form `--voters` takes and the data directory
+/// stores.
+pub fn voters_to_string(voters: &[Voter]) -> String {
+    voters
+        .iter()
+        .map(|v| format!("{}@{}", v.node_id, v.raft_addr))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The fully resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -773,7 +791,10 @@ pub struct Config {
     pub advertise_host: String,
     pub advertise_port: i32,
     pub raft_listen: SocketAddr,
+    /// Every voter of the chain, this node included (checked: ids distinct, addresses resolve).
     pub voters: Vec<Voter>,
+    /// `voters` with resolved addresses, in the same order: what the chain runtime dials.
+    pub voter_addrs: Vec<(u64, SocketAddr)>,
     pub broker: BrokerSettings,
 }
 
@@ -838,6 +859,7 @@ fn parse_file(path: &std::path::Path, text: &str) -> Result<FileValues, ConfigEr
             "advertise" => out.flags.advertise = Some(as_string()?),
             "raft_listen" => out.flags.raft_listen = Some(as_string()?),
             "voters" => out.flags.voters = Some(as_string()?),
+            "cluster_id" => out.flags.cluster_id = Some(as_string()?),
             "broker" => match value {
                 toml::Value::Table(t) => flatten_broker("", t, &mut out.broker)?,
                 _ => {
@@ -903,6 +925,35 @@ fn parse_voters(value: &str) -> Result<Vec<Voter>, ConfigError> {
     Ok(voters)
 }
 
+/// The voter list must name `node_id` exactly once, hold distinct ids, and have addresses
+/// that resolve: a chain started otherwise could never elect, or would elect two leaders.
+fn check_voters(node_id: i32, voters: &[Voter]) -> Result<Vec<(u64, SocketAddr)>, ConfigError> {
+    let bad = |reason: String| ConfigError::BadVoters {
+        voters: voters_to_string(voters),
+        reason,
+    };
+    if voters.is_empty() {
+        return Err(bad("no voters given".into()));
+    }
+    if voters.len() > josefine_chain::limits::VOTERS_MAX {
+        return Err(bad(format!(
+            "at most {} voters",
+            josefine_chain::limits::VOTERS_MAX
+        )));
+    }
+    let mut out: Vec<(u64, SocketAddr)> = Vec::with_capacity(voters.len());
+    for v in voters {
+        if out.iter().any(|(id, _)| *id == v.node_id as u64) {
+            return Err(bad(format!("node id {} is listed twice", v.node_id)));
+        }
+        out.push((v.node_id as u64, parse_addr("voters", &v.raft_addr)?));
+    }
+    if !voters.iter().any(|v| v.node_id == node_id) {
+        return Err(bad(format!("--node-id {node_id} is not one of the voters")));
+    }
+    Ok(out)
+}
+
 impl Config {
     /// Resolves flags (already merged with env by clap), the optional file and defaults.
     pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
@@ -945,18 +996,29 @@ impl Config {
             // Listening on port 0 (tests): the real port is only known after bind.
             advertise_port = 0;
         }
+        let voters_given = args.voters.or(f.voters);
+        let voters = match &voters_given {
+            Some(v) => Some(parse_voters(v)?),
+            None => None,
+        };
+        let own_voter_addr = voters
+            .iter()
+            .flatten()
+            .find(|v| v.node_id == node_id)
+            .map(|v| v.raft_addr.clone());
         let raft_s = args
             .raft_listen
             .or(f.raft_listen)
+            .or(own_voter_addr)
             .unwrap_or_else(|| "127.0.0.1:9093".to_string());
         let raft_listen = parse_addr("raft_listen", &raft_s)?;
-        let voters = match args.voters.or(f.voters) {
-            Some(v) => parse_voters(&v)?,
-            None => vec![Voter {
+        let voters = voters.unwrap_or_else(|| {
+            vec![Voter {
                 node_id,
                 raft_addr: raft_s.clone(),
-            }],
-        };
+            }]
+        });
+        let voter_addrs = check_voters(node_id, &voters)?;
         let mut sets: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in file.broker {
             sets.insert(k, v);
@@ -966,6 +1028,9 @@ impl Config {
                 .split_once('=')
                 .ok_or_else(|| ConfigError::BadSetSyntax(kv.clone()))?;
             sets.insert(k.trim().to_string(), v.to_string());
+        }
+        if let Some(id) = args.cluster_id.or(f.cluster_id) {
+            sets.insert("cluster.id".to_string(), id);
         }
         let broker = BrokerSettings::from_static(sets)?;
         Ok(Config {
@@ -977,6 +1042,7 @@ impl Config {
             advertise_port,
             raft_listen,
             voters,
+            voter_addrs,
             broker,
         })
     }
@@ -1141,9 +1207,45 @@ mod tests {
 
     #[test]
     fn voters_parse() {
-        let c =
-            Config::resolve_with(cli(&["--voters", "1@a:1,2@b:2"]), FileValues::default()).unwrap();
+        let c = Config::resolve_with(
+            cli(&["--voters", "1@127.0.0.1:1,2@localhost:2"]),
+            FileValues::default(),
+        )
+        .unwrap();
         assert_eq!(c.voters.len(), 2);
+        assert_eq!(c.voter_addrs[0], (1, "127.0.0.1:1".parse().unwrap()));
+        assert_eq!(c.voter_addrs[1].0, 2);
+        assert_eq!(
+            c.raft_listen.to_string(),
+            "127.0.0.1:1",
+            "the raft address defaults to this node's voter address"
+        );
         assert!(Config::resolve_with(cli(&["--voters", "x@a:1"]), FileValues::default()).is_err());
+    }
+
+    #[test]
+    fn bad_voter_lists_are_refused_with_the_reason() {
+        let err = |args: &[&str]| {
+            Config::resolve_with(cli(args), FileValues::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&["--node-id", "3", "--voters", "1@127.0.0.1:1,2@127.0.0.1:2"]);
+        assert!(e.contains("--node-id 3 is not one of the voters"), "{e}");
+        let e = err(&["--voters", "1@127.0.0.1:1,1@127.0.0.1:2"]);
+        assert!(e.contains("node id 1 is listed twice"), "{e}");
+        let e = err(&["--voters", "1@127.0.0.1:1,2@no-such-host.invalid:2"]);
+        assert!(e.contains("no-such-host.invalid"), "{e}");
+        let e = err(&["--voters", "1@127.0.0.1"]);
+        assert!(e.contains("127.0.0.1"), "{e}");
+    }
+
+    #[test]
+    fn cluster_id_flag_sets_the_setting() {
+        let c = Config::resolve_with(cli(&["--cluster-id", "abc"]), FileValues::default()).unwrap();
+        assert_eq!(c.broker.cluster_id.as_deref(), Some("abc"));
+        let file = parse_file(&PathBuf::from("x.toml"), "cluster_id = \"fromfile\"").unwrap();
+        let c = Config::resolve_with(ServeArgs::default(), file).unwrap();
+        assert_eq!(c.broker.cluster_id.as_deref(), Some("fromfile"));
     }
 }

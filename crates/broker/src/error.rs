@@ -16,6 +16,12 @@ pub enum BrokerError {
     Group(#[from] josefine_group::GroupError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Identity(#[from] crate::metadata::identity::IdentityError),
+    #[error("metadata chain: {0}")]
+    Chain(String),
+    #[error("importing the legacy metadata log: {0}")]
+    Import(String),
     #[error("data directory {path} is for node {found}, not {expected}")]
     WrongNode {
         path: String,

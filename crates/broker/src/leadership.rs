@@ -172,10 +172,12 @@ pub fn controller_id(image: &Image, chain_leader: i32) -> i32 {
 impl Broker {
     /// The node id of the chain leader as this broker knows it (-1: unknown), the input of
     /// [`controller_id`].
-    // TODO(controller): return the chain leader from the chain status once the chain is the
-    // metadata backend; on one node this node is the chain leader.
     pub fn controller_hint(&self) -> i32 {
-        self.config.node_id
+        self.metadata
+            .chain_status()
+            .leader
+            .and_then(|l| i32::try_from(l).ok())
+            .unwrap_or(-1)
     }
 }
 

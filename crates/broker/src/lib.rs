@@ -3,7 +3,7 @@
 //! Follow a request: [`server`] (listener) -> [`connection`] (frames, ordering) -> [`codec`]
 //! (header + body decode) -> [`dispatch`] -> `handlers/<api>.rs` (which ask [`leadership`]
 //! whether the image lets this broker serve the partition) -> [`partitions`] /
-//! `josefine_log::PartitionLog` (produce, fetch) or [`metadata_store`] -> `josefine_meta`
+//! `josefine_log::PartitionLog` (produce, fetch) or [`metadata`] (the chain) -> `josefine_meta`
 //! (topics) -> reply back through [`connection`]. Consumer-group APIs go `handlers/groups.rs` ->
 //! [`groups`] (the task that drives `josefine_group::Coordinator` and writes its records to
 //! `__consumer_offsets`).
@@ -27,7 +27,7 @@ pub mod handlers;
 pub mod leadership;
 pub mod limits;
 pub mod maintenance;
-pub mod metadata_store;
+pub mod metadata;
 pub mod partitions;
 pub mod raft;
 pub mod server;

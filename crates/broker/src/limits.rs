@@ -45,8 +45,33 @@ pub const FETCH_MAX_WAIT_MS_CEILING: u64 = 30_000;
 /// answered immediately with what is there (still correct, just less efficient).
 pub const FETCH_WAITERS_MAX: usize = 10_000;
 
-/// Most pending metadata proposals queued to the metadata store; proposers wait beyond it.
-pub const METADATA_PROPOSALS_QUEUED_MAX: usize = 256;
+/// Applied results of recent metadata blocks kept for their proposers (`metadata::store`). A
+/// proposer takes its result as soon as the image it waits for is published; the chain leader
+/// holds at most `josefine_chain::limits::PENDING_PROPOSALS_MAX` (1024) proposals, so as many
+/// results means none is dropped before its proposer looks.
+pub const METADATA_RESULTS_KEPT_MAX: usize = 1024;
+
+/// ...and at most this many payload bytes of their blocks (a result, a created topic say, is
+/// about as large as its command, at most 1 MiB): a burst of the largest creations costs at
+/// most 64 MiB. A result dropped unread answers its proposer "outcome unknown".
+pub const METADATA_RESULTS_KEPT_BYTES_MAX: usize = 64 << 20;
+
+/// How long a proposer waits for its committed block to be applied by this broker's image
+/// before answering "outcome unknown" (REQUEST_TIMED_OUT): applying is local CPU work plus
+/// partition file effects, far below this unless the disk stalls.
+pub const METADATA_APPLY_WAIT_MS: u64 = 30_000;
+
+/// Metadata blocks applied between image snapshots (chain compaction). Each snapshot encodes
+/// the whole image; 1000 blocks keeps a restart's replay short and the encoding rare.
+pub const METADATA_SNAPSHOT_EVERY_BLOCKS: u64 = 1000;
+
+/// ...or this many payload bytes of applied blocks, whichever comes first (Kafka's
+/// `metadata.log.max.record.bytes.between.snapshots` is 20 MiB; big creations snapshot sooner).
+pub const METADATA_SNAPSHOT_EVERY_BYTES: u64 = 16 << 20;
+
+/// Blocks the applier applies in a row before it publishes the image: publishing clones the
+/// image, so a replay publishes every this many blocks instead of after each one.
+pub const METADATA_APPLY_PUBLISH_EVERY_MAX: usize = 1024;
 
 /// Producer ids allocated through the metadata state machine per block. Big enough that
 /// InitProducerId rarely needs a proposal, small enough that a crash wastes few ids.

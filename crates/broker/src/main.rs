@@ -29,6 +29,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Before any port is bound: a data directory of another node, voter set or cluster.
+    if let Err(e) = josefine::metadata::identity::check_and_record(&config) {
+        eprintln!("josefine: configuration error: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,11 +1,14 @@
 //! The partitions this broker hosts: one open `PartitionLog` per (topic id, partition).
 //!
 //! Owns: the mapping from metadata to open logs. It follows the metadata image: a created topic
-//! opens its logs, a deleted topic closes and deletes them, and at start-up logs on disk whose
-//! topic id is no longer in the image are deleted (a crash between the DeleteTopic command and
-//! the file removal must not resurrect data). Must never: create a log the image does not
-//! name, or be consulted for topic names (the image is the authority; this only holds files).
-//! All methods block on file I/O: call them off the async workers.
+//! opens its logs, a deleted topic (an applied DeleteTopic) closes and deletes them. At
+//! start-up, once the image has caught up with the chain, logs on disk the image does not name
+//! are renamed `<dir>.<n>-stray` (Kafka's suffix) and kept, never deleted: an image that is
+//! stale or empty (a lost chain directory, a bug) must not cost data, and a crash between a
+//! DeleteTopic and the file removal still cannot resurrect the topic (a stray is never opened).
+//! Must never: create a log the image does not name, delete a log for any reason but an
+//! applied deletion, or be consulted for topic names (the image is the authority; this only
+//! holds files). All methods block on file I/O: call them off the async workers.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use josefine_log::{CleanupPolicy, LogConfig, LogManager, PartitionLog, TimestampType};
 use josefine_meta::{Applied, Image, Topic, TopicId};
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::BrokerSettings;
 use crate::error::BrokerError;
@@ -196,20 +199,52 @@ impl PartitionRegistry {
         Ok(())
     }
 
-    /// Start-up: delete logs the image does not know, open the ones it does.
+    /// Start-up, once `image` has caught up with the chain's commit: renames the logs the
+    /// image does not name to `-stray` (kept, never deleted), then opens the ones it does.
     pub fn reconcile(&self, image: &Image) -> Result<(), BrokerError> {
         for (name, partition, topic_id) in self.logs.existing() {
-            let keep = image
-                .topics
-                .get(&TopicId(topic_id))
-                .is_some_and(|t| t.name == name && (partition as usize) < t.partitions.len());
-            if !keep {
-                info!(topic = %name, partition, topic_id = %TopicId(topic_id), "deleting partition log of a topic no longer in the metadata");
-                self.logs.delete_partition(&name, partition)?;
+            let hosted = image.topics.get(&TopicId(topic_id)).is_some_and(|t| {
+                t.name == name
+                    && t.partitions
+                        .iter()
+                        .any(|p| p.partition == partition && p.replicas.contains(&self.node_id))
+            });
+            if !hosted && self.get(TopicId(topic_id), partition).is_none() {
+                let stray = self.logs.stray_partition(&name, partition)?;
+                warn!(topic = %name, partition, topic_id = %TopicId(topic_id), kept_as = %stray.display(), "partition log not in the metadata: kept aside as a stray");
             }
         }
+        self.open_all(image)
+    }
+
+    /// Opens every log the image assigns to this broker (none is closed or deleted).
+    pub fn open_all(&self, image: &Image) -> Result<(), BrokerError> {
+        let mut first_error = None;
         for topic in image.topics.values() {
-            self.open_topic(topic, image)?;
+            if let Err(e) = self.open_topic(topic, image) {
+                // One unopenable log (say another topic id on disk) must not hide the others.
+                warn!(topic = %topic.name, "cannot open partition logs: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The image was replaced by a snapshot from the chain leader: delete the logs of topics
+    /// it no longer has (their deletion was committed), open the new ones, push configs.
+    pub fn on_image_replaced(&self, previous: &Image, next: &Image) -> Result<(), BrokerError> {
+        for topic in previous.topics.values() {
+            if !next.topics.contains_key(&topic.topic_id) {
+                self.delete_topic(topic)?;
+            }
+        }
+        self.open_all(next)?;
+        let settings = self.effective_settings(next);
+        for topic in next.topics.values() {
+            self.reconfigure_topic(topic, &settings);
         }
         Ok(())
     }

@@ -36,8 +36,10 @@ impl RunningBroker {
     }
 }
 
-/// Binds, starts the broker, and begins accepting clients. Logs the ready line.
+/// Checks the data directory's identity (before any port is bound), binds, starts the broker,
+/// and begins accepting clients. Logs the ready line.
 pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
+    crate::metadata::identity::check_and_record(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -180,6 +180,7 @@ async fn topics_survive_a_restart_with_the_same_id() {
 
     let args = ServeArgs {
         listen: Some("127.0.0.1:0".into()),
+        raft_listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().to_path_buf()),
         ..ServeArgs::default()
     };

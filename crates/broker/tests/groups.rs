@@ -61,6 +61,7 @@ async fn restart(broker: RunningBroker, dir: &tempfile::TempDir) -> RunningBroke
     broker.shutdown().await;
     let args = ServeArgs {
         listen: Some("127.0.0.1:0".into()),
+        raft_listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().to_path_buf()),
         set: vec!["group.initial.rebalance.delay.ms=0".into()],
         ..ServeArgs::default()

@@ -15,6 +15,9 @@ use crate::{LogConfig, LogError, PartitionLog};
 
 const METADATA_FILE: &str = "partition.metadata";
 const DELETE_SUFFIX: &str = "-delete";
+/// Suffix of a partition directory kept aside because the metadata did not name it (Kafka's
+/// `UnifiedLog.StrayDirSuffix`); never opened or deleted by the broker.
+pub const STRAY_SUFFIX: &str = "-stray";
 
 /// Lock file in the data directory, held (flock) for the manager's lifetime as Kafka holds
 /// `.lock`: a second broker process on the same directory would interleave appends.
@@ -221,6 +224,31 @@ impl LogManager {
         Ok(log)
     }
 
+    /// Keeps a partition's directory out of the way without deleting it: renames
+    /// `<topic>-<partition>` to `<topic>-<partition>.<n>-stray` (Kafka's stray suffix), which
+    /// `open` ignores from then on. For logs the metadata does not name at start-up: the data
+    /// stays on disk for an operator to inspect or restore. Returns the new path.
+    pub fn stray_partition(&self, topic: &str, partition: i32) -> Result<PathBuf, LogError> {
+        let mut open = self.open.lock().expect("manager lock");
+        if let Some(log) = open.remove(&(topic.to_string(), partition)) {
+            let _ = log.close();
+        }
+        let dir = self.partition_dir(topic, partition);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let stray = self
+            .data_dir
+            .join(format!("{topic}-{partition}.{nanos:x}{STRAY_SUFFIX}"));
+        fs::rename(&dir, &stray)
+            .map_err(io_err(format!("renaming {} to a stray", dir.display())))?;
+        fs::File::open(&self.data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync data dir".into()))?;
+        Ok(stray)
+    }
+
     /// Close and forget the partition, rename its directory to `<name>.<n>-delete`, then
     /// remove it. A crash in between leaves a `-delete` directory that `open` removes.
     pub fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), LogError> {
@@ -271,6 +299,34 @@ mod tests {
         assert_eq!(parse_dir_name("my-topic-12"), Some(("my-topic".into(), 12)));
         assert_eq!(parse_dir_name("t-x"), None);
         assert_eq!(parse_dir_name("-3"), None);
+    }
+
+    #[test]
+    fn a_stray_partition_keeps_its_data_and_is_not_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = [9u8; 16];
+        {
+            let m = LogManager::open(dir.path(), 0).unwrap();
+            let log = m
+                .open_partition("orders", 3, id, LogConfig::default(), 0)
+                .unwrap();
+            log.close().unwrap();
+        }
+        let stray = {
+            let m = LogManager::open(dir.path(), 0).unwrap();
+            assert_eq!(m.existing(), vec![("orders".to_string(), 3, id)]);
+            m.stray_partition("orders", 3).unwrap()
+        };
+        let name = stray.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("orders-3.") && name.ends_with(STRAY_SUFFIX),
+            "{name}"
+        );
+        assert!(stray.join(METADATA_FILE).exists(), "the data stays");
+        assert!(!dir.path().join("orders-3").exists());
+        let m = LogManager::open(dir.path(), 0).unwrap();
+        assert!(m.existing().is_empty(), "a stray is never opened");
+        assert!(stray.exists(), "nor deleted");
     }
 
     #[test]

@@ -89,6 +89,12 @@ pub enum MetaError {
     Io(#[from] std::io::Error),
     #[error("metadata store is shutting down")]
     ShuttingDown,
+    /// Only the metadata chain's leader takes changes; nothing was proposed.
+    #[error("this broker does not lead the metadata chain (leader: {leader:?})")]
+    NotController { leader: Option<i32> },
+    /// The change may or may not have been committed (or was not proposed in time): retry.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 impl MetaError {
@@ -103,6 +109,8 @@ impl MetaError {
             MetaError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
             MetaError::InvalidConfig(_) => 40,   // INVALID_CONFIG
             MetaError::ShuttingDown => 15,       // COORDINATOR_NOT_AVAILABLE
+            MetaError::NotController { .. } => 41, // NOT_CONTROLLER
+            MetaError::TimedOut(_) => 7,         // REQUEST_TIMED_OUT
             MetaError::UnknownPartition { .. } => 3, // UNKNOWN_TOPIC_OR_PARTITION
             MetaError::InvalidPartitionChange(_) | MetaError::InvalidBatch(_) => 42, // INVALID_REQUEST
             MetaError::StaleBrokerEpoch { .. } => 77, // STALE_BROKER_EPOCH

@@ -351,6 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::resolve(ServeArgs {
             listen: Some("127.0.0.1:0".into()),
+            raft_listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.path().to_path_buf()),
             ..ServeArgs::default()
         })

@@ -21,6 +21,7 @@ pub async fn start_broker(extra: &[&str]) -> (RunningBroker, tempfile::TempDir) 
     let dir = tempfile::tempdir().unwrap();
     let args = ServeArgs {
         listen: Some("127.0.0.1:0".into()),
+        raft_listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().to_path_buf()),
         set: extra.iter().map(|s| s.to_string()).collect(),
         ..ServeArgs::default()
