@@ -11,19 +11,26 @@
 
 use std::sync::Arc;
 
-use josefine_meta::{Applied, Command, MetaError};
+use std::time::Duration;
+
+use josefine_meta::controller::ControllerSettings;
+use josefine_meta::MetaError;
 use tokio::sync::{watch, Mutex, Semaphore};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::control::status::render_status;
+use crate::control::{ControlClient, ControlServer, StatusSource};
+use crate::controller::lifecycle::Lifecycle;
+use crate::controller::{ControlService, ControllerRuntime};
 use crate::error::BrokerError;
 use crate::limits;
 use crate::maintenance::{Maintenance, MaintenanceSettings};
-use crate::metadata::bootstrap::{self, Endpoint};
 use crate::metadata::{import, MetadataStore, StoreSettings};
 use crate::partitions::PartitionRegistry;
+use crate::raft::transport;
 
-/// Producer ids this broker may hand out without asking the metadata store.
+/// Producer ids this broker may hand out without asking the controller.
 #[derive(Debug, Default)]
 struct ProducerIdBlock {
     next: i64,
@@ -37,6 +44,12 @@ pub struct Broker {
     pub advertised_port: i32,
     pub metadata: MetadataStore,
     pub partitions: Arc<PartitionRegistry>,
+    /// The controller side of this node (active only while it leads the chain).
+    pub controller: ControllerRuntime,
+    /// This broker's registration, heartbeats and controlled shutdown.
+    pub lifecycle: Lifecycle,
+    /// Calls to the controller on another node (JCTRL001 on its raft address).
+    pub control_client: ControlClient,
     producer_ids: Mutex<ProducerIdBlock>,
     /// Bumped after every successful append; fetch long-polls wait for it to change.
     appends: watch::Sender<u64>,
@@ -47,6 +60,8 @@ pub struct Broker {
     maintenance: std::sync::Mutex<Option<Maintenance>>,
     /// The group coordinator runtime ([`crate::groups`]), set once at start-up.
     groups: std::sync::OnceLock<crate::groups::Groups>,
+    /// Stops the controller, lifecycle and control-server tasks.
+    tasks_stop: watch::Sender<bool>,
 }
 
 impl Broker {
@@ -59,9 +74,13 @@ impl Broker {
     /// 4. import a legacy `metadata.log` once, if there is one;
     /// 5. go live: open the logs the image names; on a one-voter chain (caught up for certain)
     ///    rename the ones it does not name to `-stray` (B1: never before, never deleted);
-    /// 6. one-voter chain only: the bootstrap path stands in for the controller (cluster id,
-    ///    registration, unfencing);
+    /// 6. serve the raft address's controller RPCs, run the controller (active while this node
+    ///    leads the chain), register with the controller and heartbeat; wait until the image
+    ///    shows this broker unfenced (Kafka opens its client listener only then, too);
     /// 7. start the group coordinator and background maintenance.
+    ///
+    /// A single node goes through the same steps: it is a one-voter chain whose controller is
+    /// itself.
     pub async fn start(config: Config, advertised_port: i32) -> Result<Arc<Broker>, BrokerError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
@@ -72,16 +91,39 @@ impl Broker {
         })
         .await
         .expect("start-up task panicked")?;
-        let metadata =
-            MetadataStore::open(StoreSettings::from_config(&config), partitions.clone()).await?;
+        let (non_chain_tx, non_chain_rx) = transport::non_chain_channel();
+        let store_settings = StoreSettings {
+            non_chain: Some(non_chain_tx),
+            ..StoreSettings::from_config(&config)
+        };
+        let metadata = MetadataStore::open(store_settings, partitions.clone()).await?;
         metadata.wait_caught_up().await?;
         if import::pending(&config.data_dir) {
             import::import_legacy_log(&metadata, &config.data_dir).await?;
         }
         metadata.go_live(metadata.is_sole_voter()).await?;
+        let voter_ids: Vec<i32> = config
+            .voter_addrs
+            .iter()
+            .map(|(id, _)| *id as i32)
+            .collect();
+        let controller_settings = ControllerSettings {
+            session_timeout_ms: config.broker.broker_session_timeout_ms,
+            heartbeat_interval_ms: config.broker.broker_heartbeat_interval_ms,
+            producer_id_block_size: limits::PRODUCER_ID_BLOCK_SIZE,
+        };
+        let control_client = ControlClient::new(
+            &format!("josefine-{}", config.node_id),
+            &config.voter_addrs,
+            metadata.watch_chain_status(),
+            Duration::from_millis(config.broker.broker_heartbeat_interval_ms.max(1_000)),
+        );
         let broker = Arc::new(Broker {
             advertised_host: config.advertise_host.clone(),
             advertised_port,
+            controller: ControllerRuntime::new(controller_settings, voter_ids),
+            lifecycle: Lifecycle::default(),
+            control_client,
             config,
             metadata,
             partitions,
@@ -91,26 +133,24 @@ impl Broker {
             io_permits: Arc::new(Semaphore::new(limits::BLOCKING_IO_IN_FLIGHT_MAX)),
             maintenance: std::sync::Mutex::new(None),
             groups: std::sync::OnceLock::new(),
+            tasks_stop: watch::channel(false).0,
         });
-        if broker.metadata.is_sole_voter() {
-            let endpoint = Endpoint {
-                node_id: broker.config.node_id,
-                host: broker.advertised_host.clone(),
-                port: broker.advertised_port,
-                rack: broker.config.rack.clone(),
-            };
-            let configured = broker.config.broker.cluster_id.clone();
-            bootstrap::bootstrap_single_node(
-                &broker.metadata,
-                || configured.unwrap_or_else(new_cluster_id),
-                &endpoint,
-            )
-            .await?;
-        } else {
-            warn!(
-                "a multi-voter chain: cluster id and broker registration wait for the controller"
-            );
-        }
+        let server = ControlServer::new(
+            Arc::new(ControlService {
+                broker: broker.clone(),
+            }),
+            status_source(&broker),
+        );
+        tokio::spawn(server.run(non_chain_rx));
+        tokio::spawn(ControllerRuntime::run(
+            broker.clone(),
+            broker.tasks_stop.subscribe(),
+        ));
+        tokio::spawn(Lifecycle::run(
+            broker.clone(),
+            broker.tasks_stop.subscribe(),
+        ));
+        broker.lifecycle.wait_unfenced(&broker).await;
         let groups = crate::groups::Groups::start(&broker)?;
         assert!(broker.groups.set(groups).is_ok(), "groups started twice");
         let maintenance = Maintenance::start(
@@ -122,6 +162,7 @@ impl Broker {
             node_id = broker.config.node_id,
             cluster_id = broker.metadata.image().cluster_id.as_deref().unwrap_or(""),
             position = broker.metadata.position(),
+            epoch = broker.lifecycle.state().epoch,
             partitions = broker.partitions.all().len(),
             "broker started"
         );
@@ -164,30 +205,51 @@ impl Broker {
         self.appends.subscribe()
     }
 
-    /// A new producer id from this broker's block, allocating a new block through the metadata
-    /// state machine when it runs out (so a cluster hands out disjoint blocks).
-    pub async fn allocate_producer_id(&self) -> Result<i64, MetaError> {
+    /// A new producer id from this broker's block, asking the controller for the next block
+    /// (AllocateProducerIds) when it runs out: blocks are disjoint cluster-wide because only the
+    /// controller hands them out.
+    pub async fn allocate_producer_id(self: &Arc<Self>) -> Result<i64, MetaError> {
         let mut block = self.producer_ids.lock().await;
         if block.next >= block.end {
-            let first_id = self.metadata.image().next_producer_id;
-            let cmd = Command::AllocateProducerIds {
-                broker_id: self.config.node_id,
-                first_id,
-                count: limits::PRODUCER_ID_BLOCK_SIZE,
-            };
-            match self.metadata.propose(cmd).await? {
-                Applied::ProducerIdsAllocated {
-                    first_id, count, ..
-                } => {
-                    block.next = first_id;
-                    block.end = first_id + count;
-                }
-                other => panic!("AllocateProducerIds applied as {other:?}"),
-            }
+            let (first_id, count) = self.fetch_producer_id_block().await?;
+            block.next = first_id;
+            block.end = first_id + count;
         }
         let id = block.next;
         block.next += 1;
         Ok(id)
+    }
+
+    async fn fetch_producer_id_block(self: &Arc<Self>) -> Result<(i64, i64), MetaError> {
+        use kafka_protocol::messages::{
+            AllocateProducerIdsRequest, BrokerId, RequestKind, ResponseKind,
+        };
+        let epoch = self.lifecycle.state().epoch.unwrap_or(-1);
+        let request = AllocateProducerIdsRequest::default()
+            .with_broker_id(BrokerId(self.config.node_id))
+            .with_broker_epoch(epoch);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(crate::controller::forward::INTERNAL_CREATE_TIMEOUT_MS);
+        let answer = crate::controller::forward::call_controller(
+            self,
+            0,
+            RequestKind::AllocateProducerIds(request),
+            deadline,
+        )
+        .await
+        .map_err(MetaError::TimedOut)?;
+        match answer {
+            (ResponseKind::AllocateProducerIds(r), _) if r.error_code == 0 => {
+                Ok((r.producer_id_start.0, i64::from(r.producer_id_len)))
+            }
+            (ResponseKind::AllocateProducerIds(r), _) => Err(MetaError::TimedOut(format!(
+                "the controller refused a producer id block: error {}",
+                r.error_code
+            ))),
+            (other, _) => Err(MetaError::TimedOut(format!(
+                "unexpected AllocateProducerIds answer {other:?}"
+            ))),
+        }
     }
 
     /// The group coordinator runtime.
@@ -197,8 +259,19 @@ impl Broker {
             .expect("the group coordinator starts with the broker")
     }
 
-    /// Clean shutdown: close every partition log.
+    /// Clean shutdown: a controlled shutdown through the controller (leaderships move off
+    /// this broker), chain leadership handed over if held, then every partition log closed.
     pub async fn shutdown(self: &Arc<Self>) {
+        let session = Duration::from_millis(self.config.broker.broker_session_timeout_ms);
+        if !self.lifecycle.controlled_shutdown(session).await {
+            warn!(
+                "the controller did not confirm the controlled shutdown in time; stopping anyway"
+            );
+        }
+        if !self.metadata.hand_over_leadership(session).await {
+            info!("chain leadership not handed over (no caught-up voter); the others will elect");
+        }
+        self.tasks_stop.send_replace(true);
         // No retention or cleaning step may race the logs' close.
         let maintenance = self.maintenance.lock().expect("maintenance lock").take();
         if let Some(m) = maintenance {
@@ -213,6 +286,24 @@ impl Broker {
         let partitions = self.partitions.clone();
         let _ = tokio::task::spawn_blocking(move || partitions.close_all()).await;
     }
+}
+
+/// The `josefine cluster-status` document of this node, rendered on the blocking pool.
+fn status_source(broker: &Arc<Broker>) -> StatusSource {
+    let weak = Arc::downgrade(broker);
+    let me = broker.config.node_id as u64;
+    Arc::new(move || match weak.upgrade() {
+        Some(b) => {
+            let progress = b.metadata.watch_progress().borrow().clone();
+            render_status(
+                me,
+                &b.metadata.chain_status(),
+                &progress,
+                &b.metadata.image(),
+            )
+        }
+        None => "this node is shutting down\n".to_string(),
+    })
 }
 
 /// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).

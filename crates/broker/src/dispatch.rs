@@ -15,6 +15,7 @@ use crate::codec::{
     encode_old_produce_unsupported, encode_response, Decoded, DecodedRequest, RequestBody,
     ResponseBody,
 };
+use crate::controller::forward;
 use crate::handlers::{self, produce::ProduceOutcome};
 
 /// What the connection writes back for one request.
@@ -103,11 +104,15 @@ async fn handle_request(
         RequestBody::Metadata(r) => {
             ResponseBody::Metadata(handlers::metadata::handle(broker, v, r).await)
         }
+        // Admin requests change metadata: the controller serves them (in-process when this
+        // node is the controller), and the answer waits for this node's image.
         RequestBody::CreateTopics(r) => {
-            ResponseBody::CreateTopics(handlers::create_topics::handle(broker, v, r).await)
+            let timeout = Some(r.timeout_ms);
+            forward::admin(broker, v, RequestBody::CreateTopics(r), timeout).await
         }
         RequestBody::DeleteTopics(r) => {
-            ResponseBody::DeleteTopics(handlers::delete_topics::handle(broker, v, r).await)
+            let timeout = Some(r.timeout_ms);
+            forward::admin(broker, v, RequestBody::DeleteTopics(r), timeout).await
         }
         RequestBody::Produce(r) => match handlers::produce::handle(broker, v, r).await {
             ProduceOutcome::Respond(r) => ResponseBody::Produce(r),
@@ -124,14 +129,12 @@ async fn handle_request(
         RequestBody::DescribeConfigs(r) => {
             ResponseBody::DescribeConfigs(handlers::describe_configs::handle(broker, r))
         }
-        RequestBody::AlterConfigs(r) => {
-            ResponseBody::AlterConfigs(handlers::alter_configs::handle(broker, r).await)
+        body @ (RequestBody::AlterConfigs(_) | RequestBody::IncrementalAlterConfigs(_)) => {
+            forward::admin(broker, v, body, None).await
         }
-        RequestBody::IncrementalAlterConfigs(r) => ResponseBody::IncrementalAlterConfigs(
-            handlers::incremental_alter_configs::handle(broker, r).await,
-        ),
         RequestBody::CreatePartitions(r) => {
-            ResponseBody::CreatePartitions(handlers::create_partitions::handle(broker, r).await)
+            let timeout = Some(r.timeout_ms);
+            forward::admin(broker, v, RequestBody::CreatePartitions(r), timeout).await
         }
         RequestBody::DeleteRecords(r) => {
             ResponseBody::DeleteRecords(handlers::delete_records::handle(broker, r).await)

@@ -42,7 +42,7 @@ use josefine_group::{
 use josefine_log::batch::BatchHeader;
 use josefine_log::limits::BATCH_HEADER_BYTES;
 use josefine_log::{LogError, PartitionLog};
-use josefine_meta::{Applied, Command, Image, MetaError, TopicId};
+use josefine_meta::{Image, TopicId};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -52,7 +52,7 @@ use tracing::{error, info, warn};
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::handlers::create_topics::{assign_partitions, new_topic_id};
+use crate::controller::forward;
 use crate::limits;
 
 /// The internal topic holding group metadata and committed offsets.
@@ -233,7 +233,7 @@ impl Groups {
     /// FindCoordinator) and that the coordinator task has followed an image holding it, so the
     /// partitions this node leads are loading or loaded. Errors are for the client's
     /// COORDINATOR_NOT_AVAILABLE message.
-    pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), String> {
+    pub async fn ensure_offsets_topic(&self, broker: &Arc<Broker>) -> Result<(), String> {
         let image = broker.metadata.image();
         let topic_id = match image.topic_by_name(OFFSETS_TOPIC) {
             Some(t) => t.topic_id,
@@ -257,17 +257,12 @@ impl Groups {
             .map_err(|_| "the group coordinator is shutting down".to_string())
     }
 
-    /// Decides the topic's placement and configs and has it created.
-    async fn create_offsets_topic(&self, broker: &Broker) -> Result<(), String> {
-        let image = broker.metadata.image();
-        // `offsets.topic.replication.factor` (Kafka's default 3) clamped to the registered
-        // brokers (one today), where Kafka would wait until enough brokers exist.
-        let rf = broker
-            .config
-            .broker
-            .offsets_topic_replication_factor
-            .min(image.brokers.len().max(1) as i16);
-        let partitions = assign_partitions(&image, self.offsets_partitions, rf)?;
+    /// Has the controller create the topic with its configs (as Kafka's coordinator does on
+    /// the first FindCoordinator).
+    async fn create_offsets_topic(&self, broker: &Arc<Broker>) -> Result<(), String> {
+        // Replication factor 1 until partitions are replicated: `offsets.topic.replication.
+        // factor` (Kafka's default 3) would be refused, and a reduced one silently promised.
+        let rf = 1;
         // `offsets.topic.segment.bytes`: small segments, so the cleaner (which never touches
         // the active segment) keeps the topic compact. Below the topic-level floor (1 MiB in
         // Kafka 4) it goes in as `internal.segment.bytes`, as Kafka's own tests do.
@@ -282,24 +277,19 @@ impl Groups {
             (segment_key.to_string(), segment_bytes.to_string()),
             ("compression.type".to_string(), "producer".to_string()),
         ];
-        let cmd = Command::CreateTopic {
-            topic_id: new_topic_id(&image),
-            name: OFFSETS_TOPIC.to_string(),
-            partitions,
-            configs,
-        };
-        match propose_offsets_topic(broker, cmd).await {
-            Ok(_) => {
+        match forward::create_topic(broker, OFFSETS_TOPIC, self.offsets_partitions, rf, configs)
+            .await
+        {
+            Ok(()) => {
                 info!(
                     partitions = self.offsets_partitions,
-                    "created {OFFSETS_TOPIC}"
+                    "{OFFSETS_TOPIC} exists"
                 );
                 Ok(())
             }
-            Err(MetaError::TopicAlreadyExists(_)) => Ok(()),
-            Err(e) => {
-                error!("cannot create {OFFSETS_TOPIC}: {e}");
-                Err(format!("cannot create {OFFSETS_TOPIC}: {e}"))
+            Err((code, message)) => {
+                error!(code, "cannot create {OFFSETS_TOPIC}: {message}");
+                Err(format!("cannot create {OFFSETS_TOPIC}: {message}"))
             }
         }
     }
@@ -324,13 +314,6 @@ impl Groups {
             let _ = task.await;
         }
     }
-}
-
-/// Has the `__consumer_offsets` creation decided by [`Groups::create_offsets_topic`] applied.
-/// Routed to the controller by the cluster runtime: this body is the one place that changes
-/// when only the controller may propose; the decision above stays as it is.
-async fn propose_offsets_topic(broker: &Broker, cmd: Command) -> Result<Applied, MetaError> {
-    broker.metadata.propose(cmd).await
 }
 
 /// The leader epoch of `__consumer_offsets` partition `partition` (topic `topic_id`) if the
@@ -1084,7 +1067,7 @@ mod tests {
     //! The runtime driven by hand (no task, no appender): appends stay in flight exactly as
     //! long as a test wants while leadership changes under them.
 
-    use josefine_meta::PartitionAssignment;
+    use josefine_meta::{Command, PartitionAssignment};
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
@@ -1126,6 +1109,8 @@ mod tests {
 
     /// A runtime of its own on the broker (the broker's own one serves nobody here).
     fn runtime(broker: &Arc<Broker>) -> (Runtime, RuntimeChannels) {
+        // These tests stage leaderless partitions; the controller would re-elect them.
+        broker.controller.pause_timer(true);
         let (mut rt, ch) = Runtime::new(broker).unwrap();
         rt.follow(&broker.metadata.image());
         (rt, ch)

@@ -173,11 +173,7 @@ impl Broker {
     /// The node id of the chain leader as this broker knows it (-1: unknown), the input of
     /// [`controller_id`].
     pub fn controller_hint(&self) -> i32 {
-        self.metadata
-            .chain_status()
-            .leader
-            .and_then(|l| i32::try_from(l).ok())
-            .unwrap_or(-1)
+        self.metadata.chain_status().leader.map_or(-1, |l| l as i32)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod controller;
 pub mod dispatch;
 pub mod error;
 #[doc(hidden)]

@@ -166,6 +166,8 @@ async fn coordinator_follows_offsets_partition_leadership() {
         "offsets.topic.num.partitions=1",
     ])
     .await;
+    // The test stages leaderless partitions; the controller's timer would re-elect them.
+    broker.broker.controller.pause_timer(true);
     let md = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(TopicName(s("t"))))

@@ -67,8 +67,9 @@ pub fn render_status(
     let cluster = image.cluster_id.as_deref().unwrap_or("none");
     let _ = writeln!(
         out,
-        "\nmetadata image at position {}, cluster id {cluster}",
-        image.position
+        "\nmetadata image at position {}, digest {:016x}, cluster id {cluster}",
+        image.position,
+        image.digest()
     );
     let _ = writeln!(out, "\nbrokers ({})", image.brokers.len());
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -280,6 +281,10 @@ mod tests {
             },
         ];
         let doc = render_status(1, &status(Role::Leader), &progress, &image());
+        // The digest is the image's own; the rest of the document is checked literally.
+        let digest = format!(", digest {:016x}", image().digest());
+        assert!(doc.contains(&digest), "{doc}");
+        let doc = doc.replace(&digest, "");
         let expected = "\
 chain (as node 1 sees it)
   leader 1, term 3, this node Leader

@@ -42,6 +42,20 @@ pub fn new_topic_id(image: &Image) -> TopicId {
 
 struct Rejection(i16, String);
 
+/// Partitions are not replicated yet: a replication factor above 1 would be a promise the
+/// broker cannot keep, so it is refused rather than silently reduced.
+fn refuse_replication(replication_factor: usize) -> Result<(), Rejection> {
+    if replication_factor > 1 {
+        return Err(Rejection(
+            code::INVALID_REPLICATION_FACTOR,
+            format!(
+                "Replication factor {replication_factor} is not supported: this Josefine version does not replicate partitions yet; use replication factor 1."
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the CreateTopic command for one requested topic, or the error to return.
 fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<Command, Rejection> {
     let name = t.name.0.to_string();
@@ -72,6 +86,9 @@ fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<C
             })
             .collect();
         assignments.sort_by_key(|a| a.partition);
+        if let Some(a) = assignments.iter().find(|a| a.replicas.len() > 1) {
+            refuse_replication(a.replicas.len())?;
+        }
         assignments
     } else {
         let n = if t.num_partitions == -1 {
@@ -105,8 +122,12 @@ fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<C
                 "Replication factor must be larger than 0, or -1 to use the default value.".into(),
             ));
         }
-        assign_partitions(image, n, rf)
-            .map_err(|m| Rejection(code::INVALID_REPLICATION_FACTOR, m))?
+        // Kafka's message for more replicas than brokers first (a single node answers as
+        // Kafka's does), then the refusal of replication itself.
+        let assignments = assign_partitions(image, n, rf)
+            .map_err(|m| Rejection(code::INVALID_REPLICATION_FACTOR, m))?;
+        refuse_replication(rf as usize)?;
+        assignments
     };
     let mut configs = Vec::with_capacity(t.configs.len().min(64));
     for c in &t.configs {

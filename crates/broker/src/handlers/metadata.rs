@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use josefine_meta::{validate_topic_name, Image, MetaError, PartitionAssignment, Topic};
+use josefine_meta::{validate_topic_name, Image, PartitionAssignment, Topic};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -29,7 +29,7 @@ use super::{
     CLUSTER_OPERATIONS, TOPIC_OPERATIONS,
 };
 use crate::broker::Broker;
-use crate::handlers::create_topics::{assign_partitions, new_topic_id};
+use crate::controller::forward;
 use crate::leadership;
 use crate::limits;
 
@@ -94,42 +94,25 @@ fn error_entry(name: Option<&str>, topic_id: Uuid, error: i16) -> MetadataRespon
 /// as success) and returns an image that holds it, or the topic error code to answer. The one
 /// place Metadata changes metadata: it proposes locally today; in a cluster it goes to the
 /// controller, and the image returned must then be one that has applied the creation.
-async fn auto_create_topic(broker: &Broker, name: &str) -> Result<Arc<Image>, i16> {
-    match propose_topic(broker, name).await {
-        Ok(()) => Ok(broker.metadata.image()),
-        Err(e) => Err(match e.kafka_error_code() {
-            -1 => code::UNKNOWN_SERVER_ERROR,
-            // Kafka answers an auto-creation it cannot place (e.g. replication factor above the
-            // live brokers) with INVALID_REPLICATION_FACTOR on that topic.
-            code::INVALID_REPLICA_ASSIGNMENT => code::INVALID_REPLICATION_FACTOR,
-            c => c,
-        }),
-    }
-}
-
-/// Proposes the creation of `name` with the broker defaults.
-async fn propose_topic(broker: &Broker, name: &str) -> Result<(), MetaError> {
+async fn auto_create_topic(broker: &Arc<Broker>, name: &str) -> Result<Arc<Image>, i16> {
     let settings = &broker.config.broker;
-    let image = broker.metadata.image();
-    let partitions = assign_partitions(
-        &image,
+    match forward::create_topic(
+        broker,
+        name,
         settings.num_partitions,
         settings.default_replication_factor,
+        vec![],
     )
-    .map_err(MetaError::InvalidReplicaAssignment)?;
-    let cmd = josefine_meta::Command::CreateTopic {
-        topic_id: new_topic_id(&image),
-        name: name.to_string(),
-        partitions,
-        configs: vec![],
-    };
-    match broker.metadata.propose(cmd).await {
-        Ok(_) => {
+    .await
+    {
+        Ok(()) => {
             info!(topic = name, "auto-created topic");
-            Ok(())
+            Ok(broker.metadata.image())
         }
-        Err(MetaError::TopicAlreadyExists(_)) => Ok(()),
-        Err(e) => Err(e),
+        // Kafka answers an auto-creation it cannot place (e.g. replication factor above the
+        // live brokers) with INVALID_REPLICATION_FACTOR on that topic.
+        Err((code::INVALID_REPLICA_ASSIGNMENT, _)) => Err(code::INVALID_REPLICATION_FACTOR),
+        Err((c, _)) => Err(c),
     }
 }
 

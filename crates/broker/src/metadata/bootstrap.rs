@@ -1,12 +1,12 @@
-//! BOOTSTRAP PATH OF A ONE-VOTER CHAIN: this broker stands in for the controller.
+//! Registration without a controller: the one-time import of a legacy single-node data
+//! directory (`super::import`), which runs before this node's controller starts.
 //!
-//! Owns: the proposals a single-node broker makes about itself at start-up: the cluster id
-//! (`InitCluster`), its registration (`RegisterBroker`, which starts fenced), unfencing it and
-//! handing back the leaderships a registration takes away. The controller runtime replaces all
-//! of this with RPCs to the chain leader's controller; until then it runs only on a one-voter
-//! chain, where this node is the chain leader and nobody else proposes.
-//! Every decision is the pure controller's (`josefine_meta::controller`); this only proposes.
-//! Must never: run on a multi-voter chain (two brokers would each decide for the cluster).
+//! Owns: proposing a broker's registration and unfencing on a one-voter chain whose controller
+//! is not running yet. Every start-up after the import goes through the controller runtime
+//! (`crate::controller`), single node included. Every decision is the pure controller's
+//! (`josefine_meta::controller`); this only proposes.
+//! Must never: run on a multi-voter chain (two brokers would each decide for the cluster), or
+//! while this node's controller runs.
 
 use josefine_meta::controller::{
     Controller, ControllerSettings, Heartbeat, RegisterDecision, Registration,

@@ -8,7 +8,7 @@
 //!
 //! - [`store`]: propose / image / position / chain status; starts the chain and the applier.
 //! - [`applier`]: blocks -> image -> file effects -> published image; snapshots for compaction.
-//! - [`bootstrap`]: a one-voter chain's stand-in for the controller (cluster id, registration).
+//! - [`bootstrap`]: registration for the legacy import, which runs before the controller.
 //! - [`import`]: one-time import of a single-node data directory's `metadata.log`.
 //! - [`identity`]: `cluster.properties` (node id, voters, cluster id), checked before any
 //!   port is bound.

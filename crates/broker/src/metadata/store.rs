@@ -238,6 +238,41 @@ impl MetadataStore {
         self.chain.watch_status()
     }
 
+    /// Each voter's matched block, as the chain leader knows it (empty elsewhere).
+    pub fn watch_progress(&self) -> watch::Receiver<Arc<[raft::VoterProgress]>> {
+        self.chain.watch_progress()
+    }
+
+    /// If this node leads the chain, hands leadership to the most caught-up other voter and
+    /// waits (at most `timeout`) until another node leads: a leaving leader's controlled
+    /// shutdown, so the chain does not wait out an election timeout. False if it did not.
+    pub async fn hand_over_leadership(&self, timeout: Duration) -> bool {
+        if !self.is_leader() {
+            return true;
+        }
+        let progress = self.chain.watch_progress().borrow().clone();
+        let Some(to) = progress
+            .iter()
+            .filter(|v| v.id != self.node_id)
+            .filter_map(|v| v.matched.map(|m| (m, v.id)))
+            .max()
+            .map(|(_, id)| id)
+        else {
+            return false;
+        };
+        if !self.chain.transfer_leadership(to).await {
+            return false;
+        }
+        let mut status = self.chain.watch_status();
+        let me = self.node_id;
+        tokio::time::timeout(
+            timeout,
+            status.wait_for(|s| s.leader.is_some_and(|l| l != me)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
     /// True while this node leads the chain (only the leader's proposals are accepted).
     pub fn is_leader(&self) -> bool {
         let s = self.chain.status();

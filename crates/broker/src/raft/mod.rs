@@ -156,6 +156,9 @@ enum Request {
     Propose(Bytes, ProposalReply),
     /// The application's state as of applied block `upto`: take a snapshot, drop the prefix.
     Compact(BlockId, Bytes, oneshot::Sender<Result<(), String>>),
+    /// Hand leadership to this voter (controlled shutdown of the leader); answers whether the
+    /// core started the transfer.
+    Transfer(NodeId, oneshot::Sender<bool>),
 }
 
 /// The running chain server.
@@ -188,6 +191,16 @@ impl ChainHandle {
             .await
             .map_err(|_| anyhow::anyhow!("chain server stopped"))?;
         rx.await?.map_err(anyhow::Error::msg)
+    }
+
+    /// Asks the core to hand leadership to voter `to` (it must be caught up; the core refuses
+    /// otherwise). True if a transfer started; the status watch shows when it completed.
+    pub async fn transfer_leadership(&self, to: NodeId) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.requests.send(Request::Transfer(to, tx)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     pub fn status(&self) -> ChainStatus {
@@ -359,6 +372,9 @@ impl Loop {
                     Request::Compact(upto, state, reply) => {
                         let r = self.node.compact(upto, state).map_err(|e| e.to_string());
                         let _ = reply.send(r);
+                    }
+                    Request::Transfer(to, reply) => {
+                        let _ = reply.send(self.node.transfer_leadership(to));
                     }
                 },
             }
