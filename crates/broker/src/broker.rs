@@ -73,7 +73,8 @@ impl Broker {
     ///    at its first tick and commits everything it holds);
     /// 4. import a legacy `metadata.log` once, if there is one;
     /// 5. go live: open the logs the image names; on a one-voter chain (caught up for certain)
-    ///    rename the ones it does not name to `-stray` (B1: never before, never deleted);
+    ///    rename the ones it does not name to `-stray` (B1: never before, never deleted; on a
+    ///    multi-voter chain that waits until step 6 has unfenced this broker);
     /// 6. serve the raft address's controller RPCs, run the controller (active while this node
     ///    leads the chain), register with the controller and heartbeat; wait until the image
     ///    shows this broker unfenced (Kafka opens its client listener only then, too);
@@ -151,6 +152,11 @@ impl Broker {
             broker.tasks_stop.subscribe(),
         ));
         broker.lifecycle.wait_unfenced(&broker).await;
+        if !broker.metadata.is_sole_voter() {
+            // Unfenced means the image holds everything committed before this registration: now
+            // (never before, B1) logs it does not name can be set aside as strays.
+            broker.metadata.go_live(true).await?;
+        }
         let groups = crate::groups::Groups::start(&broker)?;
         assert!(broker.groups.set(groups).is_ok(), "groups started twice");
         let maintenance = Maintenance::start(
