@@ -35,6 +35,9 @@ use crate::raft::transport;
 struct ProducerIdBlock {
     next: i64,
     end: i64,
+    /// The next block, asked for before this one runs out.
+    prefetched: Option<(i64, i64)>,
+    prefetching: bool,
 }
 
 /// Shared broker state.
@@ -217,12 +220,32 @@ impl Broker {
     pub async fn allocate_producer_id(self: &Arc<Self>) -> Result<i64, MetaError> {
         let mut block = self.producer_ids.lock().await;
         if block.next >= block.end {
-            let (first_id, count) = self.fetch_producer_id_block().await?;
+            let (first_id, count) = match block.prefetched.take() {
+                Some(b) => b,
+                None => self.fetch_producer_id_block().await?,
+            };
             block.next = first_id;
             block.end = first_id + count;
         }
         let id = block.next;
         block.next += 1;
+        if block.end - block.next <= limits::PRODUCER_ID_PREFETCH_REMAINING
+            && block.prefetched.is_none()
+            && !block.prefetching
+        {
+            block.prefetching = true;
+            let broker = self.clone();
+            tokio::spawn(async move {
+                let next = broker.fetch_producer_id_block().await;
+                let mut block = broker.producer_ids.lock().await;
+                block.prefetching = false;
+                match next {
+                    Ok(b) => block.prefetched = Some(b),
+                    // Asked for again when the block runs out.
+                    Err(e) => warn!("prefetching a producer id block failed: {e}"),
+                }
+            });
+        }
         Ok(id)
     }
 

@@ -77,6 +77,10 @@ pub const METADATA_APPLY_PUBLISH_EVERY_MAX: usize = 1024;
 /// InitProducerId rarely needs a proposal, small enough that a crash wastes few ids.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
+/// Ids left in the current block when the next one is asked for in the background (Kafka asks
+/// at 90% use), so InitProducerId rarely waits on the controller.
+pub const PRODUCER_ID_PREFETCH_REMAINING: i64 = PRODUCER_ID_BLOCK_SIZE / 10;
+
 /// Longest topic name, as Kafka (249: a partition dir name must fit in 255 bytes).
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
