@@ -94,6 +94,7 @@ pub mod cleaner;
 mod cleaner_tests;
 mod error;
 mod index;
+mod leader_epochs;
 pub mod limits;
 mod manager;
 mod partition;
@@ -110,6 +111,7 @@ mod segment_props;
 pub mod testkit;
 
 pub use error::LogError;
+pub use leader_epochs::EpochBoundary;
 pub use manager::LogManager;
 pub use partition::PartitionLog;
 pub use records::RecordVisit;
