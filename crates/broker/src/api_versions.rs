@@ -66,6 +66,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::ListPartitionReassignments, 0, 0),
+    // Kafka 4.0 removed v0-1 (KIP-896); consumers use it since KIP-320 (v2+).
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeCluster, 0, 2),
     api(ApiKey::DescribeTopicPartitions, 0, 0),
 ];

@@ -142,6 +142,9 @@ async fn handle_request(
         RequestBody::DescribeLogDirs(r) => {
             ResponseBody::DescribeLogDirs(handlers::describe_log_dirs::handle(broker, r).await)
         }
+        RequestBody::OffsetForLeaderEpoch(r) => ResponseBody::OffsetForLeaderEpoch(
+            handlers::offset_for_leader_epoch::handle(broker, r).await,
+        ),
         RequestBody::ListPartitionReassignments(r) => ResponseBody::ListPartitionReassignments(
             handlers::list_partition_reassignments::handle(r),
         ),

@@ -25,6 +25,7 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 /// Kafka error codes used by the handlers (names as in Kafka's `Errors` enum).
