@@ -996,6 +996,9 @@ impl Node {
             return;
         }
         self.advance_commit(candidate);
+        // Tell the followers now rather than at the next heartbeat: they apply (and answer
+        // read-your-writes waits) one round trip after the commit, not up to a heartbeat later.
+        self.broadcast_append(false);
     }
 
     // ----- follower side -----

@@ -115,7 +115,7 @@ fn mutation_partition_epoch_reset_is_caught() {
 
 #[test]
 fn mutation_stale_controller_image_is_caught() {
-    caught_within(MetaMutation::StaleControllerImage, 6);
+    caught_within(MetaMutation::StaleControllerImage, 20);
 }
 
 #[test]
