@@ -2,7 +2,7 @@
 //!
 //! The log is a tree of immutable blocks, each naming its parent; a server only ever appends
 //! and dead branches are garbage-collected once the commit point passes the fork. The design
-//! and its invariants are in `shared/docs/chained-raft.md`; the formats are in
+//! and its invariants are in `docs/chain-protocol.md`; the formats are in
 //! `docs/chain-format.md`.
 //!
 //! - [`node`]: the pure core. It is driven by `tick`, `step` and `propose` and hands back a

@@ -4,7 +4,7 @@
 //! a [`Ready`] the driver takes, carries out in the documented order, then acknowledges with
 //! [`Node::advance`]. The core never does I/O, never reads a clock and draws randomness only
 //! from the seed it was given, so the simulator can replay any run. Rule numbers in comments
-//! refer to `shared/docs/chained-raft.md`.
+//! refer to `docs/chain-protocol.md`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

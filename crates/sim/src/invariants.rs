@@ -1,4 +1,4 @@
-//! The safety properties of `shared/docs/chained-raft.md`, one check per property, run by the
+//! The safety properties of `docs/chain-protocol.md`, one check per property, run by the
 //! simulator after every step. Each returns the violations it found; none may ever fire on an
 //! unmutated core. They observe the cluster from outside and keep their own history (which
 //! leader held which term, which block was committed at which height): never trust the node
