@@ -17,6 +17,8 @@
 //! Must never: do I/O, read clocks (time is `now_ms`, an input) or randomness, or change the
 //! image itself: it only proposes.
 
+pub mod alter_partition;
+
 use std::collections::BTreeMap;
 
 use crate::command::{Command, PartitionAssignment, TopicId};
@@ -404,4 +406,4 @@ fn unfence(image: &Image, node_id: i32, epoch: i64) -> Command {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

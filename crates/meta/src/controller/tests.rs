@@ -11,7 +11,7 @@ fn settings() -> ControllerSettings {
 
 /// Applies at the next height, as the store does; the command must apply.
 #[track_caller]
-fn step(image: &mut Image, cmd: &Command) {
+pub(crate) fn step(image: &mut Image, cmd: &Command) {
     image.advance_to(image.position + 1);
     if let Err(e) = image.apply(cmd) {
         panic!("{cmd:?} did not apply: {e}");
@@ -40,7 +40,7 @@ fn heartbeat(node_id: i32, broker_epoch: i64, current_position: u64) -> Heartbea
 
 /// Brokers 1, 2, 3 registered (epochs 1, 2, 3) and unfenced through the controller; topic T
 /// with partition 0 on [1, 2, 3], 1 on [2, 3, 1], 2 on [3] (led by their first replicas).
-fn cluster() -> (Image, Controller) {
+pub(crate) fn cluster() -> (Image, Controller) {
     let mut image = Image::default();
     let mut c = Controller::activate(&image, 0, settings());
     for node in 1..=3 {
