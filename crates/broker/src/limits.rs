@@ -112,3 +112,8 @@ pub const GROUP_LOAD_READ_BYTES_MAX: usize = 1 << 20;
 
 /// Load steps queued from the loader to the coordinator task.
 pub const GROUP_LOAD_STEPS_QUEUED_MAX: usize = 16;
+
+/// Most ISR changes of one AlterPartition proposed as one metadata batch: a partition change
+/// encodes in about 50 bytes, so this stays far below the 1 MiB chain block, and a leader of
+/// thousands of partitions still needs only a few blocks.
+pub const ALTER_PARTITION_CHANGES_PER_BLOCK_MAX: usize = 1_000;

@@ -184,6 +184,30 @@ fn answer(request: RequestKind, error: i16) -> ControlAnswer {
                 .into(),
             1000 + r.broker_id.0 as u64,
         ),
+        RequestKind::AlterPartition(r) => (
+            AlterPartitionResponse::default()
+                .with_topics(
+                    r.topics
+                        .iter()
+                        .map(|t| {
+                            alter_partition_response::TopicData::default()
+                                .with_topic_id(t.topic_id)
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            alter_partition_response::PartitionData::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_error_code(error)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+                .into(),
+            1000 + r.broker_id.0 as u64,
+        ),
         RequestKind::CreateTopics(r) => (
             CreateTopicsResponse::default()
                 .with_topics(
@@ -345,6 +369,20 @@ fn request(api: ApiKey, v: i16) -> RequestKind {
             .into(),
         ApiKey::AllocateProducerIds => AllocateProducerIdsRequest::default()
             .with_broker_id(BrokerId(v as i32 + 2))
+            .into(),
+        ApiKey::AlterPartition => AlterPartitionRequest::default()
+            .with_broker_id(BrokerId(v as i32 + 2))
+            .with_topics(vec![alter_partition_request::TopicData::default()
+                .with_topic_id(uuid::Uuid::from_u128(v as u128))
+                .with_partitions(vec![
+                    alter_partition_request::PartitionData::default()
+                        .with_partition_index(v as i32)
+                        .with_new_isr_with_epochs(vec![
+                            alter_partition_request::BrokerState::default()
+                                .with_broker_id(BrokerId(2))
+                                .with_broker_epoch(5),
+                        ]),
+                ])])
             .into(),
         ApiKey::CreateTopics => CreateTopicsRequest::default()
             .with_topics(vec![create_topics_request::CreatableTopic::default()
@@ -606,6 +644,25 @@ fn not_controller_needs_every_item_to_say_so() {
     assert!(josefine::control::not_controller(&hb));
     let hb: ResponseKind = BrokerHeartbeatResponse::default().with_error_code(7).into();
     assert!(!josefine::control::not_controller(&hb));
+    // AlterPartition: top level, or every partition (the controller's image is behind).
+    let ap = |top: i16, codes: &[i16]| -> ResponseKind {
+        AlterPartitionResponse::default()
+            .with_error_code(top)
+            .with_topics(vec![alter_partition_response::TopicData::default()
+                .with_partitions(
+                    codes
+                        .iter()
+                        .map(|&e| {
+                            alter_partition_response::PartitionData::default().with_error_code(e)
+                        })
+                        .collect(),
+                )])
+            .into()
+    };
+    assert!(josefine::control::not_controller(&ap(41, &[])));
+    assert!(josefine::control::not_controller(&ap(0, &[41, 41])));
+    assert!(!josefine::control::not_controller(&ap(0, &[41, 95])));
+    assert!(!josefine::control::not_controller(&ap(0, &[])));
 }
 
 /// Opens a JCTRL001 connection and writes `bytes` after the preface.

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use josefine_chain::NodeId;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    AlterPartitionRequest, AlterPartitionResponse, ApiKey, RequestHeader, RequestKind, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -26,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::frame::{self, ControlResponse};
+use super::frame::{self, ControlResponse, ALTER_PARTITION_VERSION};
 use crate::connection::read_frame_body;
 use crate::raft::limits::*;
 use crate::raft::transport::Preface;
@@ -75,10 +77,11 @@ impl RpcError {
 }
 
 /// True when `response` says the node called is not the controller: the top-level error code
-/// is NOT_CONTROLLER (BrokerRegistration, BrokerHeartbeat, AllocateProducerIds), or every
-/// per-item error code is (CreateTopics `topics`, DeleteTopics `responses`, CreatePartitions
-/// `results`, AlterConfigs and IncrementalAlterConfigs `responses`; an answer with no items is
-/// not). A partly-served answer is not retried: resending it would turn the items already done
+/// is NOT_CONTROLLER (BrokerRegistration, BrokerHeartbeat, AllocateProducerIds,
+/// AlterPartition), or every per-item error code is (CreateTopics `topics`, DeleteTopics
+/// `responses`, CreatePartitions `results`, AlterConfigs and IncrementalAlterConfigs
+/// `responses`, AlterPartition partitions: Kafka's answer when the request names epochs newer
+/// than the controller's image; an answer with no items is not). A partly-served answer is not retried: resending it would turn the items already done
 /// into errors; its NOT_CONTROLLER items reach the client, for which that code is retriable.
 pub fn not_controller(response: &ResponseKind) -> bool {
     fn every(codes: impl Iterator<Item = i16>) -> bool {
@@ -95,6 +98,14 @@ pub fn not_controller(response: &ResponseKind) -> bool {
         ResponseKind::BrokerRegistration(r) => r.error_code == NOT_CONTROLLER,
         ResponseKind::BrokerHeartbeat(r) => r.error_code == NOT_CONTROLLER,
         ResponseKind::AllocateProducerIds(r) => r.error_code == NOT_CONTROLLER,
+        ResponseKind::AlterPartition(r) => {
+            r.error_code == NOT_CONTROLLER
+                || every(
+                    r.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+                )
+        }
         ResponseKind::CreateTopics(r) => every(r.topics.iter().map(|t| t.error_code)),
         ResponseKind::DeleteTopics(r) => every(r.responses.iter().map(|t| t.error_code)),
         ResponseKind::CreatePartitions(r) => every(r.results.iter().map(|t| t.error_code)),
@@ -164,6 +175,31 @@ impl ControlClient {
     ) -> Result<(ResponseKind, u64), RpcError> {
         self.call_controller_retrying(api_version, request, deadline, not_controller)
             .await
+    }
+
+    /// Sends an AlterPartition (v3, [`ALTER_PARTITION_VERSION`]) to the controller, retrying
+    /// like [`Self::call_controller`] until `deadline`. The answer comes once the controller's
+    /// image has applied the change; the returned position is that image's, so a caller that
+    /// must see the change in its own image waits for it (`MetadataStore::wait_for_position`).
+    /// Per-partition errors are Kafka's (`josefine_meta::controller::alter_partition`).
+    pub async fn alter_partition(
+        &self,
+        request: AlterPartitionRequest,
+        deadline: Instant,
+    ) -> Result<(AlterPartitionResponse, u64), RpcError> {
+        let (response, position) = self
+            .call_controller(ALTER_PARTITION_VERSION, request.into(), deadline)
+            .await?;
+        match response {
+            ResponseKind::AlterPartition(r) => Ok((r, position)),
+            other => Err(RpcError::BadAnswer {
+                node: self.chain.borrow().leader.unwrap_or_default(),
+                reason: format!("AlterPartition answered with {other:?}")
+                    .chars()
+                    .take(80)
+                    .collect(),
+            }),
+        }
     }
 
     /// [`Self::call_controller`] with another test for answers to retry (`retry_answer`

@@ -15,12 +15,13 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use crate::api_versions::support_for;
 use crate::codec::{self, DecodeError};
 
-/// The APIs a JCTRL001 connection carries: the controller's own three, and the admin requests
+/// The APIs a JCTRL001 connection carries: the controller's own four, and the admin requests
 /// a broker forwards as its client sent them.
-pub const CONTROL_APIS: [ApiKey; 8] = [
+pub const CONTROL_APIS: [ApiKey; 9] = [
     ApiKey::BrokerRegistration,
     ApiKey::BrokerHeartbeat,
     ApiKey::AllocateProducerIds,
+    ApiKey::AlterPartition,
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
     ApiKey::CreatePartitions,
@@ -28,15 +29,19 @@ pub const CONTROL_APIS: [ApiKey; 8] = [
     ApiKey::IncrementalAlterConfigs,
 ];
 
+/// The one AlterPartition version served and sent (v3: ISR members carry broker epochs).
+pub const ALTER_PARTITION_VERSION: i16 = 3;
+
 /// Bytes before the response header in a response frame body: the metadata position.
 const POSITION_BYTES: usize = 8;
 
 /// The versions served for `api_key` on the control channel, or None when it is not a control
 /// API. The controller's own APIs: every version kafka-protocol knows. Forwarded admin
 /// requests: exactly the versions the client listener serves, since they arrive as a client
-/// sent them.
+/// sent them. AlterPartition: v3 only (`NewIsrWithEpochs`; every sender is a Josefine broker).
 pub fn control_versions(api_key: ApiKey) -> Option<(i16, i16)> {
     match api_key {
+        ApiKey::AlterPartition => Some((ALTER_PARTITION_VERSION, ALTER_PARTITION_VERSION)),
         ApiKey::BrokerRegistration | ApiKey::BrokerHeartbeat | ApiKey::AllocateProducerIds => {
             let v = api_key.valid_versions();
             Some((v.min, v.max))
@@ -56,6 +61,7 @@ pub fn request_api_key(body: &RequestKind) -> Option<ApiKey> {
         RequestKind::BrokerRegistration(_) => ApiKey::BrokerRegistration,
         RequestKind::BrokerHeartbeat(_) => ApiKey::BrokerHeartbeat,
         RequestKind::AllocateProducerIds(_) => ApiKey::AllocateProducerIds,
+        RequestKind::AlterPartition(_) => ApiKey::AlterPartition,
         RequestKind::CreateTopics(_) => ApiKey::CreateTopics,
         RequestKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         RequestKind::CreatePartitions(_) => ApiKey::CreatePartitions,
@@ -71,6 +77,7 @@ pub fn response_api_key(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::BrokerRegistration(_) => ApiKey::BrokerRegistration,
         ResponseKind::BrokerHeartbeat(_) => ApiKey::BrokerHeartbeat,
         ResponseKind::AllocateProducerIds(_) => ApiKey::AllocateProducerIds,
+        ResponseKind::AlterPartition(_) => ApiKey::AlterPartition,
         ResponseKind::CreateTopics(_) => ApiKey::CreateTopics,
         ResponseKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         ResponseKind::CreatePartitions(_) => ApiKey::CreatePartitions,

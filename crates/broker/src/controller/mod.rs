@@ -1,5 +1,6 @@
 //! The controller runtime: runs meta's pure [`Controller`] on the chain leader and serves the
-//! controller RPCs (registration, heartbeats, producer-id blocks, forwarded admin requests).
+//! controller RPCs (registration, heartbeats, producer-id blocks, ISR changes from partition
+//! leaders (`alter_partition`), forwarded admin requests).
 //!
 //! Owns: when this node is the active controller (chain leader whose image has applied its
 //! own term's first block), the controller's soft state (broker sessions), the timer that
@@ -12,6 +13,7 @@
 //! that lost the chain stops at once (its proposals would fail anyway). Requests that reach
 //! an inactive node answer NOT_CONTROLLER, which the caller's client retries at the new leader.
 
+mod alter_partition;
 pub mod forward;
 pub mod lifecycle;
 
@@ -90,6 +92,9 @@ impl ControllerRuntime {
             }
             RequestKind::AllocateProducerIds(r) => {
                 ResponseKind::AllocateProducerIds(rt.allocate_producer_ids(broker, r).await)
+            }
+            RequestKind::AlterPartition(r) => {
+                ResponseKind::AlterPartition(rt.alter_partition(broker, r).await)
             }
             admin => {
                 if !rt.is_active() {

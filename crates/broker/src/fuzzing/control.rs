@@ -8,20 +8,21 @@ use kafka_protocol::protocol::StrBytes;
 use crate::control::frame::{self, control_versions, CONTROL_APIS};
 use crate::raft::limits::{CONTROL_REQUEST_BYTES_MAX, CONTROL_RESPONSE_BYTES_MAX};
 
-/// The control API a selector byte names (its low 3 bits index [`CONTROL_APIS`]) and the
+/// The control API a selector byte names (its low 6 bits modulo the count index
+/// [`CONTROL_APIS`]) and the
 /// version a version byte maps to inside that API's range.
 fn api_and_version(selector: u8, v: u8) -> (ApiKey, i16) {
-    let api = CONTROL_APIS[(selector & 0x07) as usize];
+    let api = CONTROL_APIS[(selector & 0x3f) as usize % CONTROL_APIS.len()];
     let (min, max) = control_versions(api).expect("a control API");
     (api, min + (v as i16) % (max - min + 1))
 }
 
 /// One input. Byte 0 picks the mode:
-/// - `0x00..=0x3f`: a request frame of control API `b & 7`, version byte 1 (mapped into its
+/// - `0x00..=0x3f`: a request frame of control API `(b & 0x3f) % 9`, version byte 1 (mapped into its
 ///   range); the rest follows a valid key | version | correlation id prefix (client id, header
 ///   tags, body).
 /// - `0x40..=0x7f`: the rest is a raw request frame (any key, version, header).
-/// - `0x80..=0xff`: a response frame (position, header, body) answering control API `b & 7`
+/// - `0x80..=0xff`: a response frame (position, header, body) answering control API `(b & 0x3f) % 9`
 ///   at version byte 1.
 ///
 /// Invariants: no panic or abort; no guarded (hostile-count) mapping outlives the decode; an
@@ -135,6 +136,27 @@ fn sample_requests(api: ApiKey) -> Vec<RequestKind> {
             .with_broker_id(BrokerId(3))
             .with_broker_epoch(17)
             .into()],
+        ApiKey::AlterPartition => {
+            use alter_partition_request::{BrokerState, PartitionData, TopicData};
+            vec![AlterPartitionRequest::default()
+                .with_broker_id(BrokerId(2))
+                .with_broker_epoch(41)
+                .with_topics(vec![TopicData::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![PartitionData::default()
+                        .with_partition_index(3)
+                        .with_leader_epoch(5)
+                        .with_partition_epoch(9)
+                        .with_new_isr_with_epochs(vec![
+                            BrokerState::default()
+                                .with_broker_id(BrokerId(2))
+                                .with_broker_epoch(41),
+                            BrokerState::default()
+                                .with_broker_id(BrokerId(3))
+                                .with_broker_epoch(-1),
+                        ])])])
+                .into()]
+        }
         other => super::requests::sample_requests(other),
     };
     out.push(default_request(api));
@@ -146,6 +168,7 @@ fn default_request(api: ApiKey) -> RequestKind {
         ApiKey::BrokerRegistration => BrokerRegistrationRequest::default().into(),
         ApiKey::BrokerHeartbeat => BrokerHeartbeatRequest::default().into(),
         ApiKey::AllocateProducerIds => AllocateProducerIdsRequest::default().into(),
+        ApiKey::AlterPartition => AlterPartitionRequest::default().into(),
         ApiKey::CreateTopics => CreateTopicsRequest::default().into(),
         ApiKey::DeleteTopics => DeleteTopicsRequest::default().into(),
         ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
@@ -176,6 +199,24 @@ fn sample_responses(api: ApiKey) -> Vec<ResponseKind> {
             .with_producer_id_start(ProducerId(4000))
             .with_producer_id_len(1000)
             .into()],
+        ApiKey::AlterPartition => vec![
+            AlterPartitionResponse::default().with_error_code(77).into(),
+            AlterPartitionResponse::default()
+                .with_topics(vec![alter_partition_response::TopicData::default()
+                    .with_topic_id(uuid::Uuid::from_u128(7))
+                    .with_partitions(vec![
+                        alter_partition_response::PartitionData::default()
+                            .with_partition_index(3)
+                            .with_leader_id(BrokerId(2))
+                            .with_leader_epoch(5)
+                            .with_partition_epoch(10)
+                            .with_isr(vec![BrokerId(2), BrokerId(3)]),
+                        alter_partition_response::PartitionData::default()
+                            .with_partition_index(4)
+                            .with_error_code(95),
+                    ])])
+                .into(),
+        ],
         ApiKey::CreateTopics => vec![CreateTopicsResponse::default()
             .with_topics(vec![create_topics_response::CreatableTopicResult::default(
             )
