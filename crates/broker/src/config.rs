@@ -64,6 +64,7 @@ pub struct ServeArgs {
     ///   log.message.timestamp.after.max.ms=3600000
     ///   log.cleanup.policy=delete (compact, or compact,delete)
     ///   log.retention.check.interval.ms=300000
+    ///   replica.high.watermark.checkpoint.interval.ms=5000
     ///   log.cleaner.enable=true           log.cleaner.backoff.ms=15000
     ///   log.cleaner.io.max.bytes.per.second=(unlimited)
     ///   log.cleaner.dedupe.buffer.size=134217728
@@ -210,6 +211,9 @@ pub struct BrokerSettings {
     pub log_cleanup_policy: josefine_log::CleanupPolicy,
     /// log.retention.check.interval.ms: how often background retention runs.
     pub log_retention_check_interval_ms: u64,
+    /// replica.high.watermark.checkpoint.interval.ms: how often every partition's high
+    /// watermark is written to `replication-offset-checkpoint`.
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// log.cleaner.enable
     pub log_cleaner_enable: bool,
     /// log.cleaner.backoff.ms: sleep of the cleaner when no log needs cleaning.
@@ -283,6 +287,7 @@ impl Default for BrokerSettings {
             log_message_timestamp_after_max_ms: HOUR_MS,
             log_cleanup_policy: josefine_log::CleanupPolicy::Delete,
             log_retention_check_interval_ms: 300_000,
+            replica_high_watermark_checkpoint_interval_ms: 5_000,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_io_max_bytes_per_second: u64::MAX,
@@ -419,6 +424,9 @@ impl BrokerSettings {
             }
             "log.cleanup.policy" => self.log_cleanup_policy.as_str().into(),
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms.to_string(),
+            "replica.high.watermark.checkpoint.interval.ms" => self
+                .replica_high_watermark_checkpoint_interval_ms
+                .to_string(),
             "log.cleaner.enable" => self.log_cleaner_enable.to_string(),
             "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms.to_string(),
             "log.cleaner.io.max.bytes.per.second" => {
@@ -546,6 +554,7 @@ impl BrokerSettings {
         "log.message.timestamp.after.max.ms",
         "log.cleanup.policy",
         "log.retention.check.interval.ms",
+        "replica.high.watermark.checkpoint.interval.ms",
         "log.cleaner.enable",
         "log.cleaner.backoff.ms",
         "log.cleaner.io.max.bytes.per.second",
@@ -655,6 +664,10 @@ impl BrokerSettings {
             }
             "log.retention.check.interval.ms" => {
                 self.log_retention_check_interval_ms = parse_int(key, v, 1, i64::MAX as u64)?
+            }
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.replica_high_watermark_checkpoint_interval_ms =
+                    parse_int(key, v, 1, i64::MAX as u64)?
             }
             "log.cleaner.enable" => self.log_cleaner_enable = parse_bool(key, v)?,
             "log.cleaner.backoff.ms" => {

@@ -862,7 +862,12 @@ fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(JobId, AppendOut
                 AppendOutcome::TooLarge
             }
             Ok(batch) => match log.append(&batch, job.leader_epoch, now) {
-                Ok(_) => AppendOutcome::Appended,
+                Ok(_) => {
+                    // RF=1: replaced by replication::... (coordinator writes are answered
+                    // once the HW covers them).
+                    log.set_high_watermark(log.log_end_offset());
+                    AppendOutcome::Appended
+                }
                 Err(e) => append_outcome(job.partition, &e),
             },
         };

@@ -7,7 +7,10 @@
 //! highest dirty ratio among those whose `cleaning_due(now)` is true, then sleeps
 //! `CleanOutcome::throttle_ms(log.cleaner.io.max.bytes.per.second)` so the cleaner's disk
 //! traffic stays under the limit. The decisions (which segments go, what a pass keeps) live in
-//! `josefine_log`. Time rolls and interval flushes are the server's log ticker, not this.
+//! `josefine_log`. Every `replica.high.watermark.checkpoint.interval.ms` it writes every
+//! partition's high watermark to the data directory's `replication-offset-checkpoint`
+//! ([`crate::partitions::PartitionRegistry::checkpoint_high_watermarks`]). Time rolls and
+//! interval flushes are the server's log ticker, not this.
 //!
 //! Why a thread and not a tokio task: every step is blocking file I/O (unlink, fsync, segment
 //! rewrites). A dedicated thread keeps that off the async workers and out of the request I/O
@@ -56,6 +59,8 @@ const OFFSET_MAP_ENTRY_BYTES: u64 = 48;
 pub struct MaintenanceSettings {
     /// `log.retention.check.interval.ms`
     pub retention_check_interval_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`
+    pub high_watermark_checkpoint_interval_ms: u64,
     /// `log.cleaner.enable`
     pub cleaner_enabled: bool,
     /// `log.cleaner.backoff.ms`
@@ -75,6 +80,9 @@ impl MaintenanceSettings {
     pub fn from_broker_settings(settings: &BrokerSettings) -> MaintenanceSettings {
         MaintenanceSettings {
             retention_check_interval_ms: settings.log_retention_check_interval_ms.max(1),
+            high_watermark_checkpoint_interval_ms: settings
+                .replica_high_watermark_checkpoint_interval_ms
+                .max(1),
             cleaner_enabled: settings.log_cleaner_enable,
             cleaner_backoff_ms: settings.log_cleaner_backoff_ms,
             cleaner_io_bytes_per_second: settings.log_cleaner_io_max_bytes_per_second,
@@ -205,12 +213,18 @@ impl Scheduler {
         let first_delay_ms = RETENTION_INITIAL_DELAY_MS.min(retention_interval as u64) as i64;
         let mut next_retention_ms = now_ms() + first_delay_ms;
         let mut next_clean_ms = now_ms();
+        let hw_interval = self.settings.high_watermark_checkpoint_interval_ms.max(1) as i64;
+        let mut next_hw_checkpoint_ms = now_ms() + hw_interval;
         loop {
             if self.refresh_cleaner_settings() {
                 // As Kafka restarts its cleaner on a reconfiguration: look for work now.
                 next_clean_ms = now_ms();
             }
             let now = now_ms();
+            if now >= next_hw_checkpoint_ms {
+                self.broker.partitions.checkpoint_high_watermarks();
+                next_hw_checkpoint_ms = now_ms() + hw_interval;
+            }
             if now >= next_retention_ms {
                 self.retention_pass();
                 next_retention_ms = now_ms() + retention_interval;
@@ -229,7 +243,8 @@ impl Scheduler {
                 next_retention_ms.min(next_clean_ms)
             } else {
                 next_retention_ms
-            };
+            }
+            .min(next_hw_checkpoint_ms);
             let wait_ms = (next.saturating_sub(now_ms()).max(0) as u64).min(SETTINGS_RECHECK_MS);
             if self.signal.sleep(wait_ms) {
                 return;
@@ -248,6 +263,9 @@ impl Scheduler {
         let fresh = MaintenanceSettings::from_broker_settings(&effective);
         let updated = MaintenanceSettings {
             retention_check_interval_ms: self.settings.retention_check_interval_ms,
+            high_watermark_checkpoint_interval_ms: self
+                .settings
+                .high_watermark_checkpoint_interval_ms,
             cleaner_enabled: self.settings.cleaner_enabled,
             ..fresh
         };

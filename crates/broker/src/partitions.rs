@@ -167,6 +167,9 @@ impl PartitionRegistry {
                 config.clone(),
                 now_ms(),
             )?;
+            // RF=1: replaced by replication::... (a leader's HW follows its ISR; a follower's the
+            // leader's). Until then the single replica's whole log is committed.
+            log.set_high_watermark(log.log_end_offset());
             let partition = Arc::new(Partition {
                 topic: topic.name.clone(),
                 topic_id: topic.topic_id,
@@ -329,8 +332,24 @@ impl PartitionRegistry {
             .collect()
     }
 
-    /// Clean shutdown: flush and close every log (writes the clean-shutdown markers).
+    /// Writes every hosted partition's high watermark to the data directory's
+    /// `replication-offset-checkpoint` (Kafka's `checkpointHighWatermarks`); a failure is
+    /// logged, the next call retries. Blocks on file I/O.
+    pub fn checkpoint_high_watermarks(&self) {
+        let entries: Vec<(String, i32, i64)> = self
+            .all()
+            .iter()
+            .map(|p| (p.topic.clone(), p.index, p.log.high_watermark()))
+            .collect();
+        if let Err(e) = self.logs.checkpoint_high_watermarks(&entries) {
+            warn!("high watermark checkpoint failed: {e}");
+        }
+    }
+
+    /// Clean shutdown: checkpoint the high watermarks, then flush and close every log (writes
+    /// the clean-shutdown markers).
     pub fn close_all(&self) {
+        self.checkpoint_high_watermarks();
         for p in self.all() {
             if let Err(e) = p.log.close() {
                 warn!(topic = %p.topic, partition = p.index, "close failed: {e}");

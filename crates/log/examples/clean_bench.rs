@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use josefine_log::batch::Compression;
-use josefine_log::testkit::{BatchBuilder, Rec};
+use josefine_log::testkit::{committed, BatchBuilder, Rec};
 use josefine_log::{CleanerLimits, CleanupPolicy, LogConfig, PartitionLog};
 
 fn main() {
@@ -47,7 +47,7 @@ fn main() {
     let start = Instant::now();
     let (mut read, mut written, mut removed, mut calls) = (0u64, 0u64, 0u64, 0);
     loop {
-        let out = log.clean(now, &limits).expect("clean");
+        let out = committed(&log).clean(now, &limits).expect("clean");
         read += out.bytes_read;
         written += out.bytes_written;
         removed += out.records_removed;

@@ -12,8 +12,9 @@
 //! cleaned section for `delete.retention.ms`; let a crash at any step lose or duplicate data.
 //!
 //! A pass: (1) the dirty section is [max(cleaned up to, log start), first uncleanable offset),
-//! where the first uncleanable offset is the active segment's base or the first segment whose
-//! newest record is younger than `min.compaction.lag.ms`. (2) Build a map key hash -> latest
+//! where the first uncleanable offset is the active segment's base, the first segment reaching
+//! the high watermark, or the first segment whose newest record is younger than
+//! `min.compaction.lag.ms`. (2) Build a map key hash -> latest
 //! offset over the dirty section, at most `offset_map_entries_max` keys; when it fills, the
 //! pass covers only the prefix [.., map end) and says `more`. (3) Rewrite every sealed segment
 //! below the map end, oldest first, keeping a record unless a later offset of its key is in the
@@ -272,11 +273,17 @@ impl PartitionLog {
             dirty_bytes: 0,
             oldest_dirty_ms: None,
         };
+        let high_watermark = self.high_watermark();
         for (i, seg) in segs[..last].iter().enumerate() {
             let end = segs[i + 1].base_offset;
             if end <= first_dirty {
                 out.clean_bytes += seg.size_bytes();
                 continue;
+            }
+            // Never at or above the high watermark: records there may still be truncated.
+            if end > high_watermark {
+                first_uncleanable = seg.base_offset.max(first_dirty);
+                break;
             }
             // Kafka checks the lag only when one is set: with 0, a producer's clock running
             // ahead must not make a segment uncleanable.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::batch::{BatchHeader, Compression};
 use crate::records;
-use crate::testkit::{BatchBuilder, Rec};
+use crate::testkit::{committed, BatchBuilder, Rec};
 use crate::{CleanerLimits, CleanupPolicy, LogConfig, PartitionLog};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -119,7 +119,7 @@ fn seal(log: &PartitionLog, now_ms: i64) {
 fn clean_fully(log: &PartitionLog, now_ms: i64, limits: &CleanerLimits) -> u64 {
     let mut removed = 0;
     for _ in 0..1000 {
-        let out = log.clean(now_ms, limits).unwrap();
+        let out = committed(log).clean(now_ms, limits).unwrap();
         removed += out.records_removed;
         if !out.more {
             return removed;
@@ -183,8 +183,11 @@ fn many_versions_of_many_keys_keep_exactly_the_latest_with_offsets_preserved() {
     seal(&log, NOW);
     let end = log.log_end_offset();
     let size_before = log.size_bytes();
-    assert!(log.dirty_ratio(NOW) > 0.99, "never cleaned: all dirty");
-    assert!(log.cleaning_due(NOW));
+    assert!(
+        committed(&log).dirty_ratio(NOW) > 0.99,
+        "never cleaned: all dirty"
+    );
+    assert!(committed(&log).cleaning_due(NOW));
     let removed = clean_fully(&log, NOW, &CleanerLimits::default());
     assert_eq!(log.cleaned_upto(), end, "everything sealed was cleaned");
     let records = read_records(&log);
@@ -197,8 +200,8 @@ fn many_versions_of_many_keys_keep_exactly_the_latest_with_offsets_preserved() {
         "{} vs {size_before}",
         log.size_bytes()
     );
-    assert_eq!(log.dirty_ratio(NOW), 0.0);
-    assert!(!log.cleaning_due(NOW));
+    assert_eq!(committed(&log).dirty_ratio(NOW), 0.0);
+    assert!(!committed(&log).cleaning_due(NOW));
     assert!(leftovers(dir.path()).is_empty());
     // Both restarts read the cleaned (gappy, sparse) segments back identically.
     drop(log);
@@ -228,7 +231,9 @@ fn the_active_segment_and_segments_younger_than_the_compaction_lag_are_untouched
     produce_versions(&log, 5, 10, &mut model);
     assert_eq!(log.segment_count(), 1);
     let before = read_records(&log);
-    let out = log.clean(NOW, &CleanerLimits::default()).unwrap();
+    let out = committed(&log)
+        .clean(NOW, &CleanerLimits::default())
+        .unwrap();
     assert_eq!(out.records_removed, 0);
     assert_eq!(
         read_records(&log),
@@ -243,7 +248,8 @@ fn the_active_segment_and_segments_younger_than_the_compaction_lag_are_untouched
     .unwrap();
     seal(&log, NOW);
     assert_eq!(
-        log.clean(NOW + 1_000, &CleanerLimits::default())
+        committed(&log)
+            .clean(NOW + 1_000, &CleanerLimits::default())
             .unwrap()
             .records_removed,
         0
@@ -251,7 +257,8 @@ fn the_active_segment_and_segments_younger_than_the_compaction_lag_are_untouched
     assert_eq!(read_records(&log), before);
     // Old enough: cleaned.
     assert!(
-        log.clean(NOW + 3_700_000, &CleanerLimits::default())
+        committed(&log)
+            .clean(NOW + 3_700_000, &CleanerLimits::default())
             .unwrap()
             .records_removed
             > 0
@@ -312,7 +319,7 @@ fn a_small_offset_map_cleans_a_prefix_per_pass_and_still_ends_exact() {
         offset_map_entries_max: 7,
         io_bytes_max: 1,
     };
-    let first = log.clean(NOW, &limits).unwrap();
+    let first = committed(&log).clean(NOW, &limits).unwrap();
     assert!(first.more);
     assert!(first.bytes_read > 0);
     // The driver's sleep for a 1 MB/s budget is exactly the bytes moved at that rate.
@@ -331,7 +338,7 @@ fn a_small_offset_map_cleans_a_prefix_per_pass_and_still_ends_exact() {
         for w in records.windows(2) {
             assert!(w[0].0 < w[1].0);
         }
-        let out = log.clean(NOW, &limits).unwrap();
+        let out = committed(&log).clean(NOW, &limits).unwrap();
         calls += 1;
         assert!(
             log.cleaned_upto() >= upto,
@@ -370,7 +377,7 @@ fn a_small_offset_map_cleans_a_prefix_per_pass_and_still_ends_exact() {
     seal(&log, NOW + 20 * DAY_MS);
     let mut err = None;
     for _ in 0..100 {
-        match log.clean(NOW, &tiny) {
+        match committed(&log).clean(NOW, &tiny) {
             Ok(o) if o.more => continue,
             Ok(_) => break,
             Err(e) => {
@@ -393,7 +400,9 @@ fn a_crash_at_every_swap_step_loses_nothing_and_serves_no_duplicates() {
         let end = log.log_end_offset();
         let original = read_records(&log);
         log.cleaner.lock().unwrap().crash_after_step = Some(step);
-        let e = log.clean(NOW, &CleanerLimits::default()).unwrap_err();
+        let e = committed(&log)
+            .clean(NOW, &CleanerLimits::default())
+            .unwrap_err();
         assert!(e.to_string().contains("simulated crash"), "{e}");
         drop(log); // the process dies: no close()
         let log = PartitionLog::open(dir.path(), ID, config(), NOW).unwrap();
@@ -519,7 +528,9 @@ fn keyless_records_left_from_before_compaction_are_dropped_by_the_cleaner() {
     seal(&log, NOW);
     // Not compacted: clean is a no-op.
     assert_eq!(
-        log.clean(NOW, &CleanerLimits::default()).unwrap(),
+        committed(&log)
+            .clean(NOW, &CleanerLimits::default())
+            .unwrap(),
         Default::default()
     );
     log.update_config(config()).unwrap();
@@ -541,7 +552,10 @@ fn retention_and_delete_records_work_on_cleaned_segments() {
     let records = read_records(&log);
     // Kafka refuses DeleteRecords on compact-only topics.
     assert_eq!(
-        log.delete_records_before(5).unwrap_err().kafka_error_code(),
+        committed(&log)
+            .delete_records_before(5)
+            .unwrap_err()
+            .kafka_error_code(),
         44
     );
     log.update_config(LogConfig {
@@ -553,12 +567,15 @@ fn retention_and_delete_records_work_on_cleaned_segments() {
     // goes, the start moves.
     assert!(records[0].0 > 1, "cleaning left a gap");
     let gap = records[0].0 - 1;
-    assert_eq!(log.delete_records_before(gap).unwrap(), gap);
+    assert_eq!(committed(&log).delete_records_before(gap).unwrap(), gap);
     assert_eq!(read_records(&log), records);
     // Then past some survivors.
     let i = 5;
     let target = records[i].0;
-    assert_eq!(log.delete_records_before(target).unwrap(), target);
+    assert_eq!(
+        committed(&log).delete_records_before(target).unwrap(),
+        target
+    );
     let after = read_records(&log);
     assert_eq!(after.first().unwrap().0, records[i].0);
     assert_eq!(after.len(), records.len() - i);
@@ -576,7 +593,7 @@ fn retention_and_delete_records_work_on_cleaned_segments() {
         ..cfg
     })
     .unwrap();
-    let out = log.enforce_retention(NOW).unwrap();
+    let out = committed(&log).enforce_retention(NOW).unwrap();
     assert!(out.segments_deleted > 0);
     let kept = read_records(&log);
     assert!(kept.iter().all(|r| after.contains(r)));
@@ -599,8 +616,10 @@ fn cleaning_concurrent_with_appends_reads_and_retention_stays_consistent() {
         std::thread::spawn(move || {
             let mut passes = 0u64;
             while !done.load(Ordering::Relaxed) {
-                log.clean(NOW, &CleanerLimits::default()).unwrap();
-                log.enforce_retention(NOW).unwrap();
+                committed(&log)
+                    .clean(NOW, &CleanerLimits::default())
+                    .unwrap();
+                committed(&log).enforce_retention(NOW).unwrap();
                 passes += 1;
             }
             passes

@@ -1,282 +1,294 @@
-//! Leader epochs read back from the log's batch headers: where the epochs stamped on the
-//! batches pass a given epoch ([`PartitionLog::epoch_boundary`]), the question Kafka's
-//! leader-epoch cache (`LeaderEpochFileCache`) answers for OffsetForLeaderEpoch.
+//! The leader-epoch cache of one partition (Kafka's `LeaderEpochFileCache`): for every leader
+//! epoch that wrote to the log, the offset where it started, persisted in the partition
+//! directory as `leader-epoch-checkpoint` (`0\n<n>\n<epoch> <start offset>\n`...).
 //!
-//! Owns: that search and its exactness argument. Must never: write anything, or hold a lock
-//! across a read (it only calls [`PartitionLog::read`]).
+//! Owns: the entries, the rules that change them (assign, trim from the start, trim from the
+//! end), the `endOffsetFor` answer that OffsetForLeaderEpoch and follower truncation are built
+//! on, and the file format. The partition ([`crate::PartitionLog`]) decides when they change and
+//! writes the file (atomically) after every change.
 //!
-//! Kafka's cache maps each epoch to the offset where it starts: an epoch is added when the
-//! first batch stamped with it is appended, and entries below the log start are trimmed
-//! (`truncateFromStart` keeps the entry holding the log start, moved to it). There is no such
-//! file here yet, but while the epochs stamped on a log never decrease along its offsets (one
-//! replica, which stamps every append with its current leader epoch, and epochs only grow),
-//! the cache is a function of the batch headers: an epoch starts at the base offset of the
-//! first batch stamped with it. The boundary is then found by binary search over offsets with
-//! the log's single-batch reads, O(log n) batch reads, without an index. Replication will
-//! truncate and copy logs from other replicas; it brings Kafka's persisted cache and replaces
-//! this derivation.
+//! Must never: hold two entries with the same epoch or with non-increasing start offsets (both
+//! increase strictly along the entries), or do I/O: the partition does that.
+//!
+//! Why it is a file and not the batch headers: a replica's log can be truncated and refilled
+//! from another replica, and an epoch can be elected without writing anything (the new leader
+//! records `(epoch, log end)` before it accepts writes); neither is visible in the batches. A log
+//! without the file (written before the cache existed) derives it once from its batch headers:
+//! an epoch starts at the first batch stamped with it.
 
-use crate::batch::BatchHeader;
-use crate::{LogError, PartitionLog};
+/// Kafka's `UNDEFINED_EPOCH`: a batch stamped with a negative epoch belongs to none.
+const UNDEFINED_EPOCH: i32 = -1;
 
-/// Where the leader epochs stamped on a log pass an epoch E (see
-/// [`PartitionLog::epoch_boundary`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EpochBoundary {
-    /// The largest epoch <= E stamped on a batch that holds an offset at or after the log
-    /// start (Kafka's `floorEntry`); None when there is none.
-    pub floor_epoch: Option<i32>,
-    /// The start of the first batch stamped with an epoch above E, never below the log start
-    /// (Kafka's `higherEntry` start offset); when no batch is, the log end offset the search
-    /// covered, where the next batch, stamped above E or not, will start.
-    pub next_epoch_start: i64,
+/// The cache file name (Kafka's `LeaderEpochCheckpointFile.LEADER_EPOCH_CHECKPOINT_FILENAME`).
+pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+
+/// Most entries a cache file may declare: one per leader election that wrote to this log; a
+/// partition that changed leader every second for a year has fewer. Bounds what a damaged
+/// file can make us allocate.
+const ENTRIES_MAX: usize = 1 << 25;
+
+/// Epoch -> start offset, both strictly increasing along the vector.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LeaderEpochCache {
+    entries: Vec<(i32, i64)>,
 }
 
-/// Searches that restart because retention or DeleteRecords moved the log start under them
-/// before one is given up (each restart needs another concurrent deletion).
-const SEARCH_ATTEMPTS_MAX: usize = 4;
-
-impl PartitionLog {
-    /// Where the leader epochs stamped on this log's batches pass `epoch`: the largest epoch at
-    /// or below it and the start of the first epoch above it, over the batches from the log
-    /// start to the log end as of the call. A batch stamped with a negative epoch (Kafka's
-    /// NO_PARTITION_LEADER_EPOCH) has no epoch: it is neither above `epoch` nor its floor.
-    ///
-    /// Exact while the stamps never decrease along the log (see the module doc); reads
-    /// O(log(log end - log start)) batches. Errors are the reads' (storage errors; a log start
-    /// that keeps moving during the search).
-    pub fn epoch_boundary(&self, epoch: i32) -> Result<EpochBoundary, LogError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.search_epoch_boundary(epoch) {
-                Err(LogError::OffsetOutOfRange { .. }) if attempt < SEARCH_ATTEMPTS_MAX => {}
-                other => return other,
+impl LeaderEpochCache {
+    /// Kafka's `assign`: record that `epoch` starts at `start_offset`. A no-op (false) for a
+    /// negative epoch or offset and for an epoch at or below the latest one (the log's epochs
+    /// only grow: a replica truncates the cache before it writes an older epoch's batches).
+    /// Entries starting at or after `start_offset` are replaced: an epoch elected without
+    /// writing anything is superseded by the next one at the same offset.
+    pub(crate) fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
+        if epoch < 0 || start_offset < 0 {
+            return false;
+        }
+        if let Some(&(latest, _)) = self.entries.last() {
+            if epoch <= latest {
+                if epoch < latest {
+                    tracing::debug!(
+                        epoch,
+                        latest,
+                        start_offset,
+                        "older leader epoch not assigned"
+                    );
+                }
+                return false;
             }
+        }
+        while self
+            .entries
+            .last()
+            .is_some_and(|&(_, start)| start >= start_offset)
+        {
+            self.entries.pop();
+        }
+        self.entries.push((epoch, start_offset));
+        true
+    }
+
+    pub(crate) fn latest_epoch(&self) -> Option<i32> {
+        self.entries.last().map(|e| e.0)
+    }
+
+    /// The start offset of exactly `epoch`.
+    pub(crate) fn start_offset(&self, epoch: i32) -> Option<i64> {
+        self.entries
+            .binary_search_by_key(&epoch, |e| e.0)
+            .ok()
+            .map(|i| self.entries[i].1)
+    }
+
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor(epoch, logEndOffset)`, with its
+    /// `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)` answer as None:
+    /// - `epoch` is the latest cached epoch: `(epoch, log_end)`;
+    /// - `epoch` above the latest, `UNDEFINED_EPOCH`, or an empty cache: None;
+    /// - `epoch` below every cached epoch: `(epoch, start of the first cached epoch)` (the older
+    ///   epochs went with their records; Kafka answers so a follower replicates from there);
+    /// - otherwise `(largest cached epoch <= epoch, start of the next cached epoch)`.
+    pub(crate) fn end_offset_for(&self, epoch: i32, log_end: i64) -> Option<(i32, i64)> {
+        let &(latest, _) = self.entries.last()?;
+        if epoch == UNDEFINED_EPOCH || epoch > latest {
+            return None;
+        }
+        if epoch == latest {
+            return Some((epoch, log_end));
+        }
+        // First entry above `epoch` (exists: the latest is above it).
+        let higher = self.entries.partition_point(|e| e.0 <= epoch);
+        let next_start = self.entries[higher].1;
+        match higher.checked_sub(1) {
+            None => Some((epoch, next_start)),
+            Some(floor) => Some((self.entries[floor].0, next_start)),
         }
     }
 
-    fn search_epoch_boundary(&self, epoch: i32) -> Result<EpochBoundary, LogError> {
-        let above =
-            |h: &BatchHeader| h.partition_leader_epoch >= 0 && h.partition_leader_epoch > epoch;
-        let start = self.log_start_offset();
-        let end = self.log_end_offset();
-        // Invariants: every batch holding an offset in [start, lo) is not above `epoch`; no
-        // batch starts in [hi, first_above's base) (reads at or after an offset return the batch
-        // holding it or the next one, so a compaction gap is skipped); `floor` is the largest
-        // epoch of the batches read that are not above it.
-        let (mut lo, mut hi) = (start, end);
-        let mut first_above: Option<BatchHeader> = None;
-        let mut floor: Option<i32> = None;
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let read = self.read(mid, 1, end)?;
-            if read.records.is_empty() {
-                // Nothing at or after `mid` below the end: compaction emptied the tail.
-                hi = mid;
-                continue;
-            }
-            let h = BatchHeader::parse(&read.records)?;
-            if above(&h) {
-                // The answer is this batch unless one before `mid` is above too.
-                hi = h.base_offset.clamp(lo, mid);
-                first_above = Some(h);
-            } else {
-                if h.partition_leader_epoch >= 0 {
-                    floor = floor.max(Some(h.partition_leader_epoch));
-                }
-                lo = h.last_offset() + 1;
-            }
+    /// Kafka's `truncateFromStart`: the log now starts at `log_start`. Entries wholly below it
+    /// go; the one holding it starts there. True when anything changed.
+    pub(crate) fn truncate_from_start(&mut self, log_start: i64) -> bool {
+        let holding = self.entries.partition_point(|e| e.1 <= log_start);
+        let Some(keep) = holding.checked_sub(1) else {
+            return false;
+        };
+        if keep == 0 && self.entries[0].1 == log_start {
+            return false;
         }
-        // The batch just before `first_above` (if it holds an offset at or after the log
-        // start) set `lo` last, so its epoch is in `floor`.
-        Ok(EpochBoundary {
-            floor_epoch: floor,
-            next_epoch_start: first_above.map_or(end, |h| h.base_offset.max(start)),
-        })
+        self.entries.drain(..keep);
+        self.entries[0].1 = log_start;
+        true
+    }
+
+    /// Kafka's `truncateFromEnd`: the log now ends at `log_end`; entries starting at or after it
+    /// go. True when anything changed.
+    pub(crate) fn truncate_from_end(&mut self, log_end: i64) -> bool {
+        let keep = self.entries.partition_point(|e| e.1 < log_end);
+        if keep == self.entries.len() {
+            return false;
+        }
+        self.entries.truncate(keep);
+        true
+    }
+
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> &[(i32, i64)] {
+        &self.entries
+    }
+
+    /// The file's bytes: Kafka's checkpoint text format, version 0.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = format!("0\n{}\n", self.entries.len());
+        for (epoch, start) in &self.entries {
+            out.push_str(&format!("{epoch} {start}\n"));
+        }
+        out.into_bytes()
+    }
+
+    /// Parse a cache file; None when it is damaged in any way (the caller derives the cache
+    /// from the batch headers instead).
+    pub(crate) fn decode(text: &str) -> Option<LeaderEpochCache> {
+        let mut lines = text.lines();
+        if lines.next()?.trim() != "0" {
+            return None;
+        }
+        let n: usize = lines.next()?.trim().parse().ok()?;
+        if n > ENTRIES_MAX {
+            return None;
+        }
+        let mut entries: Vec<(i32, i64)> = Vec::new();
+        for _ in 0..n {
+            let line = lines.next()?;
+            let mut parts = line.split_whitespace();
+            let epoch: i32 = parts.next()?.parse().ok()?;
+            let start: i64 = parts.next()?.parse().ok()?;
+            if parts.next().is_some() || epoch < 0 || start < 0 {
+                return None;
+            }
+            if entries
+                .last()
+                .is_some_and(|&(e, s)| e >= epoch || s >= start)
+            {
+                return None;
+            }
+            entries.push((epoch, start));
+        }
+        if lines.any(|l| !l.trim().is_empty()) {
+            return None;
+        }
+        Some(LeaderEpochCache { entries })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::tests::Rng;
-    use crate::testkit::{BatchBuilder, Rec};
-    use crate::{CleanerLimits, CleanupPolicy, LogConfig};
 
-    const NOW: i64 = 1_700_000_000_000;
-    const ID: [u8; 16] = [9; 16];
-
-    fn config() -> LogConfig {
-        LogConfig {
-            segment_bytes: 1024,
-            index_interval_bytes: 128,
-            ..LogConfig::default()
+    fn cache(entries: &[(i32, i64)]) -> LeaderEpochCache {
+        let mut c = LeaderEpochCache::default();
+        for &(e, s) in entries {
+            assert!(c.assign(e, s));
         }
-    }
-
-    /// A batch of `n` records with keys `key-{first}..`.
-    fn batch(n: usize, first: usize) -> Vec<u8> {
-        BatchBuilder::new(NOW)
-            .custom_records(
-                (first..first + n)
-                    .map(|k| Rec {
-                        key: Some(format!("key-{}", k % 5).into_bytes()),
-                        value: Some(vec![b'v'; 40]),
-                        headers: vec![],
-                    })
-                    .collect(),
-            )
-            .build()
-    }
-
-    /// Appends batches of (records, stamped epoch); returns each batch's (base, last).
-    fn append(log: &PartitionLog, batches: &[(usize, i32)]) -> Vec<(i64, i64)> {
-        let mut first = 0;
-        batches
-            .iter()
-            .map(|&(n, epoch)| {
-                let out = log.append(&batch(n, first), epoch, NOW).unwrap();
-                first += n;
-                (out.base_offset, out.last_offset)
-            })
-            .collect()
-    }
-
-    fn boundary(floor_epoch: Option<i32>, next_epoch_start: i64) -> EpochBoundary {
-        EpochBoundary {
-            floor_epoch,
-            next_epoch_start,
-        }
-    }
-
-    /// The answer by a linear scan over every batch from the log start: what the search must
-    /// find.
-    fn scan(log: &PartitionLog, epoch: i32) -> EpochBoundary {
-        let start = log.log_start_offset();
-        let mut next = start;
-        let mut floor = None;
-        while next < log.log_end_offset() {
-            let r = log.read(next, 1, i64::MAX).unwrap();
-            if r.records.is_empty() {
-                break;
-            }
-            let h = BatchHeader::parse(&r.records).unwrap();
-            let stamp = h.partition_leader_epoch;
-            if stamp >= 0 && stamp > epoch {
-                return boundary(floor, h.base_offset.max(start));
-            }
-            if stamp >= 0 {
-                floor = Some(stamp);
-            }
-            next = h.last_offset() + 1;
-        }
-        boundary(floor, log.log_end_offset())
+        c
     }
 
     #[test]
-    fn finds_the_floor_epoch_and_the_start_of_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), ID, config(), NOW).unwrap();
-        assert_eq!(log.epoch_boundary(0).unwrap(), boundary(None, 0));
-        // Epoch 1 at 0-5, 3 at 6-13, 7 at 14-16 (over several segments).
-        let at = append(
-            &log,
-            &[(2, 1), (4, 1), (3, 3), (1, 3), (4, 3), (2, 7), (1, 7)],
+    fn assign_keeps_epochs_and_offsets_increasing() {
+        let mut c = LeaderEpochCache::default();
+        assert!(c.assign(1, 0));
+        assert!(!c.assign(1, 5), "the same epoch again is a no-op");
+        assert!(!c.assign(0, 7), "an older epoch is a no-op");
+        assert!(!c.assign(-1, 9), "unstamped batches have no epoch");
+        assert!(c.assign(3, 10));
+        // Epoch 3 was elected at 10 and never wrote; epoch 4 at the same offset replaces it.
+        assert!(c.assign(4, 10));
+        assert_eq!(c.entries(), &[(1, 0), (4, 10)]);
+        assert_eq!(c.latest_epoch(), Some(4));
+        assert_eq!(c.start_offset(4), Some(10));
+        assert_eq!(c.start_offset(3), None);
+    }
+
+    /// Kafka's `LeaderEpochFileCacheTest` endOffsetFor cases.
+    #[test]
+    fn end_offset_for_follows_kafka() {
+        let empty = LeaderEpochCache::default();
+        assert_eq!(empty.end_offset_for(0, 100), None, "empty cache");
+        let c = cache(&[(2, 6), (3, 8), (5, 12)]);
+        let leo = 20;
+        assert_eq!(c.end_offset_for(5, leo), Some((5, leo)), "latest: log end");
+        assert_eq!(c.end_offset_for(6, leo), None, "above the latest");
+        assert_eq!(c.end_offset_for(-1, leo), None, "UNDEFINED_EPOCH");
+        assert_eq!(c.end_offset_for(2, leo), Some((2, 8)));
+        assert_eq!(c.end_offset_for(3, leo), Some((3, 12)));
+        assert_eq!(
+            c.end_offset_for(4, leo),
+            Some((3, 12)),
+            "an epoch that never wrote: the floor's end"
         );
-        assert_eq!(at[2], (6, 8));
-        assert_eq!(at[5], (14, 15));
-        assert!(log.segment_count() > 1);
-        assert_eq!(log.epoch_boundary(0).unwrap(), boundary(None, 0));
-        assert_eq!(log.epoch_boundary(1).unwrap(), boundary(Some(1), 6));
-        assert_eq!(log.epoch_boundary(2).unwrap(), boundary(Some(1), 6));
-        assert_eq!(log.epoch_boundary(3).unwrap(), boundary(Some(3), 14));
-        assert_eq!(log.epoch_boundary(6).unwrap(), boundary(Some(3), 14));
-        assert_eq!(log.epoch_boundary(7).unwrap(), boundary(Some(7), 17));
-        assert_eq!(log.epoch_boundary(9).unwrap(), boundary(Some(7), 17));
-        assert_eq!(log.epoch_boundary(-1).unwrap(), boundary(None, 0));
-        assert_eq!(log.epoch_boundary(-9).unwrap(), boundary(None, 0));
+        assert_eq!(
+            c.end_offset_for(1, leo),
+            Some((1, 6)),
+            "below every epoch: the first start"
+        );
+        assert_eq!(c.end_offset_for(0, leo), Some((0, 6)));
     }
 
     #[test]
-    fn unstamped_batches_have_no_epoch() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), ID, config(), NOW).unwrap();
-        append(&log, &[(3, -1), (2, -1), (2, 4), (2, 5)]);
-        assert_eq!(log.epoch_boundary(-1).unwrap(), boundary(None, 5));
-        assert_eq!(log.epoch_boundary(2).unwrap(), boundary(None, 5));
-        assert_eq!(log.epoch_boundary(4).unwrap(), boundary(Some(4), 7));
+    fn truncation_from_the_start_moves_the_holding_entry() {
+        let mut c = cache(&[(1, 0), (2, 5), (4, 10)]);
+        assert!(!c.truncate_from_start(0));
+        assert!(c.truncate_from_start(7));
+        assert_eq!(c.entries(), &[(2, 7), (4, 10)]);
+        assert!(c.truncate_from_start(10));
+        assert_eq!(c.entries(), &[(4, 10)]);
+        assert!(!c.truncate_from_start(10));
+        assert!(c.truncate_from_start(15));
+        assert_eq!(c.entries(), &[(4, 15)]);
+        let mut c = cache(&[(3, 10)]);
+        assert!(
+            !c.truncate_from_start(4),
+            "a start below every entry changes nothing"
+        );
     }
 
-    /// Kafka's `truncateFromStart`: epochs wholly below the log start are gone, and the epoch
-    /// holding it starts there.
     #[test]
-    fn the_log_start_trims_epochs_as_kafka_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), ID, config(), NOW).unwrap();
-        // Epoch 1 at 0-3, 2 at 4-9, 5 at 10-13.
-        append(&log, &[(4, 1), (6, 2), (4, 5)]);
-        log.delete_records_before(6).unwrap();
-        assert_eq!(log.epoch_boundary(0).unwrap(), boundary(None, 6));
-        assert_eq!(log.epoch_boundary(1).unwrap(), boundary(None, 6));
-        assert_eq!(log.epoch_boundary(2).unwrap(), boundary(Some(2), 10));
-        log.delete_records_before(10).unwrap();
-        assert_eq!(log.epoch_boundary(3).unwrap(), boundary(None, 10));
-        log.delete_records_before(14).unwrap();
-        assert_eq!(log.epoch_boundary(3).unwrap(), boundary(None, 14));
+    fn truncation_from_the_end_drops_entries_at_or_after_it() {
+        let mut c = cache(&[(1, 0), (2, 5), (4, 10)]);
+        assert!(!c.truncate_from_end(11));
+        assert!(c.truncate_from_end(10));
+        assert_eq!(c.entries(), &[(1, 0), (2, 5)]);
+        assert!(c.truncate_from_end(3));
+        assert_eq!(c.entries(), &[(1, 0)]);
+        assert!(c.truncate_from_end(0));
+        assert!(c.entries().is_empty());
     }
 
-    /// Random logs (epochs that never decrease, some unstamped batches first, several
-    /// segments, DeleteRecords anywhere, compaction gaps): the search agrees with the scan for
-    /// every epoch around the ones present.
     #[test]
-    fn the_search_agrees_with_a_scan_of_every_batch() {
-        let mut gapped = 0;
-        for seed in 1..=24u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let dir = tempfile::tempdir().unwrap();
-            let compact = seed.is_multiple_of(3);
-            let cfg = LogConfig {
-                cleanup_policy: if compact {
-                    CleanupPolicy::Compact
-                } else {
-                    CleanupPolicy::Delete
-                },
-                ..config()
-            };
-            let log = PartitionLog::open(dir.path(), ID, cfg, NOW).unwrap();
-            let mut epoch = if rng.below(2) == 0 { -1 } else { 0 };
-            let mut batches = Vec::new();
-            for _ in 0..5 + rng.below(40) {
-                if rng.below(4) == 0 {
-                    epoch += 1 + rng.below(3) as i32;
-                }
-                batches.push((1 + rng.below(5), epoch));
-            }
-            append(&log, &batches);
-            if compact {
-                let later = NOW + 8 * 86_400_000;
-                log.tick(later).unwrap();
-                loop {
-                    let out = log.clean(later, &CleanerLimits::default()).unwrap();
-                    gapped += usize::from(out.records_removed > 0);
-                    if !out.more {
-                        break;
-                    }
-                }
-            } else if rng.below(2) == 0 {
-                let to = rng.below(log.log_end_offset() as usize + 1) as i64;
-                log.delete_records_before(to).unwrap();
-            }
-            for e in -2..=epoch + 2 {
-                assert_eq!(
-                    log.epoch_boundary(e).unwrap(),
-                    scan(&log, e),
-                    "seed {seed}, epoch {e}, batches {batches:?}, log start {}",
-                    log.log_start_offset()
-                );
-            }
+    fn the_file_round_trips_and_damage_is_refused() {
+        let c = cache(&[(0, 0), (2, 17), (9, 1_000_000_000_000)]);
+        let bytes = c.encode();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            "0\n3\n0 0\n2 17\n9 1000000000000\n"
+        );
+        assert_eq!(
+            LeaderEpochCache::decode(std::str::from_utf8(&bytes).unwrap()),
+            Some(c)
+        );
+        assert_eq!(
+            LeaderEpochCache::decode("0\n0\n"),
+            Some(LeaderEpochCache::default())
+        );
+        for bad in [
+            "",
+            "1\n0\n",
+            "0\n2\n1 0\n",
+            "0\n1\n1 0 3\n",
+            "0\n2\n2 5\n1 9\n",
+            "0\n2\n1 5\n2 5\n",
+            "0\n1\n-1 0\n",
+            "0\n1\n1 0\nextra\n",
+            "0\n99999999999\n",
+        ] {
+            assert_eq!(LeaderEpochCache::decode(bad), None, "{bad:?}");
         }
-        assert!(gapped > 0, "no history had compaction gaps");
     }
 }

@@ -33,6 +33,19 @@
 //! clean-shutdown marker. On open without the marker, every batch after the recovery point
 //! (the last offset known to be fsynced) is validated (structure and CRC); the log is truncated
 //! at the first invalid byte and the indexes of the recovered segments are rebuilt.
+//!
+//! # Replication
+//!
+//! - High watermark: stored, not derived. [`PartitionLog::set_high_watermark`] (the
+//!   replication layer, or the leader of a single replica after every append) clamps it to
+//!   [log start, log end]; reads report it; retention, DeleteRecords and the cleaner never act
+//!   at or above it. [`LogManager`] keeps one `replication-offset-checkpoint` per data
+//!   directory (Kafka's format, written by [`LogManager::checkpoint_high_watermarks`]); a
+//!   partition opens with HW = min(checkpoint, log end), or its log start without one.
+//! - Leader-epoch cache (`leader-epoch-checkpoint`, Kafka's `LeaderEpochFileCache`): epoch ->
+//!   start offset, rewritten atomically on every change; appends assign their stamped epoch,
+//!   the log start trims it from the front, truncation from the back. Derived once from the
+//!   batch headers when the file is missing.
 
 //! # Where this differs from Kafka, and why
 //!
@@ -103,6 +116,8 @@ mod partition_tests;
 mod producer_state;
 mod records;
 #[cfg(test)]
+mod replication_tests;
+#[cfg(test)]
 mod retention_tests;
 mod segment;
 #[cfg(test)]
@@ -111,8 +126,7 @@ mod segment_props;
 pub mod testkit;
 
 pub use error::LogError;
-pub use leader_epochs::EpochBoundary;
-pub use manager::LogManager;
+pub use manager::{LogManager, HIGH_WATERMARK_CHECKPOINT_FILE};
 pub use partition::PartitionLog;
 pub use records::RecordVisit;
 

@@ -1,8 +1,12 @@
 //! The data directory: one `<topic>-<partition>` directory per partition, each with a
 //! `partition.metadata` file naming its topic id as Kafka writes it
-//! (`version: 0` / `topic_id: <url-safe base64 uuid>`).
+//! (`version: 0` / `topic_id: <url-safe base64 uuid>`), and one
+//! `replication-offset-checkpoint` holding every partition's high watermark in Kafka's format
+//! (`0\n<n>\n<topic> <partition> <hw>\n`...).
 //!
-//! Owns: finding, creating and deleting partition directories, and the map of open logs.
+//! Owns: finding, creating and deleting partition directories, the map of open logs, and the
+//! high-watermark checkpoint (read at `open`, handed to each partition as it opens, rewritten
+//! atomically by [`LogManager::checkpoint_high_watermarks`]).
 //! Must never: open a partition twice (two writers on one log would interleave appends), or
 //! leave a half-deleted partition that looks live (deletion renames first, then removes).
 
@@ -23,6 +27,46 @@ pub const STRAY_SUFFIX: &str = "-stray";
 /// `.lock`: a second broker process on the same directory would interleave appends.
 const LOCK_FILE: &str = ".lock";
 
+/// Kafka's `ReplicaManager.HighWatermarkFilename`: the high watermarks of the data directory.
+pub const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
+
+/// Entries a high-watermark checkpoint may declare (one per partition in the directory):
+/// bounds what a damaged file can make `open` allocate.
+const HIGH_WATERMARK_ENTRIES_MAX: usize = 1 << 24;
+
+/// Parse Kafka's offset checkpoint text (`0\n<n>\n<topic> <partition> <offset>\n`...); None
+/// when damaged.
+fn parse_high_watermarks(text: &str) -> Option<HashMap<(String, i32), i64>> {
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let n: usize = lines.next()?.trim().parse().ok()?;
+    if n > HIGH_WATERMARK_ENTRIES_MAX {
+        return None;
+    }
+    let mut out = HashMap::new();
+    for _ in 0..n {
+        let mut parts = lines.next()?.split_whitespace();
+        let topic = parts.next()?.to_string();
+        let partition: i32 = parts.next()?.parse().ok()?;
+        let offset: i64 = parts.next()?.parse().ok()?;
+        if parts.next().is_some() || partition < 0 {
+            return None;
+        }
+        out.insert((topic, partition), offset);
+    }
+    Some(out)
+}
+
+fn encode_high_watermarks(entries: &[(String, i32, i64)]) -> String {
+    let mut out = format!("0\n{}\n", entries.len());
+    for (topic, partition, hw) in entries {
+        out.push_str(&format!("{topic} {partition} {hw}\n"));
+    }
+    out
+}
+
 /// The set of partition logs under one data directory.
 pub struct LogManager {
     data_dir: PathBuf,
@@ -30,6 +74,9 @@ pub struct LogManager {
     _lock: fs::File,
     found: Vec<(String, i32, [u8; 16])>,
     open: Mutex<HashMap<(String, i32), Arc<PartitionLog>>>,
+    /// The last checkpointed high watermark of each partition (as read at `open`, then as
+    /// last written): what a partition opened from now on starts with.
+    high_watermarks: Mutex<HashMap<(String, i32), i64>>,
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -149,12 +196,53 @@ impl LogManager {
             }
         }
         found.sort();
+        let hw_path = data_dir.join(HIGH_WATERMARK_CHECKPOINT_FILE);
+        let high_watermarks = match fs::read_to_string(&hw_path) {
+            Ok(text) => parse_high_watermarks(&text).unwrap_or_else(|| {
+                // Kafka fails the directory here; every HW then starts at its log start, which
+                // only delays consumers until the leader moves it again.
+                tracing::warn!(path = %hw_path.display(), "damaged high-watermark checkpoint ignored");
+                HashMap::new()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => return Err(LogError::storage(format!("reading {}", hw_path.display()), e)),
+        };
         Ok(LogManager {
             data_dir: data_dir.to_path_buf(),
             _lock: lock,
             found,
             open: Mutex::new(HashMap::new()),
+            high_watermarks: Mutex::new(high_watermarks),
         })
+    }
+
+    /// Write `entries` (topic, partition, high watermark), one per hosted partition, as the
+    /// directory's `replication-offset-checkpoint`, atomically (temp file, fsync, rename, fsync
+    /// the directory): a crash leaves the old file or the new one. Partitions not listed are
+    /// dropped from it. The broker calls this every
+    /// `replica.high.watermark.checkpoint.interval.ms` and at clean shutdown.
+    pub fn checkpoint_high_watermarks(
+        &self,
+        entries: &[(String, i32, i64)],
+    ) -> Result<(), LogError> {
+        let mut current = self.high_watermarks.lock().expect("high watermarks lock");
+        let path = self.data_dir.join(HIGH_WATERMARK_CHECKPOINT_FILE);
+        crate::partition::write_file_atomically(&path, encode_high_watermarks(entries).as_bytes())?;
+        crate::partition::sync_dir(&self.data_dir)?;
+        *current = entries
+            .iter()
+            .map(|(t, p, hw)| ((t.clone(), *p), *hw))
+            .collect();
+        Ok(())
+    }
+
+    /// The high watermark last checkpointed for a partition (read at `open` or last written).
+    pub fn checkpointed_high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.high_watermarks
+            .lock()
+            .expect("high watermarks lock")
+            .get(&(topic.to_string(), partition))
+            .copied()
     }
 
     /// Partitions found on disk at `open`: (topic, partition, topic id).
@@ -219,7 +307,14 @@ impl LogManager {
                 write().map_err(io_err(format!("writing {}/{METADATA_FILE}", dir.display())))?;
             }
         }
-        let log = Arc::new(PartitionLog::open(&dir, topic_id, config, now_ms)?);
+        let checkpointed = self.checkpointed_high_watermark(topic, partition);
+        let log = Arc::new(PartitionLog::open_with_high_watermark(
+            &dir,
+            topic_id,
+            config,
+            now_ms,
+            checkpointed,
+        )?);
         open.insert(key, log.clone());
         Ok(log)
     }
@@ -233,6 +328,10 @@ impl LogManager {
         if let Some(log) = open.remove(&(topic.to_string(), partition)) {
             let _ = log.close();
         }
+        self.high_watermarks
+            .lock()
+            .expect("high watermarks lock")
+            .remove(&(topic.to_string(), partition));
         let dir = self.partition_dir(topic, partition);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -257,6 +356,11 @@ impl LogManager {
             // Stop writes; any reader still holding the Arc keeps its open files until dropped.
             let _ = log.close();
         }
+        // A topic re-created under the same name must not inherit this HW.
+        self.high_watermarks
+            .lock()
+            .expect("high watermarks lock")
+            .remove(&(topic.to_string(), partition));
         let dir = self.partition_dir(topic, partition);
         if !dir.exists() {
             return Ok(());

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::batch::{self, BatchHeader, ValidationConfig};
+use crate::leader_epochs::{LeaderEpochCache, LEADER_EPOCH_FILE};
 use crate::limits::{BATCH_HEADER_BYTES, SEGMENT_BYTES_MAX};
 use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::segment::{file_stem, Segment};
@@ -44,6 +45,15 @@ pub struct PartitionLog {
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     log_end_offset: AtomicI64,
     log_start_offset: AtomicI64,
+    /// The stored high watermark, in [log start, log end] (read lock-free).
+    high_watermark: AtomicI64,
+    /// Serialises changes of the high watermark against truncation lowering the log end, so a
+    /// `set_high_watermark` clamped to a stale log end cannot land after it. Lock order:
+    /// `writer`, then this.
+    high_watermark_update: Mutex<()>,
+    /// The leader-epoch cache, mirrored in `leader-epoch-checkpoint` after every change. Lock
+    /// order: `writer`, then this.
+    epochs: Mutex<LeaderEpochCache>,
     pub(crate) size_bytes: AtomicU64,
     unflushed_messages: AtomicU64,
     /// fsync rounds run by `flush` (a metric: compare with flush calls to see group commit).
@@ -178,12 +188,26 @@ fn validate_config(config: &LogConfig) -> Result<(), LogError> {
 }
 
 impl PartitionLog {
-    /// Create the log in `dir` or recover the one there (see the crate doc for the rules).
+    /// Create the log in `dir` or recover the one there (see the crate doc for the rules), with
+    /// no checkpointed high watermark: it starts at the log start.
     pub fn open(
         dir: &Path,
         topic_id: [u8; 16],
         config: LogConfig,
         now_ms: i64,
+    ) -> Result<Self, LogError> {
+        Self::open_with_high_watermark(dir, topic_id, config, now_ms, None)
+    }
+
+    /// [`PartitionLog::open`] with the high watermark last checkpointed for this partition
+    /// (`replication-offset-checkpoint`, see [`crate::LogManager`]): the log starts with
+    /// HW = min(checkpoint, log end), or the log start without one.
+    pub fn open_with_high_watermark(
+        dir: &Path,
+        topic_id: [u8; 16],
+        config: LogConfig,
+        now_ms: i64,
+        checkpointed_high_watermark: Option<i64>,
     ) -> Result<Self, LogError> {
         validate_config(&config)?;
         fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -286,6 +310,9 @@ impl PartitionLog {
         let log_start_offset = log_start_checkpoint
             .max(segments[0].base_offset)
             .min(log_end_offset);
+        let high_watermark = checkpointed_high_watermark.map_or(log_start_offset, |hw| {
+            hw.clamp(log_start_offset, log_end_offset)
+        });
         let size_bytes = segments.iter().map(|s| s.size_bytes()).sum();
         let max_timestamp = segments
             .iter()
@@ -299,6 +326,9 @@ impl PartitionLog {
             segments: RwLock::new(segments),
             log_end_offset: AtomicI64::new(log_end_offset),
             log_start_offset: AtomicI64::new(log_start_offset),
+            high_watermark: AtomicI64::new(high_watermark),
+            high_watermark_update: Mutex::new(()),
+            epochs: Mutex::new(LeaderEpochCache::default()),
             size_bytes: AtomicU64::new(size_bytes),
             unflushed_messages: AtomicU64::new(0),
             flush_rounds: AtomicU64::new(0),
@@ -320,6 +350,8 @@ impl PartitionLog {
         };
         let producers = log.load_producer_state(&snapshots)?;
         log.writer.lock().expect("writer lock").producers = producers;
+        let epochs = log.load_epoch_cache()?;
+        *log.epochs.lock().expect("epochs lock") = epochs;
 
         // Make everything recovered durable (a process crash leaves it only in the page cache),
         // then drop the clean marker: from here on a stop without close() is unclean.
@@ -375,6 +407,105 @@ impl PartitionLog {
             .map_err(|b| b.error)?;
         }
         Ok(state)
+    }
+
+    /// The leader-epoch cache from `leader-epoch-checkpoint`, or derived from the batch headers
+    /// when the file is missing or damaged (an epoch starts at the first batch stamped with
+    /// it); then trimmed to [log start, log end) and written back if anything changed.
+    fn load_epoch_cache(&self) -> Result<LeaderEpochCache, LogError> {
+        let path = self.dir.join(LEADER_EPOCH_FILE);
+        let loaded = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| LeaderEpochCache::decode(&text));
+        let (mut cache, mut changed) = match loaded {
+            Some(cache) => (cache, false),
+            None => {
+                if path.exists() {
+                    tracing::warn!(dir = %self.dir.display(), "damaged leader-epoch-checkpoint; deriving it from the batch headers");
+                }
+                (self.derive_epoch_cache()?, true)
+            }
+        };
+        changed |= cache.truncate_from_end(self.log_end_offset());
+        changed |= cache.truncate_from_start(self.log_start_offset());
+        if changed {
+            self.persist_epochs(&cache)?;
+        }
+        Ok(cache)
+    }
+
+    fn derive_epoch_cache(&self) -> Result<LeaderEpochCache, LogError> {
+        let start = self.log_start_offset();
+        let mut cache = LeaderEpochCache::default();
+        let segments = self.segments.read().expect("segments lock").clone();
+        for seg in segments.iter().filter(|s| s.next_offset() > start) {
+            seg.walk(0, seg.size_bytes(), |_, bytes| {
+                let h = BatchHeader::parse(bytes)?;
+                if h.last_offset() >= start {
+                    cache.assign(h.partition_leader_epoch, h.base_offset.max(start));
+                }
+                Ok(true)
+            })
+            .map_err(|b| b.error)?;
+        }
+        Ok(cache)
+    }
+
+    /// Write the cache file atomically (temp file, fsync, rename, fsync the directory).
+    fn persist_epochs(&self, cache: &LeaderEpochCache) -> Result<(), LogError> {
+        write_file_atomically(&self.dir.join(LEADER_EPOCH_FILE), &cache.encode())?;
+        sync_dir(&self.dir)
+    }
+
+    /// Change the cache with `change` and persist it when it changed; on a failed write the
+    /// cache is put back as it was, so memory never claims more than the file.
+    fn update_epochs(
+        &self,
+        change: impl FnOnce(&mut LeaderEpochCache) -> bool,
+    ) -> Result<(), LogError> {
+        let mut cache = self.epochs.lock().expect("epochs lock");
+        let before = cache.clone();
+        if !change(&mut cache) {
+            return Ok(());
+        }
+        if let Err(e) = self.persist_epochs(&cache) {
+            *cache = before;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Kafka's `LeaderEpochFileCache.assign`: `epoch` starts at `start_offset`. A no-op when
+    /// `epoch` is not above the latest cached epoch. A new leader calls it with its epoch and
+    /// the log end before it accepts writes; appends call it for the epochs they write. The
+    /// file is rewritten (atomically) before this returns.
+    pub fn assign_leader_epoch(&self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
+        let w = self.writer.lock().expect("writer lock");
+        if w.offline || w.closed {
+            return Err(LogError::Offline);
+        }
+        self.update_epochs(|c| c.assign(epoch, start_offset))
+    }
+
+    /// The latest epoch in the leader-epoch cache.
+    pub fn latest_leader_epoch(&self) -> Option<i32> {
+        self.epochs.lock().expect("epochs lock").latest_epoch()
+    }
+
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor(epoch, logEndOffset)`: `(epoch', end)` where
+    /// epoch' is the largest cached epoch <= `epoch` and end the start of the next cached
+    /// epoch, or the log end when `epoch` is the latest. When `epoch` is below every cached
+    /// epoch (their records were deleted), `(epoch, start of the first cached epoch)`, as
+    /// Kafka. None (Kafka's UNDEFINED_EPOCH answer) for an empty cache, `epoch` = -1, or an
+    /// epoch above the latest.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let cache = self.epochs.lock().expect("epochs lock");
+        cache.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Where exactly `epoch` starts in this log, if the cache has it.
+    pub fn epoch_start_offset(&self, epoch: i32) -> Option<i64> {
+        self.epochs.lock().expect("epochs lock").start_offset(epoch)
     }
 
     fn snapshot_path(&self, offset: i64) -> PathBuf {
@@ -471,6 +602,9 @@ impl PartitionLog {
             });
         }
         let base_offset = self.log_end_offset.load(Ordering::Relaxed);
+        // The cache learns the epoch before its first batch is written (Kafka's order): a
+        // crash in between leaves an entry at the log end, which opening trims.
+        self.update_epochs(|c| c.assign(leader_epoch, base_offset))?;
         batch::set_offset_and_epoch(&mut head, base_offset, leader_epoch);
         let max_ts_offset = match config.timestamp_type {
             TimestampType::LogAppendTime => base_offset,
@@ -588,9 +722,10 @@ impl PartitionLog {
     ) -> Result<ReadResult, LogError> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
+        let high_watermark = self.high_watermark().min(log_end_offset);
         let result = |records| ReadResult {
             records,
-            high_watermark: log_end_offset,
+            high_watermark,
             log_start_offset,
             log_end_offset,
         };
@@ -716,6 +851,18 @@ impl PartitionLog {
         while count < last && segs[count + 1].base_offset <= log_start {
             count += 1;
         }
+        // Never at or above the high watermark: a segment goes only when every offset in it is
+        // below the HW (Kafka's `deletableSegments` bound), the active one only when HW = end.
+        let high_watermark = self.high_watermark();
+        let below_hw = (0..segs.len())
+            .take_while(|&i| {
+                let upper = segs
+                    .get(i + 1)
+                    .map_or(self.log_end_offset(), |n| n.base_offset);
+                upper <= high_watermark
+            })
+            .count();
+        count = count.min(below_hw);
         if count == 0 {
             return Ok(outcome);
         }
@@ -761,6 +908,7 @@ impl PartitionLog {
         }
         self.write_log_start_offset(target)?;
         self.log_start_offset.store(target, Ordering::Release);
+        self.update_epochs(|c| c.truncate_from_start(target))?;
         let segs = self.segments.read().expect("segments lock").clone();
         let count = (0..segs.len() - 1)
             .take_while(|&i| segs[i + 1].base_offset <= target)
@@ -801,6 +949,7 @@ impl PartitionLog {
         }
         sync_dir(&self.dir)?;
         self.write_log_start_offset(self.log_start_offset())?;
+        self.update_epochs(|c| c.truncate_from_start(self.log_start_offset()))?;
         for seg in &removed {
             crate::cleaner::remove_deleted_files(&self.dir, seg.base_offset)
                 .map_err(io_err("removing .deleted segment files"))?;
@@ -833,9 +982,23 @@ impl PartitionLog {
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset.load(Ordering::Acquire)
     }
-    /// Equal to the log end offset on a single node (every append is fully replicated).
+    /// The stored high watermark: consumers read below it, retention, DeleteRecords and the
+    /// cleaner stay below it. Set by the replication layer ([`PartitionLog::set_high_watermark`]);
+    /// starts at min(checkpoint, log end) or the log start.
     pub fn high_watermark(&self) -> i64 {
-        self.log_end_offset()
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Store `hw` clamped to [log start, log end] and return the stored value. No monotonicity
+    /// here: the leader's logic keeps it from moving back; truncation lowers it.
+    pub fn set_high_watermark(&self, hw: i64) -> i64 {
+        let _update = self
+            .high_watermark_update
+            .lock()
+            .expect("high watermark lock");
+        let stored = hw.clamp(self.log_start_offset(), self.log_end_offset());
+        self.high_watermark.store(stored, Ordering::Release);
+        stored
     }
 
     /// First record with timestamp >= `ts_ms`: (offset, timestamp), via the time index.

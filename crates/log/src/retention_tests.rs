@@ -1,7 +1,7 @@
 //! Tests of retention, DeleteRecords, the log start checkpoint and runtime config updates.
 
 use crate::batch::{BatchHeader, Compression};
-use crate::testkit::{BatchBuilder, Rec};
+use crate::testkit::{committed, BatchBuilder, Rec};
 use crate::{CleanupPolicy, LogConfig, PartitionLog};
 
 const NOW: i64 = 1_700_000_000_000;
@@ -61,7 +61,7 @@ fn retention_ms_deletes_only_expired_segments_and_moves_the_log_start() {
     let segments_before = log.segment_count();
     let size_before = log.size_bytes();
     // At NOW + 120_000 the old batches are 120 s old (> 60 s), the new ones 20 s.
-    let out = log.enforce_retention(NOW + 120_000).unwrap();
+    let out = committed(&log).enforce_retention(NOW + 120_000).unwrap();
     assert!(out.segments_deleted > 0, "{out:?}");
     assert_eq!(log.segment_count(), segments_before - out.segments_deleted);
     assert_eq!(log.size_bytes(), size_before - out.bytes_deleted);
@@ -81,7 +81,8 @@ fn retention_ms_deletes_only_expired_segments_and_moves_the_log_start() {
     assert!(log.read(old_end, 1 << 20, i64::MAX).is_ok());
     // Nothing to do a second time at the same instant.
     assert_eq!(
-        log.enforce_retention(NOW + 120_000)
+        committed(&log)
+            .enforce_retention(NOW + 120_000)
             .unwrap()
             .segments_deleted,
         0
@@ -114,10 +115,13 @@ fn an_expired_active_segment_is_rolled_then_deleted_keeping_the_log_end() {
     // The newest record is at NOW + 2. Not expired yet at exactly retention.ms old (the rule
     // is "older than"), expired one millisecond later.
     assert_eq!(
-        log.enforce_retention(NOW + 1_002).unwrap().segments_deleted,
+        committed(&log)
+            .enforce_retention(NOW + 1_002)
+            .unwrap()
+            .segments_deleted,
         0
     );
-    let out = log.enforce_retention(NOW + 1_003).unwrap();
+    let out = committed(&log).enforce_retention(NOW + 1_003).unwrap();
     assert_eq!(out.segments_deleted, 1);
     assert_eq!(log.segment_count(), 1, "a fresh active segment replaces it");
     assert_eq!(log.log_end_offset(), end);
@@ -155,7 +159,7 @@ fn retention_bytes_deletes_oldest_segments_while_the_log_stays_over_the_limit() 
         ..config()
     })
     .unwrap();
-    let out = log.enforce_retention(NOW).unwrap();
+    let out = committed(&log).enforce_retention(NOW).unwrap();
     assert!(out.segments_deleted > 0);
     let after = log.size_bytes();
     assert_eq!(after, before - out.bytes_deleted);
@@ -188,7 +192,8 @@ fn compact_only_topics_and_unexpired_data_are_never_deleted() {
         .unwrap();
     }
     assert_eq!(
-        log.enforce_retention(NOW + 10_000_000)
+        committed(&log)
+            .enforce_retention(NOW + 10_000_000)
             .unwrap()
             .segments_deleted,
         0
@@ -202,12 +207,16 @@ fn compact_only_topics_and_unexpired_data_are_never_deleted() {
     })
     .unwrap();
     assert_eq!(
-        log.enforce_retention(NOW + 500).unwrap().segments_deleted,
+        committed(&log)
+            .enforce_retention(NOW + 500)
+            .unwrap()
+            .segments_deleted,
         0,
         "unexpired"
     );
     assert!(
-        log.enforce_retention(NOW + 10_000)
+        committed(&log)
+            .enforce_retention(NOW + 10_000)
             .unwrap()
             .segments_deleted
             > 0
@@ -221,23 +230,28 @@ fn delete_records_moves_the_log_start_deletes_covered_segments_and_persists() {
     fill(&log, NOW, 40);
     let segs_before = log.segment_count();
     assert!(segs_before > 3);
-    let hw = log.high_watermark();
+    let hw = committed(&log).high_watermark();
     // Above the high watermark, or negative other than -1: OFFSET_OUT_OF_RANGE.
     assert_eq!(
-        log.delete_records_before(hw + 1)
+        committed(&log)
+            .delete_records_before(hw + 1)
             .unwrap_err()
             .kafka_error_code(),
         1
     );
     assert_eq!(
-        log.delete_records_before(-2)
+        committed(&log)
+            .delete_records_before(-2)
             .unwrap_err()
             .kafka_error_code(),
         1
     );
     // Inside a batch inside a middle segment.
     let target = hw / 2 + 1;
-    assert_eq!(log.delete_records_before(target).unwrap(), target);
+    assert_eq!(
+        committed(&log).delete_records_before(target).unwrap(),
+        target
+    );
     assert_eq!(log.log_start_offset(), target);
     assert!(
         log.segment_count() < segs_before,
@@ -251,7 +265,7 @@ fn delete_records_moves_the_log_start_deletes_covered_segments_and_persists() {
     assert!(h.base_offset <= target && h.last_offset() >= target);
     assert_eq!(r.log_start_offset, target);
     // Never backwards.
-    assert_eq!(log.delete_records_before(1).unwrap(), target);
+    assert_eq!(committed(&log).delete_records_before(1).unwrap(), target);
     assert_eq!(log.log_start_offset(), target);
     // Unclean restart: the start inside a segment survives through the checkpoint.
     drop(log);
@@ -261,7 +275,7 @@ fn delete_records_moves_the_log_start_deletes_covered_segments_and_persists() {
     // ListOffsets by timestamp never answers below the log start.
     assert!(log.offset_for_timestamp(0).unwrap().0 >= target);
     // -1 = the high watermark: everything goes, appends continue at the end.
-    assert_eq!(log.delete_records_before(-1).unwrap(), hw);
+    assert_eq!(committed(&log).delete_records_before(-1).unwrap(), hw);
     assert_eq!(log.log_start_offset(), hw);
     assert_eq!(log.segment_count(), 1, "only the active segment is left");
     assert_eq!(log.append(&batch(NOW, 0), 0, NOW).unwrap().base_offset, hw);
@@ -297,7 +311,7 @@ fn recovery_removes_deleted_leftovers_and_honours_a_checkpoint_ahead_of_the_segm
         .iter()
         .all(|f| !f.ends_with(".deleted")));
     // The next retention run deletes the segments wholly below the start.
-    let out = log.enforce_retention(NOW).unwrap();
+    let out = committed(&log).enforce_retention(NOW).unwrap();
     assert_eq!(out.segments_deleted, 2);
     assert_eq!(log.segments.read().unwrap()[0].base_offset, third);
 }

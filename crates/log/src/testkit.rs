@@ -228,3 +228,11 @@ impl BatchBuilder {
         b
     }
 }
+
+/// Sets the high watermark to the log end, as the leader of a single-replica partition does
+/// after every append, and returns the log: for tests of retention, DeleteRecords and the
+/// cleaner, which never act at or above the high watermark.
+pub fn committed(log: &crate::PartitionLog) -> &crate::PartitionLog {
+    log.set_high_watermark(log.log_end_offset());
+    log
+}

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use josefine_log::batch::BatchHeader;
-use josefine_log::testkit::BatchBuilder;
+use josefine_log::testkit::{committed, BatchBuilder};
 use josefine_log::{LogConfig, PartitionLog, TimestampType};
 
 use super::batches::CODECS;
@@ -269,7 +269,8 @@ pub(super) fn seeds(scratch: &Path) -> Vec<Vec<u8>> {
         let b = BatchBuilder::new(NOW_MS + i).records(3).build();
         log.append(&b, 0, NOW_MS + i).expect("seed append");
     }
-    log.clean(NOW_MS + 1_000, &josefine_log::CleanerLimits::default())
+    committed(&log)
+        .clean(NOW_MS + 1_000, &josefine_log::CleanerLimits::default())
         .expect("seed clean");
     out.push(partition_dir_input(&dir, 0x08));
     log.close().expect("seed close");

@@ -8,24 +8,20 @@
 //! `current_leader_epoch` (-1: not checked) answers FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH
 //! or NOT_LEADER_OR_FOLLOWER (also for a follower's request, `replica_id` >= 0: Kafka serves
 //! this API from the leader only); errors carry leader epoch and end offset -1. A partition
-//! this broker leads at leader epoch L answers for the requested epoch E as
-//! `LeaderEpochFileCache.endOffsetFor`:
+//! this broker leads at leader epoch L answers for the requested epoch E from the log's
+//! leader-epoch cache ([`PartitionLog::end_offset_for_epoch`], Kafka's
+//! `LeaderEpochFileCache.endOffsetFor`):
 //! - E = -1 (UNDEFINED_EPOCH) or E > L: leader epoch -1, end offset -1, no error;
 //! - E = L: (L, log end offset);
 //! - otherwise (F, the start offset of the first epoch above E), where F is the largest epoch
-//!   <= E in the log, or E itself when the log holds no epoch <= E (older epochs were deleted
-//!   with their records); the epoch above E may be L itself, starting at the log end.
+//!   <= E in the cache, or E itself when the cache holds no epoch <= E (older epochs were
+//!   deleted with their records); the epoch above E may be L itself, starting at the log end.
 //!
-//! Kafka reads the epochs from its leader-epoch cache. There is no cache here yet: the epochs
-//! are read back from the batch headers ([`PartitionLog::epoch_boundary`], a binary search over
-//! offsets). That is exact while the epochs stamped along a log never decrease, which holds
-//! with one replica per partition (every append is stamped with the leader's current epoch and
-//! leader epochs only grow), and L stands for the cache entry Kafka adds when a leader is
-//! elected. The replication work replaces this with the persisted cache (followers truncate and
-//! copy logs). One known difference: compaction can remove every batch of an old epoch, which
-//! Kafka's cache still remembers; then F is the epoch before it.
+//! Kafka's leader adds (L, log end) to its cache when it is elected. Where this log's cache does
+//! not hold L yet (a leader that has not written at L), L is taken to start at the log end, which
+//! is what that entry would say.
 //!
-//! Must never: read a log on an async worker (the searches run on the blocking pool), or answer
+//! Must never: lock a log on an async worker (the lookups run on the blocking pool), or answer
 //! for a partition this broker does not lead.
 
 use std::sync::Arc;
@@ -35,7 +31,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use tracing::warn;
 
 use super::code;
 use crate::broker::Broker;
@@ -110,23 +105,10 @@ fn answer(index: i32, requested: i32, target: Target) -> EpochEndOffset {
     let r = EpochEndOffset::default().with_partition(index);
     let (error, (epoch, end_offset)) = match target {
         Err(error) => (error, (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)),
-        Ok((partition, leader_epoch)) => {
-            match end_offset_for(&partition.log, requested, leader_epoch) {
-                Ok(found) => (code::NONE, found),
-                Err(e) => {
-                    warn!(
-                        topic = %partition.topic,
-                        partition = index,
-                        error = %e,
-                        "cannot read leader epochs from the log"
-                    );
-                    (
-                        code::KAFKA_STORAGE_ERROR,
-                        (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET),
-                    )
-                }
-            }
-        }
+        Ok((partition, leader_epoch)) => (
+            code::NONE,
+            end_offset_for(&partition.log, requested, leader_epoch),
+        ),
     };
     r.with_error_code(error)
         .with_leader_epoch(epoch)
@@ -134,24 +116,24 @@ fn answer(index: i32, requested: i32, target: Target) -> EpochEndOffset {
 }
 
 /// (leader epoch, end offset) for `requested` on a log this broker leads at `leader_epoch`:
-/// Kafka's `LeaderEpochFileCache.endOffsetFor` over the epochs read from the log, whose latest
-/// entry is the leader's epoch (Kafka assigns it at election).
-fn end_offset_for(
-    log: &PartitionLog,
-    requested: i32,
-    leader_epoch: i32,
-) -> Result<(i32, i64), josefine_log::LogError> {
+/// Kafka's `LeaderEpochFileCache.endOffsetFor` over the log's cache, whose latest entry is the
+/// leader's epoch (Kafka assigns it at election; see the module doc when it is missing).
+fn end_offset_for(log: &PartitionLog, requested: i32, leader_epoch: i32) -> (i32, i64) {
     if requested == UNDEFINED_EPOCH || requested > leader_epoch {
-        return Ok((UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
+        return (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
     }
     if requested == leader_epoch {
-        return Ok((leader_epoch, log.log_end_offset()));
+        return (leader_epoch, log.log_end_offset());
     }
-    // When no batch is stamped above `requested`, the next epoch is the leader's, which starts
-    // at the log end the search saw.
-    let boundary = log.epoch_boundary(requested)?;
-    Ok((
-        boundary.floor_epoch.unwrap_or(requested),
-        boundary.next_epoch_start,
-    ))
+    match log.end_offset_for_epoch(requested) {
+        Some(found) => found,
+        // The cache ends below `requested` (or is empty): the next epoch is the leader's own,
+        // starting at the log end.
+        None => (
+            log.latest_leader_epoch()
+                .filter(|&latest| latest < requested)
+                .unwrap_or(requested),
+            log.log_end_offset(),
+        ),
+    }
 }

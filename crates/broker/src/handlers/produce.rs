@@ -292,6 +292,12 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
                 Err(e) => Err(e.clone()),
                 Ok(t) => validate_produce_shape(version, &t.records)
                     .and_then(|_| t.partition.log.append(&t.records, t.leader_epoch, now))
+                    .inspect(|_| {
+                        // RF=1: replaced by replication::... (the leader's HW follows its ISR).
+                        t.partition
+                            .log
+                            .set_high_watermark(t.partition.log.log_end_offset());
+                    })
                     .map_err(|e| (e.kafka_error_code(), e.to_string())),
             };
             if let (Ok(o), Ok(t)) = (&slot.result, &slot.target) {
