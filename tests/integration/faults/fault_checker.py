@@ -168,28 +168,33 @@ def unavailability(acks, faults, end_t=None) -> list:
     broker answered just before the fault still arrive a moment after it, so the first
     ack after the fault is not the recovery;
     "first_ack_s": {partition: time to its first ack after the fault, or None};
+    a fault with "any_partition": true is measured on the acks of all partitions together;
     "healed_s" / "after_heal_s": when the fault was healed (a mark with "heal": true, which
     is not a fault itself) and the time from then to the end of that gap."""
     times = defaultdict(list)
     for p, _off, _v, t in acks:
         times[p].append(t)
+        times["any"].append(t)
     for ts in times.values():
         ts.sort()
-    all_partitions = sorted(times)
+    all_partitions = sorted(p for p in times if p != "any")
     out = []
     heals = sorted(f["t"] for f in faults if f.get("heal"))
     ordered = sorted((f for f in faults if not f.get("heal")), key=lambda f: f["t"])
     for i, f in enumerate(ordered):
         t0 = f["t"]
         t_next = ordered[i + 1]["t"] if i + 1 < len(ordered) else (end_t if end_t is not None else float("inf"))
-        parts = list(f.get("partitions") or all_partitions)
+        # "any": acks on any partition count (a workload whose partitioner, not the fault,
+        # decides which partitions get writes when)
+        parts = ["any"] if f.get("any_partition") else list(f.get("partitions") or all_partitions)
         first = {}
         gap, gap_end = 0.0, None
         for p in parts:
             ts = times.get(p, [])
             after = [t for t in ts if t0 <= t <= t_next]
             first[p] = round(after[0] - t0, 3) if after else None
-            window = [t for t in ts if t < t0][-1:] + after
+            # from the last ack before the fault, or the fault itself if there was none
+            window = ([t for t in ts if t < t0][-1:] or [t0]) + after
             for a, b in zip(window, window[1:]):
                 if b - a > gap:
                     gap, gap_end = b - a, b

@@ -66,8 +66,9 @@ class FaultNode(ClusterNode):
 class FaultCluster(Cluster):
     """`Cluster` with the fault settings, optionally on a `fault_netns.Network`."""
 
-    def __init__(self, root: Path, network=None):
+    def __init__(self, root: Path, network=None, kind=None):
         super().__init__(root, 3)
+        self.kind = kind or BROKER_KIND
         self.settings = fault_settings()
         self.network = network
         self.nodes = [
@@ -76,6 +77,8 @@ class FaultCluster(Cluster):
                       prefix=network.prefix(i) if network else None)
             for i in range(1, 4)
         ]
+        for n in self.nodes:
+            n.kind = self.kind
         self.voters = ",".join(f"{n.node_id}@{n.raft_addr}" for n in self.nodes)
 
     def start(self, order=None, gap_s=0.0):

@@ -10,6 +10,7 @@ Must never: leave a node stopped, paused or cut when it returns or raises (the c
 fixture kills everything anyway), or wait without a deadline.
 """
 
+import json
 import signal
 import time
 import uuid
@@ -150,22 +151,32 @@ def delay_leader(cluster, wl, topic, partition: int = 0, ms: int = 300, hold_s: 
 
 
 def run(cluster, prefix: str, fault, *args, acks="all", rate: float = 300.0, loss_allowed=False,
-        warmup_acks: int = 50, **kwargs) -> dict:
-    """Create an RF=3 topic, start the workload, run `fault(cluster, wl, topic, ...)`, stop,
-    read everything back and check. Returns the checker report (the fault's own result
-    under "fault")."""
+        warmup_acks: int = 50, workload=None, **kwargs) -> dict:
+    """Create an RF=3 topic, start the workload (`workload(cluster, topic)` if given, e.g. a
+    fault_java.JavaWorkload, else confluent-kafka's), run `fault(cluster, wl, topic, ...)`,
+    stop, read everything back and check. Returns the checker report (the fault's own
+    result under "fault")."""
     topic = topic_name(prefix)
     cluster.create_topic(topic)
-    wl = Workload(cluster.bootstrap(), topic, PARTITIONS, acks=acks, rate=rate).start()
+    if workload is not None:
+        wl = workload(cluster, topic)
+    else:
+        wl = Workload(cluster.bootstrap(), topic, PARTITIONS, acks=acks, rate=rate)
+    wl.start()
     result = None
     try:
-        wl.wait_acks(warmup_acks, timeout_s=ACK_TIMEOUT_S)
+        for p in range(PARTITIONS):  # every partition takes writes before the first fault
+            wl.wait_acks(warmup_acks // PARTITIONS + 1, partition=p, timeout_s=ACK_TIMEOUT_S)
         result = fault(cluster, wl, topic, *args, **kwargs)
         wl.wait_acks(warmup_acks, since=time.time(), timeout_s=ACK_TIMEOUT_S)
     finally:
         wl.stop()
     wl.final_read()
-    report = check(wl.history(), loss_allowed=loss_allowed)
+    history = wl.history()
+    path = cluster.root / f"{prefix}-history.json"
+    path.write_text(json.dumps(history))
+    print(f"history: {path} (kept with KEEP_BROKER_DATA=1 or on failure)")
+    report = check(history, loss_allowed=loss_allowed)
     report["fault"] = result
     report["fatal"] = list(wl.fatal)
     report["failed_deliveries"] = len(wl.failed)

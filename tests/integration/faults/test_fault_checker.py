@@ -145,3 +145,21 @@ def test_unavailability_is_the_gap_around_the_fault_until_healed():
     assert u["first_ack_s"] == {0: 0.05}
     assert u["max_gap_s"] == 8.45 and u["unavailable_s"] == 8.5
     assert u["healed_s"] == 5.0 and u["after_heal_s"] == 3.5
+
+
+def test_unavailability_counts_from_the_fault_when_no_ack_preceded_it():
+    acks = [(1, 0, "w0-0", 1.0), (0, 0, "w0-1", 13.0), (0, 1, "w0-2", 14.0)]
+    faults = [{"name": "early", "t": 2.0, "partitions": [0]}]
+    (u,) = check({"acks": acks, "final": [(p, o, v) for p, o, v, _ in acks], "faults": faults})["unavailability"]
+    assert u["max_gap_s"] == 11.0 and u["unavailable_s"] == 11.0
+
+
+def test_unavailability_on_any_partition():
+    # partition 1 is silent for 20 s (no writes sent there), partition 0 only 3 s
+    acks = [(0, 0, "w0-0", 1.0), (1, 0, "w0-1", 1.5), (0, 1, "w0-2", 5.0), (1, 1, "w0-3", 21.5)]
+    faults = [{"name": "kill", "t": 2.0, "partitions": [0, 1], "any_partition": True}]
+    (u,) = check({"acks": acks, "final": [(p, o, v) for p, o, v, _ in acks], "faults": faults})["unavailability"]
+    assert u["partitions"] == ["any"] and u["max_gap_s"] == 16.5 and u["unavailable_s"] == 19.5
+    faults[0]["any_partition"] = False
+    (u,) = check({"acks": acks, "final": [(p, o, v) for p, o, v, _ in acks], "faults": faults})["unavailability"]
+    assert u["max_gap_s"] == 20.0

@@ -18,6 +18,7 @@ def test_kill_leader_once(fault_cluster):  # noqa: F811
 
 
 @pytest.mark.faults
+@pytest.mark.timeout(900)
 def test_kill_leader_chase_5(fault_cluster):  # noqa: F811
     report = fs.run(fault_cluster, "kill5", fs.kill_leader_chase, 5)
     assert len(report["fault"]) == 5

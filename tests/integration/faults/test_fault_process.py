@@ -15,10 +15,12 @@ def test_pause_leader_past_session(fault_cluster):  # noqa: F811
     fs.run(fault_cluster, "pause", fs.pause_leader)
 
 
+@pytest.mark.timeout(600)
 def test_rolling_restart_sigterm(fault_cluster):  # noqa: F811
     fs.run(fault_cluster, "rolling", fs.rolling_restart)
 
 
+@pytest.mark.timeout(600)
 def test_acks1_loss_reported(fault_cluster):  # noqa: F811
     report = fs.run(fault_cluster, "acks1", fs.kill_leader_chase, 3, acks=1, loss_allowed=True)
     print(f"acks=1 through 3 leader kills on {fault_cluster.kind}: {report['lost']} of "
