@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start_broker, Client};
+use common::{add_unfenced_node, start_broker, Client};
 use josefine::control::ControlClient;
 use josefine::server::RunningBroker;
 use josefine_meta::{Command, PartitionAssignment, TopicId};
@@ -73,26 +73,7 @@ async fn alter_partition_is_decided_by_the_controller_and_answered_once_applied(
     // Nodes 2 and 3 never heartbeat: keep the session timer from fencing them.
     broker.broker.controller.pause_timer(true);
     for node in [2, 3] {
-        propose(
-            &broker,
-            Command::RegisterBroker {
-                node_id: node,
-                incarnation_id: 500 + node as u128,
-                host: "127.0.0.1".into(),
-                port: 1,
-                rack: None,
-            },
-        )
-        .await;
-        let epoch = epoch_of(&broker, node);
-        propose(
-            &broker,
-            Command::UnfenceBroker {
-                node_id: node,
-                epoch,
-            },
-        )
-        .await;
+        add_unfenced_node(&broker, node, None).await;
     }
     propose(
         &broker,

@@ -223,9 +223,8 @@ impl Controller {
     }
 
     /// Fences the brokers whose session expired (one batch each, with their leader and ISR
-    /// changes) and elects leaders for leaderless partitions with an eligible ISR member. The
-    /// commands are meant to be proposed in order: each is computed on the image as the ones
-    /// before it leave it.
+    /// changes). The commands are meant to be proposed in order: each is computed on the image
+    /// as the ones before it leave it.
     pub fn tick(&mut self, image: &Image, now_ms: u64) -> Vec<Command> {
         // Sessions of brokers that are gone or fenced stop mattering; unfenced brokers without
         // one (unfenced by another controller, or a fence that failed) get one from now.
@@ -254,19 +253,9 @@ impl Controller {
             }
             commands.push(cmd);
         }
-        let current = scratch.as_ref().unwrap_or(image);
-        let elections: Vec<Command> = current
-            .partitions()
-            .filter(|(_, p)| !current.is_eligible(p.leader))
-            .filter_map(|(topic_id, p)| {
-                partition_change(topic_id, p, |r| current.is_eligible(r), None)
-            })
-            .collect();
-        if !elections.is_empty() {
-            let cmd = Command::Batch(elections);
-            assert_decision_valid(current, &cmd);
-            commands.push(cmd);
-        }
+        // No election of leaderless partitions here (Kafka's controller has none either): a
+        // partition loses its leader only when no ISR member is eligible, and one becomes
+        // eligible again only by being unfenced, which elects it in the same batch.
         commands
     }
 

@@ -28,10 +28,11 @@ pub fn place(
 ) -> Result<Vec<PartitionAssignment>, MetaError> {
     let candidates = rack_interleaved(image);
     if replication_factor < 1 || replication_factor > candidates.len() {
+        // Kafka's `StripedReplicaPlacer` message; CreateTopics prefixes it with "Unable to
+        // replicate the partition N time(s): ", CreatePartitions does not.
         return Err(MetaError::InvalidReplicationFactor(format!(
-            "Unable to replicate the partition {replication_factor} time(s): The target \
-             replication factor of {replication_factor} cannot be reached because only {} \
-             broker(s) are registered.",
+            "The target replication factor of {replication_factor} cannot be reached because \
+             only {} broker(s) are registered.",
             candidates.len()
         )));
     }
@@ -77,6 +78,31 @@ pub fn place(
             PartitionAssignment::led_by_first(first_partition + i as i32, replicas)
         })
         .collect())
+}
+
+/// A manually assigned partition as Kafka's controller registers it: the ISR is the eligible
+/// replicas (unfenced, not shutting down) in assignment order, the first of them leads, epochs
+/// 0. None when no replica is eligible (Kafka: INVALID_REPLICA_ASSIGNMENT, "All brokers
+/// specified in the manual partition assignment for partition N are fenced or in controlled
+/// shutdown.").
+pub fn manual_assignment(
+    image: &Image,
+    partition: i32,
+    replicas: Vec<i32>,
+) -> Option<PartitionAssignment> {
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|r| image.is_eligible(*r))
+        .collect();
+    Some(PartitionAssignment {
+        partition,
+        leader: *isr.first()?,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        isr,
+        replicas,
+    })
 }
 
 /// Eligible brokers as `(node id, rack)`, interleaved by rack: the first broker of each rack
@@ -239,6 +265,22 @@ mod tests {
         }
         let e = place(&Image::default(), 0, 1, 1, 0).unwrap_err();
         assert_eq!(e.kafka_error_code(), 38);
+    }
+
+    #[test]
+    fn a_manual_assignment_is_in_sync_on_its_eligible_replicas_led_by_the_first() {
+        let mut image = image(&[(1, None), (2, None), (3, None)]);
+        let e = image.brokers[&1].epoch;
+        image
+            .apply(&Command::FenceBroker {
+                node_id: 1,
+                epoch: e,
+            })
+            .unwrap();
+        let p = manual_assignment(&image, 4, vec![1, 3, 2]).unwrap();
+        assert_eq!((p.partition, p.leader, p.isr), (4, 3, vec![3, 2]));
+        assert_eq!(p.replicas, vec![1, 3, 2]);
+        assert!(manual_assignment(&image, 0, vec![1]).is_none());
     }
 
     #[test]

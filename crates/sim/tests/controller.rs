@@ -69,6 +69,13 @@ fn caught_within(mutation: MetaMutation, bound: u64) {
         opts.meta_mutation = mutation;
         let r = run_seed(opts);
         if let Some(v) = r.violations.first() {
+            // A stale controller image also decides stale elections; with no timer electing
+            // leaderless partitions (Kafka's controller has none), such a partition stays
+            // leaderless and liveness catches that first on some seeds. The check the
+            // mutation is about must still catch it on another.
+            if mutation == MetaMutation::StaleControllerImage && v.property == "liveness" {
+                continue;
+            }
             println!(
                 "{} caught by seed {seed}: {} at {} ms: {}",
                 mutation.name(),

@@ -313,6 +313,10 @@ mod tests {
             ApiKey::AllocateProducerIds => AllocateProducerIdsRequest::default()
                 .with_broker_id(BrokerId(2))
                 .into(),
+            ApiKey::AlterPartition => AlterPartitionRequest::default()
+                .with_broker_id(BrokerId(2))
+                .with_broker_epoch(7)
+                .into(),
             ApiKey::CreateTopics => CreateTopicsRequest::default().with_timeout_ms(5).into(),
             ApiKey::DeleteTopics => DeleteTopicsRequest::default().into(),
             ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
@@ -334,6 +338,7 @@ mod tests {
                 .with_producer_id_start(ProducerId(1000))
                 .with_producer_id_len(1000)
                 .into(),
+            ApiKey::AlterPartition => AlterPartitionResponse::default().with_error_code(41).into(),
             ApiKey::CreateTopics => CreateTopicsResponse::default().into(),
             ApiKey::DeleteTopics => DeleteTopicsResponse::default().into(),
             ApiKey::CreatePartitions => CreatePartitionsResponse::default().into(),

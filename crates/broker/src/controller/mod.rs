@@ -69,7 +69,7 @@ impl ControllerRuntime {
         }
     }
 
-    /// Stops (or resumes) the timer's decisions: session expiry and elections. For tests that
+    /// Stops (or resumes) the timer's decisions (session expiry). For tests that
     /// stage partition states by hand; RPCs are still served.
     pub fn pause_timer(&self, paused: bool) {
         self.timer_paused.store(paused, Ordering::Release);
@@ -293,7 +293,7 @@ impl ControllerRuntime {
         self.is_active.store(false, Ordering::Release);
     }
 
-    /// Fences brokers whose session expired, elects leaders where one became eligible.
+    /// Fences brokers whose session expired.
     async fn tick(&self, broker: &Arc<Broker>) {
         if self.timer_paused.load(Ordering::Acquire) {
             return;

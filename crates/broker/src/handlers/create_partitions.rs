@@ -1,5 +1,6 @@
 //! CreatePartitions (v0-3): grows a topic to `count` partitions, with the new partitions'
-//! replicas given by the client or assigned round-robin over the registered brokers, through
+//! replicas given by the client (in sync where eligible) or placed by Kafka's striped,
+//! rack-aware rule over the eligible brokers (`josefine_meta::placement`), through
 //! one `CreatePartitions` metadata command per topic (or only validated, with `validate_only`).
 //!
 //! Errors and messages follow Kafka 4.1: a count that is not an increase INVALID_PARTITIONS,
@@ -64,26 +65,15 @@ fn new_assignments(
     let added = (t.count - current) as usize;
     let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
     let Some(manual) = &t.assignments else {
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-        if brokers.len() < replication_factor {
-            return Err(reject(
-                code::INVALID_REPLICATION_FACTOR,
-                format!(
-                    "Unable to replicate the partition {replication_factor} time(s): only {} broker(s) are registered.",
-                    brokers.len()
-                ),
-            ));
-        }
-        return Ok((current..t.count)
-            .map(|p| {
-                PartitionAssignment::led_by_first(
-                    p,
-                    (0..replication_factor)
-                        .map(|j| brokers[(p as usize + j) % brokers.len()])
-                        .collect(),
-                )
-            })
-            .collect());
+        // Kafka's striped placer over the eligible brokers, continuing the topic's rotation.
+        return josefine_meta::placement::place(
+            image,
+            current,
+            added,
+            replication_factor,
+            current as u64,
+        )
+        .map_err(|e| reject(super::create_topics::meta_error_code(&e), e.to_string()));
     };
     if manual.len() != added {
         return Err(reject(
@@ -128,10 +118,15 @@ fn new_assignments(
                 ),
             ));
         }
-        out.push(PartitionAssignment::led_by_first(
-            current + i as i32,
-            replicas,
-        ));
+        let partition = current + i as i32;
+        let Some(p) = josefine_meta::placement::manual_assignment(image, partition, replicas)
+        else {
+            return Err(reject(
+                code::INVALID_REPLICA_ASSIGNMENT,
+                format!("All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."),
+            ));
+        };
+        out.push(p);
     }
     Ok(out)
 }

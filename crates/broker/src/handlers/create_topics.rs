@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use josefine_meta::placement::manual_assignment;
 use josefine_meta::topic_config::validate_topic_config;
 use josefine_meta::{validate_topic_name, Command, Image, MetaError, PartitionAssignment, TopicId};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -26,7 +27,13 @@ pub fn assign_partitions(
 ) -> Result<Vec<PartitionAssignment>, String> {
     let count = usize::try_from(partitions).unwrap_or(0);
     let rf = usize::try_from(replication_factor).unwrap_or(0);
-    josefine_meta::placement::place(image, 0, count, rf, 0).map_err(|e| e.to_string())
+    josefine_meta::placement::place(image, 0, count, rf, 0).map_err(|e| match e {
+        // Kafka's CreateTopics names the factor before the placer's reason.
+        MetaError::InvalidReplicationFactor(m) => {
+            format!("Unable to replicate the partition {replication_factor} time(s): {m}")
+        }
+        other => other.to_string(),
+    })
 }
 
 /// A fresh random topic id not in use. Like Kafka, avoid ids whose base64 form starts with '-'
@@ -42,10 +49,12 @@ pub fn new_topic_id(image: &Image) -> TopicId {
 
 struct Rejection(i16, String);
 
-/// Partitions are not replicated yet: a replication factor above 1 would be a promise the
-/// broker cannot keep, so it is refused rather than silently reduced.
+/// A replication factor the broker cannot keep yet ([`super::replication_factor_supported`])
+/// is refused rather than silently reduced.
 fn refuse_replication(replication_factor: usize) -> Result<(), Rejection> {
-    if replication_factor > 1 {
+    let supported =
+        i16::try_from(replication_factor).is_ok_and(super::replication_factor_supported);
+    if !supported {
         return Err(Rejection(
             code::INVALID_REPLICATION_FACTOR,
             format!(
@@ -75,16 +84,28 @@ fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<C
                 "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
             ));
         }
-        let mut assignments: Vec<PartitionAssignment> = t
-            .assignments
-            .iter()
-            .map(|a| {
-                PartitionAssignment::led_by_first(
+        let mut assignments: Vec<PartitionAssignment> = Vec::with_capacity(t.assignments.len());
+        for a in &t.assignments {
+            let replicas: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+            if replicas.is_empty() || replicas.iter().any(|r| !image.brokers.contains_key(r)) {
+                // Unknown brokers and empty lists: the image's own check names them below.
+                assignments.push(PartitionAssignment::led_by_first(
                     a.partition_index,
-                    a.broker_ids.iter().map(|b| b.0).collect(),
+                    replicas,
+                ));
+                continue;
+            }
+            let p = manual_assignment(image, a.partition_index, replicas).ok_or_else(|| {
+                Rejection(
+                    code::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "All brokers specified in the manual partition assignment for partition {} are fenced or in controlled shutdown.",
+                        a.partition_index
+                    ),
                 )
-            })
-            .collect();
+            })?;
+            assignments.push(p);
+        }
         assignments.sort_by_key(|a| a.partition);
         if let Some(a) = assignments.iter().find(|a| a.replicas.len() > 1) {
             refuse_replication(a.replicas.len())?;

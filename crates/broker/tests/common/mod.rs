@@ -31,6 +31,25 @@ pub async fn start_broker(extra: &[&str]) -> (RunningBroker, tempfile::TempDir) 
     (running, dir)
 }
 
+/// Registers node `node_id` in the broker's image (a broker that never runs) and unfences it,
+/// as a controller would. Callers pause the controller timer, or its session would expire.
+pub async fn add_unfenced_node(broker: &RunningBroker, node_id: i32, rack: Option<String>) {
+    let propose = |cmd| broker.broker.metadata.propose(cmd);
+    propose(josefine_meta::Command::RegisterBroker {
+        node_id,
+        incarnation_id: 9000 + node_id as u128,
+        host: "127.0.0.1".into(),
+        port: 1,
+        rack,
+    })
+    .await
+    .unwrap();
+    let epoch = broker.broker.metadata.image().brokers[&node_id].epoch;
+    propose(josefine_meta::Command::UnfenceBroker { node_id, epoch })
+        .await
+        .unwrap();
+}
+
 pub struct Client {
     pub stream: TcpStream,
     next_correlation_id: i32,
