@@ -15,7 +15,10 @@ writer (`w3-17`, VerifiableProducer's `17` or `5.17`): the writer is everything 
 trailing digits, the number is the order in which that writer sent them.
 
 Checks (each one a count that must be 0 unless `loss_allowed`):
-  lost        acknowledged (partition, offset, value) not at that offset in the final read
+  lost        acknowledged (partition, offset, value) not at that offset in the final read;
+              an ack without an offset (librdkafka reports none when the broker answered a
+              retried batch with DUPLICATE_SEQUENCE_NUMBER: written before, offset unknown)
+              counts as lost when the value is nowhere in that partition
   duplicated  a value present more than once in the final read
   reordered   within a partition, a writer's sequence numbers going down along the offsets
               (final read), or its acknowledged offsets going down as its numbers go up
@@ -67,9 +70,20 @@ def check(history: dict, loss_allowed: bool = False) -> dict:
         if len(examples[kind]) < EXAMPLES:
             examples[kind].append(item)
 
-    # lost: acknowledged and not at its offset at the end.
+    # lost: acknowledged and not at its offset at the end (an ack without an offset: not in
+    # that partition at all).
+    final_places = defaultdict(set)
+    for p, off, v in final:
+        final_places[v].add(p)
     lost = 0
+    no_offset = 0
     for p, off, v, _t in acks:
+        if off is None:
+            no_offset += 1
+            if p not in final_places.get(v, ()):
+                lost += 1
+                note("lost", {"partition": p, "offset": None, "acked": v, "final": None})
+            continue
         got = final_at.get((p, off))
         if got != v:
             lost += 1
@@ -104,7 +118,7 @@ def check(history: dict, loss_allowed: bool = False) -> dict:
     acked_by = defaultdict(list)
     for p, off, v, _t in acks:
         w, seq = writer_seq(v)
-        if seq is not None:
+        if seq is not None and off is not None:
             acked_by[(p, w)].append((seq, off, v))
     for (p, w), rows in acked_by.items():
         rows.sort()
@@ -144,6 +158,7 @@ def check(history: dict, loss_allowed: bool = False) -> dict:
 
     return {
         "acknowledged": len(acks),
+        "acked_without_offset": no_offset,
         "attempted": len(attempted) if attempted is not None else None,
         "final_records": len(final_at),
         "read_during_faults": len(seen_during),
@@ -221,7 +236,8 @@ def defects(report: dict) -> dict:
 
 def format_report(report: dict, title: str = "") -> str:
     lines = [f"== fault checker{': ' + title if title else ''}",
-             f"   acknowledged {report['acknowledged']}  attempted {report['attempted']}  "
+             f"   acknowledged {report['acknowledged']} ({report['acked_without_offset']} without an offset)  "
+             f"attempted {report['attempted']}  "
              f"final records {report['final_records']}  read during faults {report['read_during_faults']}"]
     lost = f"lost {report['lost']}" + (" (acks=1: allowed, reported)" if report["loss_allowed"] else "")
     lines.append(f"   {lost}  duplicated {report['duplicated']}  reordered {report['reordered']}  "

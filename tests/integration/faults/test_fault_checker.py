@@ -163,3 +163,14 @@ def test_unavailability_on_any_partition():
     faults[0]["any_partition"] = False
     (u,) = check({"acks": acks, "final": [(p, o, v) for p, o, v, _ in acks], "faults": faults})["unavailability"]
     assert u["max_gap_s"] == 20.0
+
+
+def test_ack_without_offset_is_found_by_value_in_its_partition():
+    h = clean_history()
+    p, _o, v, t = h["acks"][5]
+    h["acks"][5] = (p, None, v, t)
+    report = check(h)
+    assert defects(report) == {} and report["acked_without_offset"] == 1
+    h["final"] = [r for r in h["final"] if r[2] != v]
+    h["concurrent"] = [r for r in h["concurrent"] if r[2] != v]
+    assert defects(check(h)) == {"lost": 1}
