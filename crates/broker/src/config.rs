@@ -74,7 +74,8 @@ pub struct ServeArgs {
     ///   log.cleaner.max.compaction.lag.ms=9223372036854775807
     ///   compression.type=producer (the only value: Josefine never recompresses)
     ///   offsets.topic.num.partitions=50   offsets.topic.segment.bytes=104857600
-    ///   offsets.topic.replication.factor=3 (clamped to the live brokers)
+    ///   offsets.topic.replication.factor=min(3, number of voters): a single node works with
+    ///   no settings, three voters get Kafka's 3 (the topic waits for that many unfenced brokers)
     ///   offsets.retention.minutes=10080   offsets.retention.check.interval.ms=600000
     ///   group.initial.rebalance.delay.ms=3000
     ///   group.min.session.timeout.ms=6000 group.max.session.timeout.ms=1800000
@@ -234,7 +235,8 @@ pub struct BrokerSettings {
     pub offsets_topic_num_partitions: i32,
     /// offsets.topic.segment.bytes
     pub offsets_topic_segment_bytes: u64,
-    /// offsets.topic.replication.factor (the group coordinator clamps it to the live brokers)
+    /// offsets.topic.replication.factor: default min(3, number of chain voters); the offsets
+    /// topic is created only once that many brokers are unfenced, never with fewer replicas
     pub offsets_topic_replication_factor: i16,
     /// offsets.retention.minutes
     pub offsets_retention_minutes: i64,
@@ -1045,7 +1047,12 @@ impl Config {
         if let Some(id) = args.cluster_id.or(f.cluster_id) {
             sets.insert("cluster.id".to_string(), id);
         }
-        let broker = BrokerSettings::from_static(sets)?;
+        let offsets_rf_given = sets.contains_key("offsets.topic.replication.factor");
+        let mut broker = BrokerSettings::from_static(sets)?;
+        if !offsets_rf_given {
+            broker.offsets_topic_replication_factor =
+                offsets_topic_replication_factor_default(voter_addrs.len());
+        }
         Ok(Config {
             node_id,
             data_dir,
@@ -1061,9 +1068,39 @@ impl Config {
     }
 }
 
+/// `offsets.topic.replication.factor` when not set: Kafka's 3, but never more than the chain
+/// has voters (every broker is a voter), so a single node needs no settings.
+pub fn offsets_topic_replication_factor_default(voters: usize) -> i16 {
+    voters.clamp(1, 3) as i16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_topic_replication_factor_defaults_to_at_most_three_voters() {
+        let rf = |args: &[&str]| {
+            Config::resolve_with(cli(args), FileValues::default())
+                .unwrap()
+                .broker
+                .offsets_topic_replication_factor
+        };
+        assert_eq!(rf(&[]), 1);
+        assert_eq!(rf(&["--voters", "1@127.0.0.1:1,2@127.0.0.1:2"]), 2);
+        let four = "1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3,4@127.0.0.1:4";
+        assert_eq!(rf(&["--voters", four]), 3);
+        assert_eq!(
+            rf(&[
+                "--voters",
+                four,
+                "--set",
+                "offsets.topic.replication.factor=4"
+            ]),
+            4
+        );
+        assert_eq!(rf(&["--set", "offsets.topic.replication.factor=2"]), 2);
+    }
 
     fn cli(args: &[&str]) -> ServeArgs {
         let mut full = vec!["josefine"];

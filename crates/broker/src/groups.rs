@@ -260,9 +260,9 @@ impl Groups {
     /// Has the controller create the topic with its configs (as Kafka's coordinator does on
     /// the first FindCoordinator).
     async fn create_offsets_topic(&self, broker: &Arc<Broker>) -> Result<(), String> {
-        // Replication factor 1 until partitions are replicated: `offsets.topic.replication.
-        // factor` (Kafka's default 3) would be refused, and a reduced one silently promised.
-        let rf = 1;
+        let rf =
+            offsets_topic_replication_factor(broker.config.broker.offsets_topic_replication_factor);
+        offsets_topic_placeable(&broker.metadata.image(), rf)?;
         // `offsets.topic.segment.bytes`: small segments, so the cleaner (which never touches
         // the active segment) keeps the topic compact. Below the topic-level floor (1 MiB in
         // Kafka 4) it goes in as `internal.segment.bytes`, as Kafka's own tests do.
@@ -314,6 +314,32 @@ impl Groups {
             let _ = task.await;
         }
     }
+}
+
+/// The replication factor `__consumer_offsets` is created with: the configured one
+/// (`offsets.topic.replication.factor`), never fewer replicas once replication is on. While
+/// replication is switched off (`handlers::replication_factor_supported`), 1: a higher factor
+/// would be refused and the coordinator would never start.
+pub fn offsets_topic_replication_factor(configured: i16) -> i16 {
+    if crate::handlers::replication_factor_supported(configured) {
+        configured
+    } else {
+        1
+    }
+}
+
+/// Kafka's rule for creating `__consumer_offsets`: only once `replication_factor` brokers are
+/// unfenced (eligible), else the caller answers COORDINATOR_NOT_AVAILABLE and tries again on
+/// the next FindCoordinator; checked here so an early client does not cost a controller call.
+pub fn offsets_topic_placeable(image: &Image, replication_factor: i16) -> Result<(), String> {
+    let eligible = image.eligible_brokers().count();
+    if (eligible as i64) < i64::from(replication_factor) {
+        return Err(format!(
+            "{OFFSETS_TOPIC} needs {replication_factor} unfenced broker(s) \
+             (offsets.topic.replication.factor) and {eligible} are"
+        ));
+    }
+    Ok(())
 }
 
 /// The leader epoch of `__consumer_offsets` partition `partition` (topic `topic_id`) if the
@@ -1225,6 +1251,48 @@ mod tests {
         let outcomes = results.iter().map(|r| r.1).collect();
         rt.on_internal(Internal::Appended(results));
         outcomes
+    }
+
+    #[test]
+    fn the_offsets_topic_waits_for_as_many_unfenced_brokers_as_its_replication_factor() {
+        let mut image = Image::default();
+        for node_id in 1..=3 {
+            image.advance_to(image.position + 1);
+            image
+                .apply(&Command::RegisterBroker {
+                    node_id,
+                    incarnation_id: 1,
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                })
+                .unwrap();
+        }
+        // Registered but fenced brokers do not count.
+        let err = offsets_topic_placeable(&image, 1).unwrap_err();
+        assert!(
+            err.contains("needs 1 unfenced broker(s)") && err.contains("0 are"),
+            "{err}"
+        );
+        for node_id in 1..=2 {
+            let epoch = image.brokers[&node_id].epoch;
+            image
+                .apply(&Command::UnfenceBroker { node_id, epoch })
+                .unwrap();
+        }
+        assert!(offsets_topic_placeable(&image, 2).is_ok());
+        let err = offsets_topic_placeable(&image, 3).unwrap_err();
+        assert!(err.contains("needs 3") && err.contains("2 are"), "{err}");
+        // While replication is switched off the topic is created with one replica.
+        assert_eq!(
+            offsets_topic_replication_factor(3),
+            if crate::handlers::replication_factor_supported(3) {
+                3
+            } else {
+                1
+            }
+        );
+        assert_eq!(offsets_topic_replication_factor(1), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
