@@ -134,6 +134,48 @@ impl CleanerState {
         base_offset < self.rewritten_below
     }
 
+    /// The log was truncated to end at `log_end` (Kafka's `maybeTruncateCheckpoint`): nothing
+    /// at or above it is clean any more, and a pass planned over the old records is dropped.
+    /// Saved when anything changed.
+    pub(crate) fn truncate_to(&mut self, dir: &Path, log_end: i64) -> Result<(), LogError> {
+        let had_pass = self.pending.take().is_some();
+        let mut changed = false;
+        if self.cleaned_upto > log_end {
+            self.cleaned_upto = log_end;
+            changed = true;
+        }
+        // Each entry's time is when everything below its offset was clean; below the new end
+        // that stays true, so clamp and keep the oldest time of the entries that collapse.
+        let before = self.history.len();
+        for entry in self.history.iter_mut() {
+            if entry.0 > log_end {
+                entry.0 = log_end;
+                changed = true;
+            }
+        }
+        self.history.dedup_by_key(|e| e.0);
+        changed |= self.history.len() != before;
+        if changed || had_pass {
+            self.save(dir)?;
+        }
+        Ok(())
+    }
+
+    /// A follower is about to write batches with offset gaps (the leader's cleaned segments)
+    /// into segments based below `below`: make recovery accept gaps there, durably, first.
+    pub(crate) fn allow_gaps_below(&mut self, dir: &Path, below: i64) -> Result<(), LogError> {
+        if below <= self.rewritten_below {
+            return Ok(());
+        }
+        let before = self.rewritten_below;
+        self.rewritten_below = below;
+        if let Err(e) = self.save(dir) {
+            self.rewritten_below = before;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     fn save(&self, dir: &Path) -> Result<(), LogError> {
         let mut text = format!(
             "0\n{}\n{}\n{}\n",

@@ -129,6 +129,12 @@ impl LeaderEpochCache {
         true
     }
 
+    pub(crate) fn clear(&mut self) -> bool {
+        let changed = !self.entries.is_empty();
+        self.entries.clear();
+        changed
+    }
+
     #[cfg(test)]
     pub(crate) fn entries(&self) -> &[(i32, i64)] {
         &self.entries
@@ -258,6 +264,10 @@ mod tests {
         assert!(c.truncate_from_end(3));
         assert_eq!(c.entries(), &[(1, 0)]);
         assert!(c.truncate_from_end(0));
+        assert!(c.entries().is_empty());
+        assert!(!c.clear());
+        let mut c = cache(&[(1, 0)]);
+        assert!(c.clear());
         assert!(c.entries().is_empty());
     }
 

@@ -46,6 +46,13 @@
 //!   start offset, rewritten atomically on every change; appends assign their stamped epoch,
 //!   the log start trims it from the front, truncation from the back. Derived once from the
 //!   batch headers when the file is missing.
+//! - Followers ([`follower`](PartitionLog::append_as_follower)): `append_as_follower` writes a
+//!   leader's batches as they are (offsets, epochs, timestamps kept; CRC checked; offsets from
+//!   the log end on, with the gaps a leader's cleaner leaves accepted and made durable in the
+//!   cleaner checkpoint first so recovery accepts them too). `truncate_to` and
+//!   `truncate_fully_and_start_at` cut the log back crash-safely (the steps are in
+//!   `follower.rs`): a crash anywhere recovers a prefix of the old log, with its epoch cache
+//!   and producer state rebuilt from what is left.
 
 //! # Where this differs from Kafka, and why
 //!
@@ -106,6 +113,9 @@ pub mod cleaner;
 #[cfg(test)]
 mod cleaner_tests;
 mod error;
+mod follower;
+#[cfg(test)]
+mod follower_tests;
 mod index;
 mod leader_epochs;
 pub mod limits;
@@ -323,6 +333,16 @@ pub struct AppendOutcome {
     /// True when the batch was already in the log (idempotent retry): offsets are the original
     /// ones and nothing was written.
     pub duplicate: bool,
+}
+
+/// What one [`PartitionLog::append_as_follower`] call wrote. With no whole batch in the input,
+/// `batches` is 0, `first_offset` = `log_end_offset` and `last_offset` = `log_end_offset - 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerAppend {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub log_end_offset: i64,
+    pub batches: usize,
 }
 
 /// Whole batches for a fetch, plus the offsets the response reports.

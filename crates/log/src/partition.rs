@@ -25,9 +25,9 @@ use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::segment::{file_stem, Segment};
 use crate::{AppendOutcome, LogConfig, LogError, ReadResult, RetentionOutcome, TimestampType};
 
-const RECOVERY_POINT_FILE: &str = "recovery-point";
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
-const SNAPSHOT_SUFFIX: &str = ".snapshot";
+pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// The log start offset checkpoint: "0\n<offset>\n". Needed because DeleteRecords can put the
 /// log start inside a segment, where the first segment's base offset no longer says it.
 const LOG_START_FILE: &str = "log-start-offset";
@@ -43,23 +43,26 @@ pub struct PartitionLog {
     /// Swapped whole by `update_config`; readers clone it (every field is plain data).
     config: RwLock<LogConfig>,
     pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
-    log_end_offset: AtomicI64,
-    log_start_offset: AtomicI64,
+    pub(crate) log_end_offset: AtomicI64,
+    pub(crate) log_start_offset: AtomicI64,
     /// The stored high watermark, in [log start, log end] (read lock-free).
-    high_watermark: AtomicI64,
+    pub(crate) high_watermark: AtomicI64,
     /// Serialises changes of the high watermark against truncation lowering the log end, so a
     /// `set_high_watermark` clamped to a stale log end cannot land after it. Lock order:
     /// `writer`, then this.
-    high_watermark_update: Mutex<()>,
+    pub(crate) high_watermark_update: Mutex<()>,
+    /// The latest `now_ms` the broker gave this log (open, append, tick): the time of follower
+    /// appends, which take none (this crate never reads the clock).
+    pub(crate) clock_ms: AtomicI64,
     /// The leader-epoch cache, mirrored in `leader-epoch-checkpoint` after every change. Lock
     /// order: `writer`, then this.
-    epochs: Mutex<LeaderEpochCache>,
+    pub(crate) epochs: Mutex<LeaderEpochCache>,
     pub(crate) size_bytes: AtomicU64,
-    unflushed_messages: AtomicU64,
+    pub(crate) unflushed_messages: AtomicU64,
     /// fsync rounds run by `flush` (a metric: compare with flush calls to see group commit).
     flush_rounds: AtomicU64,
     /// (largest timestamp, its offset) over the whole log.
-    max_timestamp: Mutex<(i64, i64)>,
+    pub(crate) max_timestamp: Mutex<(i64, i64)>,
     pub(crate) writer: Mutex<Writer>,
     /// The log cleaner's checkpoint and pending pass (only `clean` takes it, never under
     /// `writer`; `clean` takes `writer` inside it only to swap).
@@ -67,8 +70,8 @@ pub struct PartitionLog {
     /// Serialises removing or replacing sealed segments' files (retention, DeleteRecords,
     /// cleaner swaps). Lock order: `writer`, then this.
     pub(crate) segment_files: Mutex<()>,
-    flush_state: Mutex<FlushState>,
-    flush_done: Condvar,
+    pub(crate) flush_state: Mutex<FlushState>,
+    pub(crate) flush_done: Condvar,
 }
 
 pub(crate) struct Writer {
@@ -76,14 +79,14 @@ pub(crate) struct Writer {
     /// A failed write could not be undone: refuse writes until reopened (and recovered).
     pub(crate) offline: bool,
     pub(crate) closed: bool,
-    checkpointed_recovery_point: i64,
+    pub(crate) checkpointed_recovery_point: i64,
     last_interval_flush_ms: i64,
 }
 
-struct FlushState {
+pub(crate) struct FlushState {
     /// Every offset below this is on disk.
-    flushed_offset: i64,
-    in_progress: bool,
+    pub(crate) flushed_offset: i64,
+    pub(crate) in_progress: bool,
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
@@ -328,6 +331,7 @@ impl PartitionLog {
             log_start_offset: AtomicI64::new(log_start_offset),
             high_watermark: AtomicI64::new(high_watermark),
             high_watermark_update: Mutex::new(()),
+            clock_ms: AtomicI64::new(now_ms),
             epochs: Mutex::new(LeaderEpochCache::default()),
             size_bytes: AtomicU64::new(size_bytes),
             unflushed_messages: AtomicU64::new(0),
@@ -367,7 +371,10 @@ impl PartitionLog {
     }
 
     /// Newest usable snapshot at or below the log end, then replay batch headers after it.
-    fn load_producer_state(&self, snapshots: &[i64]) -> Result<ProducerStates, LogError> {
+    pub(crate) fn load_producer_state(
+        &self,
+        snapshots: &[i64],
+    ) -> Result<ProducerStates, LogError> {
         let leo = self.log_end_offset();
         let mut state = ProducerStates::default();
         let mut from = self.log_start_offset();
@@ -459,7 +466,7 @@ impl PartitionLog {
 
     /// Change the cache with `change` and persist it when it changed; on a failed write the
     /// cache is put back as it was, so memory never claims more than the file.
-    fn update_epochs(
+    pub(crate) fn update_epochs(
         &self,
         change: impl FnOnce(&mut LeaderEpochCache) -> bool,
     ) -> Result<(), LogError> {
@@ -508,7 +515,7 @@ impl PartitionLog {
         self.epochs.lock().expect("epochs lock").start_offset(epoch)
     }
 
-    fn snapshot_path(&self, offset: i64) -> PathBuf {
+    pub(crate) fn snapshot_path(&self, offset: i64) -> PathBuf {
         self.dir
             .join(format!("{}{SNAPSHOT_SUFFIX}", file_stem(offset)))
     }
@@ -522,12 +529,7 @@ impl PartitionLog {
             fs::write(&path, &bytes).map_err(io_err(format!("writing {}", path.display())))?;
         }
         // Drop all but the newest few.
-        let mut offs: Vec<i64> = fs::read_dir(&self.dir)
-            .map_err(io_err("listing snapshots"))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| offset_from_name(&e.file_name().to_string_lossy(), SNAPSHOT_SUFFIX))
-            .collect();
-        offs.sort_unstable();
+        let offs = self.snapshot_offsets()?;
         let keep_from = offs.len().saturating_sub(SNAPSHOTS_RETAINED);
         for off in &offs[..keep_from] {
             let _ = fs::remove_file(self.snapshot_path(*off));
@@ -562,6 +564,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
         let config = self.config();
+        self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         let header = BatchHeader::parse(records)?;
         if header.total_bytes() > records.len() {
             return Err(LogError::InvalidRecord(
@@ -620,6 +623,7 @@ impl PartitionLog {
             max_ts_offset,
             config.index_interval_bytes,
             now_ms,
+            true,
         ) {
             if !repaired {
                 w.offline = true;
@@ -657,7 +661,7 @@ impl PartitionLog {
 
     /// The segment to append `batch_bytes` ending at `last_offset` to, rolling first when the
     /// active one is full by size, old by time, or would overflow 32-bit relative offsets.
-    fn maybe_roll(
+    pub(crate) fn maybe_roll(
         &self,
         w: &Writer,
         config: &LogConfig,
@@ -968,7 +972,7 @@ impl PartitionLog {
         *self.max_timestamp.lock().expect("ts lock") = max;
     }
 
-    fn write_log_start_offset(&self, offset: i64) -> Result<(), LogError> {
+    pub(crate) fn write_log_start_offset(&self, offset: i64) -> Result<(), LogError> {
         write_file_atomically(
             &self.dir.join(LOG_START_FILE),
             format!("0\n{offset}\n").as_bytes(),
@@ -1075,6 +1079,7 @@ impl PartitionLog {
     /// Periodic work: roll by time, flush by interval and after a roll (as Kafka flushes a
     /// rolled segment), and checkpoint the recovery point.
     pub fn tick(&self, now_ms: i64) -> Result<(), LogError> {
+        self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         let mut flush_now = false;
         {
             let config = self.config();

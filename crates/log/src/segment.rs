@@ -312,7 +312,10 @@ impl Segment {
     /// copies a batch (std has no stable `pwritev`; appends are serialised by the partition's
     /// writer lock and nothing else uses this file's cursor). On failure the file is cut back
     /// to the committed end so no half batch remains; if even that fails the error says so and
-    /// the caller must take the log offline.
+    /// the caller must take the log offline. `dense`: the batch must start exactly at the
+    /// segment's next offset (always, except a follower copying a leader's cleaned batches,
+    /// which may start later).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &self,
         head: &[u8],
@@ -321,14 +324,16 @@ impl Segment {
         max_ts_offset: i64,
         index_interval_bytes: u32,
         now_ms: i64,
+        dense: bool,
     ) -> Result<(), (LogError, bool)> {
         let position = self.size_bytes.load(Ordering::Relaxed);
         let batch_bytes = (head.len() + tail.len()) as u64;
-        assert_eq!(
-            header.base_offset,
-            self.next_offset.load(Ordering::Relaxed),
-            "offsets must be dense"
-        );
+        let next = self.next_offset.load(Ordering::Relaxed);
+        if dense {
+            assert_eq!(header.base_offset, next, "offsets must be dense");
+        } else {
+            assert!(header.base_offset >= next, "offsets must increase");
+        }
         assert_eq!(header.total_bytes() as u64, batch_bytes, "one whole batch");
         if let Err(e) = self.write_at(head, tail, position) {
             let repaired = self.log.set_len(position).is_ok();
@@ -356,6 +361,22 @@ impl Segment {
         self.next_offset
             .store(header.last_offset() + 1, Ordering::Release);
         Ok(())
+    }
+
+    /// Truncation is about to cut this segment's file at `position` (a batch boundary) and
+    /// replace it: readers still holding it stop there from now on.
+    pub(crate) fn retire_from(&self, position: u64) {
+        if position < self.size_bytes() {
+            self.size_bytes.store(position, Ordering::Release);
+        }
+    }
+
+    /// Cut the file at `position` and fsync it (truncation: the caller reopens the segment
+    /// afterwards to rebuild its indexes).
+    pub(crate) fn cut_file(&self, position: u64) -> Result<(), LogError> {
+        let io = |e| LogError::storage(format!("truncating {}", self.log_path.display()), e);
+        self.log.set_len(position).map_err(io)?;
+        self.log.sync_all().map_err(io)
     }
 
     /// Called once when this segment stops being the active one: record the final max
