@@ -1,10 +1,12 @@
-//! Deterministic whole-cluster simulator for the Chained Raft core and the metadata plane on it.
+//! Deterministic whole-cluster simulator for the Chained Raft core, the metadata plane on it,
+//! and partition replication.
 //!
 //! One thread, one seed: 3- or 5-node clusters of the real `josefine_chain::Node`, simulated
 //! disks that lose unsynced writes on crash, and a network that drops, delays, reorders,
 //! duplicates and partitions. With `RunOptions::controller` every server also applies the chain
 //! to a `josefine_meta::Image`, runs a broker process, and the chain leader runs the pure
-//! controller. Every invariant of the spec and of the cluster design is checked after every
+//! controller. `replication` runs partition replication (`josefine_replica`) under the real
+//! controller decisions, with acks=all producers and consumers. Every invariant of the spec and of the cluster design is checked after every
 //! step; a failing run reports its seed and replays exactly from it. This crate must never use
 //! threads, clocks or unseeded randomness: that would break replay.
 //!
@@ -12,6 +14,7 @@
 
 pub mod invariants;
 pub mod meta_invariants;
+pub mod replication;
 pub mod storage;
 pub mod world;
 

@@ -5,9 +5,11 @@
 //!           [--mutation none|last-appended-term|no-up-to-date|commit-older-term|ack-before-fsync]
 //!           [--fault-ms 20000] [--profile mixed|churn] [--keep-going]
 //! chain-sim --controller --seeds 1000 [--mutation fenced-leader-stays|...] [same options]
+//! chain-sim --replication --seeds 1000 [--start 0] [--mutation hw-at-log-end|...] [--fault-ms]
 //! ```
 //! `--controller` runs the metadata plane (image applier, brokers, controller, clients) on the
-//! chain; its mutations (`MetaMutation` names) imply it.
+//! chain; its mutations (`MetaMutation` names) imply it. `--replication` runs partition
+//! replication (`josefine_sim::replication`); its mutations (`ReplMutation` names) imply it.
 //! After every chunk the totals and the next seed are written to the progress file; running
 //! the same command again continues from there. A failing seed is printed with the exact
 //! command that replays it.
@@ -15,6 +17,7 @@
 use std::io::Write;
 use std::time::Instant;
 
+use josefine_sim::replication::{run_replication_seed, ReplCounts, ReplMutation, ReplOptions};
 use josefine_sim::{run_seed, MetaMutation, Mutation, Profile, RunOptions, Totals};
 
 struct Args {
@@ -24,14 +27,23 @@ struct Args {
     progress: Option<String>,
     mutation: Mutation,
     meta_mutation: MetaMutation,
+    repl_mutation: ReplMutation,
     controller: bool,
+    replication: bool,
     profile: Profile,
     fault_ms: u64,
     keep_going: bool,
     verbose: bool,
 }
 
-fn parse_mutation(s: &str) -> Result<(Mutation, MetaMutation), String> {
+fn parse_mutation(s: &str) -> Result<(Mutation, MetaMutation, ReplMutation), String> {
+    if let Some(m) = ReplMutation::parse(s).filter(|m| *m != ReplMutation::None) {
+        return Ok((Mutation::None, MetaMutation::None, m));
+    }
+    parse_chain_or_meta_mutation(s).map(|(c, m)| (c, m, ReplMutation::None))
+}
+
+fn parse_chain_or_meta_mutation(s: &str) -> Result<(Mutation, MetaMutation), String> {
     let chain = match s {
         "none" => Mutation::None,
         "last-appended-term" => Mutation::VoteOnLastAppendedTerm,
@@ -65,7 +77,9 @@ fn parse() -> Result<Args, String> {
         progress: None,
         mutation: Mutation::None,
         meta_mutation: MetaMutation::None,
+        repl_mutation: ReplMutation::None,
         controller: false,
+        replication: false,
         profile: Profile::Mixed,
         fault_ms: RunOptions::new(0).fault_ms,
         keep_going: false,
@@ -80,8 +94,11 @@ fn parse() -> Result<Args, String> {
             "--start" => a.start = num(val()?)?,
             "--chunk" => a.chunk = num(val()?)?.max(1),
             "--progress" => a.progress = Some(val()?),
-            "--mutation" => (a.mutation, a.meta_mutation) = parse_mutation(&val()?)?,
+            "--mutation" => {
+                (a.mutation, a.meta_mutation, a.repl_mutation) = parse_mutation(&val()?)?
+            }
             "--controller" => a.controller = true,
+            "--replication" => a.replication = true,
             "--fault-ms" => a.fault_ms = num(val()?)?,
             "--profile" => {
                 a.profile = match val()?.as_str() {
@@ -96,6 +113,7 @@ fn parse() -> Result<Args, String> {
         }
     }
     a.controller |= a.meta_mutation != MetaMutation::None;
+    a.replication |= a.repl_mutation != ReplMutation::None;
     Ok(a)
 }
 
@@ -176,6 +194,61 @@ fn save(path: &str, key: &str, next: u64, t: &Totals, wall: f64) -> std::io::Res
     std::fs::rename(tmp, path)
 }
 
+/// `--replication`: the replication simulation, seed after seed, with totals.
+fn run_replication(args: &Args) {
+    let started = Instant::now();
+    let (mut totals, mut violations, mut failing) = (ReplCounts::default(), 0u64, Vec::new());
+    let mut sim_time_ms = 0;
+    for seed in args.start..args.start + args.seeds {
+        let opts = ReplOptions {
+            seed,
+            mutation: args.repl_mutation,
+            fault_ms: args.fault_ms,
+        };
+        let r = run_replication_seed(opts);
+        if args.verbose {
+            eprintln!("{r:?}");
+        }
+        for v in &r.violations {
+            println!(
+                "VIOLATION seed={seed} {} at {} ms: {}\n  replay: cargo run --release -p josefine-sim --bin chain-sim -- --replication --start {seed} --seeds 1 --mutation {} --fault-ms {}",
+                v.property, v.time_ms, v.detail, args.repl_mutation.name(), args.fault_ms
+            );
+        }
+        if !r.violations.is_empty() {
+            violations += r.violations.len() as u64;
+            failing.push(seed.to_string());
+        }
+        totals.add(&r.counts);
+        sim_time_ms += r.sim_time_ms;
+        let done = seed + 1 - args.start;
+        if done.is_multiple_of(args.chunk) {
+            eprintln!(
+                "progress: {done}/{} seeds, {violations} violations, {:.1} s",
+                args.seeds,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "seeds {} (from {}), replication, mutation {}, wall {:.1} s\nsimulated time {:.1} s",
+        args.seeds,
+        args.start,
+        args.repl_mutation.name(),
+        started.elapsed().as_secs_f64(),
+        sim_time_ms as f64 / 1000.0
+    );
+    for (name, v) in totals.fields() {
+        println!("{} {v}", name.replace('_', " "));
+    }
+    println!("violations {violations}");
+    if violations > 0 {
+        failing.truncate(20);
+        println!("failing seeds: {}", failing.join(","));
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let args = match parse() {
         Ok(a) => a,
@@ -184,6 +257,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.replication {
+        run_replication(&args);
+        return;
+    }
     let key = format!(
         "start={},seeds={},mutation={},fault_ms={},profile={:?},controller={}",
         args.start,
