@@ -109,6 +109,7 @@ class JavaWorkload:
         self.throughput = throughput
         self.acks_list, self.failed, self.concurrent, self.final, self.faults = [], [], [], [], []
         self.fatal = []
+        self.final_ends = {}
         self.producer = self.consumer = None
         self.started_t = self.end_t = None
         self.producer_started = threading.Event()
@@ -194,7 +195,7 @@ class JavaWorkload:
                 tool.kill()
 
     def final_read(self, timeout_s: float = 120.0):
-        self.final = final_read(self.bootstrap, self.topic, self.partitions, timeout_s)
+        self.final, self.final_ends = final_read(self.bootstrap, self.topic, self.partitions, timeout_s)
         return self.final
 
     def history(self) -> dict:

@@ -15,6 +15,7 @@ import signal
 import time
 import uuid
 
+import fault_replicas
 from fault_checker import assert_clean, check
 from fault_cluster import PARTITIONS
 from fault_workload import Workload
@@ -69,6 +70,50 @@ def kill_leader_chase(cluster, wl, topic, kills: int, partition: int = 0, restar
             cluster.restart(victim)
             steady(cluster, wl, topic, partition)
     return rounds
+
+
+def follower_truncation(cluster, wl, topic, partition: int = 0, max_pause_s: float = 5.0) -> dict:
+    """Give the leader of `partition` a tail its followers never got, kill -9 it, resume them;
+    a follower becomes leader and takes new writes at those offsets; the old leader restarts
+    with its diverged tail and must truncate it (the replica comparison in `run` fails if it
+    did not). The tail: both followers SIGSTOPped, then a fresh acks=all producer (its own
+    connection: a broker holds further requests of a connection while an acks=all produce
+    waits, so the running writers add at most one batch each) bootstrapped from the leader
+    writes 20 records to `partition`, without retries (so its writes can fail but never
+    duplicate); the kill comes once the leader's log on disk is ahead of both followers (at
+    most `max_pause_s`, below the session timeout)."""
+    leader = cluster.leader(topic, partition)
+    victim = cluster.node(leader)
+    followers = [n for n in cluster.nodes if n.node_id != leader]
+
+    def end(n):
+        return fault_replicas.log_end(fault_replicas.partition_dir(n.data_dir, topic, partition))
+
+    t = wl.mark(f"followers paused, kill -9 leader {leader}", led_by(cluster, topic, leader))
+    for f in followers:
+        f.pause()
+    try:
+        wl.add_writer(partition=partition, limit=20,
+                      conf={"bootstrap.servers": victim.bootstrap, "enable.idempotence": False, "acks": "all",
+                            "retries": 0, "linger.ms": 0})
+        deadline = time.monotonic() + max_pause_s
+        while end(victim) <= max(end(f) for f in followers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        victim.kill()
+        # everything is still: the logs as the election will find them
+        ends = {n.node_id: end(n) for n in cluster.nodes}
+    finally:
+        for f in followers:
+            f.resume()
+    new = cluster.wait_new_leader(topic, partition, leader, timeout_s=ACK_TIMEOUT_S)
+    wl.wait_acks(5, partition=partition, since=t, sent_after=t, timeout_s=ACK_TIMEOUT_S)
+    wl.mark(f"restart node {leader}", heal=True)
+    cluster.restart(victim)
+    steady(cluster, wl, topic, partition)
+    tail = ends[leader] - max(e for n, e in ends.items() if n != leader)
+    print(f"log ends at the kill: {ends}: old leader {leader} held {tail} offsets no follower had; "
+          f"new leader {new}")
+    return {"victim": leader, "new_leader": new, "ends_at_kill": ends, "unreplicated_tail": tail}
 
 
 def pause_leader(cluster, wl, topic, partition: int = 0, extra_s: float = 4.0):
@@ -150,7 +195,7 @@ def delay_leader(cluster, wl, topic, partition: int = 0, ms: int = 300, hold_s: 
                    lambda net: net.delay(leader, ms), hold_s, partition)
 
 
-def run(cluster, prefix: str, fault, *args, acks="all", rate: float = 300.0, loss_allowed=False,
+def run(cluster, prefix: str, fault, *args, acks="all", rate: float = 300.0, allowed=(),
         warmup_acks: int = 50, workload=None, **kwargs) -> dict:
     """Create an RF=3 topic, start the workload (`workload(cluster, topic)` if given, e.g. a
     fault_java.JavaWorkload, else confluent-kafka's), run `fault(cluster, wl, topic, ...)`,
@@ -167,6 +212,8 @@ def run(cluster, prefix: str, fault, *args, acks="all", rate: float = 300.0, los
     try:
         for p in range(PARTITIONS):  # every partition takes writes before the first fault
             wl.wait_acks(warmup_acks // PARTITIONS + 1, partition=p, timeout_s=ACK_TIMEOUT_S)
+        # and the start-up backlog (writes queued while the producer id was fetched) is gone
+        wl.wait_acks(warmup_acks, since=time.time() + 1.0, timeout_s=ACK_TIMEOUT_S)
         result = fault(cluster, wl, topic, *args, **kwargs)
         wl.wait_acks(warmup_acks, since=time.time(), timeout_s=ACK_TIMEOUT_S)
     finally:
@@ -176,11 +223,15 @@ def run(cluster, prefix: str, fault, *args, acks="all", rate: float = 300.0, los
     path = cluster.root / f"{prefix}-history.json"
     path.write_text(json.dumps(history))
     print(f"history: {path} (kept with KEEP_BROKER_DATA=1 or on failure)")
-    report = check(history, loss_allowed=loss_allowed)
+    report = check(history, allowed=allowed)
+    replicas = fault_replicas.compare(cluster, topic, PARTITIONS, wl.final_ends)
+    print(f"replicas below the high watermark: {replicas['partitions']}; diverged {replicas['diverged']}")
+    report["replicas"] = replicas
     report["fault"] = result
     report["fatal"] = list(wl.fatal)
     report["failed_deliveries"] = len(wl.failed)
     assert_clean(report, f"{prefix} on {cluster.kind} (acks={acks})")
+    assert not replicas["diverged"], f"replicas differ below the high watermark: {replicas['diverged']}"
     if acks == "all":
         assert not wl.fatal, f"idempotent producer fatal errors: {wl.fatal}"
     assert report["acknowledged"] > 0

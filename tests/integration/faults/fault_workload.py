@@ -24,18 +24,24 @@ FINAL_READ_TIMEOUT_S = 120.0
 
 
 class Writer(threading.Thread):
-    def __init__(self, wl, index: int):
+    """One producer thread. `partition` fixed: every write goes there (else round-robin);
+    `limit`: stop writing after that many (and only wait for deliveries); `conf`: overrides."""
+
+    def __init__(self, wl, index: int, partition=None, limit=None, conf=None):
         super().__init__(name=f"writer-{index}", daemon=True)
         self.wl = wl
         self.index = index
-        conf = {"bootstrap.servers": wl.bootstrap, "linger.ms": 5, "message.timeout.ms": wl.message_timeout_ms,
+        self.partition = partition
+        self.limit = limit
+        base = {"bootstrap.servers": wl.bootstrap, "linger.ms": 5, "message.timeout.ms": wl.message_timeout_ms,
                 "error_cb": self._on_error}
         if wl.acks == "all":
-            conf.update({"enable.idempotence": True, "acks": "all"})
+            base.update({"enable.idempotence": True, "acks": "all"})
         else:
-            conf.update({"enable.idempotence": False, "acks": str(wl.acks)})
-        conf.update(wl.producer_conf)
-        self.producer = Producer(conf)
+            base.update({"enable.idempotence": False, "acks": str(wl.acks)})
+        base.update(wl.producer_conf)
+        base.update(conf or {})
+        self.producer = Producer(base)
         self.outstanding = 0
         self.sent = 0
 
@@ -56,13 +62,13 @@ class Writer(threading.Thread):
         next_t = time.monotonic()
         seq = 0
         while not self.wl.stopping.is_set() and not self.wl.fatal:
-            if self.outstanding >= MAX_IN_FLIGHT:
+            if self.outstanding >= MAX_IN_FLIGHT or (self.limit is not None and seq >= self.limit):
                 self.producer.poll(0.05)
                 continue
             value = f"w{self.index}-{seq}"
             try:
-                self.producer.produce(self.wl.topic, value.encode(), partition=seq % self.wl.partitions,
-                                      on_delivery=self._delivered)
+                partition = self.partition if self.partition is not None else seq % self.wl.partitions
+                self.producer.produce(self.wl.topic, value.encode(), partition=partition, on_delivery=self._delivered)
             except BufferError:
                 self.producer.poll(0.05)
                 continue
@@ -122,6 +128,7 @@ class Workload:
         self.acks_list, self.failed, self.fatal, self.attempted = [], [], [], []
         self.sent_at = {}
         self.concurrent, self.final, self.faults = [], [], []
+        self.final_ends = {}
         self.stopping = threading.Event()
         self.reader_stop = threading.Event()
         self.writers = [Writer(self, i) for i in range(writers)]
@@ -136,6 +143,13 @@ class Workload:
         if self.reader:
             self.reader.start()
         return self
+
+    def add_writer(self, partition=None, limit=None, conf=None) -> Writer:
+        """Start one more writer now (values `w<next index>-<seq>`, recorded like the others)."""
+        w = Writer(self, len(self.writers), partition, limit, conf)
+        self.writers.append(w)
+        w.start()
+        return w
 
     def acked_since(self, t: float, partition=None) -> int:
         return sum(1 for p, _o, _v, ta in list(self.acks_list) if ta >= t and (partition is None or p == partition))
@@ -185,7 +199,7 @@ class Workload:
     def final_read(self, timeout_s: float = FINAL_READ_TIMEOUT_S):
         """A fresh consumer reads every partition from the earliest offset up to the high
         watermark it finds now."""
-        self.final = final_read(self.bootstrap, self.topic, self.partitions, timeout_s)
+        self.final, self.final_ends = final_read(self.bootstrap, self.topic, self.partitions, timeout_s)
         return self.final
 
     def history(self) -> dict:
@@ -193,8 +207,9 @@ class Workload:
                 "final": list(self.final), "faults": list(self.faults), "end_t": self.end_t}
 
 
-def final_read(bootstrap: str, topic: str, partitions: int, timeout_s: float = FINAL_READ_TIMEOUT_S) -> list:
-    """[(partition, offset, value)] of everything below each partition's high watermark."""
+def final_read(bootstrap: str, topic: str, partitions: int, timeout_s: float = FINAL_READ_TIMEOUT_S):
+    """([(partition, offset, value)] of everything below each partition's high watermark,
+    {partition: high watermark})."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"faults-final-{topic}",
                          "enable.auto.commit": False, "enable.partition.eof": False})
     try:
@@ -224,6 +239,6 @@ def final_read(bootstrap: str, topic: str, partitions: int, timeout_s: float = F
                     out.append((p, off, msg.value().decode()))
                 pos[p] = max(pos[p], off)
         print(f"final read: {len(out)} records, high watermarks {ends}")
-        return out
+        return out, ends
     finally:
         consumer.close()
