@@ -46,6 +46,7 @@ fn replication_seeds_hold_every_invariant() {
         "{counts:?}"
     );
     assert!(counts.refused_not_enough_replicas > 0, "{counts:?}");
+    assert!(counts.controlled_shutdowns > 2, "{counts:?}");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use josefine_meta::PartitionAssignment;
+use josefine_replica::LeaderState;
 
 use super::log::{chain_hash, Entry, ReplicaLog};
 use super::{ReplWorld, Role};
@@ -131,6 +132,28 @@ impl History {
         }
         None
     }
+}
+
+/// `hw_frozen_below_min_isr`: a leader's HW moves only while its committed ISR has at least
+/// `min.insync.replicas` members (capped at the replica count).
+pub(crate) fn hw_frozen_below_min_isr(
+    broker: i32,
+    partition: i32,
+    state: &LeaderState,
+    hw: i64,
+    now_ms: u64,
+) -> Option<Violation> {
+    let min = (super::MIN_INSYNC_REPLICAS as usize).min(state.replicas().len());
+    (state.committed_isr().len() < min).then(|| {
+        violation(
+            "hw_frozen_below_min_isr",
+            now_ms,
+            format!(
+                "partition {partition}: leader {broker} moved its HW to {hw} with committed ISR {:?}",
+                state.committed_isr()
+            ),
+        )
+    })
 }
 
 /// `leader_from_isr`: a committed change that gives a partition a new leader takes it from the

@@ -14,8 +14,8 @@
 //!
 //! Checked after every step (`checks.rs`, one function per property): `acked_write_kept`,
 //! `isr_holds_committed`, `replicas_agree_below_hw`, `leader_hw_monotonic`; on every HW move
-//! `committed_prefix_stable`, on every leader change `leader_from_isr`, on every consumer read
-//! `read_below_hw`. Must never: use time or randomness other than the world's, or reach into
+//! `committed_prefix_stable`, `hw_frozen_below_min_isr`, on every leader change
+//! `leader_from_isr`, on every consumer read `read_below_hw`. Must never: use time or randomness other than the world's, or reach into
 //! the state machines except through their public API (mutations excepted: each breaks one
 //! rule on purpose, to prove a check bites).
 
@@ -58,6 +58,8 @@ const FETCH_TIMEOUT_MS: u64 = 500;
 const ALTER_TIMEOUT_MS: u64 = 1_000;
 /// Records per fetch answer.
 const FETCH_RECORDS_MAX: usize = 8;
+/// A broker in controlled shutdown exits after this even without the controller's go.
+const SHUTDOWN_TIMEOUT_MS: u64 = 2_000;
 /// A produce not acknowledged within this is abandoned (REQUEST_TIMED_OUT).
 const PRODUCE_TIMEOUT_MS: u64 = 3_000;
 /// Chance (per million) that an AlterPartition also arrives again up to 3 s later.
@@ -148,10 +150,11 @@ pub struct ReplCounts {
     pub crashes: u64,
     pub pauses: u64,
     pub cuts: u64,
+    pub controlled_shutdowns: u64,
 }
 
 impl ReplCounts {
-    pub fn fields(&self) -> [(&'static str, u64); 12] {
+    pub fn fields(&self) -> [(&'static str, u64); 13] {
         [
             ("produced", self.produced),
             ("acked", self.acked),
@@ -168,6 +171,7 @@ impl ReplCounts {
             ("crashes", self.crashes),
             ("pauses", self.pauses),
             ("cuts", self.cuts),
+            ("controlled_shutdowns", self.controlled_shutdowns),
         ]
     }
 
@@ -185,6 +189,7 @@ impl ReplCounts {
             &mut self.crashes,
             &mut self.pauses,
             &mut self.cuts,
+            &mut self.controlled_shutdowns,
         ];
         for (mine, (_, theirs)) in all.iter_mut().zip(o.fields()) {
             **mine += theirs;
@@ -228,6 +233,11 @@ enum Msg {
     Heartbeat {
         broker_epoch: i64,
         position: u64,
+        want_shutdown: bool,
+    },
+    /// The controller lets a broker in controlled shutdown exit.
+    ShutDown {
+        broker_epoch: i64,
     },
     Alter {
         broker_epoch: i64,
@@ -321,6 +331,8 @@ struct Broker {
     applied: usize,
     next_heartbeat_ms: u64,
     next_register_ms: u64,
+    /// SIGTERM received at this time: heartbeats ask to shut down.
+    shutdown_since_ms: Option<u64>,
     replicas: BTreeMap<i32, Replica>,
 }
 
@@ -395,6 +407,7 @@ impl ReplWorld {
                     applied: 0,
                     next_heartbeat_ms: 0,
                     next_register_ms: 0,
+                    shutdown_since_ms: None,
                     replicas: BTreeMap::new(),
                 })
                 .collect(),
@@ -624,6 +637,13 @@ impl ReplWorld {
                 r.log.crash();
             }
             self.counts.crashes += 1;
+        } else if self.rng.chance(500)
+            && self.brokers[i].down_until_ms.is_none()
+            && self.brokers[i].shutdown_since_ms.is_none()
+        {
+            // SIGTERM: controlled shutdown through the controller, then a restart.
+            self.brokers[i].shutdown_since_ms = Some(now);
+            self.counts.controlled_shutdowns += 1;
         } else if self.rng.chance(1_500) && now >= self.brokers[i].paused_until_ms {
             self.brokers[i].paused_until_ms = now + self.rng.range(100, 3_000);
             self.counts.pauses += 1;
@@ -653,6 +673,17 @@ impl ReplWorld {
         }
     }
 
+    /// A clean exit after SIGTERM (the controller's go or the timeout): logs flushed, the
+    /// process down for a while, then a new incarnation.
+    fn exit(&mut self, i: usize) {
+        let down = self.rng.range(100, 1_500);
+        let b = &mut self.brokers[i];
+        for r in b.replicas.values_mut() {
+            r.log.flush();
+        }
+        b.down_until_ms = Some(self.now_ms + down);
+    }
+
     /// Restarts crashed brokers as new incarnations.
     fn lifecycle(&mut self) {
         let now = self.now_ms;
@@ -666,6 +697,7 @@ impl ReplWorld {
                 b.image = Image::default();
                 b.applied = 0;
                 b.next_register_ms = now;
+                b.shutdown_since_ms = None;
                 for r in b.replicas.values_mut() {
                     r.role = None;
                     r.fetch_in_flight = None;
@@ -773,17 +805,21 @@ impl ReplWorld {
             Msg::Heartbeat {
                 broker_epoch,
                 position,
+                want_shutdown,
             } => {
                 let hb = Heartbeat {
                     node_id: from,
                     broker_epoch,
                     current_position: position,
                     want_fence: false,
-                    want_shutdown: false,
+                    want_shutdown,
                 };
-                let (_, cmd) = self.ctrl.ctl.heartbeat(&self.ctrl.image, hb, now);
+                let (reply, cmd) = self.ctrl.ctl.heartbeat(&self.ctrl.image, hb, now);
                 if let Some(cmd) = cmd {
                     self.commit(cmd);
+                }
+                if reply.should_shut_down {
+                    self.send(CONTROLLER, from, Msg::ShutDown { broker_epoch });
                 }
             }
             Msg::Alter {
@@ -831,6 +867,12 @@ impl ReplWorld {
                 let b = &mut self.brokers[i];
                 if b.incarnation == incarnation {
                     b.broker_epoch = Some(epoch);
+                }
+            }
+            Msg::ShutDown { broker_epoch } => {
+                let b = &self.brokers[i];
+                if b.shutdown_since_ms.is_some() && b.broker_epoch == Some(broker_epoch) {
+                    self.exit(i);
                 }
             }
             Msg::AlterReply { seq, result } => {
@@ -1002,6 +1044,15 @@ impl ReplWorld {
             match effect {
                 Effect::HighWatermark(hw) => {
                     self.counts.hw_advances += 1;
+                    if let Some(Role::Leader { state, .. }) =
+                        &self.brokers[i].replicas[&partition].role
+                    {
+                        if let Some(v) =
+                            checks::hw_frozen_below_min_isr(id, partition, state, hw, now)
+                        {
+                            self.violations.push(v);
+                        }
+                    }
                     if self.trace {
                         let r = &self.brokers[i].replicas[&partition];
                         if let Some(Role::Leader {
@@ -1128,14 +1179,23 @@ impl ReplWorld {
             self.brokers[i].next_heartbeat_ms = now + HEARTBEAT_INTERVAL_MS;
             let broker_epoch = self.brokers[i].broker_epoch.expect("registered");
             let position = self.brokers[i].image.position;
+            let want_shutdown = self.brokers[i].shutdown_since_ms.is_some();
             self.send(
                 id,
                 CONTROLLER,
                 Msg::Heartbeat {
                     broker_epoch,
                     position,
+                    want_shutdown,
                 },
             );
+        }
+        if self.brokers[i]
+            .shutdown_since_ms
+            .is_some_and(|since| now >= since + SHUTDOWN_TIMEOUT_MS)
+        {
+            self.exit(i);
+            return;
         }
         self.catch_up_metadata(i);
         if !self.brokers[i].ready() {
