@@ -91,3 +91,55 @@ async fn shutdown_interrupts_an_hour_long_backoff() {
         .await
         .expect("shutdown waited for the maintenance thread's backoff");
 }
+
+/// `replica.high.watermark.checkpoint.interval.ms`: the data directory's
+/// `replication-offset-checkpoint` (Kafka's format) follows every partition's high watermark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_watermarks_are_checkpointed_on_the_interval() {
+    let (broker, dir) = start_broker(&["replica.high.watermark.checkpoint.interval.ms=100"]).await;
+    let mut c = Client::connect(&broker).await;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name("hw"))
+            .with_num_partitions(2)
+            .with_replication_factor(1)]);
+    c.send(ApiKey::CreateTopics, 7, &req).await;
+    let (_, r): (i32, CreateTopicsResponse) = c.recv(ApiKey::CreateTopics, 7).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("hw"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(1)
+                .with_records(Some(batch(
+                    &[("k", "a"), ("k", "b"), ("k", "c")],
+                    None,
+                )))])]);
+    c.send(ApiKey::Produce, 9, &produce).await;
+    let (_, r): (i32, ProduceResponse) = c.recv(ApiKey::Produce, 9).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+
+    let path = dir
+        .path()
+        .join(josefine_log::HIGH_WATERMARK_CHECKPOINT_FILE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut lines: Vec<&str> = text.lines().collect();
+        if lines.len() >= 2 && lines[..2] == ["0", "2"] {
+            lines[2..].sort();
+            if lines[2..] == ["hw 0 0", "hw 1 3"] {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint with both partitions within 30 s: {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker.shutdown().await;
+}

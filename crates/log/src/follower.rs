@@ -149,13 +149,21 @@ impl PartitionLog {
             st.allow_gaps_below(&self.dir, last_offset + 1)?;
         }
         // The cache learns the epochs before their batches are written (as `append`).
-        self.update_epochs(|c| {
-            let mut changed = false;
-            for b in &checked {
-                changed |= c.assign(b.header.partition_leader_epoch, b.header.base_offset);
-            }
-            changed
-        })?;
+        let new_epoch = {
+            let cache = self.epochs.lock().expect("epochs lock");
+            checked
+                .iter()
+                .any(|b| cache.would_assign(b.header.partition_leader_epoch))
+        };
+        if new_epoch {
+            self.update_epochs(|c| {
+                let mut changed = false;
+                for b in &checked {
+                    changed |= c.assign(b.header.partition_leader_epoch, b.header.base_offset);
+                }
+                changed
+            })?;
+        }
         let mut unflushed = 0;
         for b in &checked {
             unflushed = self.write_follower_batch(&mut w, &config, b, now_ms)?;
@@ -287,11 +295,13 @@ impl PartitionLog {
         self.remove_snapshots_above(offset)?;
         // (2) Publish the lower end (readers stop before the doomed bytes) and make the
         // recovery point durable below it before any file changes.
-        holder.retire_from(cut);
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        let provisional_end = offset.min(holder.next_offset());
+        holder.retire_from(cut, provisional_end);
         for seg in &segs[keep..] {
-            seg.retire_from(0);
+            seg.retire_from(0, seg.base_offset);
         }
-        self.publish_end(offset.min(holder.next_offset()), None);
+        self.publish_end(provisional_end, None);
         let flushed = self.lower_flushed_offset(offset);
         self.write_recovery_point_locked(w, flushed)?;
         // (3) Whole segments after the cut, newest first: what is left is always a prefix.
@@ -361,8 +371,9 @@ impl PartitionLog {
             let _files = self.segment_files.lock().expect("segment files lock");
             let segs = self.segments.read().expect("segments lock").clone();
             self.remove_snapshots_above(-1)?;
+            self.truncations.fetch_add(1, Ordering::AcqRel);
             for seg in segs.iter().rev() {
-                seg.retire_from(0);
+                seg.retire_from(0, seg.base_offset);
                 Segment::rename_to_deleted(&self.dir, seg.base_offset)
                     .map_err(io_err("renaming a segment to .deleted"))?;
             }

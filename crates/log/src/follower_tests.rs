@@ -634,3 +634,66 @@ fn truncate_fully_starts_an_empty_log_anywhere() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 40));
     assert_eq!(log.latest_leader_epoch(), None);
 }
+
+/// Readers racing with follower appends, truncations and high-watermark moves see only whole
+/// batches the leader wrote at those offsets, and consistent offsets.
+#[test]
+fn reads_racing_with_appends_and_truncations_see_only_leader_batches() {
+    let (ld, fd) = (fast_tempdir(), fast_tempdir());
+    let (leader, _) = leader_history(ld.path(), 120, 1);
+    let by_base: BTreeMap<i64, Vec<u8>> = all_batches(&leader)
+        .into_iter()
+        .map(|(h, b)| (h.base_offset, b))
+        .collect();
+    let end = leader.log_end_offset();
+    let follower = std::sync::Arc::new(open(fd.path()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (follower, done) = (follower.clone(), done.clone());
+        let by_base = by_base.clone();
+        std::thread::spawn(move || {
+            let mut rng = Rng(99);
+            let mut served = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = rng.below(end as usize + 1) as i64;
+                match follower.read(at, 1 + rng.below(4000), i64::MAX) {
+                    Ok(r) => {
+                        assert!(r.log_start_offset <= r.high_watermark);
+                        assert!(r.high_watermark <= r.log_end_offset);
+                        let mut pos = 0;
+                        while pos < r.records.len() {
+                            let h = BatchHeader::parse(&r.records[pos..]).unwrap();
+                            let b = &r.records[pos..pos + h.total_bytes()];
+                            assert_eq!(Some(&b.to_vec()), by_base.get(&h.base_offset));
+                            pos += h.total_bytes();
+                            served += 1;
+                        }
+                    }
+                    Err(e) => assert_eq!(e.kafka_error_code(), 1, "{e}"),
+                }
+            }
+            served
+        })
+    };
+    let mut rng = Rng(5);
+    for round in 0..150 {
+        for f in fetches(&leader, follower.log_end_offset(), &mut rng)
+            .into_iter()
+            .take(1 + rng.below(6))
+        {
+            follower.append_as_follower(&f).unwrap();
+        }
+        let leo = follower.log_end_offset();
+        follower.set_high_watermark(leo - rng.below(30) as i64);
+        if round % 3 == 0 {
+            let hw = follower.high_watermark();
+            follower
+                .truncate_to(hw + rng.below((leo - hw) as usize + 1) as i64)
+                .unwrap();
+        }
+    }
+    replicate(&leader, &follower, &mut rng);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(segment_files(fd.path()), segment_files(ld.path()));
+}

@@ -22,11 +22,6 @@ const UNDEFINED_EPOCH: i32 = -1;
 /// The cache file name (Kafka's `LeaderEpochCheckpointFile.LEADER_EPOCH_CHECKPOINT_FILENAME`).
 pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 
-/// Most entries a cache file may declare: one per leader election that wrote to this log; a
-/// partition that changed leader every second for a year has fewer. Bounds what a damaged
-/// file can make us allocate.
-const ENTRIES_MAX: usize = 1 << 25;
-
 /// Epoch -> start offset, both strictly increasing along the vector.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LeaderEpochCache {
@@ -65,6 +60,12 @@ impl LeaderEpochCache {
         }
         self.entries.push((epoch, start_offset));
         true
+    }
+
+    /// True when [`LeaderEpochCache::assign`] of `epoch` would change the cache: a cheap check
+    /// before the copy an update makes (appends call it for every batch).
+    pub(crate) fn would_assign(&self, epoch: i32) -> bool {
+        epoch >= 0 && self.latest_epoch().is_none_or(|latest| epoch > latest)
     }
 
     pub(crate) fn latest_epoch(&self) -> Option<i32> {
@@ -157,7 +158,7 @@ impl LeaderEpochCache {
             return None;
         }
         let n: usize = lines.next()?.trim().parse().ok()?;
-        if n > ENTRIES_MAX {
+        if n > crate::limits::LEADER_EPOCH_ENTRIES_MAX {
             return None;
         }
         let mut entries: Vec<(i32, i64)> = Vec::new();

@@ -78,3 +78,17 @@ pub const CLEANER_IO_BYTES_PER_CALL_DEFAULT: u64 = 64 * 1024 * 1024;
 /// to time tombstone removal. Merging two entries only delays removal, never hastens it, so a
 /// small bound is safe: 64 covers a week of hourly passes at a 1-day delete.retention.ms.
 pub const CLEANER_HISTORY_ENTRIES_MAX: usize = 64;
+
+/// Entries a `leader-epoch-checkpoint` may declare: one per leader election that wrote to the
+/// log; a partition whose leader changed every second for a year has fewer. Bounds what a
+/// damaged file can make `open` allocate (the cache is then derived from the batches).
+pub const LEADER_EPOCH_ENTRIES_MAX: usize = 1 << 25;
+
+/// Entries a `replication-offset-checkpoint` may declare: one per partition in the data
+/// directory, far above what one broker hosts. Bounds what a damaged file can make
+/// `LogManager::open` allocate.
+pub const HIGH_WATERMARK_ENTRIES_MAX: usize = 1 << 24;
+
+/// Times a read restarts because a truncation cut a segment file under it (it then sees the
+/// new log end). Each restart needs another truncation racing with it, so a few suffice.
+pub const READ_ATTEMPTS_MAX: usize = 4;

@@ -30,10 +30,6 @@ const LOCK_FILE: &str = ".lock";
 /// Kafka's `ReplicaManager.HighWatermarkFilename`: the high watermarks of the data directory.
 pub const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
 
-/// Entries a high-watermark checkpoint may declare (one per partition in the directory):
-/// bounds what a damaged file can make `open` allocate.
-const HIGH_WATERMARK_ENTRIES_MAX: usize = 1 << 24;
-
 /// Parse Kafka's offset checkpoint text (`0\n<n>\n<topic> <partition> <offset>\n`...); None
 /// when damaged.
 fn parse_high_watermarks(text: &str) -> Option<HashMap<(String, i32), i64>> {
@@ -42,7 +38,7 @@ fn parse_high_watermarks(text: &str) -> Option<HashMap<(String, i32), i64>> {
         return None;
     }
     let n: usize = lines.next()?.trim().parse().ok()?;
-    if n > HIGH_WATERMARK_ENTRIES_MAX {
+    if n > crate::limits::HIGH_WATERMARK_ENTRIES_MAX {
         return None;
     }
     let mut out = HashMap::new();

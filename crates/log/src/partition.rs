@@ -54,6 +54,9 @@ pub struct PartitionLog {
     /// The latest `now_ms` the broker gave this log (open, append, tick): the time of follower
     /// appends, which take none (this crate never reads the clock).
     pub(crate) clock_ms: AtomicI64,
+    /// Truncations started since open: a read that failed while this moved retries (the
+    /// file it read may have been cut under it).
+    pub(crate) truncations: AtomicU64,
     /// The leader-epoch cache, mirrored in `leader-epoch-checkpoint` after every change. Lock
     /// order: `writer`, then this.
     pub(crate) epochs: Mutex<LeaderEpochCache>,
@@ -332,6 +335,7 @@ impl PartitionLog {
             high_watermark: AtomicI64::new(high_watermark),
             high_watermark_update: Mutex::new(()),
             clock_ms: AtomicI64::new(now_ms),
+            truncations: AtomicU64::new(0),
             epochs: Mutex::new(LeaderEpochCache::default()),
             size_bytes: AtomicU64::new(size_bytes),
             unflushed_messages: AtomicU64::new(0),
@@ -607,7 +611,14 @@ impl PartitionLog {
         let base_offset = self.log_end_offset.load(Ordering::Relaxed);
         // The cache learns the epoch before its first batch is written (Kafka's order): a
         // crash in between leaves an entry at the log end, which opening trims.
-        self.update_epochs(|c| c.assign(leader_epoch, base_offset))?;
+        if self
+            .epochs
+            .lock()
+            .expect("epochs lock")
+            .would_assign(leader_epoch)
+        {
+            self.update_epochs(|c| c.assign(leader_epoch, base_offset))?;
+        }
         batch::set_offset_and_epoch(&mut head, base_offset, leader_epoch);
         let max_ts_offset = match config.timestamp_type {
             TimestampType::LogAppendTime => base_offset,
@@ -719,6 +730,28 @@ impl PartitionLog {
     /// first batch alone is larger (then exactly that batch), none with an offset at or past
     /// `max_offset_exclusive`. OFFSET_OUT_OF_RANGE outside [log start, log end].
     pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+    ) -> Result<ReadResult, LogError> {
+        let mut attempt = 0;
+        loop {
+            let truncations = self.truncations.load(Ordering::Acquire);
+            let result = self.read_once(fetch_offset, max_bytes, max_offset_exclusive);
+            attempt += 1;
+            match result {
+                // A truncation may have cut the file under this read: read again from the new
+                // state (each retry needs another truncation to race with).
+                Err(LogError::Storage { .. })
+                    if self.truncations.load(Ordering::Acquire) != truncations
+                        && attempt < crate::limits::READ_ATTEMPTS_MAX => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn read_once(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
@@ -893,6 +926,8 @@ impl PartitionLog {
                 "records of a partition with cleanup.policy=compact cannot be deleted".into(),
             ));
         }
+        // Under the writer lock: only truncation (which takes it) lowers the high watermark.
+        let w = self.writer.lock().expect("writer lock");
         let high_watermark = self.high_watermark();
         let target = if offset == -1 { high_watermark } else { offset };
         if target < 0 || target > high_watermark {
@@ -902,7 +937,6 @@ impl PartitionLog {
                 log_end_offset: self.log_end_offset(),
             });
         }
-        let w = self.writer.lock().expect("writer lock");
         if w.closed || w.offline {
             return Err(LogError::Offline);
         }

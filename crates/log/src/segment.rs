@@ -364,8 +364,11 @@ impl Segment {
     }
 
     /// Truncation is about to cut this segment's file at `position` (a batch boundary) and
-    /// replace it: readers still holding it stop there from now on.
-    pub(crate) fn retire_from(&self, position: u64) {
+    /// replace it: readers still holding it stop there, and below `next_offset`, from now on.
+    pub(crate) fn retire_from(&self, position: u64, next_offset: i64) {
+        if next_offset < self.next_offset() {
+            self.next_offset.store(next_offset, Ordering::Release);
+        }
         if position < self.size_bytes() {
             self.size_bytes.store(position, Ordering::Release);
         }
@@ -550,6 +553,10 @@ impl Segment {
         let rel = (offset - self.base_offset).max(0) as u32;
         let (_, index_pos) = self.index.lock().expect("index lock").lookup_offset(rel);
         let mut pos = index_pos as u64;
+        if pos >= committed {
+            // Only after a truncation retired this segment's tail (its index still covers it).
+            return Ok(None);
+        }
         loop {
             let want = (index_interval_bytes as u64)
                 .saturating_add(max_bytes as u64)
