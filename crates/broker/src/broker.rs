@@ -154,6 +154,7 @@ impl Broker {
             broker.clone(),
             broker.tasks_stop.subscribe(),
         ));
+        crate::replication::start(&broker, broker.tasks_stop.subscribe());
         broker.lifecycle.wait_unfenced(&broker).await;
         if !broker.metadata.is_sole_voter() {
             // Unfenced means the image holds everything committed before this registration: now

@@ -81,6 +81,10 @@ pub struct ServeArgs {
     ///   group.min.session.timeout.ms=6000 group.max.session.timeout.ms=1800000
     ///   group.max.size=2147483647         offset.metadata.max.bytes=4096
     ///   broker.heartbeat.interval.ms=2000 broker.session.timeout.ms=9000
+    ///   replica.lag.time.max.ms=30000     replica.fetch.wait.max.ms=500
+    ///   replica.fetch.min.bytes=1         replica.fetch.max.bytes=1048576
+    ///   replica.fetch.response.max.bytes=10485760  replica.fetch.backoff.ms=1000
+    ///   replica.socket.timeout.ms=30000
     ///   fetch.max.bytes=57671680          connections.max.idle.ms=600000
     ///   max.connections=4096 (Kafka: unlimited; Josefine always keeps a cap)
     ///   queued.max.requests=16 (Josefine: in-flight requests per connection)
@@ -256,6 +260,22 @@ pub struct BrokerSettings {
     pub broker_session_timeout_ms: u64,
     /// offset.metadata.max.bytes: longest commit metadata string.
     pub offset_metadata_max_bytes: u32,
+    /// replica.lag.time.max.ms: a follower not caught up with the leader's log end for this
+    /// long is removed from the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// replica.fetch.wait.max.ms: how long a follower's fetch may park on the leader.
+    pub replica_fetch_wait_max_ms: i32,
+    /// replica.fetch.min.bytes: bytes a follower's fetch waits for.
+    pub replica_fetch_min_bytes: i32,
+    /// replica.fetch.max.bytes: record bytes a follower asks for per partition.
+    pub replica_fetch_max_bytes: i32,
+    /// replica.fetch.response.max.bytes: record bytes a follower asks for per fetch.
+    pub replica_fetch_response_max_bytes: i32,
+    /// replica.fetch.backoff.ms: pause of a follower's fetcher after an error.
+    pub replica_fetch_backoff_ms: u64,
+    /// replica.socket.timeout.ms: a follower's fetch waits this long (beyond its
+    /// `replica.fetch.wait.max.ms`) for the leader's answer before reconnecting.
+    pub replica_socket_timeout_ms: u64,
     /// The Kafka-named settings given by `--set` or the file, as given (DescribeConfigs reports
     /// them as STATIC_BROKER_CONFIG; dynamic configs are resolved on top of them).
     pub static_values: BTreeMap<String, String>,
@@ -309,6 +329,13 @@ impl Default for BrokerSettings {
             group_max_size: i32::MAX as u32,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_response_max_bytes: 10_485_760,
+            replica_fetch_backoff_ms: 1_000,
+            replica_socket_timeout_ms: 30_000,
             offset_metadata_max_bytes: 4_096,
             static_values: BTreeMap::new(),
         }
@@ -463,6 +490,13 @@ impl BrokerSettings {
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
             "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes.to_string(),
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms.to_string(),
+            "replica.fetch.min.bytes" => self.replica_fetch_min_bytes.to_string(),
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes.to_string(),
+            "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes.to_string(),
+            "replica.fetch.backoff.ms" => self.replica_fetch_backoff_ms.to_string(),
+            "replica.socket.timeout.ms" => self.replica_socket_timeout_ms.to_string(),
             _ => return None,
         })
     }
@@ -498,7 +532,13 @@ impl BrokerSettings {
             | "group.max.size"
             | "offset.metadata.max.bytes"
             | "broker.heartbeat.interval.ms"
-            | "broker.session.timeout.ms" => T::Int,
+            | "broker.session.timeout.ms"
+            | "replica.fetch.wait.max.ms"
+            | "replica.fetch.min.bytes"
+            | "replica.fetch.max.bytes"
+            | "replica.fetch.response.max.bytes"
+            | "replica.fetch.backoff.ms"
+            | "replica.socket.timeout.ms" => T::Int,
             _ => T::Long,
         }
     }
@@ -578,6 +618,13 @@ impl BrokerSettings {
         "offset.metadata.max.bytes",
         "broker.heartbeat.interval.ms",
         "broker.session.timeout.ms",
+        "replica.lag.time.max.ms",
+        "replica.fetch.wait.max.ms",
+        "replica.fetch.min.bytes",
+        "replica.fetch.max.bytes",
+        "replica.fetch.response.max.bytes",
+        "replica.fetch.backoff.ms",
+        "replica.socket.timeout.ms",
     ];
 
     /// Sets one Kafka-named setting from its string form. Unknown keys and bad values are errors.
@@ -742,6 +789,29 @@ impl BrokerSettings {
             }
             "offset.metadata.max.bytes" => {
                 self.offset_metadata_max_bytes = parse_int(key, v, 0, i32::MAX as u32)?
+            }
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max_ms = parse_int(key, v, 1, i64::MAX / 2)?
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replica_fetch_wait_max_ms =
+                    parse_int(key, v, 0, limits::FETCH_MAX_WAIT_MS_CEILING as i32)?
+            }
+            "replica.fetch.min.bytes" => {
+                self.replica_fetch_min_bytes = parse_int(key, v, 1, i32::MAX)?
+            }
+            "replica.fetch.max.bytes" => {
+                self.replica_fetch_max_bytes = parse_int(key, v, 0, i32::MAX)?
+            }
+            "replica.fetch.response.max.bytes" => {
+                self.replica_fetch_response_max_bytes =
+                    parse_int(key, v, 0, limits::REPLICA_FETCH_RESPONSE_BYTES_CEILING)?
+            }
+            "replica.fetch.backoff.ms" => {
+                self.replica_fetch_backoff_ms = parse_int(key, v, 0, i32::MAX as u64)?
+            }
+            "replica.socket.timeout.ms" => {
+                self.replica_socket_timeout_ms = parse_int(key, v, 1, i32::MAX as u64)?
             }
             _ => return Err(ConfigError::UnknownSetting(key.to_string())),
         }

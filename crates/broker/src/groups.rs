@@ -54,6 +54,7 @@ use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::controller::forward;
 use crate::limits;
+use crate::replication::leader::LeaderAppendError;
 
 /// The internal topic holding group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -853,18 +854,44 @@ async fn run_appender(
             }
         }
         let b = broker.clone();
-        let results = broker.blocking(move || append_round(&b, round)).await;
+        let (mut results, waits) = broker.blocking(move || append_round(&b, round)).await;
         broker.notify_append();
+        // Answered only once the high watermark covers them (Kafka's coordinator writes with
+        // acks=-1): with replicas, the followers have them then.
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(limits::GROUP_APPEND_COMMIT_TIMEOUT_MS);
+        for (result, wait) in results.iter_mut().zip(waits) {
+            let Some((partition, leader_epoch, required)) = wait else {
+                continue;
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            result.1 = match partition
+                .wait_for_high_watermark(leader_epoch, required, left)
+                .await
+            {
+                0 => AppendOutcome::Appended,
+                crate::handlers::code::NOT_LEADER_OR_FOLLOWER => AppendOutcome::NotLeader,
+                _ => AppendOutcome::Unavailable,
+            };
+        }
         if done.send(Internal::Appended(results)).await.is_err() {
             return; // the coordinator stopped
         }
     }
 }
 
-fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(JobId, AppendOutcome)> {
+/// A successful append's wait: the partition, its leader epoch and the offset the high
+/// watermark must reach.
+type HighWatermarkWait = Option<(Arc<crate::partitions::Partition>, i32, i64)>;
+
+fn append_round(
+    broker: &Broker,
+    round: Vec<AppendJob>,
+) -> (Vec<(JobId, AppendOutcome)>, Vec<HighWatermarkWait>) {
     let node_id = broker.config.node_id;
     let now = now_ms();
     let mut results = Vec::with_capacity(round.len());
+    let mut waits = Vec::with_capacity(round.len());
     // Logs to flush after the round, and for each result the log it waits on.
     let mut to_flush: Vec<Arc<PartitionLog>> = Vec::new();
     let mut flush_of: Vec<Option<usize>> = Vec::with_capacity(round.len());
@@ -873,30 +900,34 @@ fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(JobId, AppendOut
         // all) must not write over what the partition's real leader wrote.
         let image = broker.metadata.image();
         let leads = led_epoch(&image, node_id, job.topic_id, job.partition);
-        let log = match leads == Some(job.leader_epoch) {
+        let partition = match leads == Some(job.leader_epoch) {
             true => broker.partitions.get(job.topic_id, job.partition),
             false => None,
         };
-        let Some(log) = log.map(|p| p.log.clone()) else {
+        let Some(partition) = partition else {
             results.push((job.job, AppendOutcome::NotLeader));
             flush_of.push(None);
+            waits.push(None);
             continue;
         };
+        let log = partition.log.clone();
+        let mut wait = None;
         let outcome = match encode_batch(&job.records) {
             Err(e) => {
                 error!("cannot encode {OFFSETS_TOPIC} records: {e:#}");
                 AppendOutcome::TooLarge
             }
-            Ok(batch) => match log.append(&batch, job.leader_epoch, now) {
-                Ok(_) => {
-                    // RF=1: replaced by replication::... (coordinator writes are answered
-                    // once the HW covers them).
-                    log.set_high_watermark(log.log_end_offset());
+            Ok(batch) => match partition.append_as_leader(&batch, job.leader_epoch, true, now) {
+                Ok(o) => {
+                    wait = Some((partition.clone(), job.leader_epoch, o.last_offset + 1));
                     AppendOutcome::Appended
                 }
-                Err(e) => append_outcome(job.partition, &e),
+                Err(LeaderAppendError::Log(e)) => append_outcome(job.partition, &e),
+                Err(LeaderAppendError::NotLeader) => AppendOutcome::NotLeader,
+                Err(LeaderAppendError::NotEnoughReplicas { .. }) => AppendOutcome::Unavailable,
             },
         };
+        waits.push(wait);
         let mut waits_on = None;
         if outcome == AppendOutcome::Appended && log.needs_flush_after_append() {
             let i = match to_flush.iter().position(|l| Arc::ptr_eq(l, &log)) {
@@ -922,7 +953,12 @@ fn append_round(broker: &Broker, round: Vec<AppendJob>) -> Vec<(JobId, AppendOut
             }
         }
     }
-    results
+    for (result, wait) in results.iter().zip(waits.iter_mut()) {
+        if result.1 != AppendOutcome::Appended {
+            *wait = None;
+        }
+    }
+    (results, waits)
 }
 
 fn append_outcome(partition: i32, e: &LogError) -> AppendOutcome {
@@ -1245,9 +1281,13 @@ mod tests {
         }
     }
 
-    /// Hands the appender's jobs to the real append code and reports back, as the appender.
+    /// Hands the appender's jobs to the real append code and reports back, as the appender
+    /// (one replica: the high watermark already covers every append).
     fn append(rt: &mut Runtime, broker: &Broker, jobs: Vec<AppendJob>) -> Vec<AppendOutcome> {
-        let results = append_round(broker, jobs);
+        let (results, waits) = append_round(broker, jobs);
+        for (partition, _, required) in waits.into_iter().flatten() {
+            assert!(partition.log.high_watermark() >= required);
+        }
         let outcomes = results.iter().map(|r| r.1).collect();
         rt.on_internal(Internal::Appended(results));
         outcomes

@@ -31,6 +31,7 @@ pub mod maintenance;
 pub mod metadata;
 pub mod partitions;
 pub mod raft;
+pub mod replication;
 pub mod server;
 
 /// Installed for every binary that links this crate (the broker, its tests, the fuzz target),

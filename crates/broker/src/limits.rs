@@ -117,3 +117,34 @@ pub const GROUP_LOAD_STEPS_QUEUED_MAX: usize = 16;
 /// encodes in about 50 bytes, so this stays far below the 1 MiB chain block, and a leader of
 /// thousands of partitions still needs only a few blocks.
 pub const ALTER_PARTITION_CHANGES_PER_BLOCK_MAX: usize = 1_000;
+
+/// Highest value `replica.fetch.response.max.bytes` may be set to: a follower reads the
+/// leader's answer frame into memory, so its size stays bounded (Kafka's default is 10 MiB).
+pub const REPLICA_FETCH_RESPONSE_BYTES_CEILING: i32 = 256 << 20;
+
+/// Bytes a follower accepts in a leader's Fetch answer beyond `replica.fetch.response.max.bytes`:
+/// the leader may add one whole batch past the limit so that a follower always makes progress
+/// (a batch is at most `max.message.bytes`, 1 MiB by default), plus the response's own framing.
+/// Also the cap on a leader's ListOffsets answer to a follower.
+pub const REPLICA_FETCH_FRAME_SLACK_BYTES: usize = 64 << 20;
+
+/// ISR proposals (AlterPartition) queued from the leader states to the proposer task. Each
+/// partition has at most one in flight, so this only fills when that many partitions change
+/// their ISR at once; a proposal that finds it full is answered "retriable" and proposed again
+/// by its leader state later.
+pub const ISR_PROPOSALS_QUEUED_MAX: usize = 16_384;
+
+/// Rounds of effects a leader state's effects may cause in one go (a refused proposal is
+/// answered at once, which may bring another effect): a bound on a loop that ends after one or
+/// two rounds in practice.
+pub const REPLICA_EFFECT_ROUNDS_MAX: usize = 4;
+
+/// Bounds on the period of the leader states' lag check (half `replica.lag.time.max.ms`, as
+/// Kafka's ISR expiration): never busier than every 100 ms, never lazier than every 5 s.
+pub const REPLICA_TICK_MS_MIN: u64 = 100;
+pub const REPLICA_TICK_MS_MAX: u64 = 5_000;
+
+/// How long a `__consumer_offsets` append waits for the high watermark to cover it before the
+/// coordinator answers COORDINATOR_NOT_AVAILABLE-style errors (Kafka's
+/// `offsets.commit.timeout.ms` default, 5 s).
+pub const GROUP_APPEND_COMMIT_TIMEOUT_MS: u64 = 5_000;

@@ -1,4 +1,6 @@
-//! The partitions this broker hosts: one open `PartitionLog` per (topic id, partition).
+//! The partitions this broker hosts: one open `PartitionLog` per (topic id, partition), on
+//! every broker in the partition's replica list (leader and followers alike; the role lives in
+//! `Partition::replica`, see [`crate::replication`]).
 //!
 //! Owns: the mapping from metadata to open logs. It follows the metadata image: a created topic
 //! opens its logs, a deleted topic (an applied DeleteTopic) closes and deletes them. At
@@ -12,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use josefine_log::{CleanupPolicy, LogConfig, LogManager, PartitionLog, TimestampType};
@@ -27,8 +30,19 @@ pub struct Partition {
     pub topic_id: TopicId,
     pub index: i32,
     pub log: Arc<PartitionLog>,
+    /// Effective `min.insync.replicas` (topic override or broker default), updated in place
+    /// by config changes.
+    min_insync_replicas: AtomicI32,
+    /// This broker's role for the partition (leader, follower, idle) and its waiters.
+    pub replica: crate::replication::ReplicaCell,
+    pub(crate) replication: Arc<crate::replication::Replication>,
+}
+
+impl Partition {
     /// Effective `min.insync.replicas` (topic override or broker default).
-    pub min_insync_replicas: i32,
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.min_insync_replicas.load(Ordering::Relaxed)
+    }
 }
 
 /// Hosted partitions by (topic id, partition index).
@@ -37,6 +51,7 @@ pub struct PartitionRegistry {
     settings: BrokerSettings,
     logs: LogManager,
     partitions: RwLock<HashMap<(TopicId, i32), Arc<Partition>>>,
+    replication: Arc<crate::replication::Replication>,
 }
 
 /// Overlays one topic config (validated by the metadata image, so parse failures cannot
@@ -105,12 +120,20 @@ impl PartitionRegistry {
         settings: BrokerSettings,
     ) -> Result<Self, BrokerError> {
         let logs = LogManager::open(data_dir, now_ms())?;
+        let replication =
+            crate::replication::Replication::new(node_id, settings.replica_lag_time_max_ms);
         Ok(PartitionRegistry {
             node_id,
             settings,
             logs,
             partitions: RwLock::new(HashMap::new()),
+            replication,
         })
+    }
+
+    /// The replication hub the hosted partitions share.
+    pub fn replication(&self) -> &Arc<crate::replication::Replication> {
+        &self.replication
     }
 
     /// This broker's effective settings under the image's dynamic broker configs.
@@ -167,15 +190,14 @@ impl PartitionRegistry {
                 config.clone(),
                 now_ms(),
             )?;
-            // RF=1: replaced by replication::... (a leader's HW follows its ISR; a follower's the
-            // leader's). Until then the single replica's whole log is committed.
-            log.set_high_watermark(log.log_end_offset());
             let partition = Arc::new(Partition {
                 topic: topic.name.clone(),
                 topic_id: topic.topic_id,
                 index: p.partition,
                 log,
-                min_insync_replicas: Self::min_insync_for(topic, &settings),
+                min_insync_replicas: AtomicI32::new(Self::min_insync_for(topic, &settings)),
+                replica: Default::default(),
+                replication: self.replication.clone(),
             });
             self.partitions
                 .write()
@@ -254,7 +276,7 @@ impl PartitionRegistry {
 
     /// Pushes the topic's current effective configuration into its open logs (AlterConfigs):
     /// the log applies it from its next append, tick or clean. `min.insync.replicas` lives on
-    /// the [`Partition`], so a changed value replaces the entry (same log, new `Arc`).
+    /// the [`Partition`] and changes in place.
     fn reconfigure_topic(&self, topic: &Topic, settings: &BrokerSettings) {
         let config = self.log_config_with(topic, settings);
         let min_insync_replicas = Self::min_insync_for(topic, settings);
@@ -267,19 +289,9 @@ impl PartitionRegistry {
                     warn!(topic = %topic.name, partition = p.partition, "config update refused by the log: {e}");
                 }
             }
-            if partition.min_insync_replicas != min_insync_replicas {
-                let replacement = Arc::new(Partition {
-                    topic: partition.topic.clone(),
-                    topic_id: partition.topic_id,
-                    index: partition.index,
-                    log: partition.log.clone(),
-                    min_insync_replicas,
-                });
-                self.partitions
-                    .write()
-                    .expect("registry lock")
-                    .insert((topic.topic_id, p.partition), replacement);
-            }
+            partition
+                .min_insync_replicas
+                .store(min_insync_replicas, Ordering::Relaxed);
         }
     }
 

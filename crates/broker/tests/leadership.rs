@@ -303,7 +303,12 @@ async fn acks_all_is_refused_while_the_image_isr_is_below_min_insync() {
         Command::CreateTopic {
             topic_id: strict,
             name: "strict".into(),
-            partitions: vec![PartitionAssignment::led_by_first(0, vec![1])],
+            // Kafka 4 caps min.insync.replicas at the replica count (`effectiveMinIsr`): two
+            // replicas, only the leader in sync.
+            partitions: vec![PartitionAssignment {
+                isr: vec![1],
+                ..PartitionAssignment::led_by_first(0, vec![1, 2])
+            }],
             configs: vec![("min.insync.replicas".into(), "2".into())],
         },
     )

@@ -1,12 +1,25 @@
-//! Fetch: the read path, with long polling.
+//! Fetch: the read path, with long polling, for consumers and for follower replicas.
 //!
-//! Reads whole batches from each requested partition up to the high watermark (= last stable
-//! offset while there are no transactions), within the response `max_bytes` (capped by
+//! Consumers: whole batches from each requested partition up to the high watermark (= last
+//! stable offset while there are no transactions), within the response `max_bytes` (capped by
 //! `fetch.max.bytes`) and each partition's `partition_max_bytes`. The first partition that has
 //! data may exceed both limits by one batch, so a consumer always makes progress; later
 //! partitions that would exceed them return no records this time. If fewer than `min_bytes`
-//! are available, the request parks until an append happens or `max_wait_ms` passes (capped by
-//! `limits::FETCH_MAX_WAIT_MS_CEILING`; at most `limits::FETCH_WAITERS_MAX` parked at once).
+//! are available, the request parks until a high watermark moves or `max_wait_ms` passes
+//! (capped by `limits::FETCH_MAX_WAIT_MS_CEILING`; at most `limits::FETCH_WAITERS_MAX` parked at
+//! once).
+//!
+//! Replica fetches (Kafka's `FetchParams.isFromFollower`): the request names a replica (v15+
+//! `ReplicaState.replica_id` >= 0 with `replica_epoch`; before v15 the top-level `replica_id`,
+//! without a broker epoch) whose broker epoch equals its registration in the image, and the
+//! partition lists that broker among its replicas. Such a partition is read up to the log end,
+//! not the high watermark; `last_fetched_epoch` is checked against the leader-epoch cache first
+//! (an epoch the cache cannot place: OFFSET_OUT_OF_RANGE; the follower's epoch ends earlier
+//! here: `diverging_epoch` and no records, Kafka's `Partition.readRecords`), and otherwise the
+//! fetch offset goes to the leader state (`Partition::on_replica_fetch`: follower log end,
+//! caught-up time, ISR expansion, high watermark). A replica fetch parks on appends. A fetch
+//! naming a broker that is not a replica of the partition, or with a stale broker epoch, is
+//! served exactly as a consumer's and never counted.
 //! Fetch sessions (KIP-227) are declined: we always answer session_id 0, so clients send full
 //! fetch requests; a request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
 //!
@@ -25,16 +38,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
 use super::{code, str_bytes, topic_id_of, uuid_of};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::leadership::{self, LeaderAndEpoch};
 use crate::limits;
 use crate::partitions::Partition;
+use crate::replication::leader::FollowerFetch;
 
 /// Why a partition is not read: its error code and, where the response reports it, the leader
 /// the image names.
@@ -45,6 +60,53 @@ struct Target {
     fetch_offset: i64,
     partition_max_bytes: usize,
     partition: Result<Arc<Partition>, Unread>,
+    /// Set when a follower replica of this partition fetches it.
+    replica: Option<ReplicaRead>,
+}
+
+/// A follower's read of a partition this broker leads.
+#[derive(Clone, Copy)]
+struct ReplicaRead {
+    replica_id: i32,
+    broker_epoch: i64,
+    /// Unfenced and not shutting down (KIP-841): may join the ISR.
+    eligible: bool,
+    leader_epoch: i32,
+    /// -1: not given.
+    last_fetched_epoch: i32,
+}
+
+/// The follower a fetch comes from: the replica id and broker epoch it names, when they match
+/// a registration in the image.
+#[derive(Clone, Copy)]
+struct Follower {
+    replica_id: i32,
+    broker_epoch: i64,
+    eligible: bool,
+}
+
+fn follower_of(
+    image: &josefine_meta::Image,
+    version: i16,
+    request: &FetchRequest,
+) -> Option<Follower> {
+    let (replica_id, broker_epoch) = if version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    if replica_id < 0 {
+        return None;
+    }
+    let registration = image.brokers.get(&replica_id)?;
+    (registration.epoch == broker_epoch).then(|| Follower {
+        replica_id,
+        broker_epoch,
+        eligible: registration.is_eligible(),
+    })
 }
 
 struct TopicTargets {
@@ -72,10 +134,12 @@ fn error_partition(index: i32, (error, current_leader): Unread) -> PartitionData
 }
 
 /// One pass over all partitions. Returns the topic responses and the record bytes gathered.
+/// `first_pass`: replica fetch offsets are handed to the leader states (once per request).
 fn read_all(
     topics: &[TopicTargets],
     response_max_bytes: usize,
     read_committed: bool,
+    first_pass: bool,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
@@ -92,6 +156,50 @@ fn read_all(
                 Ok(p) => p,
             };
             let log = &partition.log;
+            // A follower reads up to the log end; its fetch offset moves the leader state.
+            let mut read_until = log.high_watermark();
+            if let Some(r) = target.replica {
+                let leader_log_end = log.log_end_offset();
+                match replica_check(log, &r, target.fetch_offset) {
+                    ReplicaCheck::Read => {}
+                    ReplicaCheck::Refuse(error) => {
+                        any_error = true;
+                        partitions.push(error_partition(target.partition_index, (error, None)));
+                        continue;
+                    }
+                    ReplicaCheck::Diverging(epoch, end_offset) => {
+                        any_error = true;
+                        let hw = log.high_watermark();
+                        partitions.push(
+                            PartitionData::default()
+                                .with_partition_index(target.partition_index)
+                                .with_high_watermark(hw)
+                                .with_last_stable_offset(hw)
+                                .with_log_start_offset(log.log_start_offset())
+                                .with_diverging_epoch(
+                                    EpochEndOffset::default()
+                                        .with_epoch(epoch)
+                                        .with_end_offset(end_offset),
+                                )
+                                .with_preferred_read_replica(BrokerId(-1))
+                                .with_records(Some(Bytes::new())),
+                        );
+                        continue;
+                    }
+                }
+                if first_pass {
+                    let fetch = FollowerFetch {
+                        leader_epoch: r.leader_epoch,
+                        replica_id: r.replica_id,
+                        broker_epoch: r.broker_epoch,
+                        fetch_offset: target.fetch_offset,
+                        leader_log_end,
+                        eligible: r.eligible,
+                    };
+                    partition.on_replica_fetch(&fetch, now_ms());
+                }
+                read_until = i64::MAX;
+            }
             let high_watermark = log.high_watermark();
             let limit = target
                 .partition_max_bytes
@@ -109,7 +217,7 @@ fn read_all(
                 );
                 continue;
             }
-            match log.read(target.fetch_offset, limit.max(1), high_watermark) {
+            match log.read(target.fetch_offset, limit.max(1), read_until) {
                 Ok(r) => {
                     // Only the first partition with data may go over the limits.
                     let records = if total > 0 && r.records.len() > limit {
@@ -120,8 +228,8 @@ fn read_all(
                     total += records.len();
                     partitions.push(
                         base.with_error_code(code::NONE)
-                            .with_high_watermark(r.high_watermark)
-                            .with_last_stable_offset(r.high_watermark)
+                            .with_high_watermark(high_watermark)
+                            .with_last_stable_offset(high_watermark)
                             .with_log_start_offset(r.log_start_offset)
                             .with_records(Some(records)),
                     );
@@ -153,6 +261,38 @@ fn read_all(
     (out, total, any_error)
 }
 
+/// What a leader does with a follower's partition before reading it.
+enum ReplicaCheck {
+    Read,
+    Refuse(i16),
+    /// The follower's `last_fetched_epoch` ends earlier in this log: (epoch, end offset).
+    Diverging(i32, i64),
+}
+
+/// Kafka's `Partition.readRecords` for a follower with a `last_fetched_epoch`: the epoch's end
+/// in this log's epoch cache; an epoch it cannot place, or a fetch offset below the log start,
+/// is OFFSET_OUT_OF_RANGE; an epoch ending before the fetch offset (or only a lower epoch
+/// known) answers `diverging_epoch`.
+fn replica_check(
+    log: &josefine_log::PartitionLog,
+    r: &ReplicaRead,
+    fetch_offset: i64,
+) -> ReplicaCheck {
+    if r.last_fetched_epoch < 0 {
+        return ReplicaCheck::Read;
+    }
+    let Some(end) = log.end_offset_for_epoch(r.last_fetched_epoch) else {
+        return ReplicaCheck::Refuse(code::OFFSET_OUT_OF_RANGE);
+    };
+    if fetch_offset < log.log_start_offset() {
+        return ReplicaCheck::Refuse(code::OFFSET_OUT_OF_RANGE);
+    }
+    match josefine_replica::diverging_epoch(r.last_fetched_epoch, fetch_offset, Some(end)) {
+        Some((epoch, end_offset)) => ReplicaCheck::Diverging(epoch, end_offset),
+        None => ReplicaCheck::Read,
+    }
+}
+
 pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
     if request.session_id != 0 {
         return FetchResponse::default()
@@ -172,6 +312,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
     let read_committed = request.isolation_level == 1;
 
     let node_id = broker.config.node_id;
+    let follower = follower_of(&image, version, &request);
     // The endpoints of the leaders reported in `current_leader` (v16+), live brokers only.
     let mut node_endpoints = BTreeMap::new();
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -193,6 +334,23 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
                 partition_index: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                replica: match (follower, topic) {
+                    (Some(f), Some(topic)) => image
+                        .partition(topic.topic_id, p.partition)
+                        .filter(|a| a.leader == node_id && a.replicas.contains(&f.replica_id))
+                        .map(|a| ReplicaRead {
+                            replica_id: f.replica_id,
+                            broker_epoch: f.broker_epoch,
+                            eligible: f.eligible,
+                            leader_epoch: a.leader_epoch,
+                            last_fetched_epoch: if version >= 12 {
+                                p.last_fetched_epoch
+                            } else {
+                                -1
+                            },
+                        }),
+                    _ => None,
+                },
                 partition: match topic {
                     None => Err((unknown, None)),
                     Some(topic) => {
@@ -239,14 +397,24 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
     let node_endpoints: Vec<NodeEndpoint> = node_endpoints.into_values().collect();
 
     let deadline = tokio::time::Instant::now() + max_wait;
-    let mut appends = broker.subscribe_appends();
+    // Followers wait for appends, consumers for the high watermark to move.
+    let replica_fetch = topics
+        .iter()
+        .any(|t| t.targets.iter().any(|x| x.replica.is_some()));
+    let mut wake = if replica_fetch {
+        broker.subscribe_appends()
+    } else {
+        broker.partitions.replication().subscribe_hw_moves()
+    };
     let mut parked: Option<tokio::sync::SemaphorePermit<'_>> = None;
+    let mut first_pass = true;
     loop {
-        appends.borrow_and_update();
+        wake.borrow_and_update();
         let t = topics.clone();
         let (responses, total, any_error) = broker
-            .blocking(move || read_all(&t, response_max_bytes, read_committed))
+            .blocking(move || read_all(&t, response_max_bytes, read_committed, first_pass))
             .await;
+        first_pass = false;
         let done = total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline;
         if !done && parked.is_none() {
             parked = broker.fetch_waiters.try_acquire().ok();
@@ -261,10 +429,125 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         if done || parked.is_none() {
             return respond(responses);
         }
-        match tokio::time::timeout_at(deadline, appends.changed()).await {
+        match tokio::time::timeout_at(deadline, wake.changed()).await {
             Ok(Ok(())) => continue,
             // Timed out (or the broker is going away): answer with what we have.
             _ => return respond(responses),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use josefine_log::testkit::BatchBuilder;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+
+    use super::*;
+    use crate::handlers::produce::{self, ProduceOutcome};
+
+    fn fetch(
+        topic_id: Uuid,
+        replica: Option<(i32, i64)>,
+        last_fetched_epoch: i32,
+        fetch_offset: i64,
+    ) -> FetchRequest {
+        let (replica_id, replica_epoch) = replica.unwrap_or((-1, -1));
+        FetchRequest::default()
+            .with_replica_state(
+                ReplicaState::default()
+                    .with_replica_id(BrokerId(replica_id))
+                    .with_replica_epoch(replica_epoch),
+            )
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(fetch_offset)
+                    .with_last_fetched_epoch(last_fetched_epoch)
+                    .with_partition_max_bytes(1 << 20)])])
+    }
+
+    /// The single partition's answer: (error, diverging epoch and end, record bytes).
+    fn answer(r: FetchResponse) -> (i16, (i32, i64), usize) {
+        let p = &r.responses[0].partitions[0];
+        (
+            p.error_code,
+            (p.diverging_epoch.epoch, p.diverging_epoch.end_offset),
+            p.records.as_ref().map_or(0, |b| b.len()),
+        )
+    }
+
+    /// A replica fetch is recognised only with the caller's registered broker epoch and when
+    /// the partition lists the caller; its `last_fetched_epoch` is checked against the
+    /// leader-epoch cache (an epoch this log ends earlier than the fetch offset, or never had:
+    /// diverging / out of range). Every other fetch is a consumer's: no epoch check, no
+    /// counting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replica_fetches_are_recognised_by_replica_id_and_broker_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = crate::handlers::testing::single_node(dir.path()).await;
+        let broker = running.broker.clone();
+        crate::controller::forward::create_topic(&broker, "t", 1, 1, vec![])
+            .await
+            .unwrap();
+        let records = Bytes::from(BatchBuilder::new(now_ms()).records(3).build());
+        let produced = produce::handle(
+            &broker,
+            9,
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(str_bytes("t")))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records))])]),
+        )
+        .await;
+        let ProduceOutcome::Respond(produced) = produced else {
+            panic!("acks=-1 is answered");
+        };
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+        let image = broker.metadata.image();
+        let topic = image.topic_by_name("t").unwrap();
+        let topic_id = uuid_of(topic.topic_id);
+        let me = broker.config.node_id;
+        let epoch = image.brokers[&me].epoch;
+        let leader_epoch = image.partition(topic.topic_id, 0).unwrap().leader_epoch;
+
+        let replica = Some((me, epoch));
+        // The registered replica, last fetched epoch = the current one: records, no divergence.
+        let (error, diverging, bytes) =
+            answer(handle(&broker, 17, fetch(topic_id, replica, leader_epoch, 0)).await);
+        assert_eq!((error, diverging), (code::NONE, (-1, -1)));
+        assert!(bytes > 0);
+        // Its epoch ends here at 3, before its fetch offset 5: diverging_epoch, no records.
+        let (error, diverging, bytes) =
+            answer(handle(&broker, 17, fetch(topic_id, replica, leader_epoch, 5)).await);
+        assert_eq!(
+            (error, diverging, bytes),
+            (code::NONE, (leader_epoch, 3), 0)
+        );
+        // An epoch this log never had (above its latest): OFFSET_OUT_OF_RANGE.
+        let (error, _, bytes) =
+            answer(handle(&broker, 17, fetch(topic_id, replica, leader_epoch + 5, 0)).await);
+        assert_eq!((error, bytes), (code::OFFSET_OUT_OF_RANGE, 0));
+        // A stale broker epoch, an unknown replica, a consumer: served as consumer fetches,
+        // whatever their last fetched epoch.
+        for other in [Some((me, epoch - 1)), Some((me + 40, 0)), None] {
+            let (error, diverging, bytes) =
+                answer(handle(&broker, 17, fetch(topic_id, other, leader_epoch + 5, 0)).await);
+            assert_eq!((error, diverging), (code::NONE, (-1, -1)), "{other:?}");
+            assert!(bytes > 0, "{other:?}");
+        }
+        running.shutdown().await;
     }
 }

@@ -1,7 +1,12 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest-local (-4, = earliest
 //! without tiered storage), latest-tiered (-5, none: -1), and by timestamp via the time index.
 //! Latest is the high watermark (read_uncommitted) or the last stable offset (read_committed),
-//! which are equal while there are no transactions.
+//! which are equal while there are no transactions; a follower replica asking (`replica_id` >=
+//! 0, after OFFSET_OUT_OF_RANGE) gets the log end instead, as Kafka's `isolationLevel = None`.
+//! A client asking a new leader whose high watermark is still below its leader epoch's start
+//! offset gets OFFSET_NOT_AVAILABLE for latest (and for a timestamp not found below the high
+//! watermark), as Kafka's `Partition.fetchOffsetForTimestamp`: until then the leader cannot
+//! tell what is committed.
 //!
 //! A partition is answered only if [`leadership::check`] says the image lets this broker lead
 //! it at the request's `current_leader_epoch` (v4+; -1: not checked, as Kafka's
@@ -46,6 +51,7 @@ pub async fn handle(
 ) -> ListOffsetsResponse {
     let image = broker.metadata.image();
     let node_id = broker.config.node_id;
+    let from_replica = request.replica_id.0 >= 0;
     let mut work = Vec::new();
     for t in &request.topics {
         let topic = image.topic_by_name(&t.name.0);
@@ -80,7 +86,9 @@ pub async fn handle(
                 .map(|(name, parts)| {
                     let partitions = parts
                         .into_iter()
-                        .map(|(index, timestamp, target)| answer(version, index, timestamp, target))
+                        .map(|(index, timestamp, target)| {
+                            answer(version, index, timestamp, target, from_replica)
+                        })
                         .collect();
                     ListOffsetsTopicResponse::default()
                         .with_name(name)
@@ -98,6 +106,7 @@ fn answer(
     index: i32,
     timestamp: i64,
     target: Target,
+    from_replica: bool,
 ) -> ListOffsetsPartitionResponse {
     let r = ListOffsetsPartitionResponse::default().with_partition_index(index);
     let failed = |r: ListOffsetsPartitionResponse, error| {
@@ -111,7 +120,16 @@ fn answer(
         Err(error) => return failed(r, error),
     };
     let log = &partition.log;
+    // A new leader whose high watermark has not reached its epoch's start cannot answer
+    // clients yet.
+    let not_available = !from_replica
+        && partition
+            .replica
+            .leader_epoch_start()
+            .is_some_and(|(_, start)| start > log.high_watermark());
     let (ts, offset, epoch) = match timestamp {
+        LATEST if from_replica => (-1, log.log_end_offset(), leader_epoch),
+        LATEST if not_available => return failed(r, code::OFFSET_NOT_AVAILABLE),
         LATEST => (-1, log.high_watermark(), leader_epoch),
         LATEST_TIERED => (-1, -1, -1),
         EARLIEST | EARLIEST_LOCAL => {
@@ -126,6 +144,7 @@ fn answer(
             Some((offset, found_ts)) if offset < log.high_watermark() => {
                 (found_ts, offset, epoch_at(log, offset, leader_epoch))
             }
+            _ if not_available => return failed(r, code::OFFSET_NOT_AVAILABLE),
             _ => (-1, -1, -1),
         },
         _ => return failed(r, code::INVALID_REQUEST),

@@ -2,11 +2,17 @@
 //!
 //! For each partition: resolve it (by name, or by topic id in v13+), ask [`leadership`] whether
 //! the image lets this broker lead it (else NOT_LEADER_OR_FOLLOWER, with the current leader in
-//! v10+ as KIP-951; also when nobody leads, as Kafka's `Partition.appendRecordsToLeader`), check
-//! acks and `min.insync.replicas` against the image's ISR, validate the produce shape for the
-//! request version, append stamped with the image's leader epoch, and flush before
-//! acknowledging when the log's durability policy asks for it
-//! (`log.flush.interval.messages=1`; concurrent flushes are group-committed by the log).
+//! v10+ as KIP-951; also when nobody leads, as Kafka's `Partition.appendRecordsToLeader`),
+//! validate the produce shape for the request version, and append through
+//! `Partition::append_as_leader` stamped with the image's leader epoch (which refuses acks=-1
+//! with NOT_ENOUGH_REPLICAS while the committed ISR is smaller than `min.insync.replicas`, and
+//! lets the leader state move the high watermark), then flush before acknowledging when the
+//! log's durability policy asks for it (`log.flush.interval.messages=1`; concurrent flushes
+//! are group-committed by the log). acks=1 is answered after the leader's append; acks=-1
+//! parks until the high watermark passes the last appended offset
+//! (`Partition::wait_for_high_watermark`: NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR fell
+//! below `min.insync.replicas` meanwhile, NOT_LEADER_OR_FOLLOWER when leadership moved,
+//! REQUEST_TIMED_OUT after the request's `timeout_ms`).
 //! Appends run inline on the runtime thread when the request needs no fsync and carries at most
 //! `INLINE_APPEND_BYTES_MAX` record bytes: a page-cache write of microseconds, cheaper than the
 //! hand-off to the blocking pool (see BENCHMARKS.md). Everything else goes to the blocking pool.
@@ -18,16 +24,18 @@
 //! no exception).
 //! acks=0 gets no response at all; if any partition failed, the connection is closed instead,
 //! as Kafka does, because that is the only signal an acks=0 producer can receive.
-//! Without replication (replication factor 1) the ISR is the leader alone, so acks=-1 is
-//! satisfied by the local append. Must never: append to a partition the image does not say this
-//! broker leads, or stamp a batch with any epoch but the image's leader epoch.
+//! With replication factor 1 the ISR is the leader alone, so the high watermark follows the
+//! append and acks=-1 is answered at once. Must never: append to a partition this broker does
+//! not lead at the image's leader epoch, stamp a batch with any other epoch, or answer acks=-1
+//! before the high watermark covers the batch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use std::time::Duration;
+
 use josefine_log::batch::validate_produce_shape;
-use josefine_meta::Image;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -39,6 +47,7 @@ use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::leadership::{self, LeaderAndEpoch};
 use crate::partitions::Partition;
+use crate::replication::leader::LeaderAppendError;
 
 /// What the connection should do after a produce.
 pub enum ProduceOutcome {
@@ -73,6 +82,7 @@ const INLINE_APPEND_BYTES_MAX: usize = 1 << 20;
 
 pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> ProduceOutcome {
     let acks = request.acks;
+    let timeout_ms = request.timeout_ms;
     let image = broker.metadata.image();
     let node_id = broker.config.node_id;
     let request_error: Option<(i16, String)> = if !matches!(acks, -1..=1) {
@@ -121,15 +131,9 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
                         }
                         Err((refusal.error_code(), refusal.message(node_id)))
                     }
-                    Ok(leader_epoch) => leader_target(
-                        broker,
-                        &image,
-                        topic,
-                        p.index,
-                        p.records,
-                        acks,
-                        leader_epoch,
-                    ),
+                    Ok(leader_epoch) => {
+                        leader_target(broker, topic, p.index, p.records, leader_epoch)
+                    }
                 }
             } else {
                 Err((
@@ -157,7 +161,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             must_flush |= acks != 0 && target.partition.log.needs_flush_after_append();
         }
     }
-    let topics = if must_flush || record_bytes > INLINE_APPEND_BYTES_MAX {
+    let mut topics = if must_flush || record_bytes > INLINE_APPEND_BYTES_MAX {
         broker
             .blocking(move || append_all(topics, version, acks))
             .await
@@ -165,6 +169,30 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         append_all(topics, version, acks)
     };
     broker.notify_append();
+    if acks == -1 {
+        // Kafka's DelayedProduce: every appended partition waits for its high watermark, all
+        // against the request's one deadline.
+        let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+        let deadline = tokio::time::Instant::now() + timeout;
+        for slot in topics.iter_mut().flat_map(|(_, _, s)| s.iter_mut()) {
+            let (Ok(target), Ok(outcome)) = (&slot.target, &slot.result) else {
+                continue;
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let error = target
+                .partition
+                .wait_for_high_watermark(target.leader_epoch, outcome.last_offset + 1, left)
+                .await;
+            if error != code::NONE {
+                let message = match error {
+                    code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => "Written to the leader but the in-sync replicas fell below min.insync.replicas before the high watermark passed it",
+                    code::REQUEST_TIMED_OUT => "The high watermark did not pass the write before the request's timeout",
+                    _ => "Leadership moved before the high watermark passed the write",
+                };
+                slot.result = Err((error, message.to_string()));
+            }
+        }
+    }
 
     let any_error = topics
         .iter()
@@ -234,15 +262,13 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
 }
 
 /// The target of a partition this broker leads at `leader_epoch`, or why it cannot take the
-/// append: its log is not open, or acks=-1 with fewer in-sync replicas in the image than
-/// `min.insync.replicas` (NOT_ENOUGH_REPLICAS before appending, as Kafka).
+/// append: its log is not open, or the request carries no records. (acks=-1 admission against
+/// the committed ISR happens in `Partition::append_as_leader`, under the role lock.)
 fn leader_target(
     broker: &Broker,
-    image: &Image,
     topic: &josefine_meta::Topic,
     index: i32,
     records: Option<Bytes>,
-    acks: i16,
     leader_epoch: i32,
 ) -> Result<Target, (i16, String)> {
     let Some(partition) = broker.partitions.get(topic.topic_id, index) else {
@@ -251,21 +277,6 @@ fn leader_target(
             "partition log is not open on this broker".into(),
         ));
     };
-    let isr = image
-        .partition(topic.topic_id, index)
-        .map_or(&[][..], |p| p.isr.as_slice());
-    let min_insync = partition.min_insync_replicas;
-    if acks == -1 && (isr.len() as i64) < i64::from(min_insync) {
-        // Kafka's wording (Partition.appendRecordsToLeader).
-        return Err((
-            code::NOT_ENOUGH_REPLICAS,
-            format!(
-                "The size of the current ISR : {} is insufficient to satisfy the min.isr requirement of {min_insync} for partition {}-{index}",
-                isr.len(),
-                topic.name
-            ),
-        ));
-    }
     let Some(records) = records else {
         return Err((
             code::INVALID_RECORD,
@@ -277,6 +288,21 @@ fn leader_target(
         records,
         leader_epoch,
     })
+}
+
+/// The error message of a refused leader append (Kafka's wording for NOT_ENOUGH_REPLICAS,
+/// from `Partition.appendRecordsToLeader`).
+fn leader_append_message(e: &LeaderAppendError, t: &Target) -> String {
+    match e {
+        LeaderAppendError::NotEnoughReplicas { isr, min_insync } => format!(
+            "The size of the current ISR : {isr} is insufficient to satisfy the min.isr requirement of {min_insync} for partition {}-{}",
+            t.partition.topic, t.partition.index
+        ),
+        LeaderAppendError::NotLeader => {
+            "This broker no longer leads the partition at the request's leader epoch".into()
+        }
+        LeaderAppendError::Log(e) => e.to_string(),
+    }
 }
 
 type TopicSlots = Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<Slot>)>;
@@ -291,14 +317,12 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
             slot.result = match &slot.target {
                 Err(e) => Err(e.clone()),
                 Ok(t) => validate_produce_shape(version, &t.records)
-                    .and_then(|_| t.partition.log.append(&t.records, t.leader_epoch, now))
-                    .inspect(|_| {
-                        // RF=1: replaced by replication::... (the leader's HW follows its ISR).
+                    .map_err(|e| (e.kafka_error_code(), e.to_string()))
+                    .and_then(|_| {
                         t.partition
-                            .log
-                            .set_high_watermark(t.partition.log.log_end_offset());
-                    })
-                    .map_err(|e| (e.kafka_error_code(), e.to_string())),
+                            .append_as_leader(&t.records, t.leader_epoch, acks == -1, now)
+                            .map_err(|e| (e.error_code(), leader_append_message(&e, t)))
+                    }),
             };
             if let (Ok(o), Ok(t)) = (&slot.result, &slot.target) {
                 if !o.duplicate && acks != 0 && t.partition.log.needs_flush_after_append() {
@@ -329,7 +353,6 @@ mod tests {
     use kafka_protocol::messages::{ProduceRequest, TopicName};
 
     use super::*;
-    use crate::config::{Config, ServeArgs};
 
     fn request(topic: &str) -> ProduceRequest {
         let records = Bytes::from(BatchBuilder::new(now_ms()).records(3).build());
@@ -355,14 +378,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn clients_cannot_produce_to_internal_topics() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::resolve(ServeArgs {
-            listen: Some("127.0.0.1:0".into()),
-            raft_listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(dir.path().to_path_buf()),
-            ..ServeArgs::default()
-        })
-        .unwrap();
-        let running = crate::server::start(config).await.unwrap();
+        let running = crate::handlers::testing::single_node(dir.path()).await;
         let broker = running.broker.clone();
         let topic = crate::groups::OFFSETS_TOPIC;
         assert_eq!(

@@ -6,8 +6,10 @@
 //! and a data block's payload is decoded and applied (a payload that does not decode or a
 //! command that does not apply is a deterministic no-op on every node, logged). Once live (see
 //! [`Control::GoLive`]) it carries out each applied command's file effects
-//! (`PartitionRegistry::on_applied`) *before* publishing the image, so a handler never sees a
-//! topic whose logs are not open. Every so many blocks it hands an encoded snapshot to the
+//! (`PartitionRegistry::on_applied`) and brings the hosted replicas' roles in line with the
+//! image (`PartitionRegistry::sync_roles`: leader state, epoch cache, followers) *before*
+//! publishing the image, so a handler never sees a topic whose logs are not open or a
+//! leadership whose leader state does not exist yet. Every so many blocks it hands an encoded snapshot to the
 //! store's compaction task.
 //! Must never: block the chain loop. It does not: the chain runtime hands blocks over without
 //! waiting and keeps a backlog while this thread is busy (slow file effects only delay
@@ -166,6 +168,11 @@ impl Applier {
                 }
                 self.cluster_id_recorded = true;
             }
+        }
+        if self.live {
+            // Roles follow the image before handlers see it: a broker the image names leader
+            // at epoch E has its leader state of E (and its epoch-cache entry) first.
+            self.partitions.sync_roles(&self.image);
         }
         self.published.send_replace(Arc::new(self.image.clone()));
     }
