@@ -16,7 +16,9 @@
 //!
 //! - Becoming leader at a new leader epoch: the log first assigns `(leader_epoch, log end)` to
 //!   its epoch cache, then [`LeaderState::new`] with that log end as `epoch_start_offset` and
-//!   the log's stored high watermark. A later leader epoch is a new `LeaderState`.
+//!   the log's stored high watermark, then [`LeaderState::tick`] once (Kafka's `makeLeader`
+//!   ends with `maybeIncrementLeaderHW`: a leader alone in a large enough ISR moves its HW
+//!   at once). A later leader epoch is a new `LeaderState`.
 //! - Committed metadata for the partition at the same leader epoch: [`LeaderState::on_metadata`].
 //! - After each local append: [`LeaderState::on_local_append`].
 //! - After serving a replica fetch *that did not answer a diverging epoch and was not refused*

@@ -475,3 +475,13 @@ fn a_replica_added_by_metadata_starts_unknown() {
     l.on_metadata(2, vec![1, 4], vec![1, 4], 5);
     assert_eq!(l.follower_log_end(2), None, "2 left the assignment");
 }
+
+#[test]
+fn a_tick_right_after_becoming_leader_moves_the_hw_when_the_isr_allows() {
+    // Leader alone in the ISR with min.insync 1: the HW catches up to the log end at once.
+    let mut alone = leader(&[1], 10, 4, 10, 1);
+    assert_eq!(hw_effects(&alone.tick(10, 0)), vec![10]);
+    // With followers in the ISR it waits for their fetches.
+    let mut with_followers = leader(&[1, 2], 10, 4, 10, 1);
+    assert!(hw_effects(&with_followers.tick(10, 0)).is_empty());
+}

@@ -9,8 +9,8 @@
 //! `alter_partition::decide_isr_change` and `Image::validate/apply`. What is modelled: the
 //! chain is one ordered command log the controller appends to (its faults are the other modes'
 //! business), each broker applies it in order with its own lag; logs are `log::ReplicaLog`;
-//! followers flush before each fetch and leaders on append (`flush.messages=1`), so a crash
-//! loses exactly what no other replica was told about, and no acknowledged write may be lost.
+//! followers flush before each fetch and before leading, leaders on append (`flush.messages=1`),
+//! so a crash loses exactly what nobody was told about, and no acknowledged write may be lost.
 //!
 //! Checked after every step (`checks.rs`, one function per property): `acked_write_kept`,
 //! `isr_holds_committed`, `replicas_agree_below_hw`, `leader_hw_monotonic`; on every HW move
@@ -63,7 +63,7 @@ const SHUTDOWN_TIMEOUT_MS: u64 = 2_000;
 /// A produce not acknowledged within this is abandoned (REQUEST_TIMED_OUT).
 const PRODUCE_TIMEOUT_MS: u64 = 3_000;
 /// Chance (per million) that an AlterPartition also arrives again up to 3 s later.
-const ALTER_COPY_PPM: u64 = 50_000;
+const ALTER_COPY_PPM: u64 = 150_000;
 /// The quiet phase after the faults: everything heals and must settle.
 const HEAL_MS: u64 = 6_000;
 
@@ -1265,6 +1265,9 @@ impl ReplWorld {
                         }
                     }
                     _ => {
+                        // flush.messages=1: what it appended as a follower is durable before
+                        // it serves it as leader.
+                        r.log.flush();
                         let start = r.log.end();
                         r.log.assign_epoch(p.leader_epoch, start);
                         let mut state = LeaderState::new(
@@ -1280,6 +1283,8 @@ impl ReplWorld {
                             now as i64,
                         );
                         state.set_local_broker_epoch(broker_epoch);
+                        // Kafka's makeLeader ends with maybeIncrementLeaderHW.
+                        effects = state.tick(start, now as i64);
                         r.role = Some(Role::Leader {
                             state: Box::new(state),
                             leader_epoch: p.leader_epoch,
