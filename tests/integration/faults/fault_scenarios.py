@@ -1,11 +1,11 @@
 """The faults of issue 11's fault tests, each run under the workload and judged by the checker.
 
-Owns: one function per fault (kill -9 chasing the leader, SIGSTOP of a leader past the
-session timeout, SIGTERM rolling restart, leader isolated from its followers, controller
-isolated, one-way cut, delay) that runs it on a started FaultCluster under a running
+Owns: one function per fault (kill -9 chasing the leader, follower truncation, SIGSTOP of a
+leader past the session timeout, SIGTERM rolling restart, leader isolated from its followers,
+controller isolated, one-way cut, delay) that runs it on a started FaultCluster under a running
 Workload, marking each fault for the unavailability figures, healing it and waiting until
 every replica is back in every ISR; and `run()`, which wraps one of them between topic
-creation, the workload, the final read and the checker.
+creation, the workload, the final read, the checker and the replica comparison.
 Must never: leave a node stopped, paused or cut when it returns or raises (the cluster
 fixture kills everything anyway), or wait without a deadline.
 """
