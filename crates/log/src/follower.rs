@@ -50,8 +50,10 @@ struct Checked<'a> {
 
 /// Split a Fetch response's records into whole batches and check each: structure, CRC, record
 /// counts, offsets increasing from `log_end`. A trailing partial batch (a fetch cut by its byte
-/// limit) is ignored; anything else wrong fails the whole input.
-fn check_batches(records: &[u8], log_end: i64) -> Result<Vec<Checked<'_>>, LogError> {
+/// limit) is ignored; anything else wrong fails the whole input. `empty`: the log holds nothing
+/// (log start = log end), so a first batch holding `log_end` may start before it (a leader's
+/// log start inside a batch, after DeleteRecords).
+fn check_batches(records: &[u8], log_end: i64, empty: bool) -> Result<Vec<Checked<'_>>, LogError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     let mut expected = log_end;
@@ -76,7 +78,8 @@ fn check_batches(records: &[u8], log_end: i64) -> Result<Vec<Checked<'_>>, LogEr
         } else {
             batch::check_counts_cleaned(&header, total)?;
         }
-        if header.base_offset < expected {
+        let straddles = empty && out.is_empty() && header.last_offset() >= log_end;
+        if header.base_offset < expected && !straddles {
             return Err(LogError::InvalidRecord(format!(
                 "batch at offset {} does not follow the log end {expected}",
                 header.base_offset
@@ -112,13 +115,19 @@ impl PartitionLog {
     /// one of [`PartitionLog::append`]. A bad batch anywhere fails the call
     /// (CORRUPT_MESSAGE / INVALID_RECORD) with nothing written. Empty input: nothing to do.
     ///
+    /// One exception to "at or after the log end", as Kafka: an empty log (log start = log end,
+    /// e.g. just after `truncate_fully_and_start_at` at a leader's log start that DeleteRecords
+    /// put inside a batch) takes a first batch that holds its log end whole; its log start
+    /// stays where it was, inside that batch.
+    ///
     /// A segment rolled here counts its age from the last time the broker gave this log
     /// (open, append, tick), since this crate never reads the clock.
     pub fn append_as_follower(&self, records: &[u8]) -> Result<FollowerAppend, LogError> {
         let config = self.config();
         let now_ms = self.clock_ms.load(Ordering::Relaxed);
         let log_end = self.log_end_offset();
-        let checked = check_batches(records, log_end)?;
+        let log_start = self.log_start_offset();
+        let checked = check_batches(records, log_end, log_start == log_end)?;
         if checked.is_empty() {
             return Ok(FollowerAppend {
                 first_offset: log_end,
@@ -145,8 +154,20 @@ impl PartitionLog {
                 self.log_end_offset()
             )));
         }
+        if self.log_start_offset() != log_start {
+            return Err(LogError::InvalidRecord(format!(
+                "the log start moved from {log_start} during a follower append"
+            )));
+        }
         if let Some(mut st) = cleaner {
             st.allow_gaps_below(&self.dir, last_offset + 1)?;
+        }
+        let first_base = checked[0].header.base_offset;
+        if first_base < log_end {
+            // An empty log and a first batch holding its start (Kafka's
+            // UnexpectedAppendOffsetException case): restart the log at the batch, write, then
+            // move the log start back to where it was, inside the batch.
+            self.truncate_fully_locked(&mut w, first_base)?;
         }
         // The cache learns the epochs before their batches are written (as `append`).
         let new_epoch = {
@@ -167,6 +188,11 @@ impl PartitionLog {
         let mut unflushed = 0;
         for b in &checked {
             unflushed = self.write_follower_batch(&mut w, &config, b, now_ms)?;
+        }
+        if first_base < log_start {
+            self.write_log_start_offset(log_start)?;
+            self.publish_end(self.log_end_offset(), Some(log_start));
+            self.update_epochs(|c| c.truncate_from_start(log_start))?;
         }
         drop(w);
         let interval = config.flush_interval_messages;

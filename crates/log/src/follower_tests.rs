@@ -92,7 +92,7 @@ fn replicate(leader: &PartitionLog, follower: &PartitionLog, rng: &mut Rng) {
         let before = follower.log_end_offset();
         let out = follower.append_as_follower(&f).unwrap();
         assert!(out.batches >= 1);
-        assert!(out.first_offset >= before);
+        assert!(out.last_offset >= before);
         assert_eq!(out.log_end_offset, follower.log_end_offset());
         assert_eq!(out.last_offset + 1, out.log_end_offset);
     }
@@ -696,4 +696,112 @@ fn reads_racing_with_appends_and_truncations_see_only_leader_batches() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
     assert_eq!(segment_files(fd.path()), segment_files(ld.path()));
+}
+
+/// Random histories: a follower copies a leader in random slices, truncates to random offsets
+/// (sometimes below its log start), and stops uncleanly now and then. After every step its
+/// batches are the leader's at the same offsets and its epoch cache answers as one derived from
+/// those batches; at the end it holds the leader's segments byte for byte.
+#[test]
+fn random_copies_truncations_and_restarts_keep_the_follower_a_prefix_of_the_leader() {
+    for seed in 1..=12u64 {
+        let mut rng = Rng(seed.wrapping_mul(0xd1b5_4a32_d192_ed03));
+        let (ld, fd) = (fast_tempdir(), fast_tempdir());
+        let (leader, _) = leader_history(ld.path(), 60 + rng.below(60), rng.below(3) as i32);
+        let by_base: BTreeMap<i64, Vec<u8>> = all_batches(&leader)
+            .into_iter()
+            .map(|(h, b)| (h.base_offset, b))
+            .collect();
+        let mut follower = open(fd.path());
+        for step in 0..30 {
+            match rng.below(6) {
+                0..=2 => {
+                    for f in fetches(&leader, follower.log_end_offset(), &mut rng)
+                        .into_iter()
+                        .take(1 + rng.below(4))
+                    {
+                        follower.append_as_follower(&f).unwrap();
+                    }
+                }
+                3 => {
+                    let to = rng.below(follower.log_end_offset() as usize + 1) as i64;
+                    follower.truncate_to(to).unwrap();
+                    assert!(follower.log_end_offset() <= to.max(follower.log_start_offset()));
+                }
+                4 => {
+                    drop(follower);
+                    follower = open(fd.path());
+                }
+                _ => {
+                    let to = *by_base
+                        .keys()
+                        .nth(rng.below(by_base.len() / 4 + 1))
+                        .unwrap();
+                    follower.truncate_fully_and_start_at(to).unwrap();
+                }
+            }
+            let got = all_batches(&follower);
+            for (h, b) in &got {
+                assert_eq!(
+                    Some(b),
+                    by_base.get(&h.base_offset),
+                    "seed {seed} step {step}: a batch the leader does not have"
+                );
+            }
+            let answers = epoch_answers(&follower);
+            let derived = {
+                let copy = fast_tempdir();
+                copy_dir(fd.path(), copy.path());
+                std::fs::remove_file(copy.path().join(LEADER_EPOCH_FILE)).unwrap();
+                let log = open(copy.path());
+                // The copy's log start is at a batch base: the derived cache starts there too.
+                epoch_answers(&log)
+            };
+            assert_eq!(answers, derived, "seed {seed} step {step}");
+        }
+        if follower.log_start_offset() > leader.log_start_offset() {
+            follower.truncate_fully_and_start_at(0).unwrap();
+        }
+        replicate(&leader, &follower, &mut rng);
+        assert!(
+            all_batches(&follower) == all_batches(&leader),
+            "seed {seed}"
+        );
+    }
+}
+
+/// Kafka's UnexpectedAppendOffsetException case: the leader's log start is inside a batch
+/// (DeleteRecords), so a follower starting there is sent a batch that begins before its empty
+/// log. It takes the batch whole and keeps its log start inside it.
+#[test]
+fn an_empty_follower_starting_inside_a_batch_takes_the_whole_batch() {
+    let (ld, fd) = (fast_tempdir(), fast_tempdir());
+    let (leader, _) = leader_history(ld.path(), 30, 1);
+    let inside = all_batches(&leader)
+        .into_iter()
+        .find(|b| b.0.last_offset_delta >= 2 && b.0.base_offset > 20)
+        .unwrap()
+        .0;
+    let start = inside.base_offset + 1;
+    committed(&leader).delete_records_before(start).unwrap();
+    let follower = open(fd.path());
+    follower.truncate_fully_and_start_at(start).unwrap();
+    // Not empty: a batch before the log end is refused.
+    let first = leader.read(start, 1, i64::MAX).unwrap().records;
+    replicate(&leader, &follower, &mut Rng(21));
+    assert_eq!(follower.log_start_offset(), start);
+    assert!(all_batches(&follower) == all_batches(&leader));
+    assert_eq!(all_batches(&follower)[0].0.base_offset, inside.base_offset);
+    assert_eq!(epoch_answers(&follower), epoch_answers(&leader));
+    assert_eq!(
+        follower
+            .append_as_follower(&first)
+            .unwrap_err()
+            .kafka_error_code(),
+        87
+    );
+    drop(follower);
+    let follower = open(fd.path());
+    assert_eq!(follower.log_start_offset(), start);
+    assert!(all_batches(&follower) == all_batches(&leader));
 }
