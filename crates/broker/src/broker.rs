@@ -115,6 +115,13 @@ impl Broker {
             session_timeout_ms: config.broker.broker_session_timeout_ms,
             heartbeat_interval_ms: config.broker.broker_heartbeat_interval_ms,
             producer_id_block_size: limits::PRODUCER_ID_BLOCK_SIZE,
+            unclean_leader_election_enable: config.broker.unclean_leader_election_enable,
+            unclean_leader_election_interval_ms: config.broker.unclean_leader_election_interval_ms,
+            auto_leader_rebalance_enable: config.broker.auto_leader_rebalance_enable,
+            leader_imbalance_check_interval_ms: config
+                .broker
+                .leader_imbalance_check_interval_seconds
+                .saturating_mul(1000),
         };
         let control_client = ControlClient::new(
             &format!("josefine-{}", config.node_id),

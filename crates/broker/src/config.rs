@@ -85,6 +85,9 @@ pub struct ServeArgs {
     ///   replica.fetch.min.bytes=1         replica.fetch.max.bytes=1048576
     ///   replica.fetch.response.max.bytes=10485760  replica.fetch.backoff.ms=1000
     ///   replica.socket.timeout.ms=30000
+    ///   unclean.leader.election.enable=false unclean.leader.election.interval.ms=300000
+    ///   auto.leader.rebalance.enable=true leader.imbalance.check.interval.seconds=300
+    ///   leader.imbalance.per.broker.percentage=10 (accepted; unused, as in Kafka's KRaft controller)
     ///   fetch.max.bytes=57671680          connections.max.idle.ms=600000
     ///   max.connections=4096 (Kafka: unlimited; Josefine always keeps a cap)
     ///   queued.max.requests=16 (Josefine: in-flight requests per connection)
@@ -276,6 +279,18 @@ pub struct BrokerSettings {
     /// replica.socket.timeout.ms: a follower's fetch waits this long (beyond its
     /// `replica.fetch.wait.max.ms`) for the leader's answer before reconnecting.
     pub replica_socket_timeout_ms: u64,
+    /// unclean.leader.election.enable: the controller may elect a leader outside the ISR
+    /// (topic config and cluster-wide dynamic config override it).
+    pub unclean_leader_election_enable: bool,
+    /// unclean.leader.election.interval.ms: the controller's periodic unclean election round.
+    pub unclean_leader_election_interval_ms: u64,
+    /// auto.leader.rebalance.enable: the controller moves leadership back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// leader.imbalance.check.interval.seconds: how often it does.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// leader.imbalance.per.broker.percentage: accepted and reported; Kafka's KRaft controller
+    /// (like Josefine's) rebalances every imbalanced partition and does not read it.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// The Kafka-named settings given by `--set` or the file, as given (DescribeConfigs reports
     /// them as STATIC_BROKER_CONFIG; dynamic configs are resolved on top of them).
     pub static_values: BTreeMap<String, String>,
@@ -337,6 +352,11 @@ impl Default for BrokerSettings {
             replica_fetch_backoff_ms: 1_000,
             replica_socket_timeout_ms: 30_000,
             offset_metadata_max_bytes: 4_096,
+            unclean_leader_election_enable: false,
+            unclean_leader_election_interval_ms: 300_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             static_values: BTreeMap::new(),
         }
     }
@@ -497,6 +517,17 @@ impl BrokerSettings {
             "replica.fetch.response.max.bytes" => self.replica_fetch_response_max_bytes.to_string(),
             "replica.fetch.backoff.ms" => self.replica_fetch_backoff_ms.to_string(),
             "replica.socket.timeout.ms" => self.replica_socket_timeout_ms.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            "unclean.leader.election.interval.ms" => {
+                self.unclean_leader_election_interval_ms.to_string()
+            }
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds.to_string()
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage.to_string()
+            }
             _ => return None,
         })
     }
@@ -505,7 +536,10 @@ impl BrokerSettings {
     pub fn config_type(key: &str) -> josefine_meta::topic_config::ConfigType {
         use josefine_meta::topic_config::ConfigType as T;
         match key {
-            "auto.create.topics.enable" | "log.cleaner.enable" => T::Boolean,
+            "auto.create.topics.enable"
+            | "log.cleaner.enable"
+            | "unclean.leader.election.enable"
+            | "auto.leader.rebalance.enable" => T::Boolean,
             "log.message.timestamp.type" | "compression.type" | "cluster.id" => T::String,
             "log.cleanup.policy" => T::List,
             "log.cleaner.io.max.bytes.per.second" | "log.cleaner.min.cleanable.ratio" => T::Double,
@@ -539,6 +573,7 @@ impl BrokerSettings {
             | "replica.fetch.response.max.bytes"
             | "replica.fetch.backoff.ms"
             | "replica.socket.timeout.ms" => T::Int,
+            "leader.imbalance.per.broker.percentage" => T::Int,
             _ => T::Long,
         }
     }
@@ -625,6 +660,11 @@ impl BrokerSettings {
         "replica.fetch.response.max.bytes",
         "replica.fetch.backoff.ms",
         "replica.socket.timeout.ms",
+        "unclean.leader.election.enable",
+        "unclean.leader.election.interval.ms",
+        "auto.leader.rebalance.enable",
+        "leader.imbalance.check.interval.seconds",
+        "leader.imbalance.per.broker.percentage",
     ];
 
     /// Sets one Kafka-named setting from its string form. Unknown keys and bad values are errors.
@@ -812,6 +852,22 @@ impl BrokerSettings {
             }
             "replica.socket.timeout.ms" => {
                 self.replica_socket_timeout_ms = parse_int(key, v, 1, i32::MAX as u64)?
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = parse_bool(key, v)?
+            }
+            "unclean.leader.election.interval.ms" => {
+                self.unclean_leader_election_interval_ms = parse_int(key, v, 1, i64::MAX as u64)?
+            }
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance_enable = parse_bool(key, v)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds =
+                    parse_int(key, v, 1, i64::MAX as u64 / 1000)?
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage = parse_int(key, v, 0, 100)?
             }
             _ => return Err(ConfigError::UnknownSetting(key.to_string())),
         }

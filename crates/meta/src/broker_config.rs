@@ -105,6 +105,7 @@ pub const DYNAMIC_BROKER_CONFIGS: &[DynamicBrokerConfigDef] = &[
     def("log.segment.bytes", T::Int, Kind::Integer(1 << 20, I32_MAX)),
     def("message.max.bytes", T::Int, Kind::Integer(0, I32_MAX)),
     def("min.insync.replicas", T::Int, Kind::Integer(1, I32_MAX)),
+    def("unclean.leader.election.enable", T::Boolean, Kind::Bool),
 ];
 
 /// The definition of a dynamic broker config, if it is one.

@@ -11,9 +11,13 @@
 //! method with the latest applied image.
 //! Election rule (Kafka's `PartitionChangeBuilder`, see [`partition_change`]): keep the leader
 //! if it is still eligible; else the first replica in assignment order that is in the ISR and
-//! eligible (registered, unfenced, not shutting down); else no leader, and the ISR keeps its
-//! last member (it is never emptied). A broker leaving (fenced, shutting down, re-registered)
-//! leaves every ISR it is not the last member of.
+//! eligible (registered, unfenced, not shutting down); else, where the topic allows it
+//! (`unclean.leader.election.enable`), the first eligible replica alone as ISR; else no
+//! leader, and the ISR keeps its last member (it is never emptied). A broker leaving (fenced,
+//! shutting down, re-registered) leaves every ISR it is not the last member of. Timers (in
+//! `tick`): session expiry, the periodic unclean round, the preferred-leader rebalance; no
+//! timer elects leaderless partitions cleanly (unfencing does, as in Kafka). ISR changes a
+//! leader asks for are decided in [`alter_partition`].
 //! Must never: do I/O, read clocks (time is `now_ms`, an input) or randomness, or change the
 //! image itself: it only proposes.
 
@@ -34,6 +38,17 @@ pub struct ControllerSettings {
     pub heartbeat_interval_ms: u64,
     /// Producer ids per AllocateProducerIds block (Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
     pub producer_id_block_size: i64,
+    /// `unclean.leader.election.enable` of the controller's static config: the default under
+    /// the cluster-wide dynamic value and each topic's override ([`unclean_election_enabled`]).
+    pub unclean_leader_election_enable: bool,
+    /// `unclean.leader.election.interval.ms`: how often leaderless partitions of topics that
+    /// allow it get an unclean election (for topics where it was enabled after they lost
+    /// their leader; a fencing with it enabled elects at once).
+    pub unclean_leader_election_interval_ms: u64,
+    /// `auto.leader.rebalance.enable`: move leadership back to the preferred replica.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in ms: how often that is done.
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 impl Default for ControllerSettings {
@@ -42,7 +57,57 @@ impl Default for ControllerSettings {
             session_timeout_ms: 9_000,
             heartbeat_interval_ms: 2_000,
             producer_id_block_size: 1_000,
+            unclean_leader_election_enable: false,
+            unclean_leader_election_interval_ms: 300_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
         }
+    }
+}
+
+/// Most preferred-leader elections one rebalance round proposes (Kafka's
+/// `maxElectionsPerImbalance`); more wait for the next round, which then comes at once.
+pub const ELECTIONS_PER_ROUND_MAX: usize = 1_000;
+
+/// The topic config (and broker config) that allows electing a leader outside the ISR.
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
+
+/// Whether topic `topic_id` allows an unclean election: its own config, else the cluster-wide
+/// dynamic broker config, else the controller's static `default` (Kafka's
+/// `uncleanLeaderElectionEnabledForTopic`).
+pub fn unclean_election_enabled(image: &Image, topic_id: TopicId, default: bool) -> bool {
+    let topic = image
+        .topics
+        .get(&topic_id)
+        .and_then(|t| t.configs.get(UNCLEAN_LEADER_ELECTION_ENABLE));
+    let cluster = image
+        .cluster_broker_configs
+        .get(UNCLEAN_LEADER_ELECTION_ENABLE);
+    match topic.or(cluster) {
+        Some(v) => v.eq_ignore_ascii_case("true"),
+        None => default,
+    }
+}
+
+/// The unclean elections `cmd` makes on `image`: (topic, partition, new leader) for every
+/// partition change that elects a leader outside the partition's current ISR. For the
+/// runtime's warning log (data acknowledged by the old ISR may be lost).
+pub fn unclean_elections(image: &Image, cmd: &Command) -> Vec<(TopicId, i32, i32)> {
+    let one = |c: &Command| match c {
+        Command::ChangePartition {
+            topic_id,
+            partition,
+            leader: Some(leader),
+            ..
+        } if *leader != PartitionAssignment::NO_LEADER => image
+            .partition(*topic_id, *partition)
+            .filter(|p| !p.isr.contains(leader))
+            .map(|_| (*topic_id, *partition, *leader)),
+        _ => None,
+    };
+    match cmd {
+        Command::Batch(all) => all.iter().filter_map(one).collect(),
+        c => one(c).into_iter().collect(),
     }
 }
 
@@ -94,6 +159,10 @@ pub struct Controller {
     /// Last heartbeat (ms) of each broker with a session. Unfenced brokers always get one
     /// (at the latest on the next `tick`); fenced ones only while they heartbeat.
     last_heartbeat_ms: BTreeMap<i32, u64>,
+    /// When the next preferred-leader rebalance round is due.
+    next_rebalance_ms: u64,
+    /// When the next periodic unclean election round is due.
+    next_unclean_ms: u64,
 }
 
 impl Controller {
@@ -105,6 +174,9 @@ impl Controller {
                 .unfenced_brokers()
                 .map(|b| (b.node_id, now_ms))
                 .collect(),
+            // Kafka defers both tasks by their interval after activation.
+            next_rebalance_ms: now_ms.saturating_add(settings.leader_imbalance_check_interval_ms),
+            next_unclean_ms: now_ms.saturating_add(settings.unclean_leader_election_interval_ms),
         }
     }
 
@@ -143,7 +215,7 @@ impl Controller {
             port: req.port,
             rack: req.rack,
         };
-        let cmd = with_broker_leaving(image, node_id, first);
+        let cmd = with_broker_leaving(image, node_id, first, self.unclean_default());
         // The registration is the caller's input: refuse it rather than propose a no-op. It
         // applies in a later block than the image's, so check it there (a registration needs
         // a newer position than the one it replaces).
@@ -191,27 +263,28 @@ impl Controller {
                 None
             } else if is_caught_up && !req.want_fence && !reg.in_controlled_shutdown {
                 reply.is_fenced = false;
-                Some(unfence(image, node_id, epoch))
+                Some(unfence(image, node_id, epoch, self.unclean_default()))
             } else {
                 None
             }
         } else if req.want_fence {
             reply.is_fenced = true;
             self.last_heartbeat_ms.remove(&node_id);
-            Some(fence(image, node_id, epoch))
+            Some(fence(image, node_id, epoch, self.unclean_default()))
         } else if req.want_shutdown {
             if !reg.in_controlled_shutdown {
                 Some(with_broker_leaving(
                     image,
                     node_id,
                     Command::BeginControlledShutdown { node_id, epoch },
+                    self.unclean_default(),
                 ))
             } else {
                 // In controlled shutdown it leads nothing (an image invariant): done.
                 reply.should_shut_down = true;
                 reply.is_fenced = true;
                 self.last_heartbeat_ms.remove(&node_id);
-                Some(fence(image, node_id, epoch))
+                Some(fence(image, node_id, epoch, self.unclean_default()))
             }
         } else {
             None
@@ -223,8 +296,11 @@ impl Controller {
     }
 
     /// Fences the brokers whose session expired (one batch each, with their leader and ISR
-    /// changes). The commands are meant to be proposed in order: each is computed on the image
-    /// as the ones before it leave it.
+    /// changes); every `unclean.leader.election.interval.ms`, elects leaders outside the ISR
+    /// for leaderless partitions of topics that allow it; every
+    /// `leader.imbalance.check.interval.seconds` (with `auto.leader.rebalance.enable`), moves
+    /// leadership back to preferred replicas that are in sync. The commands are meant to be
+    /// proposed in order: each is computed on the image as the ones before it leave it.
     pub fn tick(&mut self, image: &Image, now_ms: u64) -> Vec<Command> {
         // Sessions of brokers that are gone or fenced stop mattering; unfenced brokers without
         // one (unfenced by another controller, or a fence that failed) get one from now.
@@ -246,25 +322,78 @@ impl Controller {
             self.last_heartbeat_ms.remove(&node_id);
             let current = scratch.as_ref().unwrap_or(image);
             let epoch = current.brokers[&node_id].epoch;
-            let cmd = fence(current, node_id, epoch);
+            let cmd = fence(current, node_id, epoch, self.unclean_default());
             let next = scratch.get_or_insert_with(|| image.clone());
             if let Err(e) = next.apply(&cmd) {
                 panic!("controller decided an invalid fence of broker {node_id}: {cmd:?}: {e}");
             }
             commands.push(cmd);
         }
-        // No election of leaderless partitions here (Kafka's controller has none either): a
-        // partition loses its leader only when no ISR member is eligible, and one becomes
-        // eligible again only by being unfenced, which elects it in the same batch.
+        // No clean election of leaderless partitions here (Kafka's controller has none
+        // either): a partition loses its leader only when no ISR member is eligible, and one
+        // becomes eligible again only by being unfenced, which elects it in the same batch.
+        if now_ms >= self.next_unclean_ms {
+            self.next_unclean_ms =
+                now_ms.saturating_add(self.settings.unclean_leader_election_interval_ms);
+            let current = scratch.as_ref().unwrap_or(image);
+            let default = self.unclean_default();
+            let elections: Vec<Command> = current
+                .partitions()
+                .filter(|(topic_id, p)| {
+                    p.leader == PartitionAssignment::NO_LEADER
+                        && unclean_election_enabled(current, *topic_id, default)
+                })
+                .filter_map(|(topic_id, p)| {
+                    partition_change_with(topic_id, p, |r| current.is_eligible(r), None, true)
+                })
+                .take(ELECTIONS_PER_ROUND_MAX)
+                .collect();
+            if !elections.is_empty() {
+                let cmd = Command::Batch(elections);
+                let next = scratch.get_or_insert_with(|| image.clone());
+                if let Err(e) = next.apply(&cmd) {
+                    panic!("controller decided invalid unclean elections: {cmd:?}: {e}");
+                }
+                commands.push(cmd);
+            }
+        }
+        if self.settings.auto_leader_rebalance_enable && now_ms >= self.next_rebalance_ms {
+            let current = scratch.as_ref().unwrap_or(image);
+            let elections = preferred_leader_elections(current);
+            // A full round leaves more to do: the next one comes at once (Kafka's IMMEDIATELY).
+            self.next_rebalance_ms = if elections.len() >= ELECTIONS_PER_ROUND_MAX {
+                now_ms
+            } else {
+                now_ms.saturating_add(self.settings.leader_imbalance_check_interval_ms)
+            };
+            if !elections.is_empty() {
+                let cmd = Command::Batch(elections);
+                assert_decision_valid(current, &cmd);
+                commands.push(cmd);
+            }
+        }
         commands
     }
 
-    /// When `tick` next has something to do (the earliest session expiry), if ever.
+    /// When `tick` next has something to do (the earliest session expiry or periodic round).
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.last_heartbeat_ms
+        let sessions = self
+            .last_heartbeat_ms
             .values()
             .min()
-            .map(|last| last.saturating_add(self.settings.session_timeout_ms + 1))
+            .map(|last| last.saturating_add(self.settings.session_timeout_ms + 1));
+        let rebalance = self
+            .settings
+            .auto_leader_rebalance_enable
+            .then_some(self.next_rebalance_ms);
+        [sessions, rebalance, Some(self.next_unclean_ms)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn unclean_default(&self) -> bool {
+        self.settings.unclean_leader_election_enable
     }
 
     /// Decides an AllocateProducerIds request: the next block, starting where the image says.
@@ -322,6 +451,19 @@ pub fn partition_change(
     eligible: impl Fn(i32) -> bool,
     leaving: Option<i32>,
 ) -> Option<Command> {
+    partition_change_with(topic_id, p, eligible, leaving, false)
+}
+
+/// [`partition_change`], with `unclean` allowing (Kafka's `Election.UNCLEAN`), when no ISR
+/// member may lead, the first eligible replica in assignment order to lead as the only ISR
+/// member (acknowledged writes the old ISR held may be lost: the runtime logs a warning).
+pub fn partition_change_with(
+    topic_id: TopicId,
+    p: &PartitionAssignment,
+    eligible: impl Fn(i32) -> bool,
+    leaving: Option<i32>,
+    unclean: bool,
+) -> Option<Command> {
     let eligible = |r: i32| Some(r) != leaving && eligible(r);
     let mut isr = p.isr.clone();
     if let Some(gone) = leaving {
@@ -329,7 +471,7 @@ pub fn partition_change(
             isr.retain(|r| *r != gone);
         }
     }
-    let leader = if p.leader != PartitionAssignment::NO_LEADER
+    let mut leader = if p.leader != PartitionAssignment::NO_LEADER
         && eligible(p.leader)
         && isr.contains(&p.leader)
     {
@@ -341,6 +483,12 @@ pub fn partition_change(
             .find(|r| isr.contains(r) && eligible(*r))
             .unwrap_or(PartitionAssignment::NO_LEADER)
     };
+    if leader == PartitionAssignment::NO_LEADER && unclean {
+        if let Some(r) = p.replicas.iter().copied().find(|r| eligible(*r)) {
+            leader = r;
+            isr = vec![r];
+        }
+    }
     assert!(!isr.is_empty(), "an election never empties the ISR");
     assert!(
         leader == PartitionAssignment::NO_LEADER || isr.contains(&leader),
@@ -359,39 +507,89 @@ pub fn partition_change(
 }
 
 /// The leader and ISR changes that take `node_id` out of every partition it leads or is in
-/// sync for.
-fn leaving_changes(image: &Image, node_id: i32) -> Vec<Command> {
+/// sync for (with an unclean election where the topic allows it and no ISR member is left).
+fn leaving_changes(image: &Image, node_id: i32, unclean_default: bool) -> Vec<Command> {
     image
         .partitions()
         .filter(|(_, p)| p.leader == node_id || p.isr.contains(&node_id))
         .filter_map(|(topic_id, p)| {
-            partition_change(topic_id, p, |r| image.is_eligible(r), Some(node_id))
+            let unclean = unclean_election_enabled(image, topic_id, unclean_default);
+            partition_change_with(
+                topic_id,
+                p,
+                |r| image.is_eligible(r),
+                Some(node_id),
+                unclean,
+            )
         })
         .collect()
 }
 
 /// `first` (which makes `node_id` ineligible) batched with the changes it requires.
-fn with_broker_leaving(image: &Image, node_id: i32, first: Command) -> Command {
+fn with_broker_leaving(
+    image: &Image,
+    node_id: i32,
+    first: Command,
+    unclean_default: bool,
+) -> Command {
     let mut batch = vec![first];
-    batch.extend(leaving_changes(image, node_id));
+    batch.extend(leaving_changes(image, node_id, unclean_default));
     Command::Batch(batch)
 }
 
-fn fence(image: &Image, node_id: i32, epoch: i64) -> Command {
-    with_broker_leaving(image, node_id, Command::FenceBroker { node_id, epoch })
+fn fence(image: &Image, node_id: i32, epoch: i64, unclean_default: bool) -> Command {
+    with_broker_leaving(
+        image,
+        node_id,
+        Command::FenceBroker { node_id, epoch },
+        unclean_default,
+    )
 }
 
-/// Unfences `node_id` and elects leaders for the leaderless partitions it is in sync for.
-fn unfence(image: &Image, node_id: i32, epoch: i64) -> Command {
+/// Unfences `node_id` and elects leaders for the leaderless partitions it is in sync for, or
+/// (Kafka's unclean election, where the topic allows it) merely a replica of.
+fn unfence(image: &Image, node_id: i32, epoch: i64, unclean_default: bool) -> Command {
     let eligible = |r: i32| r == node_id || image.is_eligible(r);
     let mut batch = vec![Command::UnfenceBroker { node_id, epoch }];
     batch.extend(
         image
             .partitions()
-            .filter(|(_, p)| p.leader == PartitionAssignment::NO_LEADER && p.isr.contains(&node_id))
-            .filter_map(|(topic_id, p)| partition_change(topic_id, p, eligible, None)),
+            .filter(|(_, p)| {
+                p.leader == PartitionAssignment::NO_LEADER && p.replicas.contains(&node_id)
+            })
+            .filter_map(|(topic_id, p)| {
+                let unclean = unclean_election_enabled(image, topic_id, unclean_default);
+                if !unclean && !p.isr.contains(&node_id) {
+                    return None;
+                }
+                partition_change_with(topic_id, p, eligible, None, unclean)
+            }),
     );
     Command::Batch(batch)
+}
+
+/// Kafka's preferred-leader rebalance round: every partition whose leader is not its
+/// preferred (first) replica while that replica is in the ISR and eligible gets it as leader
+/// (at most [`ELECTIONS_PER_ROUND_MAX`]).
+fn preferred_leader_elections(image: &Image) -> Vec<Command> {
+    image
+        .partitions()
+        .filter_map(|(topic_id, p)| {
+            let preferred = *p.replicas.first()?;
+            let movable = p.leader != preferred
+                && p.isr.contains(&preferred)
+                && image.is_eligible(preferred)
+                && p.leader_epoch < i32::MAX;
+            movable.then_some(Command::ChangePartition {
+                topic_id,
+                partition: p.partition,
+                expected_partition_epoch: p.partition_epoch,
+                leader: Some(preferred),
+                isr: None,
+            })
+        })
+        .take(ELECTIONS_PER_ROUND_MAX)
+        .collect()
 }
 
 #[cfg(test)]

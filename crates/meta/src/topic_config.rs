@@ -154,7 +154,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("segment.ms", T::Long, Kind::Integer(1, i64::MAX), "604800000", Some("log.roll.ms"),
         "Age at which a new segment is rolled."),
     def("unclean.leader.election.enable", T::Boolean, Kind::Bool, "false", Some("unclean.leader.election.enable"),
-        "Stored for replication; a single broker never elects an out-of-sync leader."),
+        "Elect a replica outside the ISR when no in-sync replica is left (acknowledged writes may be lost)."),
 ];
 
 /// The definition of a topic config, if it exists.

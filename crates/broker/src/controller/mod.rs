@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use josefine_meta::controller::{
-    Controller, ControllerSettings, Heartbeat, RegisterDecision, Registration,
+    unclean_elections, Controller, ControllerSettings, Heartbeat, RegisterDecision, Registration,
 };
 use josefine_meta::{Applied, Command, MetaError};
 use kafka_protocol::messages::{
@@ -293,7 +293,8 @@ impl ControllerRuntime {
         self.is_active.store(false, Ordering::Release);
     }
 
-    /// Fences brokers whose session expired.
+    /// Fences brokers whose session expired; the periodic unclean election and preferred-leader
+    /// rounds.
     async fn tick(&self, broker: &Arc<Broker>) {
         if self.timer_paused.load(Ordering::Acquire) {
             return;
@@ -353,12 +354,24 @@ fn describe(cmd: &Command) -> String {
 }
 
 /// Proposes on the chain and waits for this node's image to apply it; errors as Kafka codes.
+/// An unclean election in it is logged as a warning once applied (Kafka logs it too: writes
+/// the old ISR acknowledged may be gone).
 async fn propose(broker: &Broker, cmd: Command) -> Result<Applied, i16> {
-    broker
+    let unclean = unclean_elections(&broker.metadata.image(), &cmd);
+    let applied = broker
         .metadata
         .propose(cmd)
         .await
-        .map_err(|e| meta_code(&e))
+        .map_err(|e| meta_code(&e))?;
+    for (topic_id, partition, leader) in unclean {
+        warn!(
+            %topic_id,
+            partition,
+            leader,
+            "unclean leader election: a replica outside the ISR leads; acknowledged writes may be lost"
+        );
+    }
+    Ok(applied)
 }
 
 fn meta_code(e: &MetaError) -> i16 {

@@ -120,7 +120,8 @@ fn activation_gives_every_unfenced_broker_a_session_from_now() {
     // Brokers 1 and 2 expire; fenced broker 3 had no session to expire.
     let fences = c.tick(&image, 50_000 + TIMEOUT + 1);
     assert_eq!(fences.len(), 2, "{fences:?}");
-    assert_eq!(c.next_deadline_ms(), None);
+    // No session left: only the periodic rounds (unclean, rebalance) remain due.
+    assert_eq!(c.next_deadline_ms(), Some(50_000 + 300_000));
 }
 
 #[test]
@@ -538,4 +539,252 @@ fn election_never_elects_the_leaving_broker() {
         )),
         None
     );
+}
+
+// ---- unclean elections ----
+
+/// Sets partition 0's ISR to `isr` (leader 1 stays: it must be in it).
+fn shrink_isr(image: &mut Image, isr: &[i32]) {
+    let pe = p(image, 0).partition_epoch;
+    step(
+        image,
+        &Command::ChangePartition {
+            topic_id: T,
+            partition: 0,
+            expected_partition_epoch: pe,
+            leader: None,
+            isr: Some(isr.to_vec()),
+        },
+    );
+}
+
+fn set_topic_config(image: &mut Image, key: &str, value: &str) {
+    step(
+        image,
+        &Command::AlterTopicConfigs {
+            topic_id: T,
+            replace_all: false,
+            set: vec![(key.into(), value.into())],
+            delete: vec![],
+        },
+    );
+}
+
+/// Broker `node` asks to be fenced; the controller's batch applied.
+fn fence_by_request(image: &mut Image, c: &mut Controller, node: i32) {
+    let mut hb = heartbeat(node, node as i64, image.position);
+    hb.want_fence = true;
+    let (_, cmd) = c.heartbeat(image, hb, 1);
+    step(image, &cmd.expect("a fence"));
+}
+
+#[test]
+fn without_unclean_election_the_last_isr_member_keeps_the_partition_offline() {
+    let (mut image, mut c) = cluster();
+    shrink_isr(&mut image, &[1]);
+    fence_by_request(&mut image, &mut c, 1);
+    assert_eq!(leader_isr(&image, 0), (-1, vec![1]));
+}
+
+#[test]
+fn a_topic_allowing_unclean_election_elects_the_first_eligible_replica_alone_on_fence() {
+    let (mut image, mut c) = cluster();
+    shrink_isr(&mut image, &[1]);
+    set_topic_config(&mut image, UNCLEAN_LEADER_ELECTION_ENABLE, "true");
+    let epoch_before = p(&image, 0).leader_epoch;
+    let mut hb = heartbeat(1, 1, image.position);
+    hb.want_fence = true;
+    let (_, cmd) = c.heartbeat(&image, hb, 1);
+    let cmd = cmd.unwrap();
+    assert_eq!(unclean_elections(&image, &cmd), vec![(T, 0, 2)]);
+    step(&mut image, &cmd);
+    assert_eq!(leader_isr(&image, 0), (2, vec![2]));
+    assert_eq!(p(&image, 0).leader_epoch, epoch_before + 1);
+}
+
+#[test]
+fn the_cluster_wide_broker_config_enables_it_and_a_topic_override_wins() {
+    let (mut image, mut c) = cluster();
+    shrink_isr(&mut image, &[1]);
+    step(
+        &mut image,
+        &Command::AlterBrokerConfigs {
+            broker_id: None,
+            replace_all: false,
+            set: vec![(UNCLEAN_LEADER_ELECTION_ENABLE.into(), "true".into())],
+            delete: vec![],
+        },
+    );
+    assert!(unclean_election_enabled(&image, T, false));
+    set_topic_config(&mut image, UNCLEAN_LEADER_ELECTION_ENABLE, "false");
+    assert!(!unclean_election_enabled(&image, T, true));
+    fence_by_request(&mut image, &mut c, 1);
+    assert_eq!(leader_isr(&image, 0), (-1, vec![1]));
+    // The controller's static default applies when neither is set.
+    let (image, _) = cluster();
+    assert!(unclean_election_enabled(&image, T, true));
+    assert!(!unclean_election_enabled(&image, T, false));
+}
+
+#[test]
+fn unfencing_a_mere_replica_elects_it_uncleanly_where_allowed() {
+    let (mut image, mut c) = cluster();
+    shrink_isr(&mut image, &[1]);
+    fence_by_request(&mut image, &mut c, 1);
+    fence_by_request(&mut image, &mut c, 2);
+    assert_eq!(leader_isr(&image, 0), (-1, vec![1]));
+    // Not allowed: unfencing 2 (not in the ISR) elects nobody.
+    let mut quiet = image.clone();
+    let (_, cmd) = c.heartbeat(&quiet, heartbeat(2, 2, quiet.position), 2);
+    step(&mut quiet, &cmd.unwrap());
+    assert_eq!(leader_isr(&quiet, 0), (-1, vec![1]));
+    // Allowed: it leads alone.
+    set_topic_config(&mut image, UNCLEAN_LEADER_ELECTION_ENABLE, "true");
+    let (_, cmd) = c.heartbeat(&image, heartbeat(2, 2, image.position), 3);
+    step(&mut image, &cmd.unwrap());
+    assert_eq!(leader_isr(&image, 0), (2, vec![2]));
+}
+
+#[test]
+fn the_periodic_unclean_round_elects_once_a_topic_allows_it() {
+    let mut s = settings();
+    s.unclean_leader_election_interval_ms = 1_000;
+    let (mut image, _) = cluster();
+    let mut c = Controller::activate(&image, 0, s);
+    shrink_isr(&mut image, &[1]);
+    fence_by_request(&mut image, &mut c, 1);
+    assert_eq!(leader_isr(&image, 0), (-1, vec![1]));
+    set_topic_config(&mut image, UNCLEAN_LEADER_ELECTION_ENABLE, "true");
+    assert!(c.tick(&image, 999).is_empty(), "not before the interval");
+    let commands = c.tick(&image, 1_000);
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    step(&mut image, &commands[0]);
+    assert_eq!(leader_isr(&image, 0), (2, vec![2]));
+    assert!(c.tick(&image, 2_000).is_empty());
+}
+
+// ---- preferred-leader rebalance ----
+
+fn move_leader(image: &mut Image, partition: i32, leader: i32) {
+    let pe = p(image, partition).partition_epoch;
+    step(
+        image,
+        &Command::ChangePartition {
+            topic_id: T,
+            partition,
+            expected_partition_epoch: pe,
+            leader: Some(leader),
+            isr: None,
+        },
+    );
+}
+
+#[test]
+fn rebalance_moves_leadership_back_to_in_sync_preferred_replicas_every_interval() {
+    let mut s = settings();
+    s.leader_imbalance_check_interval_ms = 1_000;
+    let (mut image, _) = cluster();
+    let mut c = Controller::activate(&image, 0, s);
+    move_leader(&mut image, 0, 3);
+    move_leader(&mut image, 1, 3);
+    // Partition 1's preferred replica (2) is out of sync: it stays with 3.
+    let pe = p(&image, 1).partition_epoch;
+    step(
+        &mut image,
+        &Command::ChangePartition {
+            topic_id: T,
+            partition: 1,
+            expected_partition_epoch: pe,
+            leader: None,
+            isr: Some(vec![3, 1]),
+        },
+    );
+    assert_eq!(c.next_deadline_ms(), Some(1_000));
+    assert!(c.tick(&image, 999).is_empty(), "not before the interval");
+    let commands = c.tick(&image, 1_000);
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    step(&mut image, &commands[0]);
+    assert_eq!(leader_isr(&image, 0), (1, vec![1, 2, 3]));
+    assert_eq!(p(&image, 0).leader_epoch, 2);
+    assert_eq!(leader_isr(&image, 1), (3, vec![3, 1]));
+    // The next round is an interval later.
+    move_leader(&mut image, 0, 2);
+    assert!(c.tick(&image, 1_500).is_empty());
+    assert_eq!(c.tick(&image, 2_000).len(), 1);
+}
+
+#[test]
+fn rebalance_can_be_switched_off() {
+    let mut s = settings();
+    s.leader_imbalance_check_interval_ms = 1_000;
+    s.auto_leader_rebalance_enable = false;
+    let (mut image, _) = cluster();
+    let mut c = Controller::activate(&image, 0, s);
+    move_leader(&mut image, 0, 3);
+    assert!(c.tick(&image, 5_000).is_empty());
+}
+
+// ---- controlled shutdown with RF=3 ----
+
+#[test]
+fn controlled_shutdown_of_a_leader_moves_rf3_leaderships_and_leaves_isrs_then_rebalance_returns_them(
+) {
+    let mut s = settings();
+    s.leader_imbalance_check_interval_ms = 1_000;
+    let (mut image, _) = cluster();
+    let mut c = Controller::activate(&image, 0, s);
+    // Broker 1 leads partition 0 ([1, 2, 3]) and follows partition 1 ([2, 3, 1]).
+    let mut hb = heartbeat(1, 1, image.position);
+    hb.want_shutdown = true;
+    let (_, cmd) = c.heartbeat(&image, hb, 1);
+    step(&mut image, &cmd.unwrap());
+    assert_eq!(leader_isr(&image, 0), (2, vec![2, 3]));
+    assert_eq!(
+        p(&image, 0).leader_epoch,
+        1,
+        "a leader change bumps the epoch"
+    );
+    assert_eq!(leader_isr(&image, 1), (2, vec![2, 3]));
+    assert_eq!(p(&image, 1).leader_epoch, 0, "an ISR change does not");
+    let (reply, cmd) = c.heartbeat(&image, hb, 2);
+    assert!(reply.should_shut_down);
+    step(&mut image, &cmd.unwrap());
+    // Broker 1 comes back (a new incarnation), is unfenced, and catches up: the leader of
+    // partition 0 adds it back to the ISR through AlterPartition.
+    let RegisterDecision::Propose(cmd) = c
+        .register(&image, registration(1, 77), &[1, 2, 3], 3)
+        .unwrap()
+    else {
+        panic!("a new incarnation")
+    };
+    step(&mut image, &cmd);
+    let epoch = image.brokers[&1].epoch;
+    let (_, cmd) = c.heartbeat(&image, heartbeat(1, epoch, image.position), 4);
+    step(&mut image, &cmd.unwrap());
+    assert_eq!(
+        leader_isr(&image, 0),
+        (2, vec![2, 3]),
+        "unfencing alone moves nothing"
+    );
+    let pa = p(&image, 0).clone();
+    let expand = alter_partition::decide_isr_change(
+        &image,
+        2,
+        &alter_partition::IsrChangeRequest {
+            topic_id: T,
+            partition: 0,
+            leader_epoch: pa.leader_epoch,
+            partition_epoch: pa.partition_epoch,
+            new_isr: vec![(2, 2), (3, 3), (1, epoch)],
+        },
+    )
+    .unwrap()
+    .unwrap();
+    step(&mut image, &expand);
+    // The rebalance round gives partition 0 back to its preferred replica.
+    let commands = c.tick(&image, 1_000);
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    step(&mut image, &commands[0]);
+    assert_eq!(leader_isr(&image, 0), (1, vec![2, 3, 1]));
+    assert_eq!(p(&image, 0).leader_epoch, 2);
 }

@@ -239,6 +239,7 @@ impl Cluster {
                 session_timeout_ms: SESSION_TIMEOUT_MS,
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
                 producer_id_block_size: 1_000,
+                ..ControllerSettings::default()
             },
             rates,
             hist: MetaHistory::default(),
