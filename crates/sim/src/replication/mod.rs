@@ -385,6 +385,7 @@ impl ReplWorld {
             session_timeout_ms: SESSION_TIMEOUT_MS,
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
             producer_id_block_size: 1_000,
+            ..ControllerSettings::default()
         };
         let mut world = ReplWorld {
             opts,
