@@ -60,6 +60,13 @@ fn check_batches(records: &[u8], log_end: i64, empty: bool) -> Result<Vec<Checke
     while records.len() - at >= BATCH_HEADER_BYTES {
         let rest = &records[at..];
         let header = BatchHeader::parse(rest)?;
+        if header.base_offset < 0 || header.last_offset() == i64::MAX {
+            return Err(LogError::CorruptMessage(format!(
+                "batch offsets {}..{} out of range",
+                header.base_offset,
+                header.last_offset()
+            )));
+        }
         let total = header.total_bytes();
         if total as u64 > BATCH_BYTES_MAX {
             return Err(LogError::CorruptMessage(format!(
@@ -217,7 +224,14 @@ impl PartitionLog {
     ) -> Result<u64, LogError> {
         let h = &b.header;
         let batch_bytes = b.bytes.len() as u64;
-        let active = self.maybe_roll(w, config, batch_bytes, h.last_offset(), now_ms)?;
+        let log_end = self.log_end_offset();
+        let active = if h.last_offset() - log_end > i32::MAX as i64 {
+            // A gap wider than a segment's relative offsets: start a segment at the batch.
+            let active = self.active_segment();
+            self.roll_at(w, &active, h.base_offset, now_ms)?
+        } else {
+            self.maybe_roll(w, config, batch_bytes, h.last_offset(), now_ms)?
+        };
         // The exact record is looked up (decompressing) only when it is the log's new maximum.
         let log_max_ms = self.max_timestamp.lock().expect("ts lock").0;
         let max_ts_offset = if h.max_timestamp > log_max_ms {

@@ -805,3 +805,88 @@ fn an_empty_follower_starting_inside_a_batch_takes_the_whole_batch() {
     assert_eq!(follower.log_start_offset(), start);
     assert!(all_batches(&follower) == all_batches(&leader));
 }
+
+/// A leader batch whose offset is more than 2^31 past the follower's log end (a cleaned
+/// stretch that long) starts a segment of its own, and the log recovers with it.
+#[test]
+fn a_gap_wider_than_relative_offsets_starts_a_new_segment() {
+    let fd = fast_tempdir();
+    let follower = open(fd.path());
+    let mut seqs = BTreeMap::new();
+    let mut input = produced(1, &mut seqs);
+    batch::set_offset_and_epoch(&mut input, 0, 3);
+    let first_end = BatchHeader::parse(&input).unwrap().last_offset() + 1;
+    let far = 5_000_000_000i64;
+    let mut second = produced(2, &mut seqs);
+    batch::set_offset_and_epoch(&mut second, far, 4);
+    input.extend_from_slice(&second);
+    let out = follower.append_as_follower(&input).unwrap();
+    assert_eq!(out.batches, 2);
+    let end = out.log_end_offset;
+    assert!(end > far);
+    assert_eq!(follower.segment_count(), 2);
+    let r = follower.read(first_end, 1 << 20, i64::MAX).unwrap();
+    assert_eq!(BatchHeader::parse(&r.records).unwrap().base_offset, far);
+    assert_eq!(follower.end_offset_for_epoch(3), Some((3, far)));
+    drop(follower);
+    let follower = open(fd.path());
+    assert_eq!(follower.log_end_offset(), end);
+    assert_eq!(all_batches(&follower).len(), 2);
+    // Offsets that would overflow are refused.
+    let mut last = produced(3, &mut seqs);
+    batch::set_offset_and_epoch(&mut last, i64::MAX - 1, 4);
+    assert_eq!(
+        follower
+            .append_as_follower(&last)
+            .unwrap_err()
+            .kafka_error_code(),
+        2
+    );
+}
+
+/// Damaged leader bytes (random flips, with and without a recomputed CRC): never a panic, and
+/// whatever is accepted leaves a log that reads back whole, batch by batch, to its end.
+#[test]
+fn hostile_leader_bytes_never_panic() {
+    let (ld, fd) = (fast_tempdir(), fast_tempdir());
+    let (leader, _) = leader_history(ld.path(), 12, 1);
+    let clean = leader.read(0, 1 << 20, i64::MAX).unwrap().records.to_vec();
+    let follower = open(fd.path());
+    let mut rng = Rng(0xfeed);
+    let mut accepted = 0;
+    for _ in 0..400 {
+        let mut bytes = clean.clone();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 << rng.below(8);
+        }
+        if rng.below(2) == 0 {
+            // Fix every CRC so the damage reaches the checks behind it.
+            let mut at = 0;
+            while bytes.len() - at >= 61 {
+                let Ok(h) = BatchHeader::parse(&bytes[at..]) else {
+                    break;
+                };
+                if h.total_bytes() > bytes.len() - at || h.total_bytes() < 61 {
+                    break;
+                }
+                let end = at + h.total_bytes();
+                let crc = crc32c::crc32c(&bytes[at + batch::ATTRIBUTES_AT..end]);
+                bytes[at + batch::CRC_AT..at + batch::CRC_AT + 4]
+                    .copy_from_slice(&crc.to_be_bytes());
+                at = end;
+            }
+        }
+        if rng.below(4) == 0 {
+            bytes.truncate(rng.below(bytes.len()));
+        }
+        if follower.append_as_follower(&bytes).is_ok() {
+            accepted += 1;
+            let got = all_batches(&follower);
+            let end = follower.log_end_offset();
+            assert_eq!(got.last().map_or(0, |b| b.0.last_offset() + 1), end);
+        }
+        follower.truncate_fully_and_start_at(0).unwrap();
+    }
+    assert!(accepted > 0);
+}

@@ -680,13 +680,7 @@ impl PartitionLog {
         last_offset: i64,
         now_ms: i64,
     ) -> Result<Arc<Segment>, LogError> {
-        let active = self
-            .segments
-            .read()
-            .expect("segments lock")
-            .last()
-            .expect("one segment")
-            .clone();
+        let active = self.active_segment();
         if active.is_empty() {
             return Ok(active);
         }
@@ -706,12 +700,27 @@ impl PartitionLog {
         active: &Arc<Segment>,
         now_ms: i64,
     ) -> Result<Arc<Segment>, LogError> {
-        let new_base = self.log_end_offset.load(Ordering::Relaxed);
+        let log_end = self.log_end_offset.load(Ordering::Relaxed);
+        self.roll_at(w, active, log_end, now_ms)
+    }
+
+    /// Roll to a new segment based at `new_base`: the log end, or past it only for a follower
+    /// copying a leader's cleaned batch whose offset is too far from the log end for 32-bit
+    /// relative offsets (the gap between the segments is the cleaner's).
+    pub(crate) fn roll_at(
+        &self,
+        w: &Writer,
+        active: &Arc<Segment>,
+        new_base: i64,
+        now_ms: i64,
+    ) -> Result<Arc<Segment>, LogError> {
+        let log_end = self.log_end_offset.load(Ordering::Relaxed);
         assert_eq!(
             active.next_offset(),
-            new_base,
+            log_end,
             "active segment must end at the log end"
         );
+        assert!(new_base >= log_end, "segments never go back");
         active.seal();
         let seg = Arc::new(Segment::create(&self.dir, new_base, now_ms)?);
         self.segments
@@ -1121,13 +1130,7 @@ impl PartitionLog {
             if w.closed || w.offline {
                 return Ok(());
             }
-            let active = self
-                .segments
-                .read()
-                .expect("segments lock")
-                .last()
-                .expect("one")
-                .clone();
+            let active = self.active_segment();
             if !active.is_empty()
                 && now_ms - active.rolling_base_ms.load(Ordering::Relaxed) >= config.segment_ms
             {
@@ -1221,13 +1224,13 @@ impl PartitionLog {
         self.segments.read().expect("segments lock").len()
     }
 
-    #[cfg(test)]
+    /// The segment appends go to (the last one).
     pub(crate) fn active_segment(&self) -> Arc<Segment> {
         self.segments
             .read()
             .expect("segments lock")
             .last()
-            .expect("one")
+            .expect("one segment")
             .clone()
     }
 
