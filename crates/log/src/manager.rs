@@ -214,21 +214,37 @@ impl LogManager {
 
     /// Write `entries` (topic, partition, high watermark), one per hosted partition, as the
     /// directory's `replication-offset-checkpoint`, atomically (temp file, fsync, rename, fsync
-    /// the directory): a crash leaves the old file or the new one. Partitions not listed are
-    /// dropped from it. The broker calls this every
-    /// `replica.high.watermark.checkpoint.interval.ms` and at clean shutdown.
+    /// the directory): a crash leaves the old file or the new one. An open partition not
+    /// listed is dropped from it; one not opened yet since `open` (the broker opens logs as its
+    /// metadata catches up) keeps its entry, so an early checkpoint cannot lose it. The broker
+    /// calls this every `replica.high.watermark.checkpoint.interval.ms` and at clean shutdown.
     pub fn checkpoint_high_watermarks(
         &self,
         entries: &[(String, i32, i64)],
     ) -> Result<(), LogError> {
-        let mut current = self.high_watermarks.lock().expect("high watermarks lock");
-        let path = self.data_dir.join(HIGH_WATERMARK_CHECKPOINT_FILE);
-        crate::partition::write_file_atomically(&path, encode_high_watermarks(entries).as_bytes())?;
-        crate::partition::sync_dir(&self.data_dir)?;
-        *current = entries
-            .iter()
-            .map(|(t, p, hw)| ((t.clone(), *p), *hw))
+        let open: std::collections::HashSet<(String, i32)> = self
+            .open
+            .lock()
+            .expect("manager lock")
+            .keys()
+            .cloned()
             .collect();
+        let mut current = self.high_watermarks.lock().expect("high watermarks lock");
+        let mut next: HashMap<(String, i32), i64> = current
+            .iter()
+            .filter(|(key, _)| !open.contains(*key))
+            .map(|(key, hw)| (key.clone(), *hw))
+            .collect();
+        next.extend(entries.iter().map(|(t, p, hw)| ((t.clone(), *p), *hw)));
+        let mut all: Vec<(String, i32, i64)> = next
+            .iter()
+            .map(|((t, p), hw)| (t.clone(), *p, *hw))
+            .collect();
+        all.sort();
+        let path = self.data_dir.join(HIGH_WATERMARK_CHECKPOINT_FILE);
+        crate::partition::write_file_atomically(&path, encode_high_watermarks(&all).as_bytes())?;
+        crate::partition::sync_dir(&self.data_dir)?;
+        *current = next;
         Ok(())
     }
 

@@ -132,6 +132,27 @@ fn the_high_watermark_checkpoint_round_trips_through_the_manager() {
     );
     let c = m.open_partition("other", 0, id, config(), NOW).unwrap();
     assert_eq!(c.high_watermark(), 0, "no entry: the log start");
+    // A partition not opened yet keeps its entry; an open one not listed loses it.
+    drop((a, b, c, m));
+    let m = LogManager::open(dir.path(), NOW).unwrap();
+    let b = m.open_partition("orders", 1, id, config(), NOW).unwrap();
+    let c = m.open_partition("other", 0, id, config(), NOW).unwrap();
+    m.checkpoint_high_watermarks(&[("orders".into(), 1, 3)])
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join(HIGH_WATERMARK_CHECKPOINT_FILE)).unwrap();
+    assert_eq!(
+        text, "0\n2\norders 0 4\norders 1 3\n",
+        "orders-0 is not open: kept"
+    );
+    let a = m.open_partition("orders", 0, id, config(), NOW).unwrap();
+    assert_eq!(a.high_watermark(), 4);
+    m.checkpoint_high_watermarks(&[("orders".into(), 1, 3)])
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join(HIGH_WATERMARK_CHECKPOINT_FILE)).unwrap();
+    assert_eq!(
+        text, "0\n1\norders 1 3\n",
+        "orders-0 is open and not listed: dropped"
+    );
     // A deleted partition's entry is not inherited by a re-created one.
     m.delete_partition("orders", 0).unwrap();
     let a = m
