@@ -935,6 +935,14 @@ impl PartitionLog {
                 "records of a partition with cleanup.policy=compact cannot be deleted".into(),
             ));
         }
+        self.advance_log_start_offset(offset)
+    }
+
+    /// A follower following its leader's log start (Kafka's `maybeIncrementLogStartOffset`
+    /// for `LeaderOffsetIncremented`): DeleteRecords' rules (never backwards, never above the
+    /// high watermark, -1 = the HW, covered segments deleted, the new start fsynced first)
+    /// without its policy check, since whatever moved the leader's start was allowed there.
+    pub fn advance_log_start_offset(&self, offset: i64) -> Result<i64, LogError> {
         // Under the writer lock: only truncation (which takes it) lowers the high watermark.
         let w = self.writer.lock().expect("writer lock");
         let high_watermark = self.high_watermark();

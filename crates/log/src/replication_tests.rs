@@ -202,6 +202,12 @@ fn retention_delete_records_and_the_cleaner_stay_below_the_high_watermark() {
         1
     );
     assert_eq!(log.delete_records_before(-1).unwrap(), hw);
+    assert_eq!(
+        log.advance_log_start_offset(hw + 1)
+            .unwrap_err()
+            .kafka_error_code(),
+        1
+    );
     // Everything goes once the HW is the log end (the active segment rolls first).
     let end = committed(&log).log_end_offset();
     log.enforce_retention(NOW + 10_000).unwrap();
@@ -240,6 +246,14 @@ fn retention_delete_records_and_the_cleaner_stay_below_the_high_watermark() {
     );
     let second = log.segments.read().unwrap()[1].base_offset;
     log.set_high_watermark(second);
+    // A follower follows its leader's log start on a compacted topic too (DeleteRecords is
+    // refused there).
+    assert_eq!(
+        log.delete_records_before(1).unwrap_err().kafka_error_code(),
+        44
+    );
+    assert_eq!(log.advance_log_start_offset(1).unwrap(), 1);
+    assert_eq!(log.log_start_offset(), 1);
     let out = log.clean(NOW, &CleanerLimits::default()).unwrap();
     assert!(out.records_removed > 0);
     // Every record at or above the HW is still there.
