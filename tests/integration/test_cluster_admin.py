@@ -136,13 +136,16 @@ def test_admin_through_each_broker(shared_cluster, via):
         assert conn.delete_topics([raw_topic])[raw_topic][0] == wire.UNKNOWN_TOPIC_OR_PARTITION
 
 
-def test_replication_factor_above_one_refused(shared_cluster):
-    """Issue 10 is RF=1: a replication factor of 2 must be refused, not accepted unreplicated."""
-    if BROKER_KIND == "kafka":
-        pytest.skip("Kafka replicates: RF=2 on three brokers is valid there (issue 10 rule for Josefine)")
+def test_replication_factor_two_accepted_through_every_broker(shared_cluster):
+    """Issue 11: a replication factor of 2 is placed on two brokers, through any broker (on
+    Kafka too)."""
     for n in shared_cluster.nodes:
         name = _name(f"rf2-{n.node_id}")
         with wire.Connection(n.host, n.port) as conn:
             error, message, _ = conn.create_topics([(name, 1, 2, {})])[name]
-        assert error == wire.INVALID_REPLICATION_FACTOR, (error, message)
-        assert message and "replication factor" in message.lower(), message
+        assert error == wire.NONE, (error, message)
+        shared_cluster.wait_topic(name, 1)
+        replicas = n.metadata([name])["topics"][name]["partitions"][0]["replicas"]
+        assert len(set(replicas)) == 2, replicas
+        with wire.Connection(n.host, n.port) as conn:
+            assert conn.delete_topics([name])[name][0] == wire.NONE

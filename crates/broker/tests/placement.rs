@@ -1,7 +1,8 @@
 //! Replica placement through the admin APIs on a broker whose image holds three nodes (node 1,
 //! this broker; nodes 2 and 3 registered and unfenced by hand, racks r1-r3): CreateTopics and
-//! CreatePartitions place over the eligible brokers with Kafka's errors, and a replication
-//! factor above 1 is refused by the one switch (`handlers::replication_factor_supported`).
+//! CreatePartitions place over the eligible brokers with Kafka's errors; the one switch
+//! (`handlers::replication_factor_supported`) lets any factor through now that partitions
+//! replicate.
 
 mod common;
 
@@ -74,7 +75,7 @@ async fn create_partitions(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn placement_uses_eligible_brokers_and_replication_stays_switched_off() {
+async fn placement_uses_eligible_brokers() {
     let (broker, _dir) = start_broker(&[]).await;
     // Nodes 2 and 3 never heartbeat: keep the session timer from fencing them.
     broker.broker.controller.pause_timer(true);
@@ -83,12 +84,17 @@ async fn placement_uses_eligible_brokers_and_replication_stays_switched_off() {
     }
     let mut c = Client::connect(&broker).await;
 
-    // Three eligible brokers: RF 3 is placeable, but replication is switched off.
+    // Three eligible brokers: RF 3 is placed, every partition on all three.
     let (error, message) = create_topic(&mut c, "rf3", 3, 3).await;
-    assert_eq!(error, 38, "{message}");
-    assert!(message.contains("not supported"), "{message}");
-    assert!(!josefine::handlers::replication_factor_supported(3));
+    assert_eq!(error, 0, "{message}");
+    assert!(josefine::handlers::replication_factor_supported(3));
     assert!(josefine::handlers::replication_factor_supported(1));
+    let image = broker.broker.metadata.image();
+    for p in &image.topic_by_name("rf3").unwrap().partitions {
+        let mut replicas = p.replicas.clone();
+        replicas.sort();
+        assert_eq!(replicas, vec![1, 2, 3], "{p:?}");
+    }
     // RF 4: Kafka's placer message, prefixed as Kafka's CreateTopics does.
     let (error, message) = create_topic(&mut c, "rf4", 1, 4).await;
     assert_eq!(error, 38);
@@ -110,7 +116,7 @@ async fn placement_uses_eligible_brokers_and_replication_stays_switched_off() {
     leaders.sort();
     assert_eq!(leaders, vec![1, 2, 3]);
 
-    // An RF=3 topic staged directly (as the switch will allow): CreatePartitions places the
+    // An RF=3 topic staged directly: CreatePartitions places the
     // new partitions on three different brokers, all in sync, led by the first.
     broker
         .broker

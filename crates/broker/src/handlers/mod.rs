@@ -29,13 +29,10 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 
 /// Whether topics with `replication_factor` replicas may be created: THE one switch for
-/// replication. Placement, the controller and AlterPartition handle any factor, but until
-/// followers fetch and the high watermark follows the ISR (issue #11, the `replication/`
-/// runtime), a second replica would be a promise the broker cannot keep, so CreateTopics,
-/// auto-creation and the offsets topic refuse or stay at 1. The replication runtime's owner
-/// flips this to `rf >= 1` once an RF=3 cluster test passes.
+/// replication, on since followers replicate (`crate::replication`: fetchers, leader states,
+/// the high watermark following the ISR; tests/integration/test_cluster_replication.py).
 pub fn replication_factor_supported(replication_factor: i16) -> bool {
-    replication_factor == 1
+    replication_factor >= 1
 }
 
 /// Kafka error codes used by the handlers (names as in Kafka's `Errors` enum).

@@ -18,7 +18,9 @@
 //! `LeaderState` says (never back, never from a smaller ISR than the controller committed),
 //! or decide leadership (the image does: this module only follows it).
 
+pub mod fetcher;
 pub mod leader;
+mod peer;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -364,6 +366,7 @@ pub fn start(broker: &Arc<Broker>, stop: watch::Receiver<bool>) {
         .expect("proposals lock")
         .take()
         .expect("replication started twice");
+    tokio::spawn(fetcher::run(broker.clone(), stop.clone()));
     tokio::spawn(leader::run_proposer(
         broker.clone(),
         proposals,
