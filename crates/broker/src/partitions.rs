@@ -215,6 +215,8 @@ impl PartitionRegistry {
                 .expect("registry lock")
                 .remove(&(topic.topic_id, p.partition));
             if let Some(partition) = removed {
+                // No append (leader or follower) may reach the log once it closes.
+                partition.retire();
                 if let Err(e) = partition.log.close() {
                     warn!(topic = %topic.name, partition = p.partition, "closing deleted partition: {e}");
                 }

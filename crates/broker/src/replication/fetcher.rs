@@ -380,7 +380,7 @@ fn apply_partition(leader_id: i32, target: &FetchTarget, data: PartitionData) ->
     if data.log_start_offset > log.log_start_offset()
         && data.log_start_offset <= log.high_watermark()
     {
-        if let Err(e) = log.delete_records_before(data.log_start_offset) {
+        if let Err(e) = log.advance_log_start_offset(data.log_start_offset) {
             warn!(topic = %p.topic, partition = p.index, "following the leader's log start: {e}");
         }
     }

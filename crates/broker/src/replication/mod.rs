@@ -255,6 +255,14 @@ impl crate::partitions::Partition {
         self.publish_view(None);
     }
 
+    /// The partition is going away (its topic's deletion applied): idle from now on, so that
+    /// no leader or follower append reaches its log, and acks=-1 waiters hear
+    /// NOT_LEADER_OR_FOLLOWER.
+    pub(crate) fn retire(&self) {
+        *self.replica.role.lock().expect("role lock") = Role::Idle;
+        self.publish_view(None);
+    }
+
     /// Carries out a leader state's effects: a new high watermark goes to the log and wakes
     /// waiters; an ISR proposal goes to the proposer task.
     pub(crate) fn apply_effects(&self, l: &mut Leading, effects: Vec<Effect>, now_ms: i64) {
