@@ -185,8 +185,10 @@ impl Controller {
     }
 
     /// Decides a BrokerRegistration. Errors: the node is not a voter or the registration is
-    /// invalid (INVALID_REGISTRATION). A new incarnation replaces the old one: the registration
-    /// goes with the leader and ISR changes that take the old incarnation out of its partitions.
+    /// invalid (INVALID_REGISTRATION); another incarnation is registered unfenced with a live
+    /// session (DUPLICATE_BROKER_REGISTRATION, Kafka's rule). A new incarnation replaces the
+    /// old one: the registration goes with the leader and ISR changes that take the old
+    /// incarnation out of its partitions.
     pub fn register(
         &mut self,
         image: &Image,
@@ -205,6 +207,12 @@ impl Controller {
                 return Ok(RegisterDecision::Existing {
                     epoch: existing.epoch,
                 });
+            }
+            // Kafka's DUPLICATE_BROKER_REGISTRATION: the registered incarnation is unfenced
+            // and its session still runs (its process may be alive); the new one retries
+            // until that session expires and the old registration is fenced.
+            if !existing.fenced && self.has_live_session(req.node_id, now_ms) {
+                return Err(MetaError::BrokerIdInUse(req.node_id));
             }
         }
         let node_id = req.node_id;
@@ -390,6 +398,14 @@ impl Controller {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Kafka's `hasValidSession`: the broker heartbeat (or got a session at activation) within
+    /// the session timeout.
+    fn has_live_session(&self, node_id: i32, now_ms: u64) -> bool {
+        self.last_heartbeat_ms
+            .get(&node_id)
+            .is_some_and(|last| now_ms.saturating_sub(*last) <= self.settings.session_timeout_ms)
     }
 
     fn unclean_default(&self) -> bool {

@@ -60,6 +60,10 @@ pub enum MetaError {
     },
     #[error("broker {node_id} is already registered by this incarnation, with epoch {epoch}")]
     DuplicateBrokerRegistration { node_id: i32, epoch: i64 },
+    /// Kafka's rule: another incarnation of this node id is registered, unfenced, with a live
+    /// session (a second process with the same id, or a restart before the old session ended).
+    #[error("Another broker is registered with that broker id ({0}).")]
+    BrokerIdInUse(i32),
     #[error("broker {node_id} {reason}")]
     InvalidBrokerState { node_id: i32, reason: String },
     #[error("unknown partition {topic_id}-{partition}")]
@@ -115,7 +119,7 @@ impl MetaError {
             MetaError::InvalidPartitionChange(_) | MetaError::InvalidBatch(_) => 42, // INVALID_REQUEST
             MetaError::StaleBrokerEpoch { .. } => 77, // STALE_BROKER_EPOCH
             MetaError::StalePartitionEpoch { .. } => 95, // INVALID_UPDATE_VERSION
-            MetaError::DuplicateBrokerRegistration { .. } => 101, // DUPLICATE_BROKER_REGISTRATION
+            MetaError::DuplicateBrokerRegistration { .. } | MetaError::BrokerIdInUse(_) => 101, // DUPLICATE_BROKER_REGISTRATION
             MetaError::BrokerNotRegistered(_) => 102, // BROKER_ID_NOT_REGISTERED
             MetaError::IneligibleReplica(_) => 107,   // INELIGIBLE_REPLICA
             MetaError::InvalidBrokerRegistration(_) => 119, // INVALID_REGISTRATION

@@ -32,6 +32,8 @@ const HEARTBEAT_VERSION: i16 = 1;
 /// Kafka's STALE_BROKER_EPOCH and BROKER_ID_NOT_REGISTERED: register again.
 const STALE_BROKER_EPOCH: i16 = 77;
 const BROKER_ID_NOT_REGISTERED: i16 = 102;
+/// Kafka's DUPLICATE_BROKER_REGISTRATION: an older incarnation still holds the node id.
+const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
 /// Heartbeat pause while an answer is awaited quickly: fenced and caught up, or shutting down.
 pub const HEARTBEAT_FAST_MS: u64 = 50;
 /// Pause between registration attempts while no controller answers.
@@ -143,6 +145,7 @@ impl Lifecycle {
 
     async fn register(&self, broker: &Arc<Broker>) -> i64 {
         let mut images = broker.metadata.subscribe_image();
+        let mut waiting_for_old_session = false;
         loop {
             // The cluster id comes from the chain: wait until this node has applied it.
             let cluster_id = images.borrow_and_update().cluster_id.clone();
@@ -181,6 +184,14 @@ impl Lifecycle {
                 Ok((ResponseKind::BrokerRegistration(r), _)) => {
                     if r.error_code == INCONSISTENT_CLUSTER_ID {
                         tracing::error!("the controller belongs to another cluster; check --voters and the data directory");
+                    } else if r.error_code == DUPLICATE_BROKER_REGISTRATION {
+                        // Kafka's rule: the previous incarnation (a crashed process, or one
+                        // still running with this node id) keeps the id until its session
+                        // expires (`broker.session.timeout.ms`) and the controller fences it.
+                        if !waiting_for_old_session {
+                            warn!("another incarnation of this node id is registered with a live session; retrying until it expires");
+                            waiting_for_old_session = true;
+                        }
                     } else {
                         warn!(error = r.error_code, "registration refused; trying again");
                     }

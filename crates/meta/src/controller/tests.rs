@@ -246,15 +246,17 @@ fn a_bad_endpoint_is_refused_not_proposed() {
     let (image, mut c) = cluster();
     let mut r = registration(2, 99);
     r.port = 70_000;
-    let e = c.register(&image, r, &[1, 2, 3], 0).unwrap_err();
+    // After the old incarnation's session (else DUPLICATE_BROKER_REGISTRATION comes first).
+    let e = c.register(&image, r, &[1, 2, 3], TIMEOUT + 1).unwrap_err();
     assert_eq!(e.kafka_error_code(), 119, "{e}");
 }
 
 #[test]
 fn a_new_incarnation_registers_fenced_and_leaves_the_partitions_of_the_old_one() {
     let (mut image, mut c) = cluster();
+    // The old incarnation's session has run out (its fence may not have applied yet).
     let RegisterDecision::Propose(cmd) = c
-        .register(&image, registration(3, 99), &[1, 2, 3], 7)
+        .register(&image, registration(3, 99), &[1, 2, 3], TIMEOUT + 1)
         .unwrap()
     else {
         panic!("a new incarnation is proposed")
@@ -269,6 +271,39 @@ fn a_new_incarnation_registers_fenced_and_leaves_the_partitions_of_the_old_one()
     assert_eq!(leader_isr(&image, 2), (-1, vec![3]));
     assert_eq!(leader_isr(&image, 0), (1, vec![1, 2]));
     assert_eq!(leader_isr(&image, 1), (2, vec![2, 1]));
+}
+
+#[test]
+fn another_incarnation_is_refused_while_the_unfenced_one_has_a_live_session() {
+    let (mut image, mut c) = cluster();
+    // Broker 3 heartbeat at 5 s: a second process (or a restart) is refused until 14 s.
+    c.heartbeat(&image, heartbeat(3, 3, image.position), 5_000);
+    for now in [0, 5_000, 5_000 + TIMEOUT] {
+        let e = c
+            .register(&image, registration(3, 99), &[1, 2, 3], now)
+            .unwrap_err();
+        assert_eq!(e.kafka_error_code(), 101, "{e}");
+        assert!(
+            e.to_string().contains("Another broker is registered"),
+            "{e}"
+        );
+    }
+    assert!(matches!(
+        c.register(&image, registration(3, 99), &[1, 2, 3], 5_001 + TIMEOUT),
+        Ok(RegisterDecision::Propose(_))
+    ));
+    // A new controller gives every unfenced broker a fresh session: refused again.
+    let mut fresh = Controller::activate(&image, 50_000, settings());
+    let e = fresh
+        .register(&image, registration(3, 99), &[1, 2, 3], 50_000)
+        .unwrap_err();
+    assert_eq!(e.kafka_error_code(), 101);
+    // A fenced old incarnation has no session to protect (a controlled shutdown ends so).
+    fence_by_request(&mut image, &mut c, 3);
+    assert!(matches!(
+        c.register(&image, registration(3, 99), &[1, 2, 3], 5_001),
+        Ok(RegisterDecision::Propose(_))
+    ));
 }
 
 #[test]
