@@ -71,6 +71,13 @@
 //!   kept whole (no transactions exist yet to abort any).
 //! - Transactional and control batches from clients are refused (INVALID_TXN_STATE /
 //!   INVALID_RECORD) until transactions exist.
+//! - The leader-epoch cache ignores an epoch at or below its latest one (Kafka replaces the
+//!   later entries with a "non-monotonic update" warning); truncation trims it first, so a
+//!   follower never needs that.
+//! - `truncate_to` an offset inside a batch removes the whole batch (the log end becomes its
+//!   base offset; Kafka sets the log end to the requested offset).
+//! - Follower appends roll segments by the broker's last given time, not the batches'
+//!   timestamps (as the leader's time-based roll).
 //! - Recovery and segment files follow Kafka's names (`<offset>.log/.index/.timeindex`,
 //!   `partition.metadata`); the recovery point, clean marker and producer snapshots are kept per
 //!   partition directory (`recovery-point`, `clean-shutdown`, `<offset>.snapshot`) in our own
