@@ -27,6 +27,7 @@ import wire
 from clients import assign_consumer, read_partition
 from cluster import wait_until
 from conftest import BROKER_KIND
+from groups_util import commit_without_joining, committed_offsets
 
 pytestmark = pytest.mark.cluster
 
@@ -210,3 +211,24 @@ def test_acks_all_needs_min_insync_replicas(cluster_factory):
         consumer.close()
     assert high_after == high, f"the high watermark moved from {high} to {high_after} under min.insync.replicas"
     assert len([a for a in acked if a[0] == 0]) == high
+
+
+def test_group_commits_on_a_replicated_offsets_topic(cluster_factory):
+    """`__consumer_offsets` with three replicas (Kafka's default on three brokers): a commit is
+    answered once every in-sync replica has it, so it survives kill -9 of the coordinator."""
+    c = cluster_factory(settings={**SETTINGS, "offsets.topic.replication.factor": "3",
+                                  "offsets.topic.num.partitions": "1"})
+    topic = _name("grouped")
+    with wire.Connection(c.nodes[0].host, c.nodes[0].port) as conn:
+        error, message, _ = conn.create_topics([(topic, PARTITIONS, 3, {})])[topic]
+        assert error == wire.NONE, (error, message)
+    c.wait_topic(topic, PARTITIONS)
+    group = _name("group")
+    commit_without_joining(c.bootstrap(), group, [TopicPartition(topic, p, 10 + p) for p in range(PARTITIONS)])
+    offsets = c.node(1).metadata(["__consumer_offsets"])["topics"]["__consumer_offsets"]["partitions"][0]
+    assert len(offsets["replicas"]) == 3, offsets
+    coordinator = c.node(offsets["leader"])
+    coordinator.kill()
+    survivors = c.running()
+    got = committed_offsets(c.bootstrap(survivors), group, topic, PARTITIONS)
+    assert got == {p: 10 + p for p in range(PARTITIONS)}, got

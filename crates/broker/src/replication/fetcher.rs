@@ -198,15 +198,19 @@ async fn run_source(
                 settings.replica_fetch_wait_max_ms.max(0) as u64
                     + settings.replica_socket_timeout_ms,
             );
-        let answer = conn
-            .call(
-                ApiKey::Fetch,
-                REPLICA_FETCH_VERSION,
-                &RequestKind::Fetch(request),
-                frame_max,
-                deadline,
-            )
-            .await;
+        // A new set (leadership moved) or a stop abandons the fetch in flight: a stopped or
+        // paused leader would otherwise hold this task for the whole socket timeout.
+        let request = RequestKind::Fetch(request);
+        let answer = tokio::select! {
+            a = conn.call(ApiKey::Fetch, REPLICA_FETCH_VERSION, &request, frame_max, deadline) => Some(a),
+            _ = set_rx.changed() => None,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Some(answer) = answer else {
+            // The abandoned answer may still arrive on that connection: never reuse it.
+            peer = None;
+            continue;
+        };
         let response = match answer {
             Ok(ResponseKind::Fetch(r)) if r.error_code == code::NONE => r,
             other => {
