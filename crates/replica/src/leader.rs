@@ -244,6 +244,32 @@ impl LeaderState {
         effects
     }
 
+    /// The metadata's view of follower `replica_id`'s broker changed (fenced, shutting down,
+    /// registered again): Kafka's `isReplicaIsrEligible` reads its metadata cache at every
+    /// high-watermark computation, so a dead broker that was caught up stops holding the high
+    /// watermark once it is fenced, not only `replica.lag.time.max.ms` later. `registered_epoch`
+    /// is its registration's broker epoch (None: not registered), `eligible` whether that
+    /// registration is unfenced and not shutting down; a broker epoch seen in its fetches that
+    /// differs from the registration makes it ineligible too. The next fetch sets it again.
+    pub fn on_replica_eligibility(
+        &mut self,
+        replica_id: i32,
+        registered_epoch: Option<i64>,
+        eligible: bool,
+        now_ms: i64,
+    ) -> Vec<Effect> {
+        let Some(follower) = self.followers.get_mut(&replica_id) else {
+            return Vec::new();
+        };
+        let epoch_matches = match (registered_epoch, follower.broker_epoch) {
+            (None, _) => false,
+            (Some(_), None) | (Some(_), Some(-1)) => true,
+            (Some(registered), Some(seen)) => registered == seen,
+        };
+        follower.eligible = follower.eligible && eligible && epoch_matches;
+        self.maybe_increment_hw(now_ms).into_iter().collect()
+    }
+
     /// Periodic check: propose removing ISR members that lag (Kafka `maybeShrinkIsr`), and
     /// re-evaluate the HW (a caught-up non-ISR follower stops holding it once it lags).
     pub fn tick(&mut self, leader_log_end: i64, now_ms: i64) -> Vec<Effect> {

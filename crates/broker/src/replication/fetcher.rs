@@ -235,6 +235,11 @@ async fn run_source(
                 continue;
             }
         };
+        debug!(
+            leader = leader_id,
+            partitions = active.len(),
+            "replica fetch answered"
+        );
         let mut work = Vec::new();
         for t in response.responses {
             for p in t.partitions {

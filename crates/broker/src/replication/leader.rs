@@ -184,7 +184,17 @@ impl Partition {
             match tokio::time::timeout_at(deadline, view.changed()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) => return code::NOT_LEADER_OR_FOLLOWER,
-                Err(_) => return code::REQUEST_TIMED_OUT,
+                Err(_) => {
+                    if let Role::Leader(l) = &*self.replica.role.lock().expect("role lock") {
+                        let followers: Vec<(i32, Option<i64>)> = l
+                            .replicas
+                            .iter()
+                            .map(|&r| (r, l.state.follower_log_end(r)))
+                            .collect();
+                        warn!(topic = %self.topic, partition = self.index, required_offset, high_watermark = l.state.high_watermark(), log_end = self.log.log_end_offset(), isr = ?l.state.committed_isr(), maximal_isr = ?l.state.maximal_isr(), ?followers, "acks=-1 produce timed out waiting for the high watermark");
+                    }
+                    return code::REQUEST_TIMED_OUT;
+                }
             }
         }
     }

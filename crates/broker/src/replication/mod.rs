@@ -174,11 +174,14 @@ impl crate::partitions::Partition {
     /// the log's epoch cache gets (E, log end) before any append at E, then a fresh
     /// `LeaderState` from the image's replicas and ISR. Same epoch, new partition epoch: the
     /// leader state hears the committed ISR.
-    /// `broker_epoch`: this broker's registration epoch in the image (-1: none), sent with
-    /// itself in ISR proposals.
-    pub(crate) fn sync_role(&self, a: &PartitionAssignment, broker_epoch: i64, now_ms: i64) {
+    /// `image` is the image `a` comes from: this broker's registration epoch (sent with itself
+    /// in ISR proposals) and the followers' registrations (a fenced, shutting-down or
+    /// re-registered follower stops counting for the high watermark at once, as Kafka's
+    /// `isReplicaIsrEligible` reads its metadata cache).
+    pub(crate) fn sync_role(&self, a: &PartitionAssignment, image: &Image, now_ms: i64) {
         let hub = &self.replication;
         let me = hub.node_id();
+        let broker_epoch = image.brokers.get(&me).map_or(-1, |b| b.epoch);
         let mut role = self.replica.role.lock().expect("role lock");
         if a.leader == me {
             if let Role::Leader(l) = &mut *role {
@@ -198,6 +201,7 @@ impl crate::partitions::Partition {
                         );
                         self.apply_effects(l, effects, now_ms);
                     }
+                    self.sync_eligibility(l, image, now_ms);
                     return;
                 }
             }
@@ -236,6 +240,7 @@ impl crate::partitions::Partition {
             info!(topic = %self.topic, partition = self.index, leader_epoch = a.leader_epoch, log_end, high_watermark = leading.state.high_watermark(), isr = ?a.isr, "leading");
             let effects = leading.state.on_local_append(log_end, now_ms);
             self.apply_effects(&mut leading, effects, now_ms);
+            self.sync_eligibility(&mut leading, image, now_ms);
             self.publish_view(Some(&leading));
             *role = Role::Leader(leading);
             return;
@@ -253,6 +258,24 @@ impl crate::partitions::Partition {
         }
         *role = next;
         self.publish_view(None);
+    }
+
+    /// Hands the leader state every follower's registration as `image` holds it.
+    fn sync_eligibility(&self, l: &mut Leading, image: &Image, now_ms: i64) {
+        let me = self.replication.node_id();
+        let followers: Vec<i32> = l.replicas.iter().copied().filter(|&r| r != me).collect();
+        for r in followers {
+            let registration = image.brokers.get(&r);
+            let effects = l.state.on_replica_eligibility(
+                r,
+                registration.map(|b| b.epoch),
+                registration.is_some_and(|b| b.is_eligible()),
+                now_ms,
+            );
+            if !effects.is_empty() {
+                self.apply_effects(l, effects, now_ms);
+            }
+        }
     }
 
     /// The partition is going away (its topic's deletion applied): idle from now on, so that
@@ -341,12 +364,10 @@ impl crate::partitions::PartitionRegistry {
         self.replication()
             .set_lag_time_max_ms(settings.replica_lag_time_max_ms);
         let now = crate::clock::now_ms();
-        let me = self.replication().node_id();
-        let broker_epoch = image.brokers.get(&me).map_or(-1, |b| b.epoch);
         for p in self.all() {
             match image.partition(p.topic_id, p.index) {
-                Some(a) => p.sync_role(a, broker_epoch, now),
-                None => p.sync_role(&idle_assignment(p.index), broker_epoch, now),
+                Some(a) => p.sync_role(a, image, now),
+                None => p.sync_role(&idle_assignment(p.index), image, now),
             }
         }
     }

@@ -485,3 +485,35 @@ fn a_tick_right_after_becoming_leader_moves_the_hw_when_the_isr_allows() {
     let mut with_followers = leader(&[1, 2], 10, 4, 10, 1);
     assert!(hw_effects(&with_followers.tick(10, 0)).is_empty());
 }
+
+/// A caught-up, eligible follower outside the ISR holds the HW (Kafka
+/// `shouldWaitForReplicaToJoinIsr`) only while its broker stays eligible: once the metadata
+/// fences it, the HW moves on without waiting out `replica.lag.time.max.ms`.
+#[test]
+fn a_fenced_follower_stops_holding_the_hw_at_once() {
+    let mut l = leader(&[1, 2, 3], 10, 10, 0, 2);
+    fetch(&mut l, 2, 10, 100);
+    fetch(&mut l, 3, 10, 100);
+    l.on_local_append(12, 200);
+    fetch(&mut l, 2, 12, 300);
+    // The controller fenced 3 and took it out of the ISR; it was caught up 100 ms ago.
+    let effects = l.on_metadata(8, vec![1, 2, 3], vec![1, 2], 400);
+    assert!(
+        hw_effects(&effects).is_empty(),
+        "3 still counts while eligible"
+    );
+    assert_eq!(l.high_watermark(), 10);
+    let effects = l.on_replica_eligibility(3, Some(103), false, 500);
+    assert_eq!(hw_effects(&effects), vec![12]);
+    // Registered again under a new broker epoch: still not eligible until it fetches with it.
+    let mut l = leader(&[1, 2, 3], 10, 10, 0, 2);
+    fetch(&mut l, 2, 10, 100);
+    fetch(&mut l, 3, 10, 100);
+    l.on_local_append(12, 200);
+    fetch(&mut l, 2, 12, 300);
+    l.on_metadata(8, vec![1, 2, 3], vec![1, 2], 400);
+    assert_eq!(
+        hw_effects(&l.on_replica_eligibility(3, Some(999), true, 500)),
+        vec![12]
+    );
+}
