@@ -291,9 +291,13 @@ impl PartitionRegistry {
                     warn!(topic = %topic.name, partition = p.partition, "config update refused by the log: {e}");
                 }
             }
-            partition
+            if partition
                 .min_insync_replicas
-                .store(min_insync_replicas, Ordering::Relaxed);
+                .swap(min_insync_replicas, Ordering::Relaxed)
+                != min_insync_replicas
+            {
+                partition.on_min_insync_changed(min_insync_replicas);
+            }
         }
     }
 

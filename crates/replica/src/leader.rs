@@ -244,6 +244,17 @@ impl LeaderState {
         effects
     }
 
+    /// The partition's `min.insync.replicas` changed (AlterConfigs): Kafka reads it from the
+    /// log config at every check, so it applies from the next admission and HW computation.
+    pub fn set_min_insync_replicas(
+        &mut self,
+        min_insync_replicas: i32,
+        now_ms: i64,
+    ) -> Vec<Effect> {
+        self.settings.min_insync_replicas = min_insync_replicas;
+        self.maybe_increment_hw(now_ms).into_iter().collect()
+    }
+
     /// The metadata's view of follower `replica_id`'s broker changed (fenced, shutting down,
     /// registered again): Kafka's `isReplicaIsrEligible` reads its metadata cache at every
     /// high-watermark computation, so a dead broker that was caught up stops holding the high

@@ -278,6 +278,16 @@ impl crate::partitions::Partition {
         }
     }
 
+    /// `min.insync.replicas` changed (AlterConfigs): the leader state applies it at once.
+    pub(crate) fn on_min_insync_changed(&self, min_insync_replicas: i32) {
+        let now_ms = crate::clock::now_ms();
+        let mut role = self.replica.role.lock().expect("role lock");
+        if let Role::Leader(l) = &mut *role {
+            let effects = l.state.set_min_insync_replicas(min_insync_replicas, now_ms);
+            self.apply_effects(l, effects, now_ms);
+        }
+    }
+
     /// The partition is going away (its topic's deletion applied): idle from now on, so that
     /// no leader or follower append reaches its log, and acks=-1 waiters hear
     /// NOT_LEADER_OR_FOLLOWER.

@@ -517,3 +517,17 @@ fn a_fenced_follower_stops_holding_the_hw_at_once() {
         vec![12]
     );
 }
+
+/// `min.insync.replicas` changed by AlterConfigs applies at once: admission and the HW freeze.
+#[test]
+fn a_changed_min_insync_applies_to_admission_and_the_hw() {
+    let mut l = leader(&[1], 10, 10, 0, 1);
+    assert!(l.check_enough_replicas().is_ok());
+    l.on_local_append(12, 100);
+    assert_eq!(l.high_watermark(), 12);
+    assert!(l.set_min_insync_replicas(2, 200).is_empty());
+    assert!(l.check_enough_replicas().is_err());
+    l.on_local_append(14, 300);
+    assert_eq!(l.high_watermark(), 12, "frozen under min.insync.replicas");
+    assert_eq!(hw_effects(&l.set_min_insync_replicas(1, 400)), vec![14]);
+}
