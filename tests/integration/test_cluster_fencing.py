@@ -11,6 +11,12 @@ partitions go offline, and it leads them again (with a higher leader epoch) once
    (no restart) is unfenced and leads its partitions again with a higher epoch and serves
    produce and fetch there.
 
+Josefine's session-close rule (`broker.session.close.grace.ms`, not Kafka's): the kernel closes
+a killed process's sockets at once, so the controller sees the broker's session connection end
+and fences it after the grace (1 s here) instead of the session timeout (3 s); a SIGSTOPped
+broker's connection stays open and it is fenced only at the session timeout, as in Kafka; with
+the grace 0 a killed broker waits for the session timeout too (Kafka's behaviour).
+
 The times (kill -> offline, start -> leading again) are printed; the figures script
 measures them over many rounds.
 """
@@ -23,6 +29,7 @@ import pytest
 import wire
 from clients import read_partition
 from cluster import HEARTBEAT_INTERVAL_MS, SESSION_TIMEOUT_MS, wait_until
+from conftest import BROKER_KIND
 from groups_util import produce_numbered
 
 pytestmark = pytest.mark.cluster
@@ -32,6 +39,14 @@ SESSION_S = SESSION_TIMEOUT_MS / 1000
 # Fencing needs a whole session without a heartbeat, and the last heartbeat can be at most
 # one interval old at the kill (a little slack for the controller's check period below).
 EARLIEST_FENCE_S = (SESSION_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS) / 1000 - 0.25
+# Josefine's session-close rule: a killed broker is fenced this long after its controller
+# connection closes (the rule is Josefine's; Kafka ignores the setting).
+CLOSE_GRACE_MS = 1000
+CLOSE_RULE = BROKER_KIND == "josefine"
+SETTINGS = {"broker.session.close.grace.ms": str(CLOSE_GRACE_MS)} if CLOSE_RULE else {}
+# Fenced by the close rule: the grace plus proposing the fence and Metadata seeing it, well
+# before the session could have expired.
+LATEST_CLOSE_FENCE_S = CLOSE_GRACE_MS / 1000 + 1.0
 
 
 def _setup(c):
@@ -114,14 +129,18 @@ def _read_back(c, topic, ends, via):
 
 
 def test_kill_broker_partitions_offline_then_back(cluster_factory):
-    c = cluster_factory()
+    c = cluster_factory(settings=SETTINGS)
     victim, survivors, topic, before, mine, ends = _setup(c)
 
     t0 = time.monotonic()
     victim.kill()
     offline_s, offline_epochs = _wait_offline(c, victim, survivors, topic, before, mine, t0)
     print(f"kill -9 -> partitions {mine} offline: {offline_s:.2f} s (session timeout {SESSION_S} s)")
-    assert offline_s >= EARLIEST_FENCE_S, f"fenced {offline_s:.2f} s after the kill, before its session could expire"
+    if CLOSE_RULE:
+        assert offline_s <= LATEST_CLOSE_FENCE_S, \
+            f"fenced {offline_s:.2f} s after the kill: not by the session-close rule (grace {CLOSE_GRACE_MS} ms)"
+    else:
+        assert offline_s >= EARLIEST_FENCE_S, f"fenced {offline_s:.2f} s after the kill, before its session could expire"
 
     # The survivors' partitions stay writable meanwhile.
     theirs = [p for p in range(PARTITIONS) if p not in mine]
@@ -138,7 +157,9 @@ def test_kill_broker_partitions_offline_then_back(cluster_factory):
 
 
 def test_sigstop_past_session_fenced_then_unfenced(cluster_factory):
-    c = cluster_factory()
+    # The session-close rule is on (Josefine): a paused process keeps its connection open, so
+    # it must still be fenced only at the session timeout.
+    c = cluster_factory(settings=SETTINGS)
     victim, survivors, topic, before, mine, ends = _setup(c)
 
     t0 = time.monotonic()
@@ -156,3 +177,16 @@ def test_sigstop_past_session_fenced_then_unfenced(cluster_factory):
     assert victim.proc.poll() is None and victim.starts == 1, "the paused process must recover by itself"
     ends.update(produce_numbered(c.bootstrap(), topic, {p: ends[p] for p in mine}, {p: 5 for p in mine}))
     _read_back(c, topic, ends, victim)
+
+
+@pytest.mark.skipif(not CLOSE_RULE, reason="the session-close rule is Josefine's")
+def test_kill_with_the_close_rule_off_waits_for_the_session(cluster_factory):
+    """broker.session.close.grace.ms=0: Kafka's behaviour, a killed broker is fenced only once
+    its session has expired."""
+    c = cluster_factory(settings={"broker.session.close.grace.ms": "0"})
+    victim, survivors, topic, before, mine, _ = _setup(c)
+    t0 = time.monotonic()
+    victim.kill()
+    offline_s, _ = _wait_offline(c, victim, survivors, topic, before, mine, t0)
+    print(f"kill -9 (close rule off) -> partitions {mine} offline: {offline_s:.2f} s")
+    assert offline_s >= EARLIEST_FENCE_S, f"fenced {offline_s:.2f} s after the kill, before its session could expire"

@@ -114,6 +114,7 @@ impl Broker {
         let controller_settings = ControllerSettings {
             session_timeout_ms: config.broker.broker_session_timeout_ms,
             heartbeat_interval_ms: config.broker.broker_heartbeat_interval_ms,
+            session_close_grace_ms: config.broker.broker_session_close_grace_ms,
             producer_id_block_size: limits::PRODUCER_ID_BLOCK_SIZE,
             unclean_leader_election_enable: config.broker.unclean_leader_election_enable,
             unclean_leader_election_interval_ms: config.broker.unclean_leader_election_interval_ms,
@@ -123,6 +124,14 @@ impl Broker {
                 .leader_imbalance_check_interval_seconds
                 .saturating_mul(1000),
         };
+        let grace = controller_settings.session_close_grace_ms;
+        if grace != 0 && grace <= controller_settings.heartbeat_interval_ms {
+            tracing::warn!(
+                grace_ms = grace,
+                heartbeat_interval_ms = controller_settings.heartbeat_interval_ms,
+                "broker.session.close.grace.ms is not above broker.heartbeat.interval.ms: a live broker that reopens its controller connection may be fenced"
+            );
+        }
         let control_client = ControlClient::new(
             &format!("josefine-{}", config.node_id),
             &config.voter_addrs,

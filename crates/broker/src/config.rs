@@ -81,6 +81,8 @@ pub struct ServeArgs {
     ///   group.min.session.timeout.ms=6000 group.max.session.timeout.ms=1800000
     ///   group.max.size=2147483647         offset.metadata.max.bytes=4096
     ///   broker.heartbeat.interval.ms=2000 broker.session.timeout.ms=9000
+    ///   broker.session.close.grace.ms=3000 (Josefine's: a broker whose controller connection
+    ///   its end closed, as a killed process's is, is fenced after this; 0 = Kafka's behaviour)
     ///   replica.lag.time.max.ms=30000     replica.fetch.wait.max.ms=500
     ///   replica.fetch.min.bytes=1         replica.fetch.max.bytes=1048576
     ///   replica.fetch.response.max.bytes=10485760  replica.fetch.backoff.ms=1000
@@ -261,6 +263,11 @@ pub struct BrokerSettings {
     pub broker_heartbeat_interval_ms: u64,
     /// broker.session.timeout.ms: a broker silent this long is fenced by the controller.
     pub broker_session_timeout_ms: u64,
+    /// broker.session.close.grace.ms (Josefine's, not Kafka's): a broker whose session
+    /// connection to the controller was closed by its end (EOF or reset: a killed process) is
+    /// fenced this long after the close unless it heartbeats again; 0 turns it off (only the
+    /// session timeout fences, as in Kafka). Meant to exceed the heartbeat interval.
+    pub broker_session_close_grace_ms: u64,
     /// offset.metadata.max.bytes: longest commit metadata string.
     pub offset_metadata_max_bytes: u32,
     /// replica.lag.time.max.ms: a follower not caught up with the leader's log end for this
@@ -344,6 +351,7 @@ impl Default for BrokerSettings {
             group_max_size: i32::MAX as u32,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
+            broker_session_close_grace_ms: 3_000,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_min_bytes: 1,
@@ -509,6 +517,7 @@ impl BrokerSettings {
             "group.max.size" => self.group_max_size.to_string(),
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
             "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
+            "broker.session.close.grace.ms" => self.broker_session_close_grace_ms.to_string(),
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes.to_string(),
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms.to_string(),
@@ -567,6 +576,7 @@ impl BrokerSettings {
             | "offset.metadata.max.bytes"
             | "broker.heartbeat.interval.ms"
             | "broker.session.timeout.ms"
+            | "broker.session.close.grace.ms"
             | "replica.fetch.wait.max.ms"
             | "replica.fetch.min.bytes"
             | "replica.fetch.max.bytes"
@@ -653,6 +663,7 @@ impl BrokerSettings {
         "offset.metadata.max.bytes",
         "broker.heartbeat.interval.ms",
         "broker.session.timeout.ms",
+        "broker.session.close.grace.ms",
         "replica.lag.time.max.ms",
         "replica.fetch.wait.max.ms",
         "replica.fetch.min.bytes",
@@ -826,6 +837,9 @@ impl BrokerSettings {
             }
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms = parse_int(key, v, 1, i32::MAX as u64)?
+            }
+            "broker.session.close.grace.ms" => {
+                self.broker_session_close_grace_ms = parse_int(key, v, 0, i32::MAX as u64)?
             }
             "offset.metadata.max.bytes" => {
                 self.offset_metadata_max_bytes = parse_int(key, v, 0, i32::MAX as u32)?

@@ -143,6 +143,10 @@ struct TestHandler {
     calls: AtomicUsize,
     /// CreateTopics waits this long before answering (to show others are not held up).
     create_delay: Duration,
+    /// The connection of every request, in arrival order.
+    connections: std::sync::Mutex<Vec<u64>>,
+    /// The connections reported closed by their peer.
+    closed: std::sync::Mutex<Vec<u64>>,
 }
 
 impl TestHandler {
@@ -151,6 +155,8 @@ impl TestHandler {
             controller: AtomicBool::new(controller),
             calls: AtomicUsize::new(0),
             create_delay: Duration::ZERO,
+            connections: Default::default(),
+            closed: Default::default(),
         })
     }
 }
@@ -306,10 +312,12 @@ impl ControlHandler for TestHandler {
     fn handle(
         &self,
         _peer: SocketAddr,
+        connection: u64,
         header: RequestHeader,
         request: RequestKind,
     ) -> BoxFuture<'static, ControlAnswer> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.connections.lock().unwrap().push(connection);
         let error = if self.controller.load(Ordering::SeqCst) {
             0
         } else {
@@ -331,6 +339,10 @@ impl ControlHandler for TestHandler {
             assert!(header.client_id.is_some());
             answer(request, error)
         })
+    }
+
+    fn closed_by_peer(&self, _peer: SocketAddr, connection: u64) {
+        self.closed.lock().unwrap().push(connection);
     }
 }
 
@@ -483,6 +495,8 @@ async fn a_slow_admin_request_does_not_hold_up_heartbeats_on_the_same_connection
         controller: AtomicBool::new(true),
         calls: AtomicUsize::new(0),
         create_delay: Duration::from_secs(3),
+        connections: Default::default(),
+        closed: Default::default(),
     });
     let addr = control_server(handler, "").await;
     let (_tx, chain) = chain_led_by(Some(1));
@@ -778,6 +792,51 @@ async fn garbage_truncated_oversized_and_client_api_frames_close_only_their_conn
         .call(1, 1, request(ApiKey::BrokerHeartbeat, 1))
         .await
         .is_ok());
+}
+
+/// Josefine's session-close rule rests on this: a connection the peer ends (EOF, as when its
+/// process is killed) is reported once with the id its requests came with; one this side
+/// closes (a refused request) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_peer_closes_is_reported_one_this_side_closes_is_not() {
+    let handler = TestHandler::new(true);
+    let addr = control_server(handler.clone(), "").await;
+    let hb = |id: i32| -> RequestKind {
+        BrokerHeartbeatRequest::default()
+            .with_broker_id(BrokerId(id))
+            .into()
+    };
+    let wait_closed = |n: usize| {
+        let handler = handler.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while handler.closed.lock().unwrap().len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            handler.closed.lock().unwrap().clone()
+        }
+    };
+    // Refused by the handler: this side closes; the client reconnects for the next call.
+    let (_tx, chain) = chain_led_by(Some(1));
+    let c = client(&[(1, addr)], chain, 5_000);
+    assert!(c.call(1, 1, hb(66)).await.is_err());
+    assert!(c.call(1, 1, hb(5)).await.is_ok());
+    assert!(c.call(1, 1, hb(5)).await.is_ok());
+    let seen = handler.connections.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert_ne!(seen[0], seen[1], "a new connection after the refusal");
+    assert_eq!(seen[1], seen[2], "calls share the connection");
+    // The client goes away (its process dies): its connection is reported, the refused one
+    // never is.
+    drop(c);
+    assert_eq!(wait_closed(1).await, vec![seen[1]]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handler.closed.lock().unwrap().len(), 1);
+    // A bad frame is this side's close too.
+    let mut s = control_conn(addr, &(-1i32).to_be_bytes()).await;
+    assert!(closed_by_server(&mut s).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handler.closed.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

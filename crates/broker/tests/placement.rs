@@ -147,7 +147,7 @@ async fn placement_uses_eligible_brokers() {
         .with_broker_epoch(image.brokers[&3].epoch)
         .with_current_metadata_offset(image.position as i64)
         .with_want_fence(true);
-    let answer = ControllerRuntime::serve(&broker.broker, 1, heartbeat.into()).await;
+    let answer = ControllerRuntime::serve(&broker.broker, 1, heartbeat.into(), None).await;
     assert!(
         matches!(&answer, ResponseKind::BrokerHeartbeat(r) if r.error_code == 0 && r.is_fenced),
         "{answer:?}"

@@ -9,6 +9,13 @@
 //! the epochs it saw, so a stale decision fails `Image::apply` and is a no-op; the runtime
 //! proposes the commands one at a time, each after the previous one applied, and calls every
 //! method with the latest applied image.
+//! Josefine's session-close rule (not Kafka's; [`ControllerSettings::session_close_grace_ms`],
+//! 0 turns it off): the runtime reports when the connection that carried a broker's latest
+//! heartbeat is closed by the peer (EOF or reset: the kernel closes a killed process's sockets
+//! at once, while a network partition or a paused process leaves them open); the broker is
+//! fenced `session_close_grace_ms` later unless a heartbeat of the same registration arrives
+//! on another connection first. Only connections that carried a heartbeat to this activation
+//! count, so a controller change fences nobody through it.
 //! Election rule (Kafka's `PartitionChangeBuilder`, see [`partition_change`]): keep the leader
 //! if it is still eligible; else the first replica in assignment order that is in the ISR and
 //! eligible (registered, unfenced, not shutting down); else, where the topic allows it
@@ -36,6 +43,12 @@ pub struct ControllerSettings {
     pub session_timeout_ms: u64,
     /// `broker.heartbeat.interval.ms`: how often brokers heartbeat (for their runtime).
     pub heartbeat_interval_ms: u64,
+    /// `broker.session.close.grace.ms` (Josefine's, Kafka has no such rule): a broker whose
+    /// session connection was closed by its end (EOF or reset, as when its process dies) is
+    /// fenced this long after the close unless it heartbeats again meanwhile; 0 turns the rule
+    /// off (Kafka's behaviour: only the session timeout fences). Must exceed the heartbeat
+    /// interval, so a live broker that reopened its connection heartbeats in time.
+    pub session_close_grace_ms: u64,
     /// Producer ids per AllocateProducerIds block (Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
     pub producer_id_block_size: i64,
     /// `unclean.leader.election.enable` of the controller's static config: the default under
@@ -56,6 +69,7 @@ impl Default for ControllerSettings {
         ControllerSettings {
             session_timeout_ms: 9_000,
             heartbeat_interval_ms: 2_000,
+            session_close_grace_ms: 3_000,
             producer_id_block_size: 1_000,
             unclean_leader_election_enable: false,
             unclean_leader_election_interval_ms: 300_000,
@@ -152,6 +166,9 @@ pub struct HeartbeatReply {
     pub should_shut_down: bool,
 }
 
+/// Identifies one connection of the runtime's control server (unique per process).
+pub type ConnectionId = u64;
+
 /// The controller's soft state.
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -159,6 +176,11 @@ pub struct Controller {
     /// Last heartbeat (ms) of each broker with a session. Unfenced brokers always get one
     /// (at the latest on the next `tick`); fenced ones only while they heartbeat.
     last_heartbeat_ms: BTreeMap<i32, u64>,
+    /// The connection each broker's latest accepted heartbeat came on (this activation only).
+    session_connection: BTreeMap<i32, ConnectionId>,
+    /// Brokers whose session connection was closed by their end: (that connection, when). A
+    /// heartbeat on another connection clears it; `tick` fences at `when + grace`.
+    session_closed: BTreeMap<i32, (ConnectionId, u64)>,
     /// When the next preferred-leader rebalance round is due.
     next_rebalance_ms: u64,
     /// When the next periodic unclean election round is due.
@@ -174,6 +196,8 @@ impl Controller {
                 .unfenced_brokers()
                 .map(|b| (b.node_id, now_ms))
                 .collect(),
+            session_connection: BTreeMap::new(),
+            session_closed: BTreeMap::new(),
             // Kafka defers both tasks by their interval after activation.
             next_rebalance_ms: now_ms.saturating_add(settings.leader_imbalance_check_interval_ms),
             next_unclean_ms: now_ms.saturating_add(settings.unclean_leader_election_interval_ms),
@@ -231,15 +255,65 @@ impl Controller {
         next.advance_to(image.position + 1);
         next.validate(&cmd)?;
         self.last_heartbeat_ms.insert(node_id, now_ms);
+        // The old incarnation's connection says nothing about this one.
+        self.session_connection.remove(&node_id);
+        self.session_closed.remove(&node_id);
         Ok(RegisterDecision::Propose(cmd))
     }
 
     /// Decides a BrokerHeartbeat: refreshes the session and returns the reply and, maybe, a
     /// command (unfence with elections, begin controlled shutdown with leader moves, fence).
+    /// For callers without a connection (the single-node bootstrap, tests); the runtime uses
+    /// [`Self::heartbeat_on`].
     pub fn heartbeat(
         &mut self,
         image: &Image,
         req: Heartbeat,
+        now_ms: u64,
+    ) -> (HeartbeatReply, Option<Command>) {
+        self.heartbeat_via(image, req, None, now_ms)
+    }
+
+    /// [`Self::heartbeat`] for one that came on `connection`: that becomes the broker's session
+    /// connection, and a pending session-close fence of the broker is cancelled unless the
+    /// heartbeat came on the connection that closed (it was sent before the close).
+    pub fn heartbeat_on(
+        &mut self,
+        image: &Image,
+        req: Heartbeat,
+        connection: ConnectionId,
+        now_ms: u64,
+    ) -> (HeartbeatReply, Option<Command>) {
+        self.heartbeat_via(image, req, Some(connection), now_ms)
+    }
+
+    /// Notes that `connection` was closed by its peer (EOF or reset) at `now_ms`. When it is
+    /// the session connection of a broker with a session, `tick` fences that broker
+    /// `session_close_grace_ms` from now unless it heartbeats on another connection first.
+    /// Closes of other connections, or with the rule off, change nothing. Returns the broker
+    /// now due to be fenced at `now_ms + session_close_grace_ms`, if any.
+    pub fn connection_closed(&mut self, connection: ConnectionId, now_ms: u64) -> Option<i32> {
+        if self.settings.session_close_grace_ms == 0 {
+            return None;
+        }
+        let node_id = self
+            .session_connection
+            .iter()
+            .find(|(_, c)| **c == connection)
+            .map(|(n, _)| *n)?;
+        self.session_connection.remove(&node_id);
+        if !self.last_heartbeat_ms.contains_key(&node_id) {
+            return None;
+        }
+        self.session_closed.insert(node_id, (connection, now_ms));
+        Some(node_id)
+    }
+
+    fn heartbeat_via(
+        &mut self,
+        image: &Image,
+        req: Heartbeat,
+        connection: Option<ConnectionId>,
         now_ms: u64,
     ) -> (HeartbeatReply, Option<Command>) {
         let node_id = req.node_id;
@@ -255,6 +329,13 @@ impl Controller {
             return (refusal(stale), None);
         }
         self.last_heartbeat_ms.insert(node_id, now_ms);
+        if let Some(connection) = connection {
+            let closed = self.session_closed.get(&node_id).map(|(c, _)| *c);
+            if closed != Some(connection) {
+                self.session_closed.remove(&node_id);
+                self.session_connection.insert(node_id, connection);
+            }
+        }
         // Kafka's rule: caught up once its image reached its own registration.
         let is_caught_up = req.current_position >= reg.epoch as u64;
         let epoch = reg.epoch;
@@ -303,7 +384,8 @@ impl Controller {
         (reply, cmd)
     }
 
-    /// Fences the brokers whose session expired (one batch each, with their leader and ISR
+    /// Fences the brokers whose session expired, or whose session connection closed
+    /// `session_close_grace_ms` ago without a heartbeat since (one batch each, with their leader and ISR
     /// changes); every `unclean.leader.election.interval.ms`, elects leaders outside the ISR
     /// for leaderless partitions of topics that allow it; every
     /// `leader.imbalance.check.interval.seconds` (with `auto.leader.rebalance.enable`), moves
@@ -317,17 +399,30 @@ impl Controller {
         for b in image.unfenced_brokers() {
             self.last_heartbeat_ms.entry(b.node_id).or_insert(now_ms);
         }
+        let sessions = &self.last_heartbeat_ms;
+        self.session_closed.retain(|n, _| sessions.contains_key(n));
+        self.session_connection
+            .retain(|n, _| sessions.contains_key(n));
         let timeout = self.settings.session_timeout_ms;
+        let grace = self.settings.session_close_grace_ms;
         let expired: Vec<i32> = self
             .last_heartbeat_ms
             .iter()
-            .filter(|(_, last)| now_ms.saturating_sub(**last) > timeout)
+            .filter(|(node_id, last)| {
+                now_ms.saturating_sub(**last) > timeout
+                    || self
+                        .session_closed
+                        .get(node_id)
+                        .is_some_and(|(_, at)| now_ms.saturating_sub(*at) >= grace)
+            })
             .map(|(node_id, _)| *node_id)
             .collect();
         let mut commands = Vec::new();
         let mut scratch: Option<Image> = None;
         for node_id in expired {
             self.last_heartbeat_ms.remove(&node_id);
+            self.session_closed.remove(&node_id);
+            self.session_connection.remove(&node_id);
             let current = scratch.as_ref().unwrap_or(image);
             let epoch = current.brokers[&node_id].epoch;
             let cmd = fence(current, node_id, epoch, self.unclean_default());
@@ -390,11 +485,16 @@ impl Controller {
             .values()
             .min()
             .map(|last| last.saturating_add(self.settings.session_timeout_ms + 1));
+        let closed = self
+            .session_closed
+            .values()
+            .map(|(_, at)| at.saturating_add(self.settings.session_close_grace_ms))
+            .min();
         let rebalance = self
             .settings
             .auto_leader_rebalance_enable
             .then_some(self.next_rebalance_ms);
-        [sessions, rebalance, Some(self.next_unclean_ms)]
+        [sessions, closed, rebalance, Some(self.next_unclean_ms)]
             .into_iter()
             .flatten()
             .min()

@@ -51,11 +51,20 @@ pub enum ControlAnswer {
 /// correlation id. `request` is one of the APIs in [`frame::CONTROL_APIS`] at a version
 /// [`frame::control_versions`] allows, and `header` carries that version: the response must be
 /// built for it. The returned future is aborted if the connection closes first.
+///
+/// `connection` identifies the connection the request came on (unique in this process);
+/// [`ControlHandler::closed_by_peer`] is called once when the peer ends that connection (EOF or
+/// reset; not when this side closes it), after its requests' handlers have finished.
 pub trait ControlHandler: Send + Sync + 'static {
     fn handle(
         &self,
         peer: SocketAddr,
+        connection: u64,
         header: RequestHeader,
         request: RequestKind,
     ) -> BoxFuture<'static, ControlAnswer>;
+
+    /// The peer closed `connection` (its process may have died: the kernel closes a killed
+    /// process's sockets at once).
+    fn closed_by_peer(&self, _peer: SocketAddr, _connection: u64) {}
 }

@@ -10,6 +10,7 @@
 //! or let a closed connection's handler work run on (it is aborted with the connection).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +93,8 @@ impl ControlServer {
 /// Serves one JCTRL001 connection until the peer closes, sends a bad frame, idles out, or the
 /// handler answers `Close`.
 async fn serve_control(stream: TcpStream, peer: SocketAddr, handler: Arc<dyn ControlHandler>) {
+    let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let mut closed_by_peer = false;
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(CONTROL_READ_BUFFER_BYTES, reader);
     // One slot per answer in progress, so the writer's queue never fills.
@@ -111,7 +114,10 @@ async fn serve_control(stream: TcpStream, peer: SocketAddr, handler: Arc<dyn Con
         };
         let frame = match read {
             Ok(Some(frame)) => frame,
-            Ok(None) => break,
+            Ok(None) | Err(ReadError::Truncated | ReadError::Io(_)) => {
+                closed_by_peer = true;
+                break;
+            }
             Err(e) => {
                 BAD_REQUESTS.note(|n| tracing::warn!(%peer, error = %e, refused = n, "control connection: bad request; closing"));
                 break;
@@ -126,7 +132,7 @@ async fn serve_control(stream: TcpStream, peer: SocketAddr, handler: Arc<dyn Con
         };
         let (api_key, api_version) = (request.api_key, request.header.request_api_version);
         let correlation_id = request.header.correlation_id;
-        let answer = handler.handle(peer, request.header, request.body);
+        let answer = handler.handle(peer, connection, request.header, request.body);
         let answers = answers.clone();
         handlers.spawn(async move {
             let out = encode_answer(answer.await, api_key, api_version, correlation_id);
@@ -134,10 +140,17 @@ async fn serve_control(stream: TcpStream, peer: SocketAddr, handler: Arc<dyn Con
             drop(permit);
         });
     }
-    // Dropping the set aborts the handlers of a closed connection.
-    drop(handlers);
+    // The handlers of a closed connection are aborted (and waited for, so that the close is
+    // reported after anything they did).
+    handlers.shutdown().await;
     writer.abort();
+    if closed_by_peer {
+        handler.closed_by_peer(peer, connection);
+    }
 }
+
+/// Identifies control connections (for [`ControlHandler::closed_by_peer`]).
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// The bytes to send for an answer; None closes the connection.
 fn encode_answer(

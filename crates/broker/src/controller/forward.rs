@@ -72,7 +72,7 @@ pub async fn call_controller(
     loop {
         let leader = broker.metadata.chain_status().leader;
         let outcome = if leader == Some(broker.config.node_id as u64) {
-            let response = ControllerRuntime::serve(broker, version, request.clone()).await;
+            let response = ControllerRuntime::serve(broker, version, request.clone(), None).await;
             Ok((response, broker.metadata.image().position))
         } else if leader.is_some() {
             broker

@@ -4,8 +4,10 @@
 //!
 //! Owns: when this node is the active controller (chain leader whose image has applied its
 //! own term's first block), the controller's soft state (broker sessions), the timer that
-//! fences silent brokers, and turning each decision into one chain proposal answered only
-//! once applied. Must never: decide anything itself (every decision is the pure controller's
+//! fences silent brokers, reporting control connections their peer closed to the pure
+//! controller (Josefine's session-close rule, `broker.session.close.grace.ms`: a killed
+//! broker is fenced after that grace instead of the whole session timeout), and turning each
+//! decision into one chain proposal answered only once applied. Must never: decide anything itself (every decision is the pure controller's
 //! or an admin handler's, re-validated by `Image::apply`), propose while not the chain leader,
 //! or hold the controller lock while waiting on anything but its own proposal.
 //!
@@ -22,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use josefine_meta::controller::{
-    unclean_elections, Controller, ControllerSettings, Heartbeat, RegisterDecision, Registration,
+    unclean_elections, ConnectionId, Controller, ControllerSettings, Heartbeat, RegisterDecision,
+    Registration,
 };
 use josefine_meta::{Applied, Command, MetaError};
 use kafka_protocol::messages::{
@@ -30,7 +33,7 @@ use kafka_protocol::messages::{
     BrokerHeartbeatResponse, BrokerRegistrationRequest, BrokerRegistrationResponse, RequestKind,
     ResponseKind,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
 use crate::broker::Broker;
@@ -56,6 +59,8 @@ pub struct ControllerRuntime {
     /// Tests that stage partition states by hand (a leaderless partition, say) pause the
     /// timer's decisions, which would otherwise repair them at once.
     timer_paused: AtomicBool,
+    /// Wakes the timer task when a deadline came nearer (a session connection closed).
+    wake: Notify,
 }
 
 impl ControllerRuntime {
@@ -66,6 +71,7 @@ impl ControllerRuntime {
             active: Mutex::new(None),
             is_active: AtomicBool::new(false),
             timer_paused: AtomicBool::new(false),
+            wake: Notify::new(),
         }
     }
 
@@ -80,15 +86,21 @@ impl ControllerRuntime {
         self.is_active.load(Ordering::Acquire)
     }
 
-    /// Serves one controller RPC (from a peer over JCTRL001, or from this node itself).
-    pub async fn serve(broker: &Arc<Broker>, version: i16, request: RequestKind) -> ResponseKind {
+    /// Serves one controller RPC (from a peer over JCTRL001 `connection`, or from this node
+    /// itself: `None`).
+    pub async fn serve(
+        broker: &Arc<Broker>,
+        version: i16,
+        request: RequestKind,
+        connection: Option<ConnectionId>,
+    ) -> ResponseKind {
         let rt = &broker.controller;
         match request {
             RequestKind::BrokerRegistration(r) => {
                 ResponseKind::BrokerRegistration(rt.register(broker, r).await)
             }
             RequestKind::BrokerHeartbeat(r) => {
-                ResponseKind::BrokerHeartbeat(rt.heartbeat(broker, r).await)
+                ResponseKind::BrokerHeartbeat(rt.heartbeat(broker, r, connection).await)
             }
             RequestKind::AllocateProducerIds(r) => {
                 ResponseKind::AllocateProducerIds(rt.allocate_producer_ids(broker, r).await)
@@ -159,6 +171,7 @@ impl ControllerRuntime {
         &self,
         broker: &Arc<Broker>,
         r: BrokerHeartbeatRequest,
+        connection: Option<ConnectionId>,
     ) -> BrokerHeartbeatResponse {
         let mut guard = self.active.lock().await;
         let Some(controller) = guard.as_mut() else {
@@ -174,7 +187,11 @@ impl ControllerRuntime {
             want_fence: r.want_fence,
             want_shutdown: r.want_shut_down,
         };
-        let (reply, cmd) = controller.heartbeat(&image, request, now_ms() as u64);
+        let now = now_ms() as u64;
+        let (reply, cmd) = match connection {
+            Some(c) => controller.heartbeat_on(&image, request, c, now),
+            None => controller.heartbeat(&image, request, now),
+        };
         let mut response = BrokerHeartbeatResponse::default()
             .with_error_code(reply.error.as_ref().map_or(code::NONE, meta_code))
             .with_is_caught_up(reply.is_caught_up)
@@ -187,6 +204,23 @@ impl ControllerRuntime {
             }
         }
         response
+    }
+
+    /// A peer closed control connection `connection`: when it carried a broker's session, that
+    /// broker is fenced after `broker.session.close.grace.ms` unless it heartbeats again.
+    async fn connection_closed(&self, connection: ConnectionId) {
+        let mut guard = self.active.lock().await;
+        let Some(controller) = guard.as_mut() else {
+            return;
+        };
+        if let Some(node_id) = controller.connection_closed(connection, now_ms() as u64) {
+            info!(
+                broker = node_id,
+                grace_ms = self.settings.session_close_grace_ms,
+                "the broker's session connection was closed by its end; fencing it after the grace unless it heartbeats again"
+            );
+            self.wake.notify_one();
+        }
     }
 
     async fn allocate_producer_ids(
@@ -242,6 +276,7 @@ impl ControllerRuntime {
                 // A caught-up image may be what activation waits for.
                 _ = images.changed(), if leads && !rt.is_active() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                _ = rt.wake.notified() => {}
             }
         }
     }
@@ -398,17 +433,28 @@ impl ControlHandler for ControlService {
     fn handle(
         &self,
         _peer: std::net::SocketAddr,
+        connection: u64,
         header: kafka_protocol::messages::RequestHeader,
         request: RequestKind,
     ) -> BoxFuture<'static, ControlAnswer> {
         let broker = self.broker.clone();
         Box::pin(async move {
-            let response =
-                ControllerRuntime::serve(&broker, header.request_api_version, request).await;
+            let response = ControllerRuntime::serve(
+                &broker,
+                header.request_api_version,
+                request,
+                Some(connection),
+            )
+            .await;
             ControlAnswer::Respond {
                 response,
                 metadata_position: broker.metadata.image().position,
             }
         })
+    }
+
+    fn closed_by_peer(&self, _peer: std::net::SocketAddr, connection: u64) {
+        let broker = self.broker.clone();
+        tokio::spawn(async move { broker.controller.connection_closed(connection).await });
     }
 }

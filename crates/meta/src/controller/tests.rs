@@ -138,6 +138,129 @@ fn heartbeats_keep_a_session_alive() {
     assert_eq!(c.next_deadline_ms(), Some(40_000 + TIMEOUT + 1));
 }
 
+// ---- Josefine's session-close rule (broker.session.close.grace.ms) ----
+
+const GRACE: u64 = 3_000;
+
+/// Every broker heartbeats at `now`, broker n on connection 100 + n.
+fn heartbeat_all_on_connections(image: &Image, c: &mut Controller, now: u64) {
+    for node in 1..=3 {
+        let (reply, cmd) = c.heartbeat_on(
+            image,
+            heartbeat(node, node as i64, image.position),
+            100 + node as u64,
+            now,
+        );
+        assert!(reply.error.is_none() && cmd.is_none());
+    }
+}
+
+#[test]
+fn a_closed_session_connection_fences_after_the_grace_without_a_new_heartbeat() {
+    let (mut image, mut c) = cluster();
+    assert_eq!(c.settings().session_close_grace_ms, GRACE);
+    heartbeat_all_on_connections(&image, &mut c, 1_000);
+    assert_eq!(c.connection_closed(101, 1_500), Some(1));
+    assert_eq!(c.next_deadline_ms(), Some(1_500 + GRACE));
+    assert!(c.tick(&image, 1_500 + GRACE - 1).is_empty());
+    let fences = c.tick(&image, 1_500 + GRACE);
+    assert_eq!(fences.len(), 1, "{fences:?}");
+    step(&mut image, &fences[0]);
+    assert!(image.brokers[&1].fenced && !image.brokers[&2].fenced);
+    // Partition 0 moved to the next ISR member, as on a session expiry.
+    assert_eq!(leader_isr(&image, 0), (2, vec![2, 3]));
+    // The others keep Kafka's session timeout.
+    assert!(c.tick(&image, 1_000 + TIMEOUT).is_empty());
+}
+
+#[test]
+fn a_heartbeat_on_another_connection_cancels_the_close_fence() {
+    let (image, mut c) = cluster();
+    heartbeat_all_on_connections(&image, &mut c, 1_000);
+    c.connection_closed(101, 1_500);
+    // The broker is alive: it reopened its connection and heartbeats within the grace.
+    let (reply, _) = c.heartbeat_on(&image, heartbeat(1, 1, image.position), 201, 3_000);
+    assert!(reply.error.is_none());
+    assert!(c.tick(&image, 1_500 + GRACE).is_empty());
+    heartbeat_all_on_connections(&image, &mut c, 6_000);
+    assert!(c.tick(&image, 14_000).is_empty());
+}
+
+#[test]
+fn a_heartbeat_from_the_closed_connection_or_another_registration_does_not_cancel() {
+    let (image, mut c) = cluster();
+    heartbeat_all_on_connections(&image, &mut c, 1_000);
+    c.connection_closed(101, 1_500);
+    // Sent before the close, handled after it: says nothing about the process now.
+    c.heartbeat_on(&image, heartbeat(1, 1, image.position), 101, 1_600);
+    // A stale epoch is refused and keeps nothing alive.
+    let (reply, _) = c.heartbeat_on(&image, heartbeat(1, 0, image.position), 202, 1_700);
+    assert!(reply.error.is_some());
+    let fences = c.tick(&image, 1_500 + GRACE);
+    assert_eq!(fences.len(), 1, "{fences:?}");
+}
+
+#[test]
+fn only_the_connection_of_the_latest_heartbeat_counts() {
+    let (image, mut c) = cluster();
+    heartbeat_all_on_connections(&image, &mut c, 1_000);
+    // Broker 1 moved to a new connection; the old one closing later means nothing.
+    c.heartbeat_on(&image, heartbeat(1, 1, image.position), 301, 1_200);
+    assert_eq!(c.connection_closed(101, 1_500), None);
+    assert_eq!(c.connection_closed(999, 1_500), None);
+    assert!(c.tick(&image, 1_500 + GRACE).is_empty());
+    assert_eq!(c.next_deadline_ms(), Some(1_000 + TIMEOUT + 1));
+}
+
+#[test]
+fn with_the_rule_off_only_the_session_timeout_fences() {
+    let (image, _) = cluster();
+    let off = ControllerSettings {
+        session_close_grace_ms: 0,
+        ..settings()
+    };
+    let mut c = Controller::activate(&image, 0, off);
+    heartbeat_all_on_connections(&image, &mut c, 1_000);
+    assert_eq!(c.connection_closed(101, 1_500), None);
+    assert!(c.tick(&image, 1_000 + TIMEOUT).is_empty());
+    assert_eq!(c.tick(&image, 1_000 + TIMEOUT + 1).len(), 3);
+}
+
+#[test]
+fn a_controller_change_fences_nobody_through_closed_connections() {
+    let (image, mut old) = cluster();
+    heartbeat_all_on_connections(&image, &mut old, 1_000);
+    // A new controller knows no session connection: every close before the brokers'
+    // next heartbeats (the connections to the old controller, say) is ignored.
+    let mut c = Controller::activate(&image, 2_000, settings());
+    for conn in [101, 102, 103] {
+        assert_eq!(c.connection_closed(conn, 2_100), None);
+    }
+    assert!(c.tick(&image, 2_000 + TIMEOUT).is_empty());
+    assert_eq!(c.next_deadline_ms(), Some(2_000 + TIMEOUT + 1));
+}
+
+#[test]
+fn a_fenced_broker_closing_its_connection_is_not_fenced_again() {
+    let (mut image, mut c) = cluster();
+    heartbeat_all_on_connections(&image, &mut c, 1_000);
+    fence_by_request(&mut image, &mut c, 1);
+    assert_eq!(c.connection_closed(101, 1_500), None);
+    heartbeat_all_on_connections_except(&image, &mut c, 1, 2_000);
+    assert!(c.tick(&image, 1_500 + GRACE).is_empty());
+}
+
+fn heartbeat_all_on_connections_except(image: &Image, c: &mut Controller, except: i32, now: u64) {
+    for node in (1..=3).filter(|n| *n != except) {
+        c.heartbeat_on(
+            image,
+            heartbeat(node, node as i64, image.position),
+            100 + node as u64,
+            now,
+        );
+    }
+}
+
 #[test]
 fn an_expired_session_fences_the_broker_with_its_leader_and_isr_changes() {
     let (mut image, mut c) = cluster();
