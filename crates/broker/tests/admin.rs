@@ -165,6 +165,50 @@ async fn create_topics_errors_match_kafka() {
     broker.shutdown().await;
 }
 
+/// Kafka's `ReplicationControlManager.createTopic`: a replication factor of 0 or below -1 is
+/// INVALID_REPLICATION_FACTOR with its message, checked before the partition count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_factor_of_0_or_below_minus_1_is_refused_as_kafka_does() {
+    let (broker, _dir) = start_broker(&[]).await;
+    let mut c = Client::connect(&broker).await;
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![
+            topic("rf0", 1, 0, &[]),
+            topic("rfm2", 1, -2, &[]),
+            topic("both0", 0, 0, &[]),
+            topic("p0", 0, 1, &[]),
+        ])
+        .with_timeout_ms(5000);
+    c.send(ApiKey::CreateTopics, 7, &req).await;
+    let (_, r): (i32, CreateTopicsResponse) = c.recv(ApiKey::CreateTopics, 7).await;
+    let got: Vec<(i16, Option<String>)> = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.error_code,
+                t.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect();
+    let rf = Some(
+        "Replication factor must be larger than 0, or -1 to use the default value.".to_string(),
+    );
+    let partitions =
+        Some("Number of partitions was set to an invalid non-positive value.".to_string());
+    assert_eq!(
+        got,
+        vec![
+            (38, rf.clone()),
+            (38, rf.clone()),
+            (38, rf),
+            (37, partitions)
+        ]
+    );
+    assert_eq!(metadata(&mut c, "rf0", false).await.topics[0].error_code, 3);
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_survive_a_restart_with_the_same_id() {
     let (broker, dir) = start_broker(&[]).await;

@@ -112,6 +112,18 @@ fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<C
         }
         assignments
     } else {
+        // Kafka checks the replication factor before the partition count.
+        let rf = if t.replication_factor == -1 {
+            settings.default_replication_factor
+        } else {
+            t.replication_factor
+        };
+        if rf <= 0 {
+            return Err(Rejection(
+                code::INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            ));
+        }
         let n = if t.num_partitions == -1 {
             settings.num_partitions
         } else {
@@ -130,17 +142,6 @@ fn build_command(broker: &Broker, image: &Image, t: &CreatableTopic) -> Result<C
                     "Number of partitions {n} exceeds this broker's limit of {}.",
                     limits::PARTITIONS_PER_TOPIC_MAX
                 ),
-            ));
-        }
-        let rf = if t.replication_factor == -1 {
-            settings.default_replication_factor
-        } else {
-            t.replication_factor
-        };
-        if rf <= 0 {
-            return Err(Rejection(
-                code::INVALID_REPLICATION_FACTOR,
-                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
             ));
         }
         // Kafka's message for more replicas than brokers first (a single node answers as
