@@ -376,7 +376,12 @@ fn apply_partition(leader_id: i32, target: &FetchTarget, data: PartitionData) ->
     }
     if let Some(records) = data.records.filter(|r| !r.is_empty()) {
         if let Err(e) = log.append_as_follower(&records) {
-            error!(topic = %p.topic, partition = p.index, leader = leader_id, log_end = log.log_end_offset(), "batches from the leader refused; partition stopped until the leader epoch changes: {e}");
+            super::FOLLOWER_BATCHES_REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The first batch's base offset (a batch starts with it); -1 when too short.
+            let offset = records
+                .get(..8)
+                .map_or(-1, |b| i64::from_be_bytes(b.try_into().expect("8 bytes")));
+            error!(topic = %p.topic, partition = p.index, offset, leader = leader_id, log_end = log.log_end_offset(), reason = %e, "batches from the leader refused; partition stopped until the leader epoch changes");
             return Outcome::Stop;
         }
     }

@@ -21,7 +21,7 @@
 pub mod fetcher;
 pub mod leader;
 mod peer;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use josefine_meta::{Image, PartitionAssignment, TopicId};
@@ -31,6 +31,18 @@ use tracing::{error, info, warn};
 
 use crate::broker::Broker;
 use crate::limits;
+
+/// Fetch answers whose batches this broker refused as a follower (they failed validation or
+/// were not contiguous with its log; the partition stops fetching until the leader epoch
+/// changes, and one ERROR line names partition, offset and reason). A plain counter, for the
+/// metrics exporter.
+static FOLLOWER_BATCHES_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// How many times this process refused a leader's batches as a follower (see
+/// [`FOLLOWER_BATCHES_REFUSED`]).
+pub fn follower_batches_refused() -> u64 {
+    FOLLOWER_BATCHES_REFUSED.load(Ordering::Relaxed)
+}
 
 /// An ISR change a leader asks the controller for (AlterPartition), one in flight per partition.
 #[derive(Debug, Clone)]
