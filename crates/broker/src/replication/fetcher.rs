@@ -384,6 +384,15 @@ fn apply_partition(leader_id: i32, target: &FetchTarget, data: PartitionData) ->
             error!(topic = %p.topic, partition = p.index, offset, leader = leader_id, log_end = log.log_end_offset(), reason = %e, "batches from the leader refused; partition stopped until the leader epoch changes");
             return Outcome::Stop;
         }
+        // `flush.messages=1`: fsynced before the next fetch acknowledges them to the leader
+        // (Kafka flushes a follower's appends by the same rule as a leader's; the log leaves
+        // interval 1 to its caller).
+        if log.needs_flush_after_append() {
+            if let Err(e) = log.flush() {
+                error!(topic = %p.topic, partition = p.index, leader = leader_id, "flushing appended batches failed; partition stopped: {e}");
+                return Outcome::Stop;
+            }
+        }
     }
     if data.high_watermark >= 0 {
         let hw =
