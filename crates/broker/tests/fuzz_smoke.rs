@@ -264,6 +264,11 @@ fn control_frame() {
     smoke(Target::ControlFrame, iterations(50_000));
 }
 
+#[test]
+fn txn_records() {
+    smoke(Target::TxnRecords, iterations(50_000));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Broker settings: a property across the broker and log crates.
 

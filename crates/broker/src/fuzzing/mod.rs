@@ -23,6 +23,7 @@ mod group;
 mod meta;
 mod recovery;
 mod requests;
+mod txn;
 
 pub use batches::record_batch;
 pub use chain::{chain_frame, chain_store};
@@ -31,6 +32,7 @@ pub use group::group_records;
 pub use meta::meta_commands;
 pub use recovery::partition_recovery;
 pub use requests::{decode_request, request_frame};
+pub use txn::txn_records;
 
 /// The clock every target uses: batches are stamped near it so CreateTime checks pass.
 pub const NOW_MS: i64 = 1_700_000_000_000;
@@ -55,10 +57,12 @@ pub enum Target {
     ChainStore,
     /// [`control_frame`]: a controller RPC request or response frame (JCTRL001).
     ControlFrame,
+    /// [`txn_records`]: `__transaction_state` keys and values read back from disk.
+    TxnRecords,
 }
 
 impl Target {
-    pub const ALL: [Target; 8] = [
+    pub const ALL: [Target; 9] = [
         Target::DecodeRequest,
         Target::RecordBatch,
         Target::PartitionRecovery,
@@ -67,6 +71,7 @@ impl Target {
         Target::GroupRecords,
         Target::ChainStore,
         Target::ControlFrame,
+        Target::TxnRecords,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl Target {
             Target::GroupRecords => "group_records",
             Target::ChainStore => "chain_store",
             Target::ControlFrame => "control_frame",
+            Target::TxnRecords => "txn_records",
         }
     }
 
@@ -94,6 +100,7 @@ impl Target {
             Target::GroupRecords => group_records(data),
             Target::ChainStore => chain_store(scratch, data),
             Target::ControlFrame => control_frame(data),
+            Target::TxnRecords => txn_records(data),
         }
     }
 
@@ -108,6 +115,7 @@ impl Target {
             Target::GroupRecords => group::seeds(),
             Target::ChainStore => chain::store_seeds(),
             Target::ControlFrame => control::seeds(),
+            Target::TxnRecords => txn::seeds(),
         }
     }
 }
