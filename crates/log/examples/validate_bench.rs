@@ -20,6 +20,7 @@ fn main() {
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: 3_600_000,
         require_keys: false,
+        allow_transactional: false,
     };
     println!(
         "{:<8} {:>8} {:>10} {:>11} {:>14} {:>12}",

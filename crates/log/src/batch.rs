@@ -262,6 +262,9 @@ pub struct ValidationConfig {
     /// Compacted topics: a record without a key is INVALID_RECORD (Kafka's rule; the cleaner
     /// could never decide which version of "no key" to keep).
     pub require_keys: bool,
+    /// Transactional batches are accepted (the broker verified the producer's transaction);
+    /// otherwise they are INVALID_TXN_STATE.
+    pub allow_transactional: bool,
 }
 
 /// Validate one complete batch from a client, as Kafka's broker does, in this order:
@@ -303,7 +306,7 @@ pub fn validate_client_batch(
             "clients are not allowed to write control records".into(),
         ));
     }
-    if header.is_transactional() {
+    if header.is_transactional() && !cfg.allow_transactional {
         return Err(LogError::InvalidTxnState(
             "transactional produce is not supported yet (no transaction coordinator)".into(),
         ));
@@ -472,6 +475,7 @@ pub(crate) mod tests {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             require_keys: false,
+            allow_transactional: false,
         }
     }
 

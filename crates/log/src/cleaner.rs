@@ -245,7 +245,12 @@ fn suffixed(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
 
 /// Remove the `.deleted` files of the segment at `base_offset` (last step of a deletion).
 pub(crate) fn remove_deleted_files(dir: &Path, base_offset: i64) -> std::io::Result<()> {
-    for ext in [".log", ".index", ".timeindex"] {
+    for ext in [
+        ".log",
+        ".index",
+        ".timeindex",
+        crate::txn_index::TXN_INDEX_SUFFIX,
+    ] {
         let p = suffixed(dir, base_offset, &format!("{ext}{DELETED_SUFFIX}"));
         match fs::remove_file(&p) {
             Ok(()) => {}

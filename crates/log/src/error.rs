@@ -47,9 +47,13 @@ pub enum LogError {
     /// Message format v0/v1 or a feature this format does not carry.
     #[error("unsupported for message format: {0}")]
     UnsupportedForMessageFormat(String),
-    /// Transactional writes arrive before transactions exist in Josefine.
+    /// A transactional write out of place: a client's transactional batch where transactions
+    /// are not enabled, or a non-transactional batch while the producer's transaction is open.
     #[error("invalid transaction state: {0}")]
     InvalidTxnState(String),
+    /// A transaction marker from a coordinator epoch older than the last marker's.
+    #[error("transaction coordinator fenced: {0}")]
+    TransactionCoordinatorFenced(String),
     /// zstd in a produce request older than v7 (Kafka's UNSUPPORTED_COMPRESSION_TYPE).
     #[error("unsupported compression type: {0}")]
     UnsupportedCompressionType(String),
@@ -92,6 +96,7 @@ impl LogError {
             LogError::InvalidTimestamp(_) => 32,
             LogError::UnsupportedForMessageFormat(_) => 43,
             LogError::InvalidTxnState(_) => 48,
+            LogError::TransactionCoordinatorFenced(_) => 52,
             LogError::UnsupportedCompressionType(_) => 76,
             LogError::InconsistentTopicId(_) => 103,
             LogError::InvalidConfig(_) => 40,

@@ -32,10 +32,11 @@ use std::sync::{Arc, MutexGuard};
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES_UP_TO_MAGIC};
 use crate::cleaner::CleanerState;
+use crate::control::{self, EndTxnMarker};
 use crate::limits::{BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
 use crate::partition::{io_err, offset_from_name, sync_dir, write_file_atomically, Writer};
 use crate::partition::{RECOVERY_POINT_FILE, SNAPSHOT_SUFFIX};
-use crate::producer_state::ProducerStates;
+use crate::producer_state::{ProducerStates, TxnOffsets};
 use crate::segment::{max_timestamp_offset, Segment};
 use crate::{FollowerAppend, LogError, PartitionLog};
 
@@ -46,6 +47,8 @@ struct Checked<'a> {
     /// Starts after the previous batch's end (the leader's cleaner removed records there) or
     /// holds fewer records than offsets.
     gapped: bool,
+    /// A control batch's transaction marker.
+    marker: Option<EndTxnMarker>,
 }
 
 /// Split a Fetch response's records into whole batches and check each: structure, CRC, record
@@ -94,10 +97,17 @@ fn check_batches(records: &[u8], log_end: i64, empty: bool) -> Result<Vec<Checke
         }
         let gapped = !dense || header.base_offset > expected;
         expected = header.last_offset() + 1;
+        // A marker the producer state cannot read would leave its transaction open forever.
+        let marker = if header.is_control() && header.has_producer_id() {
+            control::decode_marker(bytes, &header)?
+        } else {
+            None
+        };
         out.push(Checked {
             header,
             bytes,
             gapped,
+            marker,
         });
         at += total;
     }
@@ -254,8 +264,27 @@ impl PartitionLog {
             tracing::error!(dir = %self.dir.display(), error = %e, repaired, "follower append failed");
             return Err(e);
         }
-        w.producers
-            .record(h, h.base_offset, h.last_offset(), h.max_timestamp);
+        if let Some(marker) = b.marker {
+            // What the leader wrote stands: no epoch checks (Kafka's REPLICATION origin).
+            let ended = w.producers.record_marker(
+                h.producer_id,
+                h.producer_epoch,
+                marker,
+                h.base_offset,
+                h.max_timestamp,
+            );
+            self.note_marker(w, &active, ended)?;
+        } else if !h.is_control() {
+            if let Some(first) =
+                w.producers
+                    .record(h, h.base_offset, h.last_offset(), h.max_timestamp)
+            {
+                self.txns
+                    .lock()
+                    .expect("txns lock")
+                    .opened(h.producer_id, first);
+            }
+        }
         {
             let mut m = self.max_timestamp.lock().expect("ts lock");
             if h.max_timestamp > m.0 {
@@ -350,7 +379,10 @@ impl PartitionLog {
                 .map_err(io_err("renaming a truncated segment to .deleted"))?;
         }
         sync_dir(&self.dir)?;
-        // (4) Cut the holder and reopen it to rebuild its indexes and find its exact end.
+        // (4) Cut the holder and reopen it to rebuild its indexes and find its exact end. Its
+        // transaction index is cut first: it must never name a marker the log lacks (a crash
+        // between the two leaves the holder past the recovery point, so its index is rebuilt).
+        holder.truncate_txn_index(offset)?;
         holder.cut_file(cut)?;
         let cleaned = cleaner.may_have_gaps(holder.base_offset);
         let (reopened, truncated) = Segment::open(
@@ -390,7 +422,17 @@ impl PartitionLog {
         self.recompute_max_timestamp();
         // (6) Epoch cache, producer state.
         self.update_epochs(|c| c.truncate_from_end(new_end))?;
-        w.producers = self.load_producer_state(&self.snapshot_offsets()?)?;
+        let rebuild: Vec<i64> = self
+            .segments
+            .read()
+            .expect("segments lock")
+            .iter()
+            .filter(|s| s.txn_index_damaged.is_some())
+            .map(|s| s.base_offset)
+            .collect();
+        let (producers, txns) = self.load_producer_state(&self.snapshot_offsets()?, &rebuild)?;
+        w.producers = producers;
+        *self.txns.lock().expect("txns lock") = txns;
         Ok(new_end)
     }
 
@@ -438,6 +480,7 @@ impl PartitionLog {
             *self.max_timestamp.lock().expect("ts lock") = (-1, -1);
             self.update_epochs(|c| c.clear())?;
             w.producers = ProducerStates::default();
+            *self.txns.lock().expect("txns lock") = TxnOffsets::default();
             Ok(())
         })();
         match &result {

@@ -5,7 +5,8 @@
 //! for LogAppendTime topics, max timestamp), each with a sparse offset index (`.index`) and time
 //! index (`.timeindex`), plus a producer-state snapshot, a recovery-point checkpoint and a
 //! clean-shutdown marker. Read it in this order: [`batch`] (what a batch is and what we accept),
-//! `records` (the records inside), `segment` (one file trio), `producer_state` (idempotence),
+//! `records` (the records inside), `segment` (one file trio), `producer_state` (idempotence
+//! and open transactions), [`control`] and [`txn_index`] (transaction markers and aborts),
 //! [`PartitionLog`] (append/read/flush/recovery, retention, DeleteRecords), [`cleaner`]
 //! (compaction), [`LogManager`] (the data directory).
 //!
@@ -69,8 +70,10 @@
 //!   small cleaned segments). Tombstone expiry is timed by the cleaner checkpoint's history
 //!   rather than a delete-horizon stamped into the batch (KIP-534). Transactional batches are
 //!   kept whole (no transactions exist yet to abort any).
-//! - Transactional and control batches from clients are refused (INVALID_TXN_STATE /
-//!   INVALID_RECORD) until transactions exist.
+//! - Control batches from clients are refused (INVALID_RECORD); transactional ones too
+//!   (INVALID_TXN_STATE) through [`PartitionLog::append`], the broker's produce path until its
+//!   transaction coordinator verifies transactions; [`PartitionLog::append_allowing_transactions`]
+//!   takes them.
 //! - The leader-epoch cache ignores an epoch at or below its latest one (Kafka replaces the
 //!   later entries with a "non-monotonic update" warning); truncation trims it first, so a
 //!   follower never needs that.
@@ -79,9 +82,25 @@
 //! - Follower appends roll segments by the broker's last given time, not the batches'
 //!   timestamps (as the leader's time-based roll).
 //! - Recovery and segment files follow Kafka's names (`<offset>.log/.index/.timeindex`,
-//!   `partition.metadata`); the recovery point, clean marker and producer snapshots are kept per
+//!   `.txnindex`, `partition.metadata`); the recovery point, clean marker and producer snapshots are kept per
 //!   partition directory (`recovery-point`, `clean-shutdown`, `<offset>.snapshot`) in our own
 //!   formats.
+
+//! # Transactions
+//!
+//! As Kafka 4.1's `ProducerStateManager` / `UnifiedLog`: a transactional batch opens its
+//! producer's transaction at its offset; [`PartitionLog::append_control_marker`] (the
+//! partition-leader side of WriteTxnMarkers) writes a COMMIT or ABORT control batch that ends
+//! it, checked against the producer epoch (INVALID_PRODUCER_EPOCH) and the coordinator epoch of
+//! the last marker (TRANSACTION_COORDINATOR_FENCED); followers take the leader's markers as
+//! they are. [`PartitionLog::last_stable_offset`] is the first offset of the oldest transaction
+//! still open, or ended by a marker the high watermark has not passed, capped by the high
+//! watermark (= the high watermark without transactions). Each abort is indexed in the
+//! `<base>.txnindex` of the segment holding its marker; [`PartitionLog::aborted_transactions`]
+//! searches those files for a read_committed fetch. The producer snapshot (v2) keeps each
+//! producer's coordinator epoch and open transaction; opening replays the log after the
+//! snapshot (markers included) and rebuilds the transaction index of every recovered or
+//! damaged segment in the same pass; truncation cuts the index with the log and replays.
 
 //! # Retention and compaction
 //!
@@ -119,6 +138,7 @@ pub mod batch;
 pub mod cleaner;
 #[cfg(test)]
 mod cleaner_tests;
+pub mod control;
 mod error;
 mod follower;
 #[cfg(test)]
@@ -141,6 +161,9 @@ mod segment;
 mod segment_props;
 #[doc(hidden)]
 pub mod testkit;
+pub mod txn_index;
+#[cfg(test)]
+mod txn_tests;
 
 pub use error::LogError;
 pub use manager::{LogManager, HIGH_WATERMARK_CHECKPOINT_FILE};

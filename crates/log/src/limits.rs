@@ -92,3 +92,13 @@ pub const HIGH_WATERMARK_ENTRIES_MAX: usize = 1 << 24;
 /// Times a read restarts because a truncation cut a segment file under it (it then sees the
 /// new log end). Each restart needs another truncation racing with it, so a few suffice.
 pub const READ_ATTEMPTS_MAX: usize = 4;
+
+/// Largest `.txnindex` file opened: 34 bytes per aborted transaction whose marker is in the
+/// segment. 64 MiB is ~2M aborts in one segment, each needing at least a data batch and a
+/// marker (~140 bytes): a 1 GiB segment of nothing but one-record aborted transactions stays
+/// under it; a larger file is damaged and rebuilt from the log.
+pub const TXN_INDEX_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Bytes of `.txnindex` read per `pread` while searching it (a whole number of 34-byte
+/// entries is taken from it): a fetch's search holds at most this much.
+pub const TXN_INDEX_READ_CHUNK_BYTES: usize = 34 * 1024;

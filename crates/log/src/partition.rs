@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::batch::{self, BatchHeader, ValidationConfig};
+use crate::control::{self, EndTxnMarker};
 use crate::leader_epochs::{LeaderEpochCache, LEADER_EPOCH_FILE};
 use crate::limits::{BATCH_HEADER_BYTES, SEGMENT_BYTES_MAX};
-use crate::producer_state::{ProducerStates, SequenceCheck};
+use crate::producer_state::{CompletedTxn, ProducerStates, SequenceCheck, TxnOffsets};
 use crate::segment::{file_stem, Segment};
+use crate::txn_index::AbortedTxn;
 use crate::{AppendOutcome, LogConfig, LogError, ReadResult, RetentionOutcome, TimestampType};
 
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -75,6 +77,9 @@ pub struct PartitionLog {
     pub(crate) segment_files: Mutex<()>,
     pub(crate) flush_state: Mutex<FlushState>,
     pub(crate) flush_done: Condvar,
+    /// Open and not-yet-replicated ended transactions, for the LSO (changed only under
+    /// `writer`, read alone by fetches). Lock order: `writer`, then this.
+    pub(crate) txns: Mutex<TxnOffsets>,
 }
 
 pub(crate) struct Writer {
@@ -95,6 +100,17 @@ pub(crate) struct FlushState {
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LogError {
     let context = context.into();
     move |e| LogError::storage(context, e)
+}
+
+/// The index entry of an aborted transaction, with the LSO Kafka stores in it. Call before
+/// `TxnOffsets::ended`.
+pub(crate) fn aborted_entry(txns: &TxnOffsets, txn: &CompletedTxn) -> AbortedTxn {
+    AbortedTxn {
+        producer_id: txn.producer_id,
+        first_offset: txn.first_offset,
+        last_offset: txn.last_offset,
+        last_stable_offset: txns.index_lso(txn),
+    }
 }
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename.
@@ -239,6 +255,9 @@ impl PartitionLog {
         let interval = config.index_interval_bytes;
 
         let mut segments: Vec<Arc<Segment>> = Vec::new();
+        // Segments whose transaction index is rebuilt from the log: recovered ones (their
+        // tail may hold markers the index never saw) and those whose index is damaged.
+        let mut txn_index_rebuild = Vec::new();
         let mut discard_from = None;
         for (i, &base) in bases.iter().enumerate() {
             if let Some(prev) = segments.last() {
@@ -266,6 +285,9 @@ impl PartitionLog {
                 now_ms,
                 cleaner.may_have_gaps(base),
             )?;
+            if !trust || seg.txn_index_damaged.is_some() {
+                txn_index_rebuild.push(base);
+            }
             segments.push(Arc::new(seg));
             if truncated {
                 discard_from = Some(i + 1);
@@ -355,9 +377,12 @@ impl PartitionLog {
                 in_progress: false,
             }),
             flush_done: Condvar::new(),
+            txns: Mutex::new(TxnOffsets::default()),
         };
-        let producers = log.load_producer_state(&snapshots)?;
+        txn_index_rebuild.retain(|&base| base < log_end_offset);
+        let (producers, txns) = log.load_producer_state(&snapshots, &txn_index_rebuild)?;
         log.writer.lock().expect("writer lock").producers = producers;
+        *log.txns.lock().expect("txns lock") = txns;
         let epochs = log.load_epoch_cache()?;
         *log.epochs.lock().expect("epochs lock") = epochs;
 
@@ -374,19 +399,27 @@ impl PartitionLog {
         Ok(log)
     }
 
-    /// Newest usable snapshot at or below the log end, then replay batch headers after it.
+    /// Newest usable snapshot at or below the log end, then replay the batches after it
+    /// (headers; control batches' markers too) to rebuild the producer state and the open
+    /// transactions. The transaction indexes of the segments based at `txn_index_rebuild` are
+    /// rebuilt by the same replay, so it starts at a snapshot at or below the first of them.
     pub(crate) fn load_producer_state(
         &self,
         snapshots: &[i64],
-    ) -> Result<ProducerStates, LogError> {
+        txn_index_rebuild: &[i64],
+    ) -> Result<(ProducerStates, TxnOffsets), LogError> {
         let leo = self.log_end_offset();
         let mut state = ProducerStates::default();
         let mut from = self.log_start_offset();
+        let replay_from_at_most = txn_index_rebuild.iter().copied().min().unwrap_or(i64::MAX);
         for &off in snapshots.iter().rev() {
             let path = self.snapshot_path(off);
             if off > leo {
                 // The log was truncated below it: it describes batches that no longer exist.
                 let _ = fs::remove_file(&path);
+                continue;
+            }
+            if off > replay_from_at_most {
                 continue;
             }
             let Ok(bytes) = fs::read(&path) else { continue };
@@ -401,23 +434,75 @@ impl PartitionLog {
                 }
             }
         }
+        let mut txns = TxnOffsets::from_producers(&state);
+        let high_watermark = self.high_watermark();
         let segments = self.segments.read().expect("segments lock").clone();
+        for seg in &segments {
+            if txn_index_rebuild.contains(&seg.base_offset) {
+                seg.reset_txn_index(&self.dir)?;
+            }
+        }
+        let mut rebuilt_entries = 0usize;
         for seg in segments.iter().filter(|s| s.next_offset() > from) {
             let start = if seg.base_offset >= from {
                 0
             } else {
                 seg.index_position(from)
             };
+            let rebuild = txn_index_rebuild.contains(&seg.base_offset);
+            let mut index_error = None;
             seg.walk(start, seg.size_bytes(), |_, bytes| {
                 let h = BatchHeader::parse(bytes)?;
-                if h.last_offset() >= from {
-                    state.record(&h, h.base_offset, h.last_offset(), h.max_timestamp);
+                if h.last_offset() < from || !h.has_producer_id() {
+                    return Ok(true);
+                }
+                if !h.is_control() {
+                    if let Some(first) =
+                        state.record(&h, h.base_offset, h.last_offset(), h.max_timestamp)
+                    {
+                        txns.opened(h.producer_id, first);
+                    }
+                    return Ok(true);
+                }
+                let marker = match control::decode_marker(bytes, &h) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return Ok(true),
+                    Err(e) => {
+                        tracing::warn!(dir = %self.dir.display(), offset = h.base_offset, error = %e, "unreadable transaction marker skipped while loading producer state");
+                        return Ok(true);
+                    }
+                };
+                let ended = state.record_marker(
+                    h.producer_id,
+                    h.producer_epoch,
+                    marker,
+                    h.base_offset,
+                    h.max_timestamp,
+                );
+                if let Some(txn) = ended {
+                    if rebuild && txn.aborted {
+                        rebuilt_entries += 1;
+                        if let Err(e) = seg.append_aborted(&aborted_entry(&txns, &txn)) {
+                            index_error = Some(e);
+                            return Ok(false);
+                        }
+                    }
+                    txns.ended(&txn, high_watermark);
                 }
                 Ok(true)
             })
             .map_err(|b| b.error)?;
+            if let Some(e) = index_error {
+                return Err(e);
+            }
+            if rebuild {
+                seg.sync_indexes()?;
+            }
         }
-        Ok(state)
+        if !txn_index_rebuild.is_empty() {
+            tracing::info!(dir = %self.dir.display(), segments = txn_index_rebuild.len(), aborted = rebuilt_entries, "rebuilt transaction indexes");
+        }
+        Ok((state, txns))
     }
 
     /// The leader-epoch cache from `leader-epoch-checkpoint`, or derived from the batch headers
@@ -541,13 +626,14 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn validation_config(config: &LogConfig) -> ValidationConfig {
+    fn validation_config(config: &LogConfig, allow_transactional: bool) -> ValidationConfig {
         ValidationConfig {
             max_message_bytes: config.max_message_bytes,
             timestamp_type: config.timestamp_type,
             timestamp_before_max_ms: config.timestamp_before_max_ms,
             timestamp_after_max_ms: config.timestamp_after_max_ms,
             require_keys: config.cleanup_policy.compacts(),
+            allow_transactional,
         }
     }
 
@@ -560,12 +646,38 @@ impl PartitionLog {
     /// partition and must hold exactly one v2 batch (Kafka's rule for produce v3+). Validates,
     /// runs the idempotence checks, stamps offset / leader epoch / (LogAppendTime) timestamp,
     /// and writes it without copying the records (`Segment::append`). A recognised retry
-    /// returns the original offsets with `duplicate: true` and writes nothing.
+    /// returns the original offsets with `duplicate: true` and writes nothing. Transactional
+    /// batches are INVALID_TXN_STATE here (see [`PartitionLog::append_allowing_transactions`]).
     pub fn append(
         &self,
         records: &[u8],
         leader_epoch: i32,
         now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        self.append_client_batch(records, leader_epoch, now_ms, false)
+    }
+
+    /// [`PartitionLog::append`] that also takes transactional batches: the first one of a
+    /// producer since its last marker opens a transaction at its offset, which holds the last
+    /// stable offset back until a marker ([`PartitionLog::append_control_marker`]) ends it. For
+    /// the broker once its transaction coordinator has verified the producer's transaction
+    /// (KIP-890); a non-transactional batch of a producer whose transaction is open is
+    /// INVALID_TXN_STATE either way.
+    pub fn append_allowing_transactions(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        self.append_client_batch(records, leader_epoch, now_ms, true)
+    }
+
+    fn append_client_batch(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        allow_transactional: bool,
     ) -> Result<AppendOutcome, LogError> {
         let config = self.config();
         self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
@@ -581,8 +693,11 @@ impl PartitionLog {
                 "produce requests are only allowed to contain exactly one record batch per partition".into(),
             ));
         }
-        let summary =
-            batch::validate_client_batch(records, &Self::validation_config(&config), now_ms)?;
+        let summary = batch::validate_client_batch(
+            records,
+            &Self::validation_config(&config, allow_transactional),
+            now_ms,
+        )?;
         // Everything under the CRC is settled before the lock: only the base offset and leader
         // epoch (outside the CRC) depend on the log's state. Only the 61-byte header is
         // rewritten, in a copy; the records after it are written from the caller's buffer.
@@ -609,53 +724,21 @@ impl PartitionLog {
             });
         }
         let base_offset = self.log_end_offset.load(Ordering::Relaxed);
-        // The cache learns the epoch before its first batch is written (Kafka's order): a
-        // crash in between leaves an entry at the log end, which opening trims.
-        if self
-            .epochs
-            .lock()
-            .expect("epochs lock")
-            .would_assign(leader_epoch)
-        {
-            self.update_epochs(|c| c.assign(leader_epoch, base_offset))?;
-        }
+        self.learn_epoch_before_write(leader_epoch, base_offset)?;
         batch::set_offset_and_epoch(&mut head, base_offset, leader_epoch);
         let max_ts_offset = match config.timestamp_type {
             TimestampType::LogAppendTime => base_offset,
             TimestampType::CreateTime => base_offset + summary.max_timestamp_offset_delta as i64,
         };
         let h = BatchHeader::parse(&head).expect("rewritten header parses");
-        let batch_bytes = records.len() as u64;
-        let active = self.maybe_roll(&w, &config, batch_bytes, h.last_offset(), now_ms)?;
-        if let Err((e, repaired)) = active.append(
-            &head,
-            tail,
-            &h,
-            max_ts_offset,
-            config.index_interval_bytes,
-            now_ms,
-            true,
-        ) {
-            if !repaired {
-                w.offline = true;
-            }
-            tracing::error!(dir = %self.dir.display(), error = %e, repaired, "append failed");
-            return Err(e);
+        self.write_stamped(&mut w, &config, &head, tail, &h, max_ts_offset, now_ms)?;
+        if let Some(first) = w.producers.record(&h, base_offset, h.last_offset(), max_ts) {
+            self.txns
+                .lock()
+                .expect("txns lock")
+                .opened(h.producer_id, first);
         }
-        w.producers.record(&h, base_offset, h.last_offset(), max_ts);
-        {
-            let mut m = self.max_timestamp.lock().expect("ts lock");
-            if max_ts > m.0 {
-                *m = (max_ts, max_ts_offset);
-            }
-        }
-        self.size_bytes.fetch_add(batch_bytes, Ordering::Relaxed);
-        let unflushed = self
-            .unflushed_messages
-            .fetch_add(h.records_count as u64, Ordering::Relaxed)
-            + h.records_count as u64;
-        self.log_end_offset
-            .store(h.last_offset() + 1, Ordering::Release);
+        let unflushed = self.publish_leader_append(&h, records.len(), max_ts, max_ts_offset);
         drop(w);
         let interval = config.flush_interval_messages;
         if interval > 1 && unflushed >= interval {
@@ -668,6 +751,221 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset(),
             duplicate: false,
         })
+    }
+
+    /// Write a transaction marker (Kafka's `appendAsLeader` with origin COORDINATOR, for one
+    /// WriteTxnMarkers entry): one control batch as Kafka encodes it ([`control`]) for
+    /// `producer_id` at `producer_epoch`, COMMIT when `commit`, else ABORT, stamped with
+    /// `leader_epoch` and `now_ms` (LogAppendTime topics: the append time, as any batch). It
+    /// ends the producer's open transaction: an abort is added to the active segment's
+    /// transaction index, and the LSO passes the transaction once the high watermark passes
+    /// the marker. A marker with no transaction open is still written (a coordinator resends
+    /// markers after a failover) and only updates the epochs. INVALID_PRODUCER_EPOCH when
+    /// `producer_epoch` is older than the producer's, TRANSACTION_COORDINATOR_FENCED when
+    /// `coordinator_epoch` is older than its last marker's; nothing is written then.
+    pub fn append_control_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        if producer_id < 0 || producer_epoch < 0 {
+            return Err(LogError::InvalidRecord(format!(
+                "a transaction marker needs a producer id and epoch, got {producer_id}/{producer_epoch}"
+            )));
+        }
+        let config = self.config();
+        self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
+        let marker = EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        };
+        let mut bytes = control::encode_marker_batch(producer_id, producer_epoch, marker, now_ms);
+        let log_append_time_ms = match config.timestamp_type {
+            TimestampType::LogAppendTime => {
+                batch::set_max_timestamp(&mut bytes, TimestampType::LogAppendTime, now_ms);
+                now_ms
+            }
+            TimestampType::CreateTime => -1,
+        };
+        let mut w = self.writer.lock().expect("writer lock");
+        if w.offline || w.closed {
+            return Err(LogError::Offline);
+        }
+        w.producers
+            .check_marker(producer_id, producer_epoch, coordinator_epoch)?;
+        let base_offset = self.log_end_offset.load(Ordering::Relaxed);
+        self.learn_epoch_before_write(leader_epoch, base_offset)?;
+        batch::set_offset_and_epoch(&mut bytes, base_offset, leader_epoch);
+        let h = BatchHeader::parse(&bytes).expect("a marker parses");
+        let (head, tail) = bytes.split_at(BATCH_HEADER_BYTES);
+        let active = self.write_stamped(&mut w, &config, head, tail, &h, base_offset, now_ms)?;
+        let ended = w.producers.record_marker(
+            producer_id,
+            producer_epoch,
+            marker,
+            base_offset,
+            h.max_timestamp,
+        );
+        self.note_marker(&mut w, &active, ended)?;
+        let unflushed = self.publish_leader_append(&h, bytes.len(), h.max_timestamp, base_offset);
+        drop(w);
+        let interval = config.flush_interval_messages;
+        if interval > 1 && unflushed >= interval {
+            self.flush()?;
+        }
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset: base_offset,
+            log_append_time_ms,
+            log_start_offset: self.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// The leader-epoch cache learns `leader_epoch` before its first batch is written (Kafka's
+    /// order): a crash in between leaves an entry at the log end, which opening trims.
+    fn learn_epoch_before_write(
+        &self,
+        leader_epoch: i32,
+        base_offset: i64,
+    ) -> Result<(), LogError> {
+        if self
+            .epochs
+            .lock()
+            .expect("epochs lock")
+            .would_assign(leader_epoch)
+        {
+            self.update_epochs(|c| c.assign(leader_epoch, base_offset))?;
+        }
+        Ok(())
+    }
+
+    /// Write one stamped batch (`head` = its rewritten header) at the log end, rolling first
+    /// when due; a write that could not be undone takes the log offline. Returns the segment
+    /// it went to.
+    #[allow(clippy::too_many_arguments)]
+    fn write_stamped(
+        &self,
+        w: &mut Writer,
+        config: &LogConfig,
+        head: &[u8],
+        tail: &[u8],
+        h: &BatchHeader,
+        max_ts_offset: i64,
+        now_ms: i64,
+    ) -> Result<Arc<Segment>, LogError> {
+        let batch_bytes = (head.len() + tail.len()) as u64;
+        let active = self.maybe_roll(w, config, batch_bytes, h.last_offset(), now_ms)?;
+        if let Err((e, repaired)) = active.append(
+            head,
+            tail,
+            h,
+            max_ts_offset,
+            config.index_interval_bytes,
+            now_ms,
+            true,
+        ) {
+            if !repaired {
+                w.offline = true;
+            }
+            tracing::error!(dir = %self.dir.display(), error = %e, repaired, "append failed");
+            return Err(e);
+        }
+        Ok(active)
+    }
+
+    /// After a leader's write (under `writer`): the log's max timestamp, size and unflushed
+    /// count, then the new log end, published last. Returns the unflushed message count.
+    fn publish_leader_append(
+        &self,
+        h: &BatchHeader,
+        batch_bytes: usize,
+        max_ts: i64,
+        max_ts_offset: i64,
+    ) -> u64 {
+        {
+            let mut m = self.max_timestamp.lock().expect("ts lock");
+            if max_ts > m.0 {
+                *m = (max_ts, max_ts_offset);
+            }
+        }
+        self.size_bytes
+            .fetch_add(batch_bytes as u64, Ordering::Relaxed);
+        let unflushed = self
+            .unflushed_messages
+            .fetch_add(h.records_count as u64, Ordering::Relaxed)
+            + h.records_count as u64;
+        self.log_end_offset
+            .store(h.last_offset() + 1, Ordering::Release);
+        unflushed
+    }
+
+    /// A marker just written to `segment` ended `ended` (if a transaction was open): index an
+    /// abort, and move the transaction from open to ended-awaiting-the-high-watermark. A
+    /// failed index write takes the log offline: serving fetches without the abort would show
+    /// aborted records to read_committed consumers; reopening rebuilds the index.
+    pub(crate) fn note_marker(
+        &self,
+        w: &mut Writer,
+        segment: &Segment,
+        ended: Option<CompletedTxn>,
+    ) -> Result<(), LogError> {
+        let Some(txn) = ended else {
+            return Ok(());
+        };
+        let mut txns = self.txns.lock().expect("txns lock");
+        if txn.aborted {
+            if let Err(e) = segment.append_aborted(&aborted_entry(&txns, &txn)) {
+                w.offline = true;
+                tracing::error!(dir = %self.dir.display(), error = %e, "transaction index append failed; log offline until reopened");
+                return Err(e);
+            }
+        }
+        txns.ended(&txn, self.high_watermark());
+        Ok(())
+    }
+
+    /// The last stable offset (Kafka's `UnifiedLog.lastStableOffset`): the first offset of
+    /// the oldest transaction that is open, or ended by a marker the high watermark has not
+    /// passed yet, when that is below the high watermark (and not below the log start);
+    /// otherwise the high watermark. read_committed consumers read below it. Equals the high
+    /// watermark on a log without transactions.
+    pub fn last_stable_offset(&self) -> i64 {
+        let mut txns = self.txns.lock().expect("txns lock");
+        let high_watermark = self.high_watermark();
+        match txns.first_unstable(high_watermark) {
+            Some(first) => first.max(self.log_start_offset()).min(high_watermark),
+            None => high_watermark,
+        }
+    }
+
+    /// The aborted transactions a read_committed fetch of [fetch_offset, upper_bound) must
+    /// report (Kafka's `collectAbortedTransactions`): from the transaction index of the
+    /// segment holding `fetch_offset` on, every abort overlapping the range, until an entry
+    /// whose LSO reaches `upper_bound`. Reads only `.txnindex` files, never records.
+    pub fn aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+    ) -> Result<Vec<AbortedTxn>, LogError> {
+        let mut out = Vec::new();
+        if upper_bound <= fetch_offset {
+            return Ok(out);
+        }
+        let segs = self.segments.read().expect("segments lock").clone();
+        let first = segs
+            .partition_point(|s| s.base_offset <= fetch_offset)
+            .saturating_sub(1);
+        for seg in &segs[first..] {
+            if seg.collect_aborted(fetch_offset, upper_bound, &mut out)? {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The segment to append `batch_bytes` ending at `last_offset` to, rolling first when the

@@ -12,12 +12,27 @@
 //! - no state for the producer (new, or expired): any sequence is accepted. This is KIP-360's
 //!   broker side since Kafka 2.5: UNKNOWN_PRODUCER_ID is no longer returned for it.
 //!
+//!
+//! Transactions (`ProducerAppendInfo.appendDataBatch/appendEndTxnMarker`): a transactional
+//! batch of a producer with no ongoing transaction opens one at its first offset; a
+//! non-transactional batch while one is open is INVALID_TXN_STATE; a marker (control batch)
+//! ends it and records the coordinator epoch. A marker's producer epoch older than the known
+//! one is INVALID_PRODUCER_EPOCH, its coordinator epoch older than the last marker's
+//! TRANSACTION_COORDINATOR_FENCED (leader appends only: a follower takes what the leader
+//! wrote). A marker with no transaction open still ends "nothing" and updates the epochs (the
+//! coordinator resends markers). [`TxnOffsets`] keeps the first offsets of open transactions and
+//! of ended ones whose marker is not yet below the high watermark: the last stable offset is
+//! the smallest of them (Kafka's `firstUnstableOffset`).
+//!
 //! Must never: change state for a batch that was not written (check, then `record` after the
-//! write succeeded), or grow without bound (`PRODUCERS_PER_PARTITION_MAX`).
+//! write succeeded), or grow without bound (`PRODUCERS_PER_PARTITION_MAX`; a producer with an
+//! open transaction is never evicted, so the map may exceed it by producers in transactions,
+//! which the transaction coordinator bounds).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::batch::{self, BatchHeader};
+use crate::control::EndTxnMarker;
 use crate::error::LogError;
 use crate::limits::{PRODUCERS_PER_PARTITION_MAX, PRODUCER_BATCHES_RETAINED};
 
@@ -35,6 +50,33 @@ struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
     last_timestamp: i64,
+    /// Coordinator epoch of the last marker (-1: none yet).
+    coordinator_epoch: i32,
+    /// First offset of the producer's open transaction.
+    txn_first_offset: Option<i64>,
+}
+
+impl ProducerEntry {
+    fn new(epoch: i16, timestamp: i64) -> Self {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
+            last_timestamp: timestamp,
+            coordinator_epoch: -1,
+            txn_first_offset: None,
+        }
+    }
+}
+
+/// A transaction a marker ended (Kafka's `CompletedTxn`): only for a producer that had one
+/// open, so markers with nothing to end leave no trace in the LSO or the transaction index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    /// The marker's offset.
+    pub(crate) last_offset: i64,
+    pub(crate) aborted: bool,
 }
 
 /// Outcome of checking a batch against the producer state.
@@ -55,7 +97,11 @@ fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
     next_seq as i64 == last_seq as i64 + 1 || (next_seq == 0 && last_seq == i32::MAX)
 }
 
-const SNAPSHOT_MAGIC: &[u8; 4] = b"JPS1";
+/// Snapshot format v1 (before transactions): no coordinator epoch, no open transaction.
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"JPS1";
+/// Snapshot format v2: each entry adds the coordinator epoch (i32) and the open transaction's
+/// first offset (i64, -1 for none) after the last timestamp.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"JPS2";
 
 impl ProducerStates {
     pub(crate) fn check(&self, h: &BatchHeader) -> Result<SequenceCheck, LogError> {
@@ -100,19 +146,105 @@ impl ProducerStates {
                 h.producer_id, h.producer_epoch, h.base_sequence, last_seq
             )));
         }
+        Self::check_txn(entry, h)?;
         Ok(SequenceCheck::Append)
     }
 
-    /// Remember a batch that is now in the log at `first_offset..=last_offset`.
+    fn check_txn(entry: &ProducerEntry, h: &BatchHeader) -> Result<(), LogError> {
+        if entry.txn_first_offset.is_some() && !h.is_transactional() {
+            return Err(LogError::InvalidTxnState(format!(
+                "producer {} wrote a non-transactional batch while its transaction is open",
+                h.producer_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Leader-side checks of a marker (`ProducerAppendInfo.checkProducerEpoch` and
+    /// `checkCoordinatorEpoch`): INVALID_PRODUCER_EPOCH for a producer epoch older than the
+    /// known one, TRANSACTION_COORDINATOR_FENCED for a coordinator epoch older than the last
+    /// marker's.
+    pub(crate) fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), LogError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(LogError::InvalidProducerEpoch(format!(
+                "marker for producer {producer_id} has epoch {producer_epoch}, older than the last seen epoch {}",
+                entry.epoch
+            )));
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(LogError::TransactionCoordinatorFenced(format!(
+                "marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, older than {}",
+                entry.coordinator_epoch
+            )));
+        }
+        Ok(())
+    }
+
+    /// Remember a marker now in the log at `offset` (`ProducerStateEntry.update`): a new
+    /// producer epoch forgets the remembered batches, the coordinator epoch is taken, the open
+    /// transaction (if any) ends and is returned.
+    pub(crate) fn record_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        offset: i64,
+        timestamp: i64,
+    ) -> Option<CompletedTxn> {
+        if !self.producers.contains_key(&producer_id)
+            && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX
+        {
+            self.evict_oldest();
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(producer_epoch, timestamp));
+        if entry.epoch != producer_epoch {
+            entry.batches.clear();
+            entry.epoch = producer_epoch;
+        }
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        entry.last_timestamp = timestamp;
+        entry
+            .txn_first_offset
+            .take()
+            .map(|first_offset| CompletedTxn {
+                producer_id,
+                first_offset,
+                last_offset: offset,
+                aborted: !marker.commit,
+            })
+    }
+
+    /// The open transactions: (producer id, first offset).
+    pub(crate) fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.producers
+            .iter()
+            .filter_map(|(&pid, e)| e.txn_first_offset.map(|first| (pid, first)))
+    }
+
+    /// Remember a data batch (not a control batch: see `record_marker`) that is now in the
+    /// log at `first_offset..=last_offset`. Returns the first offset of the transaction it
+    /// opened, if it is the first transactional batch since the producer's last marker.
     pub(crate) fn record(
         &mut self,
         h: &BatchHeader,
         first_offset: i64,
         last_offset: i64,
         timestamp: i64,
-    ) {
+    ) -> Option<i64> {
+        debug_assert!(!h.is_control(), "markers go through record_marker");
         if !h.has_producer_id() {
-            return;
+            return None;
         }
         if !self.producers.contains_key(&h.producer_id)
             && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX
@@ -122,11 +254,7 @@ impl ProducerStates {
         let entry = self
             .producers
             .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                batches: VecDeque::with_capacity(PRODUCER_BATCHES_RETAINED),
-                last_timestamp: timestamp,
-            });
+            .or_insert_with(|| ProducerEntry::new(h.producer_epoch, timestamp));
         if entry.epoch != h.producer_epoch {
             entry.batches.clear();
             entry.epoch = h.producer_epoch;
@@ -142,10 +270,22 @@ impl ProducerStates {
             timestamp,
         });
         entry.last_timestamp = timestamp;
+        if h.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(first_offset);
+            return Some(first_offset);
+        }
+        None
     }
 
+    /// Forget the least recently active producer without an open transaction (one with an
+    /// open transaction holds the LSO back until its marker: forgetting it would lose that).
     fn evict_oldest(&mut self) {
-        if let Some((&pid, _)) = self.producers.iter().min_by_key(|(_, e)| e.last_timestamp) {
+        if let Some((&pid, _)) = self
+            .producers
+            .iter()
+            .filter(|(_, e)| e.txn_first_offset.is_none())
+            .min_by_key(|(_, e)| e.last_timestamp)
+        {
             self.producers.remove(&pid);
         }
     }
@@ -176,6 +316,8 @@ impl ProducerStates {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            out.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            out.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -190,11 +332,17 @@ impl ProducerStates {
         out
     }
 
-    /// Parse a snapshot; None if it is damaged in any way (the caller replays the log).
+    /// Parse a snapshot (v2, or v1 from before transactions: no coordinator epoch, nothing
+    /// open); None if it is damaged in any way (the caller replays the log).
     pub(crate) fn from_snapshot(bytes: &[u8]) -> Option<(ProducerStates, i64)> {
-        if bytes.len() < 20 || &bytes[..4] != SNAPSHOT_MAGIC {
+        if bytes.len() < 20 {
             return None;
         }
+        let v2 = match &bytes[..4] {
+            m if m == SNAPSHOT_MAGIC => true,
+            m if m == SNAPSHOT_MAGIC_V1 => false,
+            _ => return None,
+        };
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
             return None;
@@ -219,6 +367,13 @@ impl ProducerStates {
             let id = i64::from_be_bytes(take(8)?.try_into().ok()?);
             let epoch = i16::from_be_bytes(take(2)?.try_into().ok()?);
             let last_timestamp = i64::from_be_bytes(take(8)?.try_into().ok()?);
+            let (coordinator_epoch, txn_first_offset) = if v2 {
+                let coordinator_epoch = i32::from_be_bytes(take(4)?.try_into().ok()?);
+                let first = i64::from_be_bytes(take(8)?.try_into().ok()?);
+                (coordinator_epoch, (first >= 0).then_some(first))
+            } else {
+                (-1, None)
+            };
             let n = take(1)?[0] as usize;
             if n > PRODUCER_BATCHES_RETAINED {
                 return None;
@@ -239,10 +394,78 @@ impl ProducerStates {
                     epoch,
                     batches,
                     last_timestamp,
+                    coordinator_epoch,
+                    txn_first_offset,
                 },
             );
         }
         Some((ProducerStates { producers }, offset))
+    }
+}
+
+/// Where the unstable part of the log starts: the first offsets of open transactions, and of
+/// ended ones whose marker the high watermark has not passed yet (Kafka's `ongoingTxns` and
+/// `unreplicatedTxns`: a marker that could still be lost with a leader change must not let
+/// read_committed consumers past its transaction). Kept beside the producer state, under its
+/// own small lock, so fetches read the LSO without waiting for appends.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct TxnOffsets {
+    /// First offset -> producer id, of every open transaction.
+    open: BTreeMap<i64, i64>,
+    /// First offset -> marker offset, of ended transactions whose marker may be at or above
+    /// the high watermark (pruned lazily once the high watermark passes the marker).
+    ended: BTreeMap<i64, i64>,
+}
+
+impl TxnOffsets {
+    /// The open transactions of a loaded producer state (nothing ended yet).
+    pub(crate) fn from_producers(producers: &ProducerStates) -> TxnOffsets {
+        TxnOffsets {
+            open: producers
+                .open_transactions()
+                .map(|(pid, first)| (first, pid))
+                .collect(),
+            ended: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn opened(&mut self, producer_id: i64, first_offset: i64) {
+        self.open.insert(first_offset, producer_id);
+    }
+
+    /// The LSO stored in a transaction index entry for `txn` (Kafka's
+    /// `ProducerStateManager.lastStableOffset(completedTxn)`): the first offset of the oldest
+    /// transaction of another producer still open, else the offset after the marker. Call
+    /// before [`TxnOffsets::ended`].
+    pub(crate) fn index_lso(&self, txn: &CompletedTxn) -> i64 {
+        self.open
+            .iter()
+            .find(|(_, &pid)| pid != txn.producer_id)
+            .map_or(txn.last_offset + 1, |(&first, _)| first)
+    }
+
+    /// `txn`'s marker is in the log: it stays unstable until the high watermark passes the
+    /// marker.
+    pub(crate) fn ended(&mut self, txn: &CompletedTxn, high_watermark: i64) {
+        self.open.remove(&txn.first_offset);
+        self.ended.insert(txn.first_offset, txn.last_offset);
+        self.prune(high_watermark);
+    }
+
+    fn prune(&mut self, high_watermark: i64) {
+        self.ended.retain(|_, &mut marker| marker >= high_watermark);
+    }
+
+    /// Kafka's `firstUnstableOffset` at this high watermark (which never moves back except by
+    /// truncation, and truncation rebuilds this state).
+    pub(crate) fn first_unstable(&mut self, high_watermark: i64) -> Option<i64> {
+        self.prune(high_watermark);
+        let open = self.open.keys().next().copied();
+        let ended = self.ended.keys().next().copied();
+        match (open, ended) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -357,5 +580,150 @@ mod tests {
             assert!(ProducerStates::from_snapshot(&bad).is_none(), "flip at {i}");
         }
         assert!(ProducerStates::from_snapshot(&snap[..snap.len() - 3]).is_none());
+    }
+
+    fn txn_hdr(pid: i64, epoch: i16, seq: i32) -> BatchHeader {
+        BatchHeader::parse(
+            &BatchBuilder::new(0)
+                .records(1)
+                .producer(pid, epoch, seq)
+                .attributes_extra(0x10)
+                .build(),
+        )
+        .unwrap()
+    }
+
+    const COMMIT: EndTxnMarker = EndTxnMarker {
+        commit: true,
+        coordinator_epoch: 4,
+    };
+
+    #[test]
+    fn the_first_transactional_batch_opens_a_transaction_and_a_marker_ends_it() {
+        let mut s = ProducerStates::default();
+        assert_eq!(s.record(&txn_hdr(1, 0, 0), 10, 10, 0), Some(10));
+        assert_eq!(
+            s.record(&txn_hdr(1, 0, 1), 12, 12, 0),
+            None,
+            "still the same one"
+        );
+        assert_eq!(s.open_transactions().collect::<Vec<_>>(), vec![(1, 10)]);
+        let ended = s.record_marker(1, 0, COMMIT, 13, 5).unwrap();
+        assert_eq!(
+            ended,
+            CompletedTxn {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 13,
+                aborted: false
+            }
+        );
+        assert_eq!(s.open_transactions().count(), 0);
+        // Nothing open: a resent marker ends nothing.
+        assert_eq!(s.record_marker(1, 0, COMMIT, 14, 5), None);
+        // The remembered batches survive a same-epoch marker (a retry is still a duplicate).
+        assert!(matches!(
+            s.check(&txn_hdr(1, 0, 1)).unwrap(),
+            SequenceCheck::Duplicate(_)
+        ));
+        // A marker with a new epoch forgets them, as a new epoch does.
+        s.record_marker(1, 1, COMMIT, 15, 5);
+        assert_eq!(s.check(&txn_hdr(1, 1, 0)).unwrap(), SequenceCheck::Append);
+        assert_eq!(code(s.check(&txn_hdr(1, 0, 2))), 47);
+    }
+
+    #[test]
+    fn marker_checks_are_epochs_only() {
+        let mut s = ProducerStates::default();
+        s.check_marker(1, 0, 0).unwrap(); // unknown producer
+        s.record(&txn_hdr(1, 2, 0), 0, 0, 0);
+        s.record_marker(1, 2, COMMIT, 1, 0);
+        assert_eq!(s.check_marker(1, 1, 4).unwrap_err().kafka_error_code(), 47);
+        assert_eq!(s.check_marker(1, 2, 3).unwrap_err().kafka_error_code(), 52);
+        s.check_marker(1, 2, 4).unwrap();
+        s.check_marker(1, 3, 9).unwrap();
+    }
+
+    #[test]
+    fn producers_in_a_transaction_are_never_evicted() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_hdr(1, 0, 0), 0, 0, 0); // oldest, in a transaction
+        for pid in 2..PRODUCERS_PER_PARTITION_MAX as i64 + 1 {
+            s.record(&hdr(pid, 0, 0, 1), pid, pid, pid);
+        }
+        assert_eq!(s.len(), PRODUCERS_PER_PARTITION_MAX);
+        s.record(&hdr(-5 + 1_000_000_000, 0, 0, 1), 0, 0, 1_000_000);
+        assert_eq!(s.open_transactions().collect::<Vec<_>>(), vec![(1, 0)]);
+        assert!(
+            !s.producers.contains_key(&2),
+            "the oldest without a transaction went"
+        );
+    }
+
+    #[test]
+    fn snapshot_v2_keeps_open_transactions_and_v1_still_loads() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_hdr(1, 0, 0), 7, 7, 3);
+        s.record(&hdr(2, 0, 0, 1), 8, 8, 4);
+        s.record_marker(2, 0, COMMIT, 9, 4);
+        let (back, _) = ProducerStates::from_snapshot(&s.to_snapshot(10)).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.open_transactions().collect::<Vec<_>>(), vec![(1, 7)]);
+        assert_eq!(
+            back.check_marker(2, 0, 3).unwrap_err().kafka_error_code(),
+            52
+        );
+        // v1, as written before transactions: one producer, one batch.
+        let mut v1 = b"JPS1".to_vec();
+        v1.extend_from_slice(&10i64.to_be_bytes());
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&5i64.to_be_bytes());
+        v1.extend_from_slice(&2i16.to_be_bytes());
+        v1.extend_from_slice(&99i64.to_be_bytes());
+        v1.push(1);
+        for v in [0i32, 2] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [4i64, 6, 99] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let (old, at) = ProducerStates::from_snapshot(&v1).unwrap();
+        assert_eq!(at, 10);
+        assert_eq!(old.open_transactions().count(), 0);
+        assert_eq!(old.last_offset(5), Some(6));
+        assert!(matches!(
+            old.check(&hdr(5, 2, 0, 3)).unwrap(),
+            SequenceCheck::Duplicate(_)
+        ));
+        old.check_marker(5, 2, 0).unwrap();
+    }
+
+    #[test]
+    fn txn_offsets_keep_an_ended_transaction_until_the_high_watermark_passes_its_marker() {
+        let mut t = TxnOffsets::default();
+        t.opened(1, 5);
+        t.opened(2, 8);
+        let one = CompletedTxn {
+            producer_id: 1,
+            first_offset: 5,
+            last_offset: 10,
+            aborted: true,
+        };
+        assert_eq!(t.index_lso(&one), 8, "pid 2 is still open");
+        t.ended(&one, 10);
+        assert_eq!(t.first_unstable(10), Some(5));
+        assert_eq!(t.first_unstable(11), Some(8));
+        let two = CompletedTxn {
+            producer_id: 2,
+            first_offset: 8,
+            last_offset: 11,
+            aborted: false,
+        };
+        assert_eq!(t.index_lso(&two), 12);
+        t.ended(&two, 11);
+        assert_eq!(t.first_unstable(11), Some(8));
+        assert_eq!(t.first_unstable(12), None);
     }
 }

@@ -1,7 +1,10 @@
-//! One segment: `<base offset>.log` plus its `.index` and `.timeindex`.
+//! One segment: `<base offset>.log` plus its `.index`, `.timeindex` and (once a transaction
+//! aborts in it) `.txnindex`.
 //!
 //! Owns: the bytes of a contiguous offset range, appends at the committed end (one `writev`),
 //! reads by `pread`, walking batch headers from an index position, and recovery of a torn tail.
+//! The transaction index is loaded here and flagged when it cannot be trusted; rebuilding it
+//! needs the producer state before the segment, so the partition does that.
 //!
 //! Must never: expose bytes at or past `size_bytes` (the committed end: an append in progress or
 //! one that failed half way lives there), or rewrite committed bytes. `size_bytes` and
@@ -22,6 +25,7 @@ use crate::error::LogError;
 use crate::index::SegmentIndex;
 use crate::limits::{BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
 use crate::records;
+use crate::txn_index::{AbortedTxn, TxnIndex};
 use crate::TimestampType;
 
 /// Bytes read per `pread` when walking batch headers (recovery, timestamp lookup).
@@ -49,6 +53,10 @@ pub(crate) struct Segment {
     pub(crate) indexes_synced: AtomicBool,
     /// Only touched by the single appender (under the partition's append lock).
     bytes_since_index_entry: AtomicU64,
+    /// The aborted transactions whose marker is in this segment.
+    txn_index: Mutex<TxnIndex>,
+    /// Set by `open` when `.txnindex` failed its check (why): the partition rebuilds it.
+    pub(crate) txn_index_damaged: Option<String>,
     #[cfg(test)]
     fail_next_write_after: Mutex<Option<usize>>,
 }
@@ -88,6 +96,7 @@ impl Segment {
             .open(&log_path)
             .map_err(io)?;
         let index = SegmentIndex::create(&index_path, &time_path).map_err(io)?;
+        let txn_index = TxnIndex::create(dir, base_offset).map_err(io)?;
         Ok(Segment {
             base_offset,
             log,
@@ -100,6 +109,8 @@ impl Segment {
             dirty: AtomicBool::new(false),
             indexes_synced: AtomicBool::new(false),
             bytes_since_index_entry: AtomicU64::new(0),
+            txn_index: Mutex::new(txn_index),
+            txn_index_damaged: None,
             #[cfg(test)]
             fail_next_write_after: Mutex::new(None),
         })
@@ -138,7 +149,7 @@ impl Segment {
             Some(i) => i,
             None => SegmentIndex::create(&index_path, &time_path).map_err(io)?,
         };
-        let seg = Segment {
+        let mut seg = Segment {
             base_offset,
             log,
             log_path: log_path.clone(),
@@ -150,6 +161,9 @@ impl Segment {
             dirty: AtomicBool::new(false),
             indexes_synced: AtomicBool::new(true),
             bytes_since_index_entry: AtomicU64::new(0),
+            // Loaded once the segment's end is known (below).
+            txn_index: Mutex::new(TxnIndex::create_unopened(dir, base_offset)),
+            txn_index_damaged: None,
             #[cfg(test)]
             fail_next_write_after: Mutex::new(None),
         };
@@ -246,6 +260,13 @@ impl Segment {
         }
         seg.size_bytes.store(valid_end, Ordering::Release);
         seg.next_offset.store(expected, Ordering::Release);
+        match TxnIndex::open(dir, base_offset, expected).map_err(io)? {
+            Ok(txn_index) => *seg.txn_index.get_mut().expect("txn index lock") = txn_index,
+            Err(why) => {
+                tracing::warn!(segment = %log_path.display(), problem = %why, "damaged transaction index; rebuilding it from the log");
+                seg.txn_index_damaged = Some(why);
+            }
+        }
         if let Some(pos) = max_position {
             let exact = seg.walk(pos, valid_end, |_, bytes| {
                 let h = BatchHeader::parse(bytes)?;
@@ -412,6 +433,16 @@ impl Segment {
         idx.sync().map_err(|e| {
             LogError::storage(format!("fsync index of {}", self.log_path.display()), e)
         })?;
+        self.txn_index
+            .lock()
+            .expect("txn index lock")
+            .sync()
+            .map_err(|e| {
+                LogError::storage(
+                    format!("fsync transaction index of {}", self.log_path.display()),
+                    e,
+                )
+            })?;
         self.indexes_synced.store(true, Ordering::Release);
         Ok(())
     }
@@ -689,14 +720,100 @@ impl Segment {
         self.index.lock().expect("index lock").lookup_offset(rel).1 as u64
     }
 
+    /// Index an aborted transaction whose marker was just written to this segment.
+    pub(crate) fn append_aborted(&self, txn: &AbortedTxn) -> Result<(), LogError> {
+        // Synced with the other indexes when the segment is sealed (or the log closed).
+        self.indexes_synced.store(false, Ordering::Release);
+        self.txn_index
+            .lock()
+            .expect("txn index lock")
+            .append(txn)
+            .map_err(|e| {
+                LogError::storage(
+                    format!(
+                        "appending to the transaction index of {}",
+                        self.log_path.display()
+                    ),
+                    e,
+                )
+            })
+    }
+
+    /// Empty the transaction index before rebuilding it from the log.
+    pub(crate) fn reset_txn_index(&self, dir: &Path) -> Result<(), LogError> {
+        let fresh = TxnIndex::create(dir, self.base_offset).map_err(|e| {
+            LogError::storage(
+                format!(
+                    "resetting the transaction index of {}",
+                    self.log_path.display()
+                ),
+                e,
+            )
+        })?;
+        *self.txn_index.lock().expect("txn index lock") = fresh;
+        Ok(())
+    }
+
+    /// Drop the index entries whose marker is at or past `offset` (truncation).
+    pub(crate) fn truncate_txn_index(&self, offset: i64) -> Result<(), LogError> {
+        self.txn_index
+            .lock()
+            .expect("txn index lock")
+            .truncate_to(offset)
+            .map_err(|e| {
+                LogError::storage(
+                    format!(
+                        "truncating the transaction index of {}",
+                        self.log_path.display()
+                    ),
+                    e,
+                )
+            })
+    }
+
+    /// This segment's aborts overlapping [fetch_offset, upper_bound) into `out`; true when the
+    /// search is complete (see `TxnIndex::collect`).
+    pub(crate) fn collect_aborted(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+        out: &mut Vec<AbortedTxn>,
+    ) -> Result<bool, LogError> {
+        self.txn_index
+            .lock()
+            .expect("txn index lock")
+            .collect(fetch_offset, upper_bound, out)
+            .map_err(|e| {
+                LogError::storage(
+                    format!(
+                        "reading the transaction index of {}",
+                        self.log_path.display()
+                    ),
+                    e,
+                )
+            })
+    }
+
+    /// Every entry of the transaction index (tests).
+    #[cfg(test)]
+    pub(crate) fn aborted_entries(&self) -> Vec<AbortedTxn> {
+        self.txn_index
+            .lock()
+            .expect("txn index lock")
+            .all()
+            .expect("readable")
+    }
+
     /// First step of deleting a segment (retention, DeleteRecords): rename its files to
     /// `<name>.deleted`, so a crash before the removal leaves files recovery knows to remove
     /// rather than a segment it would load back.
     pub(crate) fn rename_to_deleted(dir: &Path, base_offset: i64) -> std::io::Result<()> {
         let (l, i, t) = Self::paths(dir, base_offset);
+        let x = TxnIndex::path(dir, base_offset);
         // The .log last: a crash part way leaves a whole segment whose missing indexes are
-        // rebuilt, never index files without their log.
-        for p in [i, t, l] {
+        // rebuilt, never index files without their log. (A segment that lost its .txnindex
+        // this way is below the log start being checkpointed: no fetch reads it again.)
+        for p in [i, t, x, l] {
             let mut to = p.clone().into_os_string();
             to.push(crate::partition::DELETED_SUFFIX);
             match std::fs::rename(&p, &to) {
@@ -708,10 +825,10 @@ impl Segment {
         Ok(())
     }
 
-    /// Remove the three files (after the segment was dropped from the log).
+    /// Remove the segment's files (after the segment was dropped from the log).
     pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> std::io::Result<()> {
         let (l, i, t) = Self::paths(dir, base_offset);
-        for p in [l, i, t] {
+        for p in [l, i, t, TxnIndex::path(dir, base_offset)] {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

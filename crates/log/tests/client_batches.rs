@@ -25,6 +25,7 @@ fn kafka_python_batches_validate_for_every_codec() {
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: 3_600_000,
         require_keys: false,
+        allow_transactional: false,
     };
     for (name, codec) in [
         ("none", Compression::None),

@@ -9,7 +9,8 @@ use super::NOW_MS;
 /// Validates one produced batch as the log does before an append. Byte 0 holds flags: bit 0
 /// recompute the CRC (so damage reaches the decompressors and record walker instead of stopping
 /// at the CRC check), bit 1 compacted topic (keys required), bit 2 LogAppendTime, bit 3 a small
-/// `max.message.bytes`. Invariants: no panic; an accepted batch is exactly its declared length,
+/// `max.message.bytes`, bit 4 transactional batches allowed. The bytes are also read as a
+/// transaction marker (control batches) and as a `.txnindex` file. Invariants: no panic; an accepted batch is exactly its declared length,
 /// passes the produce shape check (v7+), and its rewritten header (offset, epoch, max
 /// timestamp) still carries a valid CRC and re-validates with the same summary.
 pub fn record_batch(data: &[u8]) -> bool {
@@ -31,6 +32,7 @@ pub fn record_batch(data: &[u8]) -> bool {
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: 3_600_000,
         require_keys: flags & 2 != 0,
+        allow_transactional: flags & 16 != 0,
     };
     if let Ok(h) = BatchHeader::parse(&b) {
         let _ = (h.last_offset(), h.last_sequence(), h.timestamp_type());
@@ -38,6 +40,25 @@ pub fn record_batch(data: &[u8]) -> bool {
             let _ = batch::check_crc(&b, &h);
             let _ = batch::check_counts(&h, h.total_bytes());
             let _ = batch::check_counts_cleaned(&h, h.total_bytes());
+            // Transaction markers: a control batch's key and value, read as the producer
+            // state and a follower do.
+            if h.is_control() && batch::check_crc(&b, &h).is_ok() {
+                let _ = josefine_log::control::decode_marker(&b[..h.total_bytes()], &h);
+            }
+        }
+    }
+    // The same bytes as a `.txnindex` file: 34-byte entries, checked, never trusted blindly.
+    if let Ok(entries) = josefine_log::txn_index::decode_entries(&b, 0, i64::MAX) {
+        assert_eq!(
+            entries.len() * josefine_log::txn_index::ABORTED_TXN_BYTES,
+            b.len()
+        );
+        for e in &entries {
+            assert_eq!(
+                josefine_log::txn_index::AbortedTxn::decode(&e.encode()),
+                Ok(*e),
+                "an accepted entry round-trips"
+            );
         }
     }
     for version in [3, 7, 13] {

@@ -43,6 +43,7 @@ fn chunk_file(kind: u8, payload: &[u8]) -> Option<(String, &[u8])> {
         11 => based(".log.swap"),
         12 => based(".log.deleted"),
         13 => Some(("partition.metadata".into(), payload)),
+        14 => based(".txnindex"),
         _ => None,
     }
 }
@@ -141,7 +142,8 @@ fn read_whole_log(log: &PartitionLog, strict: bool) -> usize {
 }
 
 /// Opens a damaged partition directory with `PartitionLog::open`, as a broker restart does.
-/// Invariants: no panic; a log that opens has log start <= log end, accepts a new append at its
+/// Invariants: no panic; a log that opens has log start <= log end, an LSO at most its high
+/// watermark, answers the aborted-transaction search (damaged `.txnindex` files are rebuilt), accepts a new append at its
 /// log end, and after a clean close reopens with the same offsets. When nothing was trusted (no
 /// clean-shutdown marker, no recovery point), recovery validated every batch, so the log must
 /// also serve whole, well-formed batches from its start to its end.
@@ -157,6 +159,14 @@ pub fn partition_recovery(dir: &Path, data: &[u8]) -> bool {
     assert!(start <= end, "log start {start} past log end {end}");
     assert!(log.high_watermark() <= end);
     read_whole_log(&log, validated);
+    let lso = log.last_stable_offset();
+    assert!(
+        lso <= log.high_watermark(),
+        "LSO {lso} above the high watermark"
+    );
+    if let Ok(aborted) = log.aborted_transactions(start, end) {
+        assert!(aborted.iter().all(|t| t.first_offset <= t.last_offset));
+    }
     for ts in [-1, 0, NOW_MS, i64::MAX] {
         let _ = log.offset_for_timestamp(ts);
     }
@@ -200,6 +210,7 @@ fn partition_dir_input(dir: &Path, flags: u8) -> Vec<u8> {
             ".index" => 4,
             ".timeindex" => 5,
             ".snapshot" => 9,
+            ".txnindex" => 14,
             _ => match name.as_str() {
                 "recovery-point" => 6,
                 "log-start-offset" => 7,
@@ -209,7 +220,7 @@ fn partition_dir_input(dir: &Path, flags: u8) -> Vec<u8> {
             },
         };
         let mut payload = Vec::new();
-        if (3..=5).contains(&kind) || kind == 9 {
+        if (3..=5).contains(&kind) || kind == 9 || kind == 14 {
             let Ok(base) = stem.parse::<u32>() else {
                 continue;
             };
@@ -249,6 +260,17 @@ pub(super) fn seeds(scratch: &Path) -> Vec<Vec<u8>> {
             sequence += records as i32;
             log.append(&b, 0, NOW_MS + i).expect("seed append");
         }
+        // A transaction aborted across a roll: a marker and a `.txnindex` in the seed.
+        let t = BatchBuilder::new(NOW_MS)
+            .compression(codec)
+            .sized_records(2, 60)
+            .producer(6, 0, 0)
+            .attributes_extra(0x10)
+            .build();
+        log.append_allowing_transactions(&t, 0, NOW_MS)
+            .expect("seed transaction");
+        log.append_control_marker(6, 0, 0, false, 0, NOW_MS)
+            .expect("seed marker");
         // Unclean: no marker, every batch after the recovery point is re-validated.
         out.push(partition_dir_input(&dir, 0));
         log.close().expect("seed close");
