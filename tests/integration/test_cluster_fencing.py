@@ -15,7 +15,9 @@ Josefine's session-close rule (`broker.session.close.grace.ms`, not Kafka's): th
 a killed process's sockets at once, so the controller sees the broker's session connection end
 and fences it after the grace (1 s here) instead of the session timeout (3 s); a SIGSTOPped
 broker's connection stays open and it is fenced only at the session timeout, as in Kafka; with
-the grace 0 a killed broker waits for the session timeout too (Kafka's behaviour).
+the grace 0 a killed broker waits for the session timeout too (Kafka's behaviour). A killed
+controller is fenced by the new controller after the grace too (it saw the chain connection
+closed), instead of a whole session after the election.
 
 The times (kill -> offline, start -> leading again) are printed; the figures script
 measures them over many rounds.
@@ -49,9 +51,9 @@ SETTINGS = {"broker.session.close.grace.ms": str(CLOSE_GRACE_MS)} if CLOSE_RULE 
 LATEST_CLOSE_FENCE_S = CLOSE_GRACE_MS / 1000 + 1.0
 
 
-def _setup(c):
+def _setup(c, victim_is_controller=False):
     controller = c.wait_controller()
-    victim = c.node(next(i for i in (2, 3, 1) if i != controller))
+    victim = c.node(controller if victim_is_controller else next(i for i in (2, 3, 1) if i != controller))
     survivors = c.running(exclude=[victim])
     topic = f"fence-{uuid.uuid4().hex[:8]}"
     with wire.Connection(survivors[0].host, survivors[0].port) as conn:
@@ -190,3 +192,21 @@ def test_kill_with_the_close_rule_off_waits_for_the_session(cluster_factory):
     offline_s, _ = _wait_offline(c, victim, survivors, topic, before, mine, t0)
     print(f"kill -9 (close rule off) -> partitions {mine} offline: {offline_s:.2f} s")
     assert offline_s >= EARLIEST_FENCE_S, f"fenced {offline_s:.2f} s after the kill, before its session could expire"
+
+
+@pytest.mark.skipif(not CLOSE_RULE, reason="the session-close rule is Josefine's")
+def test_kill_controller_fenced_by_the_new_controller_before_the_session(cluster_factory):
+    """A killed controller's broker: the new controller had no session connection from it, but
+    saw its chain connection closed by the kernel, and fences it after the grace (not before
+    one heartbeat interval after its activation) instead of a whole session after activation."""
+    c = cluster_factory(settings=SETTINGS)
+    victim, survivors, topic, before, mine, _ = _setup(c, victim_is_controller=True)
+    t0 = time.monotonic()
+    victim.kill()
+    new_controller = c.wait_controller(among=survivors, exclude=[victim.node_id])
+    elected_s = time.monotonic() - t0
+    offline_s, _ = _wait_offline(c, victim, survivors, topic, before, mine, t0)
+    print(f"kill -9 of controller {victim.node_id} -> controller {new_controller} after {elected_s:.2f} s, "
+          f"partitions {mine} offline: {offline_s:.2f} s (session timeout {SESSION_S} s)")
+    assert offline_s < SESSION_S, \
+        f"fenced {offline_s:.2f} s after the kill: not by the session-close rule (a fresh session would take {SESSION_S} s after the election)"

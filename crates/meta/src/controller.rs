@@ -15,7 +15,10 @@
 //! at once, while a network partition or a paused process leaves them open); the broker is
 //! fenced `session_close_grace_ms` later unless a heartbeat of the same registration arrives
 //! on another connection first. Only connections that carried a heartbeat to this activation
-//! count, so a controller change fences nobody through it.
+//! count, so a controller change fences nobody through it; a new controller may instead be
+//! told that a node closed its chain connection to this one before the activation
+//! ([`Controller::process_closed`]: the old controller's own process, killed), which starts
+//! the same grace, never ending sooner than one heartbeat interval after the activation.
 //! Election rule (Kafka's `PartitionChangeBuilder`, see [`partition_change`]): keep the leader
 //! if it is still eligible; else the first replica in assignment order that is in the ISR and
 //! eligible (registered, unfenced, not shutting down); else, where the topic allows it
@@ -166,8 +169,12 @@ pub struct HeartbeatReply {
     pub should_shut_down: bool,
 }
 
-/// Identifies one connection of the runtime's control server (unique per process).
+/// Identifies one connection of the runtime's control server (unique per process, never
+/// [`NO_CONNECTION`]).
 pub type ConnectionId = u64;
+
+/// Stands for "no control connection" in a pending close fence ([`Controller::process_closed`]).
+const NO_CONNECTION: ConnectionId = 0;
 
 /// The controller's soft state.
 #[derive(Debug, Clone)]
@@ -307,6 +314,29 @@ impl Controller {
         }
         self.session_closed.insert(node_id, (connection, now_ms));
         Some(node_id)
+    }
+
+    /// Right after [`Self::activate`]: node `node_id` closed its chain connection to this one at
+    /// `closed_at_ms` (EOF or reset) and has not opened another since, so its process probably
+    /// died (a killed controller's, typically: no broker had a session connection to this
+    /// controller yet). Treated as a session-connection close: the broker is fenced at
+    /// `max(closed_at_ms + grace, now_ms + heartbeat interval)` (a live broker needs about one
+    /// interval to find the new controller) unless it heartbeats first. Returns whether a fence
+    /// is now pending (the rule is on, the broker has a session, no heartbeat came yet).
+    pub fn process_closed(&mut self, node_id: i32, closed_at_ms: u64, now_ms: u64) -> bool {
+        let grace = self.settings.session_close_grace_ms;
+        if grace == 0
+            || !self.last_heartbeat_ms.contains_key(&node_id)
+            || self.session_connection.contains_key(&node_id)
+        {
+            return false;
+        }
+        let earliest = now_ms
+            .saturating_add(self.settings.heartbeat_interval_ms)
+            .saturating_sub(grace);
+        self.session_closed
+            .insert(node_id, (NO_CONNECTION, closed_at_ms.max(earliest)));
+        true
     }
 
     fn heartbeat_via(

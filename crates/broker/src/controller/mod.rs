@@ -311,7 +311,28 @@ impl ControllerRuntime {
             }
         }
         let image = broker.metadata.image();
-        *guard = Some(Controller::activate(&image, now_ms() as u64, self.settings));
+        let now = now_ms() as u64;
+        let mut controller = Controller::activate(&image, now, self.settings);
+        // Nodes that closed their chain connection to this one (a killed process: typically
+        // the old controller) and have not reconnected: fenced after the session-close grace
+        // unless they heartbeat (no broker has a session connection to this controller yet).
+        let me = broker.config.node_id;
+        for &node in self.voter_ids.iter().filter(|n| **n != me) {
+            let closed = crate::raft::transport::chain_peer_closed_at(me as u64, node as u64);
+            let Some(closed) =
+                closed.filter(|t| now.saturating_sub(*t) <= self.settings.session_timeout_ms)
+            else {
+                continue;
+            };
+            if controller.process_closed(node, closed, now) {
+                info!(
+                    broker = node,
+                    closed_ms_ago = now.saturating_sub(closed),
+                    "the node closed its chain connection before this activation; fencing it after the grace unless it heartbeats"
+                );
+            }
+        }
+        *guard = Some(controller);
         self.is_active.store(true, Ordering::Release);
         info!(
             term = status.term,

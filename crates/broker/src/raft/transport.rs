@@ -7,14 +7,17 @@
 //! messages to the core through a bounded queue, and hands `JCTRL001` and `JSTAT001`
 //! connections to whoever serves them (the `control` module) through another bounded queue.
 //! One task per peer owns the outgoing chain connection (preface first), with a bounded queue,
-//! reconnect with back-off, and timeouts.
+//! reconnect with back-off, and timeouts. Also notes, per peer, when its latest inbound chain
+//! connection was closed by that peer ([`chain_peer_closed_at`]: a new controller's hint that
+//! the node's process died, for Josefine's session-close rule).
 //! Must never block the core: everything the core hands over goes through `try_send`, and a full
 //! queue drops the frame (Raft retransmits). Must never size a buffer from a length a peer
 //! declared: frames grow with the bytes that actually arrive.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -144,6 +147,34 @@ async fn peer_task(id: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Bytes>) 
     }
 }
 
+/// Per (this node, peer): when the peer's latest inbound chain connection sent its first frame,
+/// and when the peer closed it (EOF or reset), in ms since the epoch.
+type PeerConnections = BTreeMap<(NodeId, NodeId), (u64, Option<u64>)>;
+
+static CHAIN_PEERS: Mutex<PeerConnections> = Mutex::new(BTreeMap::new());
+
+fn chain_peers() -> std::sync::MutexGuard<'static, PeerConnections> {
+    CHAIN_PEERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// When `peer` closed its chain connection to node `me` (EOF or reset: what the kernel does
+/// for a killed process), if it has not opened another one since.
+pub fn chain_peer_closed_at(me: NodeId, peer: NodeId) -> Option<u64> {
+    chain_peers()
+        .get(&(me, peer))
+        .and_then(|(_, closed)| *closed)
+}
+
+fn note_chain_peer(me: NodeId, peer: NodeId, opened: bool) {
+    let now = crate::clock::now_ms().max(0) as u64;
+    let mut peers = chain_peers();
+    if opened {
+        peers.insert((me, peer), (now, None));
+    } else if let Some(entry) = peers.get_mut(&(me, peer)) {
+        entry.1 = Some(now);
+    }
+}
+
 /// Accepts connections on the raft address: reads each one's preface, serves chain connections
 /// here (decoded messages go to `inbound`) and hands the others to `non_chain` (None: they are
 /// closed).
@@ -172,8 +203,20 @@ pub async fn serve(
             };
             match preface {
                 Preface::Chain => {
-                    if let Err(e) = read_frames(stream, me, inbound).await {
+                    let mut from = None;
+                    if let Err(e) = read_frames(stream, me, inbound, &mut from).await {
                         tracing::debug!(%peer, error = %e, "chain connection closed");
+                        let by_peer = e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+                            matches!(
+                                e.kind(),
+                                std::io::ErrorKind::UnexpectedEof
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::ConnectionAborted
+                            )
+                        });
+                        if let (true, Some(node)) = (by_peer, from) {
+                            note_chain_peer(me, node, false);
+                        }
                     }
                     drop(slot);
                 }
@@ -220,10 +263,12 @@ async fn read_preface(stream: &mut TcpStream, peer: SocketAddr) -> Option<Prefac
     preface
 }
 
+/// Reads chain frames until the connection ends; `from` is set to the sender of the first one.
 async fn read_frames(
     stream: TcpStream,
     me: NodeId,
     inbound: mpsc::Sender<Envelope>,
+    from: &mut Option<NodeId>,
 ) -> anyhow::Result<()> {
     let mut reader = BufReader::with_capacity(CHAIN_READ_BUFFER_BYTES, stream);
     let mut prefix = [0u8; 4];
@@ -241,6 +286,10 @@ async fn read_frames(
         let env = codec::decode(buf.freeze())?;
         if env.to != me {
             anyhow::bail!("frame for server {} arrived at {me}", env.to);
+        }
+        if from.is_none() {
+            *from = Some(env.from);
+            note_chain_peer(me, env.from, true);
         }
         if inbound.try_send(env).is_err() && inbound.is_closed() {
             return Ok(());

@@ -250,6 +250,42 @@ fn a_fenced_broker_closing_its_connection_is_not_fenced_again() {
     assert!(c.tick(&image, 1_500 + GRACE).is_empty());
 }
 
+#[test]
+fn a_new_controller_told_of_a_closed_chain_connection_fences_after_the_grace() {
+    let (mut image, _) = cluster();
+    // Node 1 (the old controller) closed its chain connection at 10 s; this controller
+    // activates at 11 s: fenced at 10 s + grace, no heartbeat having come.
+    let mut c = Controller::activate(&image, 11_000, settings());
+    assert!(c.process_closed(1, 10_000, 11_000));
+    assert_eq!(c.next_deadline_ms(), Some(10_000 + GRACE));
+    assert!(c.tick(&image, 10_000 + GRACE - 1).is_empty());
+    let fences = c.tick(&image, 10_000 + GRACE);
+    assert_eq!(fences.len(), 1, "{fences:?}");
+    step(&mut image, &fences[0]);
+    assert!(image.brokers[&1].fenced);
+}
+
+#[test]
+fn a_closed_chain_connection_leaves_a_live_broker_a_heartbeat_interval_after_activation() {
+    let (image, _) = cluster();
+    let mut c = Controller::activate(&image, 20_000, settings());
+    // Closed long ago: the broker still gets one heartbeat interval to find this controller.
+    assert!(c.process_closed(2, 1_000, 20_000));
+    assert_eq!(c.next_deadline_ms(), Some(20_000 + 2_000));
+    // It heartbeats: alive, nothing fenced.
+    c.heartbeat_on(&image, heartbeat(2, 2, image.position), 7, 21_000);
+    assert!(c.tick(&image, 23_000).is_empty());
+    // Without a session (fenced, unknown) or with the rule off, nothing is pending.
+    assert!(!c.process_closed(9, 1_000, 20_000));
+    let off = ControllerSettings {
+        session_close_grace_ms: 0,
+        ..settings()
+    };
+    let mut c = Controller::activate(&image, 20_000, off);
+    assert!(!c.process_closed(1, 19_000, 20_000));
+    assert!(c.tick(&image, 20_000 + TIMEOUT).is_empty());
+}
+
 fn heartbeat_all_on_connections_except(image: &Image, c: &mut Controller, except: i32, now: u64) {
     for node in (1..=3).filter(|n| *n != except) {
         c.heartbeat_on(
