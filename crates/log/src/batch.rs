@@ -209,6 +209,22 @@ impl BatchHeader {
     }
 }
 
+/// The last offset of the last whole batch in `records` (a read's answer: whole batches one
+/// after another); None when no whole batch parses from the start.
+pub fn last_offset_of(records: &[u8]) -> Option<i64> {
+    let mut at = 0usize;
+    let mut last = None;
+    while let Ok(h) = BatchHeader::parse(&records[at..]) {
+        let end = at.checked_add(h.total_bytes())?;
+        if end > records.len() {
+            break;
+        }
+        last = Some(h.last_offset());
+        at = end;
+    }
+    last
+}
+
 /// `sequence + increment` wrapping past i32::MAX to 0.
 pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
     // i64 so that hostile (negative) inputs cannot overflow; valid inputs are both >= 0.
@@ -619,6 +635,24 @@ pub(crate) mod tests {
         );
         c.max_message_bytes = b.len() as u32;
         validate_client_batch(&b, &c, NOW).unwrap();
+    }
+
+    #[test]
+    fn last_offset_of_walks_whole_batches_only() {
+        let mut a = BatchBuilder::new(NOW).records(3).build();
+        set_offset_and_epoch(&mut a, 10, 0);
+        let mut b = BatchBuilder::new(NOW).records(2).build();
+        set_offset_and_epoch(&mut b, 13, 0);
+        assert_eq!(last_offset_of(&a), Some(12));
+        let both = [a.clone(), b.clone()].concat();
+        assert_eq!(last_offset_of(&both), Some(14));
+        assert_eq!(
+            last_offset_of(&both[..both.len() - 1]),
+            Some(12),
+            "a cut batch"
+        );
+        assert_eq!(last_offset_of(&[]), None);
+        assert_eq!(last_offset_of(&a[..20]), None);
     }
 
     #[test]

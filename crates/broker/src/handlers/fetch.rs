@@ -1,13 +1,20 @@
 //! Fetch: the read path, with long polling, for consumers and for follower replicas.
 //!
-//! Consumers: whole batches from each requested partition up to the high watermark (= last
-//! stable offset while there are no transactions), within the response `max_bytes` (capped by
+//! Consumers: whole batches from each requested partition up to the high watermark
+//! (read_uncommitted) or the last stable offset (read_committed, `isolation_level` 1: the LSO
+//! is the high watermark while no transaction is open), within the response `max_bytes` (capped by
 //! `fetch.max.bytes`) and each partition's `partition_max_bytes`. The first partition that has
 //! data may exceed both limits by one batch, so a consumer always makes progress; later
 //! partitions that would exceed them return no records this time. If fewer than `min_bytes`
 //! are available, the request parks until a high watermark moves or `max_wait_ms` passes
 //! (capped by `limits::FETCH_MAX_WAIT_MS_CEILING`; at most `limits::FETCH_WAITERS_MAX` parked at
-//! once).
+//! once). Every partition reports `last_stable_offset` (Kafka does at both isolation levels);
+//! a read_committed answer lists in `aborted_transactions` every aborted transaction
+//! overlapping the offsets of the batches it returns, from the log's transaction indexes
+//! (`PartitionLog::aborted_transactions`, never a scan of the records). The LSO moves only when
+//! the high watermark does (a marker is written at the log end, and its transaction counts as
+//! open until the high watermark passes the marker), so the high-watermark wake-ups serve
+//! read_committed long polls too.
 //!
 //! Replica fetches (Kafka's `FetchParams.isFromFollower`): the request names a replica (v15+
 //! `ReplicaState.replica_id` >= 0 with `replica_epoch`; before v15 the top-level `replica_id`,
@@ -38,9 +45,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+    PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use uuid::Uuid;
 
 use super::{code, str_bytes, topic_id_of, uuid_of};
@@ -156,8 +164,15 @@ fn read_all(
                 Ok(p) => p,
             };
             let log = &partition.log;
+            // Read before the high watermark: the LSO never passes the high watermark read
+            // after it.
+            let last_stable = log.last_stable_offset();
             // A follower reads up to the log end; its fetch offset moves the leader state.
-            let mut read_until = log.high_watermark();
+            let mut read_until = if read_committed && target.replica.is_none() {
+                last_stable
+            } else {
+                log.high_watermark()
+            };
             if let Some(r) = target.replica {
                 let leader_log_end = log.log_end_offset();
                 match replica_check(log, &r, target.fetch_offset) {
@@ -174,7 +189,7 @@ fn read_all(
                             PartitionData::default()
                                 .with_partition_index(target.partition_index)
                                 .with_high_watermark(hw)
-                                .with_last_stable_offset(hw)
+                                .with_last_stable_offset(last_stable)
                                 .with_log_start_offset(log.log_start_offset())
                                 .with_diverging_epoch(
                                     EpochEndOffset::default()
@@ -211,7 +226,7 @@ fn read_all(
             if limit == 0 && total > 0 {
                 partitions.push(
                     base.with_high_watermark(high_watermark)
-                        .with_last_stable_offset(high_watermark)
+                        .with_last_stable_offset(last_stable)
                         .with_log_start_offset(log.log_start_offset())
                         .with_records(Some(Bytes::new())),
                 );
@@ -226,11 +241,30 @@ fn read_all(
                         r.records
                     };
                     total += records.len();
+                    let aborted = if read_committed && target.replica.is_none() {
+                        match aborted_in(log, target.fetch_offset, &records) {
+                            Ok(aborted) => Some(aborted),
+                            Err(e) => {
+                                any_error = true;
+                                partitions.push(
+                                    base.with_error_code(e.kafka_error_code())
+                                        .with_high_watermark(high_watermark)
+                                        .with_last_stable_offset(last_stable)
+                                        .with_log_start_offset(log.log_start_offset())
+                                        .with_records(Some(Bytes::new())),
+                                );
+                                continue;
+                            }
+                        }
+                    } else {
+                        base.aborted_transactions.clone()
+                    };
                     partitions.push(
                         base.with_error_code(code::NONE)
                             .with_high_watermark(high_watermark)
-                            .with_last_stable_offset(high_watermark)
+                            .with_last_stable_offset(last_stable)
                             .with_log_start_offset(r.log_start_offset)
+                            .with_aborted_transactions(aborted)
                             .with_records(Some(records)),
                     );
                 }
@@ -239,7 +273,7 @@ fn read_all(
                     partitions.push(
                         base.with_error_code(e.kafka_error_code())
                             .with_high_watermark(high_watermark)
-                            .with_last_stable_offset(high_watermark)
+                            .with_last_stable_offset(last_stable)
                             .with_log_start_offset(log.log_start_offset())
                             .with_records(Some(Bytes::new())),
                     );
@@ -259,6 +293,28 @@ fn read_all(
         );
     }
     (out, total, any_error)
+}
+
+/// The aborted transactions overlapping the batches in `records`, read from `fetch_offset`:
+/// [fetch_offset, the offset after the last batch), as Kafka bounds its search by the fetched
+/// data. None read: none reported.
+fn aborted_in(
+    log: &josefine_log::PartitionLog,
+    fetch_offset: i64,
+    records: &Bytes,
+) -> Result<Vec<AbortedTransaction>, josefine_log::LogError> {
+    let Some(last) = josefine_log::batch::last_offset_of(records) else {
+        return Ok(Vec::new());
+    };
+    Ok(log
+        .aborted_transactions(fetch_offset, last + 1)?
+        .into_iter()
+        .map(|t| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(t.producer_id))
+                .with_first_offset(t.first_offset)
+        })
+        .collect())
 }
 
 /// What a leader does with a follower's partition before reading it.

@@ -1,7 +1,9 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest-local (-4, = earliest
 //! without tiered storage), latest-tiered (-5, none: -1), and by timestamp via the time index.
-//! Latest is the high watermark (read_uncommitted) or the last stable offset (read_committed),
-//! which are equal while there are no transactions; a follower replica asking (`replica_id` >=
+//! Latest is the high watermark (read_uncommitted) or the last stable offset (read_committed,
+//! `isolation_level` 1, v2+), which are equal while no transaction is open; a timestamp lookup
+//! finds only offsets below that same bound (Kafka's `fetchOffsetForTimestamp`); a follower
+//! replica asking (`replica_id` >=
 //! 0, after OFFSET_OUT_OF_RANGE) gets the log end instead, as Kafka's `isolationLevel = None`.
 //! A client asking a new leader whose high watermark is still below its leader epoch's start
 //! offset gets OFFSET_NOT_AVAILABLE for latest (and for a timestamp not found below the high
@@ -52,6 +54,7 @@ pub async fn handle(
     let image = broker.metadata.image();
     let node_id = broker.config.node_id;
     let from_replica = request.replica_id.0 >= 0;
+    let read_committed = request.isolation_level == 1;
     let mut work = Vec::new();
     for t in &request.topics {
         let topic = image.topic_by_name(&t.name.0);
@@ -87,7 +90,14 @@ pub async fn handle(
                     let partitions = parts
                         .into_iter()
                         .map(|(index, timestamp, target)| {
-                            answer(version, index, timestamp, target, from_replica)
+                            answer(
+                                version,
+                                index,
+                                timestamp,
+                                target,
+                                from_replica,
+                                read_committed,
+                            )
                         })
                         .collect();
                     ListOffsetsTopicResponse::default()
@@ -107,6 +117,7 @@ fn answer(
     timestamp: i64,
     target: Target,
     from_replica: bool,
+    read_committed: bool,
 ) -> ListOffsetsPartitionResponse {
     let r = ListOffsetsPartitionResponse::default().with_partition_index(index);
     let failed = |r: ListOffsetsPartitionResponse, error| {
@@ -127,10 +138,16 @@ fn answer(
             .replica
             .leader_epoch_start()
             .is_some_and(|(_, start)| start > log.high_watermark());
+    // What a consumer of this isolation level may read below.
+    let fetchable_end = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
     let (ts, offset, epoch) = match timestamp {
         LATEST if from_replica => (-1, log.log_end_offset(), leader_epoch),
         LATEST if not_available => return failed(r, code::OFFSET_NOT_AVAILABLE),
-        LATEST => (-1, log.high_watermark(), leader_epoch),
+        LATEST => (-1, fetchable_end, leader_epoch),
         LATEST_TIERED => (-1, -1, -1),
         EARLIEST | EARLIEST_LOCAL => {
             let offset = log.log_start_offset();
@@ -141,7 +158,7 @@ fn answer(
             None => (-1, -1, -1),
         },
         ts if ts >= 0 => match log.offset_for_timestamp(ts) {
-            Some((offset, found_ts)) if offset < log.high_watermark() => {
+            Some((offset, found_ts)) if offset < fetchable_end => {
                 (found_ts, offset, epoch_at(log, offset, leader_epoch))
             }
             _ if not_available => return failed(r, code::OFFSET_NOT_AVAILABLE),
