@@ -15,6 +15,9 @@ pub struct TxnConfig {
     /// `transaction.state.log.num.partitions`; changing it after ids exist moves them, as in
     /// Kafka.
     pub state_log_partitions: i32,
+    /// `offsets.topic.num.partitions`: AddOffsetsToTxn adds the group's `__consumer_offsets`
+    /// partition to the transaction.
+    pub offsets_topic_partitions: i32,
     /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask
     /// for (InitProducerId answers INVALID_TRANSACTION_TIMEOUT above it).
     pub max_timeout_ms: i32,
@@ -48,6 +51,7 @@ impl Default for TxnConfig {
     fn default() -> Self {
         TxnConfig {
             state_log_partitions: TRANSACTION_STATE_PARTITIONS_DEFAULT,
+            offsets_topic_partitions: josefine_group::OFFSETS_TOPIC_PARTITIONS_DEFAULT,
             max_timeout_ms: 900_000,
             transactional_id_expiration_ms: 604_800_000,
             abort_timed_out_transaction_cleanup_interval_ms: 10_000,
@@ -66,8 +70,8 @@ impl TxnConfig {
     /// Checks the settings are usable; the broker should fail at startup otherwise.
     pub fn validate(&self) -> Result<(), TxnError> {
         let bad = |what: &str| Err(TxnError::InvalidConfig(what.to_string()));
-        if self.state_log_partitions <= 0 {
-            return bad("transaction.state.log.num.partitions must be positive");
+        if self.state_log_partitions <= 0 || self.offsets_topic_partitions <= 0 {
+            return bad("transaction.state.log.num.partitions and offsets.topic.num.partitions must be positive");
         }
         if self.max_timeout_ms <= 0 {
             return bad("transaction.max.timeout.ms must be positive");
