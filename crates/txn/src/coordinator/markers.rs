@@ -230,11 +230,12 @@ impl Coordinator {
         );
     }
 
-    /// The Complete* append ended: done, or retried when the log was unavailable (Kafka's
-    /// retry queue); any other failure means the partition moved, and its next coordinator
-    /// finishes the transaction from the Prepare* record.
+    /// The Complete* append ended: done, or retried after the backoff (Kafka's retry queue,
+    /// for COORDINATOR_NOT_AVAILABLE; other errors stop Kafka's marker thread, we retry them
+    /// too). NOT_COORDINATOR means the partition moved: its next coordinator finishes the
+    /// transaction from the Prepare* record.
     pub(super) fn after_complete(&mut self, transactional_id: &str, error: i16, now_ms: i64) {
-        let retry = error == codes::COORDINATOR_NOT_AVAILABLE;
+        let retry = error != codes::NONE && error != codes::NOT_COORDINATOR;
         match self.markers.by_id.get_mut(transactional_id) {
             Some(p) if retry && p.completing => {
                 p.completing = false;

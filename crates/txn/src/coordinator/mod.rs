@@ -16,6 +16,8 @@ mod requests;
 mod timers;
 
 #[cfg(test)]
+mod random_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -483,10 +485,8 @@ impl Coordinator {
                         .expect("an id with a pending transition is never dropped while loaded");
                     if error == codes::NONE {
                         meta.complete_transition(&transit);
-                    } else if !(matches!(then, Then::Complete)
-                        && error == codes::COORDINATOR_NOT_AVAILABLE)
-                    {
-                        // Kafka keeps the pending Complete* when it will retry the append.
+                    } else if !(matches!(then, Then::Complete) && error != codes::NOT_COORDINATOR) {
+                        // The pending Complete* stays while its append is retried.
                         meta.abort_transition();
                     }
                 }
