@@ -9,6 +9,7 @@
 //! (measured: 1.48 -> 1.35 CPU s/GB together with the other session-2 changes in
 //! BENCHMARKS.md).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -65,6 +66,8 @@ pub struct Broker {
     groups: std::sync::OnceLock<crate::groups::Groups>,
     /// Stops the controller, lifecycle and control-server tasks.
     tasks_stop: watch::Sender<bool>,
+    /// Every metric of this process ([`crate::metrics`]).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Broker {
@@ -85,7 +88,11 @@ impl Broker {
     ///
     /// A single node goes through the same steps: it is a one-voter chain whose controller is
     /// itself.
-    pub async fn start(config: Config, advertised_port: i32) -> Result<Arc<Broker>, BrokerError> {
+    pub async fn start(
+        config: Config,
+        advertised_port: i32,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
@@ -102,10 +109,12 @@ impl Broker {
         };
         let metadata = MetadataStore::open(store_settings, partitions.clone()).await?;
         metadata.wait_caught_up().await?;
+        metrics.ready.image_applied.store(true, Ordering::Relaxed);
         if import::pending(&config.data_dir) {
             import::import_legacy_log(&metadata, &config.data_dir).await?;
         }
         metadata.go_live(metadata.is_sole_voter()).await?;
+        metrics.ready.logs_recovered.store(true, Ordering::Relaxed);
         let voter_ids: Vec<i32> = config
             .voter_addrs
             .iter()
@@ -154,6 +163,7 @@ impl Broker {
             maintenance: std::sync::Mutex::new(None),
             groups: std::sync::OnceLock::new(),
             tasks_stop: watch::channel(false).0,
+            metrics,
         });
         let server = ControlServer::new(
             Arc::new(ControlService {
@@ -202,13 +212,17 @@ impl Broker {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
+        let queued = self.metrics.blocking_pool.queued();
         let permit = self
             .io_permits
             .clone()
             .acquire_owned()
             .await
             .expect("io semaphore never closes");
+        drop(queued);
+        let metrics = self.metrics.clone();
         let result = tokio::task::spawn_blocking(move || {
+            let _in_use = metrics.blocking_pool.in_use();
             let r = f();
             drop(permit);
             r

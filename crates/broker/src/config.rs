@@ -46,6 +46,19 @@ pub struct ServeArgs {
     /// Same as --set cluster.id=ID. [default: random at the first start]
     #[arg(long, env = "JOSEFINE_CLUSTER_ID")]
     pub cluster_id: Option<String>,
+    /// Address of the HTTP listener (/metrics, /health/live, /health/ready), or `off`. The
+    /// default address, when taken by another process, only costs a warning; an address given
+    /// explicitly must be free. [default: 127.0.0.1:9644]
+    #[arg(long, env = "JOSEFINE_HTTP_LISTEN", value_name = "HOST:PORT|off")]
+    pub http_listen: Option<String>,
+    /// Log line format on stderr: `text` (ANSI colours only on a terminal without NO_COLOR) or
+    /// `json` (one object per line). [default: text]
+    #[arg(long, env = "JOSEFINE_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<String>,
+    /// Log filter in RUST_LOG syntax, e.g. `info,josefine::replication=debug`; beats RUST_LOG.
+    /// [default: RUST_LOG, else info]
+    #[arg(long = "log", env = "JOSEFINE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
     /// TOML file: the flags above as snake_case keys plus a [broker] table of Kafka-named settings.
     #[arg(long, env = "JOSEFINE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -153,7 +166,7 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error("unknown key `{0}` in config file (expected node_id, data_dir, rack, listen, advertise, raft_listen, voters, cluster_id or a [broker] table)")]
+    #[error("unknown key `{0}` in config file (expected node_id, data_dir, rack, listen, advertise, raft_listen, voters, cluster_id, http_listen, log_format, log or a [broker] table)")]
     UnknownFileKey(String),
     #[error("invalid address `{value}` for {key}: {reason}")]
     BadAddress {
@@ -951,6 +964,69 @@ pub struct Config {
     /// `voters` with resolved addresses, in the same order: what the chain runtime dials.
     pub voter_addrs: Vec<(u64, SocketAddr)>,
     pub broker: BrokerSettings,
+    /// Where the HTTP listener (metrics, health) binds, if anywhere.
+    pub http_listen: HttpListen,
+    pub log_format: LogFormat,
+    /// The log filter (RUST_LOG syntax) from `--log`, `JOSEFINE_LOG` or the file, already
+    /// checked to parse; None: RUST_LOG, else `info`.
+    pub log_filter: Option<String>,
+}
+
+/// The default HTTP listener address (Redpanda's admin port, which serves its /metrics too).
+pub const HTTP_LISTEN_DEFAULT: &str = "127.0.0.1:9644";
+
+/// `--http-listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    Off,
+    /// `explicit`: given by flag, env or file (must bind); otherwise the default (a taken port
+    /// is a warning: several brokers on one machine share it).
+    On {
+        addr: SocketAddr,
+        explicit: bool,
+    },
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn parse_http_listen(given: Option<String>) -> Result<HttpListen, ConfigError> {
+    match given {
+        None => Ok(HttpListen::On {
+            addr: parse_addr("http_listen", HTTP_LISTEN_DEFAULT)?,
+            explicit: false,
+        }),
+        Some(v) if v.trim() == "off" => Ok(HttpListen::Off),
+        Some(v) => Ok(HttpListen::On {
+            addr: parse_addr("http_listen", v.trim())?,
+            explicit: true,
+        }),
+    }
+}
+
+fn parse_log_format(given: Option<String>) -> Result<LogFormat, ConfigError> {
+    match given.as_deref().map(str::trim) {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(invalid("log_format", other, "expected text or json")),
+    }
+}
+
+/// Checks a `--log` filter with the parser the logger uses, so a typo stops the start (exit 2)
+/// instead of silently logging nothing.
+fn check_log_filter(given: Option<String>) -> Result<Option<String>, ConfigError> {
+    match given {
+        None => Ok(None),
+        Some(f) => match tracing_subscriber::EnvFilter::try_new(&f) {
+            Ok(_) => Ok(Some(f)),
+            Err(e) => Err(invalid("log", &f, e.to_string())),
+        },
+    }
 }
 
 /// Values read from the TOML file, before precedence is applied.
@@ -1015,6 +1091,9 @@ fn parse_file(path: &std::path::Path, text: &str) -> Result<FileValues, ConfigEr
             "raft_listen" => out.flags.raft_listen = Some(as_string()?),
             "voters" => out.flags.voters = Some(as_string()?),
             "cluster_id" => out.flags.cluster_id = Some(as_string()?),
+            "http_listen" => out.flags.http_listen = Some(as_string()?),
+            "log_format" => out.flags.log_format = Some(as_string()?),
+            "log" => out.flags.log = Some(as_string()?),
             "broker" => match value {
                 toml::Value::Table(t) => flatten_broker("", t, &mut out.broker)?,
                 _ => {
@@ -1187,6 +1266,9 @@ impl Config {
         if let Some(id) = args.cluster_id.or(f.cluster_id) {
             sets.insert("cluster.id".to_string(), id);
         }
+        let http_listen = parse_http_listen(args.http_listen.or(f.http_listen))?;
+        let log_format = parse_log_format(args.log_format.or(f.log_format))?;
+        let log_filter = check_log_filter(args.log.or(f.log))?;
         let offsets_rf_given = sets.contains_key("offsets.topic.replication.factor");
         let mut broker = BrokerSettings::from_static(sets)?;
         if !offsets_rf_given {
@@ -1204,6 +1286,9 @@ impl Config {
             voters,
             voter_addrs,
             broker,
+            http_listen,
+            log_format,
+            log_filter,
         })
     }
 }
@@ -1428,6 +1513,56 @@ mod tests {
         assert!(e.contains("no-such-host.invalid"), "{e}");
         let e = err(&["--voters", "1@127.0.0.1"]);
         assert!(e.contains("127.0.0.1"), "{e}");
+    }
+
+    #[test]
+    fn http_listen_and_log_settings() {
+        let c = Config::resolve_with(ServeArgs::default(), FileValues::default()).unwrap();
+        assert_eq!(
+            c.http_listen,
+            HttpListen::On {
+                addr: "127.0.0.1:9644".parse().unwrap(),
+                explicit: false
+            }
+        );
+        assert_eq!((c.log_format, c.log_filter), (LogFormat::Text, None));
+        let c = Config::resolve_with(
+            cli(&[
+                "--http-listen",
+                "off",
+                "--log-format",
+                "json",
+                "--log",
+                "debug",
+            ]),
+            FileValues::default(),
+        )
+        .unwrap();
+        assert_eq!(c.http_listen, HttpListen::Off);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.log_filter.as_deref(), Some("debug"));
+        let file = parse_file(
+            &PathBuf::from("x.toml"),
+            "http_listen = \"127.0.0.1:19644\"\nlog_format = \"json\"\nlog = \"warn\"",
+        )
+        .unwrap();
+        let c = Config::resolve_with(ServeArgs::default(), file).unwrap();
+        assert_eq!(
+            c.http_listen,
+            HttpListen::On {
+                addr: "127.0.0.1:19644".parse().unwrap(),
+                explicit: true
+            }
+        );
+        assert_eq!(c.log_filter.as_deref(), Some("warn"));
+        let err = |args: &[&str]| {
+            Config::resolve_with(cli(args), FileValues::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&["--log", "info,[["]).contains("`log`"));
+        assert!(err(&["--log-format", "xml"]).contains("log_format"));
+        assert!(err(&["--http-listen", "nowhere"]).contains("http_listen"));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::broker::Broker;
 use crate::codec::decode_request;
 use crate::dispatch::{self, Reply};
+use crate::metrics::CloseReason;
 
 /// Initial receive buffer for a frame; it grows with the bytes actually received, so a peer
 /// that declares 100 MiB and sends nothing costs this much, not 100 MiB.
@@ -47,31 +48,35 @@ const POOLED_FRAME_BYTES_MAX: usize = 1 << 20;
 /// Handled frame buffers waiting for reuse, per connection (one is read while one is handled).
 const POOLED_FRAMES_MAX: usize = 2;
 
-/// Serves one connection until the peer closes, errs, or idles out.
-pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+/// Serves one connection until the peer closes, errs, or idles out; says which.
+pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) -> CloseReason {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let settings = &broker.config.broker;
     let max_frame = settings.socket_request_max_bytes as usize;
     let idle = Duration::from_millis(settings.connections_max_idle_ms);
-    let (tx, rx) = mpsc::channel::<Bytes>(settings.queued_max_requests as usize);
+    let (tx, rx) = mpsc::channel::<(Bytes, Instant)>(settings.queued_max_requests as usize);
     let (spare_tx, mut spare_rx) = mpsc::channel::<BytesMut>(POOLED_FRAMES_MAX);
     let mut write_task = tokio::spawn(handle_loop(broker.clone(), peer, writer, rx, spare_tx));
+    let mut reason = CloseReason::Client;
     loop {
         let mut len_bytes = [0u8; 4];
         let read = tokio::select! {
             r = tokio::time::timeout(idle, reader.read_exact(&mut len_bytes)) => r,
-            _ = &mut write_task => return, // writer failed or closed: stop reading
+            // The writer failed or closed: stop reading.
+            r = &mut write_task => return r.ok().flatten().unwrap_or(CloseReason::Io),
         };
         match read {
             Err(_) => {
                 debug!(%peer, "closing idle connection");
+                reason = CloseReason::Idle;
                 break;
             }
             Ok(Err(e)) => {
                 if e.kind() != std::io::ErrorKind::UnexpectedEof {
                     debug!(%peer, "read error: {e}");
+                    reason = CloseReason::Io;
                 }
                 break;
             }
@@ -80,6 +85,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         let len = i32::from_be_bytes(len_bytes);
         if len < 0 {
             warn!(%peer, len, "negative frame length; closing connection");
+            reason = CloseReason::Protocol;
             break;
         }
         if len as usize > max_frame {
@@ -89,6 +95,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                 ""
             };
             warn!(%peer, len, max = max_frame, "frame larger than socket.request.max.bytes{hint}; closing connection");
+            reason = CloseReason::Protocol;
             break;
         }
         // The idle timeout also bounds a frame that trickles in (slow-loris).
@@ -103,19 +110,24 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             }
             Ok(Err(e)) => {
                 debug!(%peer, "read error mid-frame: {e}");
+                reason = CloseReason::Io;
                 break;
             }
             Err(_) => {
                 debug!(%peer, "frame not completed within connections.max.idle.ms; closing");
+                reason = CloseReason::Idle;
                 break;
             }
         };
-        if tx.send(frame).await.is_err() {
+        if tx.send((frame, Instant::now())).await.is_err() {
             break; // the handler loop ended (write error or a Close reply)
         }
     }
     drop(tx);
-    let _ = write_task.await;
+    match write_task.await {
+        Ok(Some(handler_reason)) => handler_reason,
+        _ => reason,
+    }
 }
 
 /// Reads a frame body of `len` bytes (already checked against the limit) into `spare` (a
@@ -149,15 +161,21 @@ pub(crate) async fn read_frame_body(
 
 /// Handles requests one at a time, in arrival order, writing each reply before the next.
 /// Frames are decoded here rather than by the read loop: a decoded request can be several times
-/// larger than its frame, so only the request in progress is ever held decoded.
+/// larger than its frame, so only the request in progress is ever held decoded. Returns why it
+/// ended the connection, or None when the read side ended it.
 async fn handle_loop(
     broker: Arc<Broker>,
     peer: SocketAddr,
     mut writer: OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Bytes>,
+    mut frames: mpsc::Receiver<(Bytes, Instant)>,
     spare: mpsc::Sender<BytesMut>,
-) {
-    while let Some(frame) = frames.recv().await {
+) -> Option<CloseReason> {
+    while let Some((frame, read_at)) = frames.recv().await {
+        // The header's first fields, read before decoding consumes the frame.
+        let api = (frame.len() >= 4).then(|| {
+            let field = |at: usize| i16::from_be_bytes([frame[at], frame[at + 1]]);
+            (field(0), field(2))
+        });
         // A second handle on the frame's buffer: once the request and its reply are gone it is
         // the only one left and the buffer can be reused for a later frame.
         let buffer = frame.clone();
@@ -166,22 +184,28 @@ async fn handle_loop(
             Err(e) => {
                 warn!(%peer, "closing connection: {e}");
                 let _ = writer.shutdown().await;
-                return;
+                return Some(CloseReason::Protocol);
             }
         };
         match dispatch::handle_from(&broker, decoded, Some(peer)).await {
             Reply::Frame(frame) => {
                 if let Err(e) = writer.write_all(&frame).await {
                     debug!("write error: {e}");
-                    return;
+                    return Some(CloseReason::Io);
                 }
             }
             Reply::Nothing => {}
             Reply::Close => {
                 info!("closing connection after a request that requires it");
                 let _ = writer.shutdown().await;
-                return;
+                return Some(CloseReason::Protocol);
             }
+        }
+        if let Some((api_key, version)) = api {
+            broker
+                .metrics
+                .requests
+                .observe(api_key, version, read_at.elapsed());
         }
         if let Ok(buffer) = buffer.try_into_mut() {
             if buffer.capacity() <= POOLED_FRAME_BYTES_MAX {
@@ -190,4 +214,5 @@ async fn handle_loop(
         }
     }
     let _ = writer.shutdown().await;
+    None
 }

@@ -171,6 +171,7 @@ async fn handle_request(
             return Reply::Close;
         }
     };
+    broker.metrics.requests.count_errors(api_key, &response);
     frame(
         (api_key, v),
         encode_response(api_key, v, correlation_id, &response),

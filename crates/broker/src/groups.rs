@@ -161,6 +161,20 @@ pub struct Groups {
     /// `offsets.topic.num.partitions` in effect (the existing topic's count wins).
     offsets_partitions: i32,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// What the coordinator task last published for `/metrics` and `/health/ready`.
+    stats: watch::Receiver<Arc<GroupStats>>,
+}
+
+/// The coordinator runtime's figures, published on a watch after its events (metrics and
+/// readiness read them without queueing into the task).
+#[derive(Debug, Default, Clone)]
+pub struct GroupStats {
+    /// `__consumer_offsets` partitions led here and not loaded yet (draining or loading):
+    /// published after every event.
+    pub loading_partitions: usize,
+    /// The coordinator's figures: refreshed at most every
+    /// [`limits::GROUP_STATS_INTERVAL_MS`] (they cost a walk of every committed offset).
+    pub coordinator: Arc<josefine_group::CoordinatorStats>,
 }
 
 /// The coordinator settings from the broker's (Kafka-named) settings. `partitions` is the
@@ -201,13 +215,30 @@ impl Groups {
         let mut images = broker.metadata.subscribe_image();
         let image = images.borrow_and_update().clone();
         runtime.follow(&image);
+        runtime.publish_stats();
         let task = tokio::spawn(runtime.run(requests_rx, channels.internal, images, appender));
         Ok(Groups {
             requests: requests_tx,
             served_topic: channels.served,
             offsets_partitions,
             task: std::sync::Mutex::new(Some(task)),
+            stats: channels.stats,
         })
+    }
+
+    /// The coordinator's last published figures.
+    pub fn stats(&self) -> Arc<GroupStats> {
+        self.stats.borrow().clone()
+    }
+
+    /// Requests queued for the coordinator task (`group_coordinator_queue_depth`).
+    pub fn queue_depth(&self) -> usize {
+        self.requests.max_capacity() - self.requests.capacity()
+    }
+
+    /// Every `__consumer_offsets` partition led here is loaded (readiness).
+    pub fn all_loaded(&self) -> bool {
+        self.stats.borrow().loading_partitions == 0
     }
 
     /// Partitions of `__consumer_offsets` (what `partition_for` hashes over).
@@ -357,6 +388,7 @@ struct RuntimeChannels {
     appends: mpsc::Receiver<AppendJob>,
     internal: mpsc::Receiver<Internal>,
     served: watch::Receiver<Option<TopicId>>,
+    stats: watch::Receiver<Arc<GroupStats>>,
 }
 
 struct Runtime {
@@ -382,6 +414,10 @@ struct Runtime {
     internal_tx: mpsc::Sender<Internal>,
     /// Loader tasks, awaited at shutdown so no load reads a log while it is being closed.
     loaders: Vec<JoinHandle<()>>,
+    stats_tx: watch::Sender<Arc<GroupStats>>,
+    /// When the coordinator's figures are next refreshed, if an event changed them since.
+    stats_due_ms: i64,
+    stats_dirty: bool,
 }
 
 impl Runtime {
@@ -398,6 +434,11 @@ impl Runtime {
         let (internal_tx, internal) = mpsc::channel(limits::GROUP_LOAD_STEPS_QUEUED_MAX);
         let (appends_tx, appends) = mpsc::channel(limits::GROUP_APPENDS_QUEUED_MAX);
         let (served_tx, served) = watch::channel(None);
+        // Loading until the first image is followed and published.
+        let (stats_tx, stats) = watch::channel(Arc::new(GroupStats {
+            loading_partitions: 1,
+            ..GroupStats::default()
+        }));
         let runtime = Runtime {
             broker: broker.clone(),
             coordinator,
@@ -414,11 +455,15 @@ impl Runtime {
             appends: appends_tx,
             internal_tx,
             loaders: Vec::new(),
+            stats_tx,
+            stats_due_ms: 0,
+            stats_dirty: true,
         };
         let channels = RuntimeChannels {
             appends,
             internal,
             served,
+            stats,
         };
         Ok((runtime, channels))
     }
@@ -436,6 +481,9 @@ impl Runtime {
             let wait_ms = self
                 .coordinator
                 .next_deadline_ms()
+                .into_iter()
+                .chain(self.stats_dirty.then_some(self.stats_due_ms))
+                .min()
                 .map(|d| (d - now_ms()).max(1) as u64);
             tokio::select! {
                 msg = requests.recv() => match msg {
@@ -456,6 +504,7 @@ impl Runtime {
                     self.carry_out(effects);
                 }
             }
+            self.publish_stats();
         }
         for led in self.led.values() {
             if let Phase::Loading { cancelled } = &led.phase {
@@ -472,6 +521,34 @@ impl Runtime {
             let _ = loader.await;
         }
         info!("group coordinator stopped");
+    }
+
+    /// Publishes the figures `/metrics` and `/health/ready` read: the loading count at once
+    /// when it changes (readiness must not lag a load), the coordinator's figures when due.
+    fn publish_stats(&mut self) {
+        let loading_partitions = self
+            .led
+            .values()
+            .filter(|l| !matches!(l.phase, Phase::Loaded))
+            .count();
+        self.stats_dirty = true;
+        let now = now_ms();
+        let due = now >= self.stats_due_ms;
+        let previous = self.stats_tx.borrow().clone();
+        if !due && previous.loading_partitions == loading_partitions {
+            return;
+        }
+        let coordinator = if due {
+            self.stats_due_ms = now + limits::GROUP_STATS_INTERVAL_MS;
+            self.stats_dirty = false;
+            Arc::new(self.coordinator.stats(limits::METRICS_GROUP_LAG_SERIES_MAX))
+        } else {
+            previous.coordinator.clone()
+        };
+        self.stats_tx.send_replace(Arc::new(GroupStats {
+            loading_partitions,
+            coordinator,
+        }));
     }
 
     fn on_msg(&mut self, msg: Msg) {

@@ -8,7 +8,8 @@
 //! [`groups`] (the task that drives `josefine_group::Coordinator` and writes its records to
 //! `__consumer_offsets`).
 //! Configuration is in [`config`], every network limit in [`limits`], and [`alloc_guard`] keeps
-//! hostile array counts from aborting the process (see its doc).
+//! hostile array counts from aborting the process (see its doc). Operators read [`metrics`]
+//! and the health checks through [`http`] (`--http-listen`).
 
 pub mod alloc_guard;
 pub mod api_versions;
@@ -25,10 +26,12 @@ pub mod error;
 pub mod fuzzing;
 pub mod groups;
 pub mod handlers;
+pub mod http;
 pub mod leadership;
 pub mod limits;
 pub mod maintenance;
 pub mod metadata;
+pub mod metrics;
 pub mod partitions;
 pub mod raft;
 pub mod replication;

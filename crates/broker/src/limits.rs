@@ -148,3 +148,35 @@ pub const REPLICA_TICK_MS_MAX: u64 = 5_000;
 /// coordinator answers COORDINATOR_NOT_AVAILABLE-style errors (Kafka's
 /// `offsets.commit.timeout.ms` default, 5 s).
 pub const GROUP_APPEND_COMMIT_TIMEOUT_MS: u64 = 5_000;
+
+/// Most hosted partitions exported with per-partition series on `/metrics`; beyond it only
+/// per-topic series (and `metrics_partitions_truncated`). Five gauges of ~90 bytes each make
+/// 2,000 partitions about 1 MB a scrape: past that, a 15 s scrape costs Prometheus more than
+/// the per-partition detail is worth (Kafka's JMX exporter setups usually filter them too).
+pub const METRICS_PARTITION_SERIES_MAX: usize = 2_000;
+
+/// Most `consumer_group_lag` series on `/metrics` (one per group and partition committed):
+/// the same budget as the partition series.
+pub const METRICS_GROUP_LAG_SERIES_MAX: usize = 2_000;
+
+/// Largest HTTP request head (request line and headers) the HTTP listener reads; larger gets
+/// 431. Browsers and Prometheus send well under 4 KiB; 16 KiB leaves room for long cookies.
+pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
+
+/// Largest HTTP request body read; larger gets 413. No endpoint takes a body yet (the JSON API
+/// will take small ones), so 1 MiB only bounds memory.
+pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Concurrent HTTP connections; more are closed at accept. A few scrapers and probes need a
+/// handful; the cap keeps a flood from costing the Kafka listener file descriptors.
+pub const HTTP_CONNECTIONS_MAX: usize = 64;
+
+/// Time a client has to send a whole HTTP request (head and body; also the idle time allowed
+/// on a kept-alive connection): a slow-loris holds a connection slot this long at most.
+pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// How often the group coordinator's figures (groups, members, committed offsets for the lag
+/// series) are refreshed for `/metrics` while events arrive: they cost a walk of every
+/// committed offset, too much for every OffsetCommit; a scrape every 15 s (or 1 s) sees figures
+/// at most this old.
+pub const GROUP_STATS_INTERVAL_MS: i64 = 1_000;

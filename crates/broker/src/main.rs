@@ -1,20 +1,39 @@
-//! The `josefine` binary: parse configuration, start the broker, wait for SIGTERM/SIGINT,
-//! shut down cleanly (close every partition log). `josefine api-table` and
+//! The `josefine` binary: parse configuration, set up logging, start the broker, wait for
+//! SIGTERM/SIGINT, shut down cleanly (close every partition log). `josefine api-table` and
 //! `josefine cluster-status --raft ADDR` print and exit without starting anything.
+//! Logs go to stderr: `--log-format text` (ANSI colours only on a terminal without NO_COLOR)
+//! or `json` (one object per line: UTC timestamp, level, target, fields with the message).
+
+use std::io::IsTerminal;
 
 use clap::Parser;
-use josefine::config::{Cli, Config};
+use josefine::config::{Cli, Config, LogFormat};
 use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global logger: `filter` (`--log`, already validated) beats RUST_LOG, which
+/// beats `info`.
+fn init_logging(format: LogFormat, filter: Option<&str>) {
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(colour).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if cli.command.is_some() && !matches!(cli.command, Some(josefine::config::Command::Serve(_))) {
+        init_logging(LogFormat::Text, None);
+    }
     if matches!(cli.command, Some(josefine::config::Command::ApiTable)) {
         print!("{}", josefine::api_versions::readme_table());
         return std::process::ExitCode::SUCCESS;
@@ -29,6 +48,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    init_logging(config.log_format, config.log_filter.as_deref());
     // Before any port is bound: a data directory of another node, voter set or cluster.
     if let Err(e) = josefine::metadata::identity::check_and_record(&config) {
         eprintln!("josefine: configuration error: {e}");

@@ -288,7 +288,14 @@ impl Scheduler {
             if self.signal.is_stopped() {
                 return;
             }
-            match p.log.enforce_retention(now_ms()) {
+            let result = p.log.enforce_retention(now_ms());
+            if let Ok(o) = &result {
+                self.broker
+                    .metrics
+                    .storage
+                    .retained(o.segments_deleted, o.bytes_deleted);
+            }
+            match result {
                 Ok(outcome) if outcome.segments_deleted > 0 => info!(
                     topic = %p.topic,
                     partition = p.index,
@@ -321,9 +328,19 @@ impl Scheduler {
             .filter(|p| p.log.cleaning_due(now))
             .map(|p| (p.log.dirty_ratio(now), p))
             .max_by(|a, b| a.0.total_cmp(&b.0));
+        let uncleanable = self.uncleanable_until_ms.len();
+        let max_dirty = candidate.as_ref().map_or(0.0, |c| c.0);
+        self.broker
+            .metrics
+            .storage
+            .cleaner_checked(max_dirty, uncleanable);
         let (dirty_ratio, p) = candidate?;
         match p.log.clean(now, &self.settings.cleaner_limits) {
             Ok(outcome) => {
+                self.broker
+                    .metrics
+                    .storage
+                    .cleaned(outcome.bytes_read, outcome.bytes_written);
                 if outcome.segments_rewritten > 0 || outcome.records_removed > 0 {
                     info!(
                         topic = %p.topic,

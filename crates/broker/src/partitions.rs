@@ -36,6 +36,8 @@ pub struct Partition {
     /// This broker's role for the partition (leader, follower, idle) and its waiters.
     pub replica: crate::replication::ReplicaCell,
     pub(crate) replication: Arc<crate::replication::Replication>,
+    /// Client traffic counters (`/metrics`), gone with the partition.
+    pub metrics: crate::metrics::PartitionMetrics,
 }
 
 impl Partition {
@@ -198,6 +200,7 @@ impl PartitionRegistry {
                 min_insync_replicas: AtomicI32::new(Self::min_insync_for(topic, &settings)),
                 replica: Default::default(),
                 replication: self.replication.clone(),
+                metrics: Default::default(),
             });
             self.partitions
                 .write()

@@ -1,7 +1,9 @@
 //! The listener: accepts Kafka clients up to `max.connections`, runs the background log
 //! ticker, and shuts down cleanly on request.
 //!
-//! Owns: the process-level lifecycle (bind, start, ready line, shutdown). Must never: let one
+//! Owns: the process-level lifecycle (bind the HTTP listener, then the Kafka listener, start,
+//! ready line, shutdown). The HTTP listener comes first so `/health/live` answers, and
+//! `/health/ready` says why not yet, while logs recover. Must never: let one
 //! connection's failure affect another, or accept beyond the connection cap (excess
 //! connections are closed immediately, logged).
 
@@ -18,21 +20,32 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::connection;
 use crate::limits;
+use crate::metrics::Metrics;
 
 /// A started broker: its address and a handle to stop it.
 pub struct RunningBroker {
     pub local_addr: SocketAddr,
+    /// The HTTP listener's address, if it runs.
+    pub http_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
+    /// Stops the HTTP listener: last, so probes see "not ready" during the shutdown.
+    http_stop: watch::Sender<bool>,
 }
 
 impl RunningBroker {
     /// Stops accepting, closes every partition log (flush, clean-shutdown marker).
     pub async fn shutdown(self) {
+        self.broker
+            .metrics
+            .ready
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         let _ = self.accept_task.await;
         self.broker.shutdown().await;
+        let _ = self.http_stop.send(true);
     }
 }
 
@@ -40,6 +53,16 @@ impl RunningBroker {
 /// and begins accepting clients. Logs the ready line.
 pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
     crate::metadata::identity::check_and_record(&config)?;
+    let metrics = Metrics::new();
+    let (http_stop, http_stop_rx) = watch::channel(false);
+    let http_addr = match crate::http::bind(config.http_listen).await? {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            tokio::spawn(crate::http::serve(l, metrics.clone(), http_stop_rx));
+            Some(addr)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -49,10 +72,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
     } else {
         config.advertise_port
     };
-    let broker = Broker::start(config, advertised_port).await?;
+    let broker = Broker::start(config, advertised_port, metrics.clone()).await?;
+    metrics.set_broker(&broker);
     let (shutdown, shutdown_rx) = watch::channel(false);
     tokio::spawn(tick_logs(broker.clone(), shutdown_rx.clone()));
     let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx));
+    metrics
+        .ready
+        .kafka_listener
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     info!(
         "josefine ready: accepting Kafka clients on {local_addr} (advertised as {}:{}), node {}, data dir {}",
         broker.advertised_host,
@@ -62,9 +90,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
     );
     Ok(RunningBroker {
         local_addr,
+        http_addr,
         broker,
         shutdown,
         accept_task,
+        http_stop,
     })
 }
 
@@ -92,12 +122,15 @@ async fn accept_loop(
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             warn!(%peer, max = broker.config.broker.max_connections, "max.connections reached; closing new connection");
+            broker.metrics.connections.refused();
             drop(stream);
             continue;
         };
         let broker = broker.clone();
+        broker.metrics.connections.opened();
         tokio::spawn(async move {
-            connection::run(stream, peer, broker).await;
+            let reason = connection::run(stream, peer, broker.clone()).await;
+            broker.metrics.connections.closed(reason);
             drop(permit);
         });
     }

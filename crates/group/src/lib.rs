@@ -39,8 +39,8 @@ pub mod records;
 
 pub use config::{GroupConfig, NEW_MEMBER_JOIN_TIMEOUT_MS, OFFSETS_TOPIC_PARTITIONS_DEFAULT};
 pub use coordinator::{
-    AppendId, AppendOutcome, Coordinator, Effect, GroupRequest, GroupResponse, RequestContext,
-    RequestId,
+    AppendId, AppendOutcome, Coordinator, CoordinatorStats, Effect, GroupRequest, GroupResponse,
+    RequestContext, RequestId,
 };
 pub use group::GroupState;
 pub use partition::{java_string_hash, partition_for};

@@ -317,6 +317,20 @@ fn aborted_in(
         .collect())
 }
 
+/// Counts the record batches a consumer (not a follower) is sent, per partition: `responses`
+/// holds one entry per topic with targets and one partition per target, in request order.
+fn count_consumer_reads(topics: &[TopicTargets], responses: &[FetchableTopicResponse]) {
+    let topics = topics.iter().filter(|t| !t.targets.is_empty());
+    for (t, r) in topics.zip(responses) {
+        for (target, data) in t.targets.iter().zip(&r.partitions) {
+            if let (Ok(p), None, Some(records)) = (&target.partition, target.replica, &data.records)
+            {
+                p.metrics.fetched(records);
+            }
+        }
+    }
+}
+
 /// What a leader does with a follower's partition before reading it.
 enum ReplicaCheck {
     Read,
@@ -475,7 +489,8 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
         if !done && parked.is_none() {
             parked = broker.fetch_waiters.try_acquire().ok();
         }
-        let respond = |responses| {
+        let respond = |responses: Vec<FetchableTopicResponse>| {
+            count_consumer_reads(&topics, &responses);
             FetchResponse::default()
                 .with_error_code(code::NONE)
                 .with_session_id(0)

@@ -325,6 +325,11 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
                     }),
             };
             if let (Ok(o), Ok(t)) = (&slot.result, &slot.target) {
+                if !o.duplicate {
+                    t.partition
+                        .metrics
+                        .appended(o.last_offset - o.base_offset + 1, t.records.len());
+                }
                 if !o.duplicate && acks != 0 && t.partition.log.needs_flush_after_append() {
                     to_flush.push(t.partition.clone());
                 }

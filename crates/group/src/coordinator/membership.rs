@@ -473,6 +473,7 @@ impl Coordinator {
             }
         });
         g.transition(GroupState::PreparingRebalance, now_ms);
+        self.totals.rebalances += 1;
         self.maybe_complete_join(g, now_ms);
     }
 

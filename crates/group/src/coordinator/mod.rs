@@ -194,6 +194,36 @@ pub struct Coordinator {
     /// Topics deleted while a partition was loading, purged when its load completes.
     deleted_while_loading: BTreeMap<i32, BTreeSet<String>>,
     effects: Vec<Effect>,
+    /// Running totals for [`Coordinator::stats`].
+    totals: Totals,
+}
+
+/// Counts since this coordinator was created (the broker exports them as counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    rebalances: u64,
+    offset_commits: u64,
+    offsets_expired: u64,
+}
+
+/// What [`Coordinator::stats`] reports: plain numbers, no clock (the broker times and exports).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CoordinatorStats {
+    /// Groups held, per state.
+    pub groups: Vec<(GroupState, usize)>,
+    /// Members of every group held.
+    pub members: usize,
+    /// Rebalances begun (a group entering PreparingRebalance).
+    pub rebalances_total: u64,
+    /// Committed offsets made durable (each partition of a commit counts once).
+    pub offset_commits_total: u64,
+    /// Committed offsets removed by retention.
+    pub offsets_expired_total: u64,
+    /// (group, topic, partition, committed offset), at most the `committed_max` asked for, in
+    /// group then topic then partition order.
+    pub committed: Vec<(String, String, i32, i64)>,
+    /// Committed offsets held beyond `committed_max`.
+    pub committed_truncated: usize,
 }
 
 impl Coordinator {
@@ -214,6 +244,7 @@ impl Coordinator {
             timer_of: BTreeMap::new(),
             deleted_while_loading: BTreeMap::new(),
             effects: Vec::new(),
+            totals: Totals::default(),
         })
     }
 
@@ -230,6 +261,40 @@ impl Coordinator {
     /// Number of groups held.
     pub fn group_count(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Figures for metrics: groups per state, members, running totals and up to
+    /// `committed_max` committed offsets. Costs a walk of every group and committed offset.
+    pub fn stats(&self, committed_max: usize) -> CoordinatorStats {
+        let states = [
+            GroupState::Empty,
+            GroupState::PreparingRebalance,
+            GroupState::CompletingRebalance,
+            GroupState::Stable,
+            GroupState::Dead,
+        ];
+        let mut stats = CoordinatorStats {
+            groups: states.iter().map(|s| (*s, 0)).collect(),
+            rebalances_total: self.totals.rebalances,
+            offset_commits_total: self.totals.offset_commits,
+            offsets_expired_total: self.totals.offsets_expired,
+            ..CoordinatorStats::default()
+        };
+        for g in self.groups.values() {
+            if let Some(slot) = stats.groups.iter_mut().find(|(s, _)| *s == g.state) {
+                slot.1 += 1;
+            }
+            stats.members += g.members.len();
+            for ((topic, partition), o) in &g.offsets {
+                if stats.committed.len() < committed_max {
+                    let row = (g.group_id.clone(), topic.clone(), *partition, o.offset);
+                    stats.committed.push(row);
+                } else {
+                    stats.committed_truncated += 1;
+                }
+            }
+        }
+        stats
     }
 
     // ---- Partition ownership and loading -------------------------------------------------

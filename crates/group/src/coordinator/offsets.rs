@@ -235,6 +235,7 @@ impl Coordinator {
                 }
                 if outcome == AppendOutcome::Appended {
                     g.offsets.insert(key, value);
+                    self.totals.offset_commits += 1;
                 }
             }
         }
@@ -569,6 +570,7 @@ impl Coordinator {
                     })
                     .map(|(key, _)| key.clone())
                     .collect();
+                self.totals.offsets_expired += expired.len() as u64;
                 for key in expired {
                     g.offsets.remove(&key);
                     by_partition
