@@ -1246,3 +1246,102 @@ fn limits_answer_retriable_errors() {
     s.end_now(3, "t", pid, e, true);
     assert_eq!(s.c.pending_marker_count(), 1);
 }
+
+#[test]
+fn a_failed_epoch_fence_is_not_bumped_twice() {
+    let mut s = Sim::new();
+    let (_, pid, e) = s.init_now(3, "t", None);
+    s.add_now(3, "t", pid, e, &[("a", 0)]);
+    // InitProducerId fences: the PrepareAbort append fails.
+    let r = s.init(3, "t", None);
+    s.complete_append(AppendOutcome::Unavailable);
+    let Some(TxnResponse::InitProducerId(resp)) = s.take_response(r) else {
+        panic!()
+    };
+    assert_eq!(resp.error_code, codes::COORDINATOR_NOT_AVAILABLE);
+    let meta = s.c.transaction("t").unwrap();
+    assert_eq!(
+        (meta.state, meta.producer_epoch),
+        (TxnState::Ongoing, e + 1)
+    );
+    assert!(meta.has_failed_epoch_fence && !meta.pending());
+    // The next fence reuses the bumped epoch (TV2 server: +1 more for the TV2 end).
+    assert_eq!(s.init_now(3, "t", None).0, codes::CONCURRENT_TRANSACTIONS);
+    assert_eq!(s.epoch("t"), e + 2);
+    s.finish_markers();
+    assert!(!s.c.transaction("t").unwrap().has_failed_epoch_fence);
+}
+
+#[test]
+fn requests_while_loading_or_elsewhere() {
+    let mut s = Sim::with_config(TxnConfig {
+        state_log_partitions: 2,
+        ..TxnConfig::default()
+    });
+    // "t" and "u" map to different partitions; only partition 0 is loaded.
+    let on_other = (0..100)
+        .map(|i| format!("id-{i}"))
+        .find(|id| s.c.partition_for(id) == 1)
+        .unwrap();
+    assert_eq!(s.init_now(3, &on_other, None).0, codes::NOT_COORDINATOR);
+    assert_eq!(
+        errors_of(&s.add_now(3, &on_other, 1, 0, &[("a", 0)])),
+        BTreeSet::from([codes::NOT_COORDINATOR])
+    );
+    let ev = s.c.begin_load(1);
+    s.absorb(ev);
+    assert_eq!(
+        s.end_now(3, &on_other, 1, 0, true).0,
+        codes::COORDINATOR_LOAD_IN_PROGRESS
+    );
+    let r = s.add_v5(vec![(&on_other, 1, 0, true, &[("a", 0)])]);
+    let Some(TxnResponse::AddPartitionsToTxn(resp)) = s.take_response(r) else {
+        panic!()
+    };
+    assert_eq!(
+        errors_of(&flatten(&resp.results_by_transaction[0].topic_results)),
+        BTreeSet::from([codes::COORDINATOR_LOAD_IN_PROGRESS])
+    );
+    let r = DescribeTransactionsRequest::default().with_transactional_ids(vec![tid(&on_other)]);
+    let r = s.send(0, TxnRequest::DescribeTransactions(r));
+    let Some(TxnResponse::DescribeTransactions(resp)) = s.take_response(r) else {
+        panic!()
+    };
+    assert_eq!(
+        resp.transaction_states[0].error_code,
+        codes::COORDINATOR_LOAD_IN_PROGRESS
+    );
+}
+
+#[test]
+fn verify_only_in_prepare_and_for_other_producers() {
+    let mut s = Sim::new();
+    let (_, pid, e) = s.init_now(5, "t", None);
+    s.add_v5(vec![("t", pid, e, false, &[("a", 0)])]);
+    s.flush();
+    let r = s.add_v5(vec![("t", pid + 1, e, true, &[("a", 0)])]);
+    let Some(TxnResponse::AddPartitionsToTxn(resp)) = s.take_response(r) else {
+        panic!()
+    };
+    assert_eq!(
+        flatten(&resp.results_by_transaction[0].topic_results),
+        vec![(tp("a", 0), codes::INVALID_PRODUCER_ID_MAPPING)]
+    );
+    s.end_now(5, "t", pid, e, true);
+    // Prepare*: the bumped epoch is current, the partition is still awaiting its marker.
+    let r = s.add_v5(vec![("t", pid, e + 1, true, &[("a", 0)])]);
+    let Some(TxnResponse::AddPartitionsToTxn(resp)) = s.take_response(r) else {
+        panic!()
+    };
+    assert_eq!(
+        flatten(&resp.results_by_transaction[0].topic_results),
+        vec![(tp("a", 0), codes::CONCURRENT_TRANSACTIONS)]
+    );
+    // A TV2 retry of EndTxn with an epoch older than the bump: fenced.
+    assert_eq!(
+        s.end_now(5, "t", pid, e - 1, true).0,
+        codes::PRODUCER_FENCED
+    );
+    // Nothing verify_only did reached the log.
+    assert_eq!(s.appends.len(), 0);
+}
