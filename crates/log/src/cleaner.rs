@@ -7,9 +7,22 @@
 //! ([`PartitionLog::clean`]); it never touches the active segment, never changes an offset, and
 //! holds at most one batch (decompressed) plus the offset map in memory.
 //!
-//! Must never: drop the latest record of a key, a control batch, a transactional batch, or an
-//! idempotent producer's newest batch header; remove a tombstone before it has been in the
-//! cleaned section for `delete.retention.ms`; let a crash at any step lose or duplicate data.
+//! Must never: drop the latest committed record of a key or an idempotent producer's newest
+//! batch header; let an aborted record supersede anything; clean at or above the last stable
+//! offset; remove a tombstone or a transaction marker before it has been in the cleaned
+//! section for `delete.retention.ms`, or a marker while any batch of its transaction is still
+//! in the log (or its `.txnindex` entry after it); let a crash at any step lose or duplicate
+//! data.
+//!
+//! Transactions (Kafka's `LogCleaner` with `CleanedTransactionMetadata`): the aborted
+//! transactions below the pass's end come from the `.txnindex` files when the pass starts.
+//! Their records never enter the offset map and their batches are removed (an idempotent
+//! producer's newest batch stays, empty); committed transactional records are cleaned like
+//! any other. A marker goes once a pass walks from the log start to it without meeting a batch
+//! of its transaction (a previous pass removed them all) and its offset has been clean for
+//! `delete.retention.ms`, as tombstones; an abort's `.txnindex` entry goes with its marker,
+//! rewritten atomically before the log is swapped (a crash in between leaves a kept marker
+//! without an entry, which hides nothing: its transaction has no data left).
 //!
 //! A pass: (1) the dirty section is [max(cleaned up to, log start), first uncleanable offset),
 //! where the first uncleanable offset is the active segment's base, the first segment reaching
@@ -37,7 +50,7 @@
 //! Before the first swap of a pass the checkpoint records that segments below the map end may
 //! hold offset gaps (`rewritten below`), so recovery accepts them there and only there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -47,7 +60,8 @@ use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, Compression, ATTRIBUTES_AT, CRC_AT};
 use crate::limits::{
-    BATCH_HEADER_BYTES, CLEANER_HISTORY_ENTRIES_MAX, CLEANER_OFFSET_MAP_ENTRIES_MAX,
+    BATCH_HEADER_BYTES, CLEANER_ABORTED_TXNS_MAX, CLEANER_HISTORY_ENTRIES_MAX,
+    CLEANER_OFFSET_MAP_ENTRIES_MAX,
 };
 use crate::partition::{io_err, offset_from_name, sync_dir, write_file_atomically, DELETED_SUFFIX};
 use crate::records;
@@ -73,9 +87,19 @@ pub(crate) struct CleanerState {
     pub(crate) crash_after_step: Option<u8>,
 }
 
+/// Producer id -> (first offset, marker offset) of its aborted transactions.
+type AbortedByProducer = HashMap<i64, Vec<(i64, i64)>>;
+
 /// A pass whose map is built and whose rewrites are under way.
 struct Pass {
     map: HashMap<u128, i64>,
+    /// Producer id -> (first offset, marker offset) of its aborted transactions below the
+    /// pass's end. None: more than `CLEANER_ABORTED_TXNS_MAX`; this pass then keeps every
+    /// transactional batch and marker whole and maps no transactional record.
+    aborted: Option<AbortedByProducer>,
+    /// Producers with a transactional batch met since their last marker in this pass's walk
+    /// from the log start (their open transaction's marker must stay).
+    txn_seen: HashSet<i64>,
     /// The map covers every keyed record in [first dirty, map_end).
     map_end: i64,
     /// The map stopped before the dirty section's end: another pass is needed.
@@ -320,15 +344,17 @@ impl PartitionLog {
             dirty_bytes: 0,
             oldest_dirty_ms: None,
         };
-        let high_watermark = self.high_watermark();
+        // At most the high watermark: records above it may still be truncated, and those of
+        // undecided transactions may yet be aborted.
+        let last_stable = self.last_stable_offset();
         for (i, seg) in segs[..last].iter().enumerate() {
             let end = segs[i + 1].base_offset;
             if end <= first_dirty {
                 out.clean_bytes += seg.size_bytes();
                 continue;
             }
-            // Never at or above the high watermark: records there may still be truncated.
-            if end > high_watermark {
+            // Never at or above the last stable offset.
+            if end > last_stable {
                 first_uncleanable = seg.base_offset.max(first_dirty);
                 break;
             }
@@ -462,12 +488,13 @@ impl PartitionLog {
                 return Ok(out);
             }
             processed += 1;
+            #[cfg(test)]
+            let crash_after = st.crash_after_step;
+            #[cfg(not(test))]
+            let crash_after = None;
+            let pass = st.pending.as_mut().expect("pass under way");
             let rewritten = self.rewrite_segment(&seg, pass, drop_tombstones_below, &mut out)?;
             if let Some(cleaned_path) = rewritten {
-                #[cfg(test)]
-                let crash_after = st.crash_after_step;
-                #[cfg(not(test))]
-                let crash_after = None;
                 self.swap_in(&seg, &cleaned_path, crash_after)?;
                 out.segments_rewritten += 1;
             }
@@ -486,6 +513,7 @@ impl PartitionLog {
         let mut map: HashMap<u128, i64> = HashMap::new();
         let mut map_end = first_dirty;
         let mut full = false;
+        let aborted = self.aborted_below(first_uncleanable)?;
         for (i, seg) in segs.iter().enumerate() {
             let end = segs.get(i + 1).map_or(i64::MAX, |n| n.base_offset);
             if end <= first_dirty {
@@ -503,7 +531,13 @@ impl PartitionLog {
                     return Ok(false);
                 }
                 out.bytes_read += bytes.len() as u64;
-                if h.is_control() || h.records_count == 0 {
+                let skip = h.is_control()
+                    || h.records_count == 0
+                    || (h.is_transactional()
+                        && aborted
+                            .as_ref()
+                            .is_none_or(|a| is_aborted(a, h.producer_id, h.base_offset)));
+                if skip {
                     map_end = h.last_offset() + 1;
                     return Ok(true);
                 }
@@ -540,10 +574,30 @@ impl PartitionLog {
         }
         Ok(Pass {
             map,
+            aborted,
+            txn_seen: HashSet::new(),
             map_end: map_end.min(first_uncleanable),
             map_full: full,
             next_base: i64::MIN,
         })
+    }
+
+    /// The aborted transactions with a first offset below `end`, by producer (None when there
+    /// are more than `CLEANER_ABORTED_TXNS_MAX`).
+    fn aborted_below(&self, end: i64) -> Result<Option<AbortedByProducer>, LogError> {
+        let list = self.aborted_transactions(self.log_start_offset(), end)?;
+        if list.len() > CLEANER_ABORTED_TXNS_MAX {
+            tracing::warn!(dir = %self.dir.display(), aborted = list.len(), "too many aborted transactions for one cleaner pass; transactional data kept whole this pass");
+            return Ok(None);
+        }
+        let mut by_producer = AbortedByProducer::new();
+        for t in list {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        Ok(Some(by_producer))
     }
 
     /// Write the cleaned copy of `seg` to `<base>.log.cleaned` (fsynced) and return its path,
@@ -551,10 +605,11 @@ impl PartitionLog {
     fn rewrite_segment(
         &self,
         seg: &Arc<Segment>,
-        pass: &Pass,
+        pass: &mut Pass,
         drop_tombstones_below: i64,
         out: &mut CleanOutcome,
     ) -> Result<Option<PathBuf>, LogError> {
+        let mut dropped_markers = Vec::new();
         let path = suffixed(&self.dir, seg.base_offset, CLEANED_SUFFIX);
         let file =
             fs::File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
@@ -569,6 +624,9 @@ impl PartitionLog {
                 Filtered::Unchanged => (None, 0),
                 Filtered::Rewritten(b, dropped) => (Some(b), dropped),
                 Filtered::Dropped(dropped) => {
+                    if h.is_control() {
+                        dropped_markers.push(h.base_offset);
+                    }
                     removed += dropped;
                     return Ok(true);
                 }
@@ -599,6 +657,10 @@ impl PartitionLog {
             return Ok(None);
         }
         finish(writer).map_err(io_err(format!("fsync {}", path.display())))?;
+        if !dropped_markers.is_empty() {
+            // Before the swap: an entry must never outlive its marker.
+            seg.remove_aborted_entries(&self.dir, &dropped_markers)?;
+        }
         out.bytes_written += written;
         out.records_removed += removed;
         Ok(Some(path))
@@ -608,12 +670,42 @@ impl PartitionLog {
         &self,
         bytes: &[u8],
         h: &BatchHeader,
-        pass: &Pass,
+        pass: &mut Pass,
         drop_tombstones_below: i64,
     ) -> Result<Filtered, LogError> {
-        // Control and transactional batches are kept whole: transaction markers and the data
-        // they commit or abort are the transaction coordinator's business (none exists yet).
-        if h.is_control() || h.is_transactional() || h.records_count == 0 {
+        if h.is_control() {
+            // A marker: kept while a batch of its transaction was met in this walk, or while
+            // it has not been clean for delete.retention.ms.
+            let data_left = pass.txn_seen.remove(&h.producer_id);
+            if pass.aborted.is_none()
+                || data_left
+                || h.records_count == 0
+                || h.last_offset() >= drop_tombstones_below
+            {
+                return Ok(Filtered::Unchanged);
+            }
+            return Ok(Filtered::Dropped(h.records_count as u64));
+        }
+        if h.is_transactional() {
+            pass.txn_seen.insert(h.producer_id);
+            let Some(aborted) = &pass.aborted else {
+                return Ok(Filtered::Unchanged);
+            };
+            if is_aborted(aborted, h.producer_id, h.base_offset) {
+                let dropped = h.records_count.max(0) as u64;
+                if self.is_producers_last_batch(h) {
+                    if h.records_count == 0 {
+                        return Ok(Filtered::Unchanged);
+                    }
+                    return Ok(Filtered::Rewritten(
+                        encode_cleaned(h, &[], 0, h.max_timestamp),
+                        dropped,
+                    ));
+                }
+                return Ok(Filtered::Dropped(dropped));
+            }
+        }
+        if h.records_count == 0 {
             return Ok(Filtered::Unchanged);
         }
         let raw = records::decompressed_records(bytes, h)?;
@@ -751,6 +843,15 @@ impl PartitionLog {
     }
 }
 
+/// Whether `producer_id`'s batch at `offset` belongs to one of its aborted transactions
+/// (first offset <= offset <= marker: a producer's transactions never overlap).
+fn is_aborted(aborted: &AbortedByProducer, producer_id: i64, offset: i64) -> bool {
+    aborted.get(&producer_id).is_some_and(|txns| {
+        txns.iter()
+            .any(|&(first, last)| first <= offset && offset <= last)
+    })
+}
+
 enum Filtered {
     Unchanged,
     Rewritten(Vec<u8>, u64),
@@ -795,38 +896,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn control_and_transactional_batches_are_kept_whole_and_others_filtered() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path(), [1; 16], crate::LogConfig::default(), 0).unwrap();
-        // Every key is superseded at offset 1000.
-        let pass = Pass {
-            map: ["a", "b"]
+    fn pass_superseding(keys: &[&str]) -> Pass {
+        Pass {
+            map: keys
                 .iter()
                 .map(|k| (key_hash(k.as_bytes()), 1000))
                 .collect(),
+            aborted: Some(HashMap::new()),
+            txn_seen: HashSet::new(),
             map_end: 1001,
             map_full: false,
             next_base: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn committed_transactional_data_is_filtered_and_markers_wait_for_their_data_and_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), [1; 16], crate::LogConfig::default(), 0).unwrap();
+        // Every key is superseded at offset 1000.
+        let mut pass = pass_superseding(&["a", "b"]);
         let plain = BatchBuilder::new(0)
             .custom_records(vec![rec("a"), rec("b")])
             .build();
         let h = BatchHeader::parse(&plain).unwrap();
         assert!(matches!(
-            log.filter_batch(&plain, &h, &pass, i64::MIN).unwrap(),
+            log.filter_batch(&plain, &h, &mut pass, i64::MIN).unwrap(),
             Filtered::Dropped(2)
         ));
-        for bits in [0x10, 0x20, 0x30] {
+        let with_bits = |bits| {
             let b = BatchBuilder::new(0)
                 .custom_records(vec![rec("a"), rec("b")])
                 .producer(9, 0, 0)
                 .attributes_extra(bits)
                 .build();
             let h = BatchHeader::parse(&b).unwrap();
+            (b, h)
+        };
+        // A committed transactional batch is cleaned like any other (its producer's newest
+        // batch stays, empty).
+        let (b, h) = with_bits(0x10);
+        assert!(matches!(
+            log.filter_batch(&b, &h, &mut pass, i64::MAX).unwrap(),
+            Filtered::Rewritten(_, 2)
+        ));
+        // Its marker stays: this walk met the transaction's data.
+        let (m, mh) = with_bits(0x30);
+        assert!(matches!(
+            log.filter_batch(&m, &mh, &mut pass, i64::MAX).unwrap(),
+            Filtered::Unchanged
+        ));
+        // A marker whose data is gone: kept until its offset has been clean long enough.
+        assert!(matches!(
+            log.filter_batch(&m, &mh, &mut pass, 0).unwrap(),
+            Filtered::Unchanged
+        ));
+        assert!(matches!(
+            log.filter_batch(&m, &mh, &mut pass, i64::MAX).unwrap(),
+            Filtered::Dropped(2)
+        ));
+        // Too many aborts to look up: transactional data and markers stay whole.
+        pass.aborted = None;
+        for bits in [0x10, 0x30] {
+            let (b, h) = with_bits(bits);
             assert!(
                 matches!(
-                    log.filter_batch(&b, &h, &pass, i64::MIN).unwrap(),
+                    log.filter_batch(&b, &h, &mut pass, i64::MAX).unwrap(),
                     Filtered::Unchanged
                 ),
                 "attributes {bits:#x}"
@@ -838,12 +973,7 @@ mod tests {
     fn a_partly_kept_compressed_batch_is_rewritten_uncompressed_with_its_offset_range() {
         let dir = tempfile::tempdir().unwrap();
         let log = PartitionLog::open(dir.path(), [1; 16], crate::LogConfig::default(), 0).unwrap();
-        let pass = Pass {
-            map: [(key_hash(b"a"), 1000)].into_iter().collect(),
-            map_end: 1001,
-            map_full: false,
-            next_base: 0,
-        };
+        let mut pass = pass_superseding(&["a"]);
         let mut b = BatchBuilder::new(50)
             .compression(Compression::Zstd)
             .custom_records(vec![rec("a"), rec("b"), rec("a"), rec("c")])
@@ -851,7 +981,8 @@ mod tests {
             .build();
         batch::set_offset_and_epoch(&mut b, 500, 3);
         let h = BatchHeader::parse(&b).unwrap();
-        let Filtered::Rewritten(out, dropped) = log.filter_batch(&b, &h, &pass, i64::MIN).unwrap()
+        let Filtered::Rewritten(out, dropped) =
+            log.filter_batch(&b, &h, &mut pass, i64::MIN).unwrap()
         else {
             panic!("expected a rewrite");
         };

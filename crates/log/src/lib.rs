@@ -68,8 +68,9 @@
 //!   the original codec), keeps its lastOffsetDelta (Kafka shrinks it to the last kept
 //!   record), and cleans each segment into one segment of the same base offset (Kafka merges
 //!   small cleaned segments). Tombstone expiry is timed by the cleaner checkpoint's history
-//!   rather than a delete-horizon stamped into the batch (KIP-534). Transactional batches are
-//!   kept whole (no transactions exist yet to abort any).
+//!   rather than a delete-horizon stamped into the batch (KIP-534), for transaction markers
+//!   too. When one pass would have to look up more than `CLEANER_ABORTED_TXNS_MAX` aborted
+//!   transactions, it keeps transactional data and markers whole instead.
 //! - Control batches from clients are refused (INVALID_RECORD); transactional ones too
 //!   (INVALID_TXN_STATE) through [`PartitionLog::append`], the broker's produce path until its
 //!   transaction coordinator verifies transactions; [`PartitionLog::append_allowing_transactions`]

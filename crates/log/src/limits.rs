@@ -102,3 +102,8 @@ pub const TXN_INDEX_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Bytes of `.txnindex` read per `pread` while searching it (a whole number of 34-byte
 /// entries is taken from it): a fetch's search holds at most this much.
 pub const TXN_INDEX_READ_CHUNK_BYTES: usize = 34 * 1024;
+
+/// Aborted transactions one cleaner pass looks up (each ~40 bytes in its map): beyond this,
+/// the pass keeps transactional data and markers whole (as before transactions) rather than
+/// hold an unbounded list; a later pass over a shorter stretch cleans them.
+pub const CLEANER_ABORTED_TXNS_MAX: usize = 1 << 20;

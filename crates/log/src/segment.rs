@@ -794,6 +794,47 @@ impl Segment {
             })
     }
 
+    /// The cleaner removed the abort markers at `markers`: rewrite the transaction index
+    /// without their entries, atomically (temporary file, fsync, rename, fsync the directory).
+    pub(crate) fn remove_aborted_entries(
+        &self,
+        dir: &Path,
+        markers: &[i64],
+    ) -> Result<(), LogError> {
+        let io = |e| {
+            LogError::storage(
+                format!(
+                    "rewriting the transaction index of {}",
+                    self.log_path.display()
+                ),
+                e,
+            )
+        };
+        let mut idx = self.txn_index.lock().expect("txn index lock");
+        let all = idx.all().map_err(io)?;
+        let kept: Vec<AbortedTxn> = all
+            .iter()
+            .filter(|t| !markers.contains(&t.last_offset))
+            .copied()
+            .collect();
+        if kept.len() == all.len() {
+            return Ok(());
+        }
+        let bytes: Vec<u8> = kept.iter().flat_map(|t| t.encode()).collect();
+        crate::partition::write_file_atomically(&TxnIndex::path(dir, self.base_offset), &bytes)?;
+        crate::partition::sync_dir(dir)?;
+        match TxnIndex::open(dir, self.base_offset, self.next_offset()).map_err(io)? {
+            Ok(reopened) => *idx = reopened,
+            Err(why) => {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    why,
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Every entry of the transaction index (tests).
     #[cfg(test)]
     pub(crate) fn aborted_entries(&self) -> Vec<AbortedTxn> {

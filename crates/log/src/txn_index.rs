@@ -309,8 +309,7 @@ impl TxnIndex {
         Ok(complete)
     }
 
-    /// Every entry (tests, recovery checks).
-    #[cfg(test)]
+    /// Every entry (at most `TXN_INDEX_BYTES_MAX / 34`).
     pub(crate) fn all(&self) -> std::io::Result<Vec<AbortedTxn>> {
         let mut out = Vec::new();
         self.scan(|_, t| {

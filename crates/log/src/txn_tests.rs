@@ -549,3 +549,175 @@ fn a_follower_refuses_a_control_batch_that_is_not_a_readable_marker() {
     assert!(follower.append_as_follower(&bad).is_err());
     assert_eq!(follower.log_end_offset(), 0);
 }
+
+// The cleaner and transactions.
+
+const DAY_MS: i64 = 86_400_000;
+
+fn compacted() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 128,
+        cleanup_policy: crate::CleanupPolicy::Compact,
+        ..LogConfig::default()
+    }
+}
+
+/// One keyed record as a batch: plain, or transactional from `pid`.
+fn keyed(key: &str, value: &str, txn_pid: Option<(i64, i32)>) -> Vec<u8> {
+    let b = BatchBuilder::new(NOW).custom_records(vec![crate::testkit::Rec {
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: vec![],
+    }]);
+    match txn_pid {
+        Some((pid, seq)) => b.producer(pid, 0, seq).attributes_extra(0x10).build(),
+        None => b.build(),
+    }
+}
+
+/// What a reader of the whole log sees: (offset, key or "<marker>", value).
+fn contents(log: &PartitionLog) -> Vec<(i64, String, String)> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let r = log.read(next, 1 << 20, i64::MAX).unwrap();
+        if r.records.is_empty() {
+            break;
+        }
+        let mut at = 0;
+        while at < r.records.len() {
+            let h = BatchHeader::parse(&r.records[at..]).unwrap();
+            let b = &r.records[at..at + h.total_bytes()];
+            if h.is_control() {
+                let m = crate::control::decode_marker(b, &h).unwrap().unwrap();
+                let what = if m.commit { "commit" } else { "abort" };
+                out.push((
+                    h.base_offset,
+                    "<marker>".into(),
+                    format!("{what} {}", h.producer_id),
+                ));
+            } else {
+                let raw = crate::records::decompressed_records(b, &h).unwrap();
+                for rec in crate::records::stored_records(&raw, &h).unwrap() {
+                    let text = |r: Option<std::ops::Range<usize>>| {
+                        r.map_or(String::new(), |r| {
+                            String::from_utf8(raw[r].to_vec()).unwrap()
+                        })
+                    };
+                    out.push((
+                        h.base_offset + rec.offset_delta as i64,
+                        text(rec.key),
+                        text(rec.value),
+                    ));
+                }
+            }
+            next = h.last_offset() + 1;
+            at += h.total_bytes();
+        }
+    }
+    out
+}
+
+/// Roll so everything so far is in sealed segments, commit it, and clean until done.
+fn seal_and_clean(log: &PartitionLog, now_ms: i64) {
+    log.append(&keyed("filler", "x", None), 0, now_ms).unwrap();
+    log.tick(now_ms + 8 * DAY_MS).unwrap();
+    committed(log);
+    for _ in 0..100 {
+        if !log
+            .clean(now_ms, &crate::CleanerLimits::default())
+            .unwrap()
+            .more
+        {
+            return;
+        }
+    }
+    panic!("cleaner never finished");
+}
+
+fn offsets_of(c: &[(i64, String, String)], key: &str) -> Vec<i64> {
+    c.iter().filter(|r| r.1 == key).map(|r| r.0).collect()
+}
+
+#[test]
+fn the_cleaner_drops_aborted_data_never_lets_it_supersede_and_keeps_markers_for_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), ID, compacted(), NOW).unwrap();
+    log.append(&keyed("k", "committed", None), 0, NOW).unwrap(); // 0
+    log.append_allowing_transactions(&keyed("k", "aborted", Some((1, 0))), 0, NOW)
+        .unwrap(); // 1
+    log.append_control_marker(1, 0, 0, false, 0, NOW).unwrap(); // 2
+    log.append_allowing_transactions(&keyed("j", "in-commit", Some((2, 0))), 0, NOW)
+        .unwrap(); // 3
+    log.append_control_marker(2, 0, 0, true, 0, NOW).unwrap(); // 4
+                                                               // pid 1 writes again, so its aborted batch is not its newest (that one would stay, empty,
+                                                               // for its sequence, and with it the abort marker, as in Kafka).
+    log.append_allowing_transactions(&keyed("m", "later", Some((1, 1))), 0, NOW)
+        .unwrap(); // 5
+    log.append_control_marker(1, 0, 0, true, 0, NOW).unwrap(); // 6
+    let t0 = NOW + 1_000;
+    seal_and_clean(&log, t0);
+    let c = contents(&log);
+    // The aborted value is gone and did not supersede the committed one; both markers stay
+    // (this pass still met their data), and so does the abort's index entry.
+    assert_eq!(offsets_of(&c, "k"), vec![0]);
+    assert_eq!(c[0].2, "committed");
+    assert_eq!(offsets_of(&c, "j"), vec![3]);
+    assert_eq!(offsets_of(&c, "<marker>"), vec![2, 4, 6]);
+    assert_eq!(aborted(&log, 0, log.log_end_offset()), vec![(1, 1)]);
+    // Data gone, but delete.retention.ms not passed since offset 2 was cleaned: kept.
+    seal_and_clean(&log, t0 + DAY_MS - 1);
+    assert_eq!(offsets_of(&contents(&log), "<marker>"), vec![2, 4, 6]);
+    // Past it: the abort marker and its index entry go; the commit markers stay with their
+    // data.
+    seal_and_clean(&log, t0 + DAY_MS + 1);
+    let c = contents(&log);
+    assert_eq!(offsets_of(&c, "<marker>"), vec![4, 6]);
+    assert_eq!(offsets_of(&c, "k"), vec![0]);
+    assert!(aborted(&log, 0, log.log_end_offset()).is_empty());
+    // The same after an unclean restart (indexes rebuilt) and a clean one.
+    let end = log.log_end_offset();
+    drop(log);
+    let log = PartitionLog::open_with_high_watermark(dir.path(), ID, compacted(), NOW, Some(end))
+        .unwrap();
+    assert_eq!(contents(&log), c);
+    assert!(aborted(&log, 0, end).is_empty());
+    assert_eq!(log.last_stable_offset(), end);
+    log.close().unwrap();
+    let log = PartitionLog::open_with_high_watermark(dir.path(), ID, compacted(), NOW, Some(end))
+        .unwrap();
+    assert_eq!(contents(&log), c);
+}
+
+#[test]
+fn the_cleaner_never_cleans_at_or_above_the_last_stable_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), ID, compacted(), NOW).unwrap();
+    log.append_allowing_transactions(&keyed("t", "open", Some((3, 0))), 0, NOW)
+        .unwrap(); // 0: holds the LSO
+    for i in 0..6 {
+        log.append(&keyed("k", &format!("v{i}"), None), 0, NOW)
+            .unwrap();
+    }
+    seal_and_clean(&log, NOW + 1_000);
+    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(
+        offsets_of(&contents(&log), "k").len(),
+        6,
+        "nothing above the LSO cleaned"
+    );
+    log.append_control_marker(3, 0, 0, true, 0, NOW).unwrap();
+    seal_and_clean(&log, NOW + 2_000);
+    let c = contents(&log);
+    assert_eq!(
+        offsets_of(&c, "k").len(),
+        1,
+        "cleaned once the transaction is decided"
+    );
+    assert_eq!(
+        offsets_of(&c, "t"),
+        vec![0],
+        "committed transactional data is kept"
+    );
+}
