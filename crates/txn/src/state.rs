@@ -439,7 +439,9 @@ impl TxnMetadata {
         no_partition_added: bool,
     ) -> Transit {
         let (epoch, last) = if supports_epoch_bump(client_transaction_version) {
-            (self.producer_epoch + 1, self.producer_epoch)
+            // Only a fence at the last epoch reaches i16::MAX here; it then stays there and
+            // the completion moves to `next_producer_id`.
+            (self.producer_epoch.saturating_add(1), self.producer_epoch)
         } else {
             (self.producer_epoch, self.last_producer_epoch)
         };

@@ -164,7 +164,9 @@ impl Coordinator {
             // initialize again (which rotates its producer id).
             return fail(self, codes::PRODUCER_FENCED);
         }
-        let next_producer_id = if tv2 && !is_epoch_fence && meta.is_epoch_exhausted() {
+        // Kafka 4.1 skips this for a fence, which lets a fence at i16::MAX - 1 overflow the
+        // epoch; later Kafka (and we) move to a new producer id whenever the epochs run out.
+        let next_producer_id = if tv2 && meta.is_epoch_exhausted() {
             match self.take_producer_id() {
                 Some(id) => id,
                 None => return fail(self, codes::COORDINATOR_LOAD_IN_PROGRESS),

@@ -10,6 +10,9 @@
 //!   only after every one was acknowledged;
 //! - every request is answered exactly once.
 //!
+//! Idle ids are sometimes moved close to epoch exhaustion, so fences, TV2 bumps and producer id
+//! rotation at the last epochs are exercised too.
+//!
 //! A failure prints its seed; `TXN_SEED=<seed> cargo test -p josefine-txn random` replays it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,6 +166,8 @@ struct Checker {
     last: BTreeMap<String, (i64, i16)>,
     open: BTreeMap<String, Decided>,
     outcomes: usize,
+    /// Producer id changes seen in the log (rotations at epoch exhaustion).
+    rotations: usize,
 }
 
 impl Checker {
@@ -191,6 +196,7 @@ impl Checker {
                         "{id}: producer id went back {pid} -> {}",
                         v.producer_id
                     );
+                    self.rotations += 1;
                 }
             }
             self.last
@@ -276,7 +282,8 @@ impl Checker {
     }
 }
 
-fn run(seed: u64, steps: usize) {
+/// Runs one seed; returns (outcomes, producer id rotations).
+fn run(seed: u64, steps: usize) -> (usize, usize) {
     let mut rng = Rng(seed);
     let mut s = Sim::new();
     let mut clients = [Client::default(); PRODUCERS];
@@ -381,6 +388,20 @@ fn run(seed: u64, steps: usize) {
                 let e = s.c.complete_load(0, coordinator_epoch, s.now).unwrap();
                 s.absorb(e);
             }
+            19 if rng.chance(5) => {
+                // A long history: jump an idle id close to epoch exhaustion, so fencing,
+                // TV2 bumps and producer id rotation at the last epochs get exercised.
+                let id = id_of(rng.below(PRODUCERS as u64) as usize);
+                if let Some(m) = s.c.txns.get_mut(&id) {
+                    let idle = matches!(
+                        m.state,
+                        TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                    );
+                    if idle && !m.pending() && m.producer_epoch < i16::MAX - 4 {
+                        m.producer_epoch = i16::MAX - 4;
+                    }
+                }
+            }
             _ => {}
         }
         checker.scan_log(&s.log);
@@ -445,6 +466,7 @@ fn run(seed: u64, steps: usize) {
     }
     assert!(checker.outcomes > 0, "the run ended no transaction at all");
     let _ = tp;
+    (checker.outcomes, checker.rotations)
 }
 
 #[test]
@@ -453,11 +475,26 @@ fn random_producers_keep_the_transaction_invariants() {
         Ok(s) => vec![s.parse().expect("TXN_SEED is a number")],
         Err(_) => (1..=200).collect(),
     };
+    let many = seeds.len() > 1;
+    let (mut outcomes, mut rotations) = (0, 0);
     for seed in seeds {
-        let result = std::panic::catch_unwind(|| run(seed, 3_000));
-        if let Err(e) = result {
-            eprintln!("random transaction test failed with seed {seed}; replay: TXN_SEED={seed}");
-            std::panic::resume_unwind(e);
+        match std::panic::catch_unwind(|| run(seed, 3_000)) {
+            Ok((o, r)) => {
+                outcomes += o;
+                rotations += r;
+            }
+            Err(e) => {
+                eprintln!(
+                    "random transaction test failed with seed {seed}; replay: TXN_SEED={seed}"
+                );
+                std::panic::resume_unwind(e);
+            }
         }
+    }
+    eprintln!("{outcomes} transactions ended, {rotations} producer id rotations");
+    if many {
+        // The runs must reach the paths they are meant to check.
+        assert!(outcomes > 10_000, "only {outcomes} transactions ended");
+        assert!(rotations > 10, "only {rotations} producer id rotations");
     }
 }

@@ -219,6 +219,10 @@ impl Coordinator {
                         now_ms,
                         expected.is_some(),
                     )))
+                } else if meta.is_epoch_exhausted() {
+                    // Exhausted, and the expected epoch is not the current one: Kafka's epoch
+                    // bump throws here, answered as UNKNOWN_SERVER_ERROR.
+                    Err(codes::UNKNOWN_SERVER_ERROR)
                 } else {
                     let meta = self.txns.get_mut(transactional_id).expect("present");
                     meta.prepare_increment_producer_epoch(timeout_ms, expected.map(|e| e.1), now_ms)
@@ -633,7 +637,7 @@ impl Coordinator {
             let excluded = (!producer_ids.is_empty() && !producer_ids.contains(&meta.producer_id))
                 || (!r.state_filters.is_empty() && !states.contains(&meta.state))
                 || (r.duration_filter >= 0
-                    && now_ms - meta.txn_start_timestamp_ms <= r.duration_filter)
+                    && now_ms.saturating_sub(meta.txn_start_timestamp_ms) <= r.duration_filter)
                 || pattern
                     .as_ref()
                     .is_some_and(|re| !re.is_match(&meta.transactional_id));

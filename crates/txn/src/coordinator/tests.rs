@@ -1345,3 +1345,55 @@ fn verify_only_in_prepare_and_for_other_producers() {
     // Nothing verify_only did reached the log.
     assert_eq!(s.appends.len(), 0);
 }
+
+#[test]
+fn a_tv2_fence_at_the_last_epoch_moves_to_a_new_producer_id() {
+    let mut s = Sim::new();
+    let (_, pid, _) = s.init_now(5, "t", None);
+    let last = crate::state::EPOCH_EXHAUSTED_AT;
+    s.c.txns.get_mut("t").unwrap().producer_epoch = last;
+    s.add_v5(vec![("t", pid, last, false, &[("a", 0)])]);
+    s.flush();
+    // Timed out: fenced to i16::MAX, aborted under TV2 without overflowing.
+    s.advance(70_000);
+    s.flush();
+    assert_eq!(
+        (s.state("t"), s.epoch("t")),
+        (Some(TxnState::PrepareAbort), i16::MAX)
+    );
+    let Effect::SendMarkers { producer_epoch, .. } = s.markers[0].clone() else {
+        panic!()
+    };
+    assert_eq!(
+        producer_epoch,
+        i16::MAX,
+        "the zombie at the last epoch is fenced"
+    );
+    s.finish_markers();
+    let meta = s.c.transaction("t").unwrap();
+    assert_eq!(
+        (meta.state, meta.producer_id, meta.producer_epoch),
+        (TxnState::CompleteAbort, 1001, 0)
+    );
+}
+
+#[test]
+fn hostile_timestamps_do_not_overflow() {
+    let mut s = Sim::new();
+    let (_, pid, e) = s.init_now(3, "t", None);
+    s.add_now(3, "t", pid, e, &[("a", 0)]);
+    let meta = s.c.txns.get_mut("t").unwrap();
+    meta.txn_start_timestamp_ms = i64::MAX;
+    s.advance(20_000);
+    meta_start(&mut s, i64::MIN);
+    let r = s.send(
+        1,
+        TxnRequest::ListTransactions(ListTransactionsRequest::default().with_duration_filter(5)),
+    );
+    assert!(s.take_response(r).is_some());
+    s.advance(20_000);
+}
+
+fn meta_start(s: &mut Sim, start: i64) {
+    s.c.txns.get_mut("t").unwrap().txn_start_timestamp_ms = start;
+}

@@ -54,7 +54,9 @@ impl Coordinator {
             .filter(|m| {
                 m.pending_state.is_none()
                     && m.state == TxnState::Ongoing
-                    && m.txn_start_timestamp_ms + i64::from(m.txn_timeout_ms) < now_ms
+                    && m.txn_start_timestamp_ms
+                        .saturating_add(i64::from(m.txn_timeout_ms))
+                        < now_ms
             })
             .map(|m| m.transactional_id.clone())
             .collect();
@@ -92,7 +94,7 @@ impl Coordinator {
     /// Ids idle past `transactional.id.expiration.ms` in Empty or Complete* are tombstoned,
     /// and forgotten once the tombstones are durable.
     fn expire_transactional_ids(&mut self, now_ms: i64) {
-        let cutoff = now_ms - self.config.transactional_id_expiration_ms;
+        let cutoff = now_ms.saturating_sub(self.config.transactional_id_expiration_ms);
         let mut by_partition: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
         for m in self.txns.values() {
             if m.pending_state.is_none()
