@@ -3,7 +3,8 @@ real clients and the real binary.
 
 Acceptance 1: /metrics parsed by prometheus_client's strict OpenMetrics parser; records_in
 rises by exactly what confluent-kafka and kafka-python produced, bytes_in by the log's
-growth, records_out by one read; a MESSAGE_TOO_LARGE counts once; 5 clients move
+growth, records_out by one read; Produce requests equal librdkafka's own request statistics;
+a MESSAGE_TOO_LARGE counts once; 5 clients move
 `connections` by 5; lag equals kafka-consumer-groups --describe; a deleted topic leaves no
 series. Acceptance 3: health answers before the Kafka port serves; no ESC byte in redirected
 logs; every JSON log line parses; a bad --log exits 2. Acceptance 5: huge headers,
@@ -193,6 +194,28 @@ def test_message_too_large_counts_once(ops_broker):
     key = dict(api="Produce", error="MESSAGE_TOO_LARGE")
     assert after.get("josefine_request_errors_total", **key) - \
         before.get("josefine_request_errors_total", **key) == 1
+
+
+def test_produce_requests_equal_librdkafka_statistics(ops_broker):
+    bs = ops_broker.bootstrap
+    topic = "ops-produce-count"
+    clients.create_topic(bs, topic)
+    before = Scrape(ops_broker)
+    stats = []
+    producer = Producer({"bootstrap.servers": bs, "linger.ms": 2, "statistics.interval.ms": 100,
+                         "stats_cb": lambda s: stats.append(json.loads(s))})
+    log = clients.produce_all(producer, topic, [(None, b"r" * 100, None)] * 3000)
+    assert not log.errors()
+    time.sleep(0.5)
+    producer.poll(0.5)
+    sent = sum(b["req"].get("Produce", 0) for b in stats[-1]["brokers"].values())
+    assert sent > 0
+    after = Scrape(ops_broker)
+
+    def produce_count(scrape):
+        return sum(v for (name, labels), v in scrape.samples.items()
+                   if name == "josefine_request_duration_seconds_count" and ("api", "Produce") in labels)
+    assert produce_count(after) - produce_count(before) == sent
 
 
 def api_versions_connection(broker: Broker) -> socket.socket:

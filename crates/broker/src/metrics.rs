@@ -1139,6 +1139,13 @@ fn encode_cluster(e: &mut DescriptorEncoder, broker: &Broker, metrics: &Metrics)
     )?;
     single(
         e,
+        "replica_fetch_batches_refused",
+        "Fetch answers whose batches this broker refused as a follower (its partition then waits for a new leader epoch).",
+        None,
+        &counter(crate::replication::follower_batches_refused()),
+    )?;
+    single(
+        e,
         "controller_active",
         "1 while this node is the active controller.",
         None,
