@@ -460,21 +460,21 @@ impl Coordinator {
             AddReply::Single { partitions, .. } | AddReply::Batch { partitions, .. } => {
                 partitions.iter().map(|tp| (tp.clone(), error)).collect()
             }
-            AddReply::Offsets(_) => vec![(TopicPartition::new("", 0), error)],
+            AddReply::Offsets(reply) => {
+                let error = fenced_for(error, reply.api_version, 2);
+                let response = AddOffsetsToTxnResponse::default().with_error_code(error);
+                return self.respond(*reply, TxnResponse::AddOffsetsToTxn(response));
+            }
         };
         self.respond_add_each(reply, errors);
     }
 
+    /// Answers an add with an error per partition (AddOffsetsToTxn: its one partition's).
     fn respond_add_each(&mut self, reply: AddReply, errors: Vec<(TopicPartition, i16)>) {
         match reply {
-            AddReply::Offsets(reply) => {
+            AddReply::Offsets(_) => {
                 let error = errors.first().map_or(codes::NONE, |e| e.1);
-                let response = AddOffsetsToTxnResponse::default().with_error_code(fenced_for(
-                    error,
-                    reply.api_version,
-                    2,
-                ));
-                self.respond(reply, TxnResponse::AddOffsetsToTxn(response));
+                self.respond_add(reply, error);
             }
             AddReply::Single { reply, .. } => {
                 let errors = errors
