@@ -72,9 +72,18 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
-/// The support entry for an API key, if we implement it.
+/// APIs the decoder accepts and a handler serves but ApiVersions does not list: parts of a
+/// feature that is not finished (clients must not discover them), reachable by the broker's own
+/// callers and by a client that sends them anyway. WriteTxnMarkers: the partition-leader side
+/// of transactions, until the transaction coordinator is wired in (issue 16).
+pub const SERVED_NOT_ADVERTISED: &[ApiSupport] = &[api(ApiKey::WriteTxnMarkers, 1, 1)];
+
+/// The support entry for an API key, if we serve it (advertised or not).
 pub fn support_for(key: ApiKey) -> Option<&'static ApiSupport> {
-    SUPPORTED_APIS.iter().find(|a| a.key == key)
+    SUPPORTED_APIS
+        .iter()
+        .chain(SERVED_NOT_ADVERTISED)
+        .find(|a| a.key == key)
 }
 
 /// The README table rows (`| Name | key | min-max |`), generated from [`SUPPORTED_APIS`].
@@ -104,8 +113,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn served_but_unadvertised_apis_are_not_in_the_advertised_table() {
+        for a in SERVED_NOT_ADVERTISED {
+            assert!(SUPPORTED_APIS.iter().all(|s| s.key != a.key), "{:?}", a.key);
+            assert_eq!(support_for(a.key), Some(a));
+        }
+    }
+
+    #[test]
     fn ranges_are_within_what_the_crate_can_decode() {
-        for a in SUPPORTED_APIS {
+        for a in SUPPORTED_APIS.iter().chain(SERVED_NOT_ADVERTISED) {
             let crate_range = a.key.valid_versions();
             assert!(a.served_min >= crate_range.min, "{:?}", a.key);
             assert!(a.max <= crate_range.max, "{:?}", a.key);

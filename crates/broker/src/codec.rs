@@ -24,8 +24,8 @@ use crate::api_versions::support_for;
 pub const NON_PRODUCE_REQUEST_BYTES_MAX: usize = 1 << 20;
 
 /// The body of a request: kafka-protocol's enum over every API. The decoder only produces the
-/// APIs listed in `api_versions::SUPPORTED_APIS`, so adding an API is a table row, a dispatch arm
-/// and a handler; no codec change.
+/// APIs listed in `api_versions::SUPPORTED_APIS` (or `SERVED_NOT_ADVERTISED`), so adding an API
+/// is a table row, a dispatch arm and a handler; no codec change.
 pub type RequestBody = RequestKind;
 
 /// The body of a response.

@@ -120,6 +120,9 @@ async fn handle_request(
             ProduceOutcome::Close => return Reply::Close,
         },
         RequestBody::Fetch(r) => ResponseBody::Fetch(handlers::fetch::handle(broker, v, r).await),
+        RequestBody::WriteTxnMarkers(r) => {
+            ResponseBody::WriteTxnMarkers(handlers::write_txn_markers::handle(broker, r).await)
+        }
         RequestBody::ListOffsets(r) => {
             ResponseBody::ListOffsets(handlers::list_offsets::handle(broker, v, r).await)
         }
@@ -164,8 +167,8 @@ async fn handle_request(
                 None => return Reply::Close,
             }
         }
-        // The decoder only yields APIs in SUPPORTED_APIS; `every_supported_api_is_dispatched`
-        // (tests/every_api.rs) keeps this arm unreachable.
+        // The decoder only yields APIs in SUPPORTED_APIS (and SERVED_NOT_ADVERTISED);
+        // `every_supported_api_is_dispatched` (tests/every_api.rs) keeps this arm unreachable.
         other => {
             error!("no handler for decoded {api_key:?} v{v} request ({other:?}); closing");
             return Reply::Close;

@@ -144,6 +144,10 @@ pub const REPLICA_EFFECT_ROUNDS_MAX: usize = 4;
 pub const REPLICA_TICK_MS_MIN: u64 = 100;
 pub const REPLICA_TICK_MS_MAX: u64 = 5_000;
 
+/// How long a WriteTxnMarkers marker waits for the high watermark to cover it before its
+/// partition answers REQUEST_TIMED_OUT (Kafka uses `request.timeout.ms`, 30 s).
+pub const WRITE_TXN_MARKERS_TIMEOUT_MS: u64 = 30_000;
+
 /// How long a `__consumer_offsets` append waits for the high watermark to cover it before the
 /// coordinator answers COORDINATOR_NOT_AVAILABLE-style errors (Kafka's
 /// `offsets.commit.timeout.ms` default, 5 s).

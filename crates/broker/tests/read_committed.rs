@@ -4,8 +4,8 @@
 //! ListOffsets latest is the LSO for read_committed. Transactional produce is not served yet,
 //! so the transactional batches go into the partition's log directly (as the verified produce
 //! path will write them) and the markers through the leader's marker path
-//! (`Partition::append_marker_as_leader`, what WriteTxnMarkers will call); everything read is
-//! read over the wire.
+//! (`Partition::append_marker_as_leader`) or over the wire with WriteTxnMarkers (served, not
+//! advertised); everything read is read over the wire.
 
 mod common;
 
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{batch, start_broker, Client};
+use josefine::clock::now_ms;
 use josefine::partitions::Partition;
 use josefine::server::RunningBroker;
 use josefine_log::batch::BatchHeader;
@@ -21,9 +22,13 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -146,7 +151,7 @@ fn transactional(p: &Partition, pid: i64, seq: i32, n: usize, leader_epoch: i32)
         .attributes_extra(0x10)
         .build();
     p.log
-        .append_allowing_transactions(&b, leader_epoch, 1_700_000_000_000)
+        .append_allowing_transactions(&b, leader_epoch, now_ms())
         .unwrap()
         .base_offset
 }
@@ -199,7 +204,7 @@ async fn read_committed_stops_at_the_lso_and_reports_aborted_transactions() {
         "nothing committed yet: the fetch waits"
     );
     let at = p
-        .append_marker_as_leader(100, 0, 0, false, epoch, 1_700_000_000_000)
+        .append_marker_as_leader(100, 0, 0, false, epoch, now_ms())
         .unwrap();
     assert_eq!(at.base_offset, 4);
     let (answer, waited) = waiter.await.unwrap();
@@ -221,7 +226,7 @@ async fn read_committed_stops_at_the_lso_and_reports_aborted_transactions() {
 
     // A committed transaction is reported nowhere; the abort only where it overlaps.
     assert_eq!(transactional(&p, 200, 0, 1, epoch), 5);
-    p.append_marker_as_leader(200, 0, 0, true, epoch, 1_700_000_000_000)
+    p.append_marker_as_leader(200, 0, 0, true, epoch, now_ms())
         .unwrap();
     let later = fetched(&mut c, fetch(5, 1, 0)).await;
     assert_eq!(
@@ -239,7 +244,7 @@ async fn read_committed_stops_at_the_lso_and_reports_aborted_transactions() {
     );
     // A stale coordinator epoch is fenced at the leader; nothing is written.
     let e = p
-        .append_marker_as_leader(200, 0, -1, true, epoch, 1_700_000_000_000)
+        .append_marker_as_leader(200, 0, -1, true, epoch, now_ms())
         .unwrap_err();
     assert_eq!(e.error_code(), 52);
     assert_eq!(latest(&mut c, 0).await, 7);
@@ -263,5 +268,64 @@ async fn without_transactions_read_committed_sees_what_read_uncommitted_sees() {
     );
     assert_eq!(uncommitted.last_stable_offset, 3);
     assert_eq!(latest(&mut c, 1).await, latest(&mut c, 0).await);
+    broker.shutdown().await;
+}
+
+/// One WriteTxnMarkers v1 marker for partition 0 of each of `topics`.
+fn markers(pid: i64, coordinator_epoch: i32, commit: bool, topics: &[&str]) -> WritableTxnMarker {
+    WritableTxnMarker::default()
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(0)
+        .with_transaction_result(commit)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partition_indexes(vec![0])
+                })
+                .collect(),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_txn_markers_is_served_at_the_leader_but_not_advertised() {
+    let (broker, _dir) = start_broker(&["num.partitions=1"]).await;
+    let mut c = Client::connect(&broker).await;
+    let (p, epoch) = partition(&broker, &mut c).await;
+    c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let (_, versions): (i32, ApiVersionsResponse) = c.recv(ApiKey::ApiVersions, 3).await;
+    assert!(versions.api_keys.iter().all(|k| k.api_key != 27));
+
+    assert_eq!(transactional(&p, 300, 0, 2, epoch), 0); // 0..=1
+    produce_plain(&mut c, "a").await; // 2
+    assert_eq!(latest(&mut c, 1).await, 0);
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![
+        markers(300, 4, false, &[TOPIC, "no-such-topic"]),
+        markers(300, 3, true, &[TOPIC]),
+    ]);
+    c.send(ApiKey::WriteTxnMarkers, 1, &req).await;
+    let (_, r): (i32, WriteTxnMarkersResponse) = c.recv(ApiKey::WriteTxnMarkers, 1).await;
+    let codes: Vec<Vec<i16>> = r
+        .markers
+        .iter()
+        .map(|m| {
+            m.topics
+                .iter()
+                .map(|t| t.partitions[0].error_code)
+                .collect()
+        })
+        .collect();
+    // Written (answered once the high watermark covers it); unknown topic; then an older
+    // coordinator epoch is fenced.
+    assert_eq!(codes, vec![vec![0, 3], vec![52]]);
+    assert_eq!(r.markers[0].producer_id.0, 300);
+    let after = fetched(&mut c, fetch(0, 1, 0)).await;
+    assert_eq!(after.last_stable_offset, 4);
+    assert_eq!(after.batches, vec![(0, 1), (2, 2), (3, 3)]);
+    assert_eq!(after.aborted, Some(vec![(300, 0)]));
     broker.shutdown().await;
 }

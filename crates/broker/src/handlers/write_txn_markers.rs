@@ -1,16 +1,36 @@
-//! WriteTxnMarkers (API 27) at a partition leader: writing one transaction marker.
+//! WriteTxnMarkers (API 27 v1) at a partition leader: the transaction coordinator's (or an
+//! admin client's `kafka-transactions abort`) request to end transactions in partition logs.
 //!
-//! Owns: [`Partition::append_marker_as_leader`], the leader-side write of one COMMIT or ABORT
-//! marker (`PartitionLog::append_control_marker`) under the partition's role lock at the
-//! image's leader epoch, after which the leader state moves the high watermark, as
-//! `append_as_leader` does for produced batches. The request handler itself (decoding API 27
-//! v1, one call per marker and partition, Kafka's per-partition error codes) is not served yet:
-//! the API is neither decoded nor advertised until the transaction coordinator sends it
-//! (issue 16).
+//! Owns: the handler (each marker's partitions written one by one, as Kafka's
+//! `handleWriteTxnMarkersRequest` with `AppendOrigin.COORDINATOR` and acks=-1: answered per
+//! partition once the high watermark covers the marker, or with NOT_LEADER_OR_FOLLOWER /
+//! UNKNOWN_TOPIC_OR_PARTITION / the log's INVALID_PRODUCER_EPOCH and
+//! TRANSACTION_COORDINATOR_FENCED / NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT), and
+//! [`Partition::append_marker_as_leader`], the leader-side write of one marker under the
+//! partition's role lock at the image's leader epoch, after which the leader state moves the
+//! high watermark, as `append_as_leader` does for produced batches.
+//!
+//! Served but not advertised (`api_versions::SERVED_NOT_ADVERTISED`): no client sees it in
+//! ApiVersions until the transaction coordinator sends it (issue 16). Internal topics are
+//! written like any other partition (Kafka writes markers to `__consumer_offsets` too; the group
+//! coordinator does not act on them yet).
 //!
 //! Must never: write a marker on a broker that does not lead the partition at the given
 //! epoch, or outside the role lock (a demotion in between would let a stale leader write).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+
+use super::code;
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::leadership;
+use crate::limits;
 use josefine_log::AppendOutcome;
 
 use crate::partitions::Partition;
@@ -54,4 +74,89 @@ impl Partition {
         self.apply_effects(l, effects, now_ms);
         Ok(outcome)
     }
+}
+
+/// Write one marker to one partition and wait for the high watermark to cover it.
+async fn write_one(
+    broker: &Arc<Broker>,
+    topic: &str,
+    partition_index: i32,
+    marker: &kafka_protocol::messages::write_txn_markers_request::WritableTxnMarker,
+) -> i16 {
+    let image = broker.metadata.image();
+    let Some(topic) = image.topic_by_name(topic) else {
+        return code::UNKNOWN_TOPIC_OR_PARTITION;
+    };
+    let leader_epoch = match leadership::check(
+        &image,
+        broker.config.node_id,
+        topic.topic_id,
+        partition_index,
+        None,
+    ) {
+        Ok(epoch) => epoch,
+        Err(refusal) => return refusal.error_code(),
+    };
+    let Some(partition) = broker.partitions.get(topic.topic_id, partition_index) else {
+        return code::KAFKA_STORAGE_ERROR;
+    };
+    let (producer_id, producer_epoch) = (marker.producer_id.0, marker.producer_epoch);
+    let (coordinator_epoch, commit) = (marker.coordinator_epoch, marker.transaction_result);
+    let writer = partition.clone();
+    let written = broker
+        .blocking(move || {
+            writer.append_marker_as_leader(
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+                leader_epoch,
+                now_ms(),
+            )
+        })
+        .await;
+    match written {
+        Ok(outcome) => {
+            partition
+                .wait_for_high_watermark(
+                    leader_epoch,
+                    outcome.last_offset + 1,
+                    Duration::from_millis(limits::WRITE_TXN_MARKERS_TIMEOUT_MS),
+                )
+                .await
+        }
+        Err(e) => e.error_code(),
+    }
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let mut markers = Vec::with_capacity(request.markers.len());
+    for marker in &request.markers {
+        let mut topics = Vec::with_capacity(marker.topics.len());
+        for t in &marker.topics {
+            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
+            for &index in &t.partition_indexes {
+                let error = write_one(broker, &t.name.0, index, marker).await;
+                partitions.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(error),
+                );
+            }
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(marker.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }
