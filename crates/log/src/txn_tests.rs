@@ -721,3 +721,144 @@ fn the_cleaner_never_cleans_at_or_above_the_last_stable_offset() {
         "committed transactional data is kept"
     );
 }
+
+/// The transactions a random history should leave: aborted (pid, first, marker) and the open
+/// ones (pid -> first).
+#[derive(Default)]
+struct TxnModel {
+    open: std::collections::BTreeMap<i64, i64>,
+    aborted: Vec<(i64, i64, i64)>,
+    seq: std::collections::BTreeMap<i64, i32>,
+}
+
+impl TxnModel {
+    /// Aborts overlapping [from, upper), in marker order.
+    fn aborted_between(&self, from: i64, upper: i64) -> Vec<(i64, i64)> {
+        self.aborted
+            .iter()
+            .filter(|&&(_, first, last)| last >= from && first < upper)
+            .map(|&(pid, first, _)| (pid, first))
+            .collect()
+    }
+
+    fn lso(&self, high_watermark: i64) -> i64 {
+        self.open
+            .values()
+            .copied()
+            .min()
+            .map_or(high_watermark, |f| f.min(high_watermark))
+    }
+}
+
+/// One random step on `log`, mirrored in `model`: a plain batch, a transactional batch (opening
+/// its producer's transaction), or a marker (ending it, or ending nothing).
+fn random_step(log: &PartitionLog, model: &mut TxnModel, rng: &mut crate::batch::tests::Rng) {
+    let pid = 1 + rng.below(4) as i64;
+    match rng.below(5) {
+        0 => {
+            log.append(
+                &BatchBuilder::new(NOW)
+                    .sized_records(1 + rng.below(3), 50)
+                    .build(),
+                0,
+                NOW,
+            )
+            .unwrap();
+        }
+        1 | 2 => {
+            let seq = model.seq.entry(pid).or_insert(0);
+            let n = 1 + rng.below(3);
+            let b = BatchBuilder::new(NOW)
+                .sized_records(n, 40 + rng.below(200))
+                .producer(pid, 0, *seq)
+                .attributes_extra(0x10)
+                .build();
+            let at = log
+                .append_allowing_transactions(&b, 0, NOW)
+                .unwrap()
+                .base_offset;
+            *seq += n as i32;
+            model.open.entry(pid).or_insert(at);
+        }
+        _ => {
+            let commit = rng.below(2) == 0;
+            let at = log
+                .append_control_marker(pid, 0, 0, commit, 0, NOW)
+                .unwrap()
+                .base_offset;
+            if let Some(first) = model.open.remove(&pid) {
+                if !commit {
+                    model.aborted.push((pid, first, at));
+                }
+            }
+        }
+    }
+}
+
+/// Copy the leader's log from the follower's end.
+fn catch_up(leader: &PartitionLog, follower: &PartitionLog) {
+    let mut next = follower.log_end_offset();
+    while next < leader.log_end_offset() {
+        let r = leader.read(next, 700, i64::MAX).unwrap();
+        next = follower
+            .append_as_follower(&r.records)
+            .unwrap()
+            .log_end_offset;
+    }
+    follower.set_high_watermark(leader.high_watermark());
+}
+
+#[test]
+fn random_transaction_histories_agree_with_a_model_on_leader_follower_and_after_restarts() {
+    let mut rng = crate::batch::tests::Rng(0x51ed_2701_a5a5_1234);
+    for round in 0..4 {
+        let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = open(ld.path());
+        let mut follower = open(fd.path());
+        let mut model = TxnModel::default();
+        for step in 0..300 {
+            random_step(&leader, &mut model, &mut rng);
+            committed(&leader);
+            if step % 37 == 0 {
+                // A follower that diverged by losing its tail: cut it back, then catch up.
+                catch_up(&leader, &follower);
+                let cut = rng.below(follower.log_end_offset() as usize + 1) as i64;
+                follower.truncate_to(cut).unwrap();
+            }
+            if step % 101 == 100 {
+                // Crash and reopen both (no clean shutdown): indexes and state rebuilt.
+                let (hw, fhw) = (leader.high_watermark(), follower.high_watermark());
+                drop(leader);
+                drop(follower);
+                leader =
+                    PartitionLog::open_with_high_watermark(ld.path(), ID, config(), NOW, Some(hw))
+                        .unwrap();
+                follower =
+                    PartitionLog::open_with_high_watermark(fd.path(), ID, config(), NOW, Some(fhw))
+                        .unwrap();
+            }
+            let end = leader.log_end_offset();
+            assert_eq!(
+                leader.last_stable_offset(),
+                model.lso(end),
+                "round {round} step {step}"
+            );
+            if step % 13 == 0 {
+                let from = rng.below(end as usize) as i64;
+                let upper = from + 1 + rng.below((end - from) as usize) as i64;
+                assert_eq!(
+                    aborted(&leader, from, upper),
+                    model.aborted_between(from, upper),
+                    "round {round} step {step}: [{from}, {upper})"
+                );
+            }
+        }
+        catch_up(&leader, &follower);
+        let end = leader.log_end_offset();
+        assert!(leader.segment_count() > 3, "the history spans segments");
+        assert_eq!(aborted(&follower, 0, end), model.aborted_between(0, end));
+        assert_eq!(all_aborted(&follower), all_aborted(&leader));
+        assert_eq!(follower.last_stable_offset(), leader.last_stable_offset());
+        assert_eq!(*follower.txns.lock().unwrap(), *leader.txns.lock().unwrap());
+    }
+}
