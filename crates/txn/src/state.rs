@@ -771,17 +771,43 @@ mod tests {
 
     #[test]
     fn every_transition_table_entry() {
-        // Exhaustive over (from, to): exactly the listed previous states are accepted.
+        use TxnState::*;
+        // Kafka 4.1's validPreviousStates, written out as (from, to) pairs.
+        let kafka: BTreeSet<(TxnState, TxnState)> = [
+            (Empty, Empty),
+            (CompleteCommit, Empty),
+            (CompleteAbort, Empty),
+            (Ongoing, Ongoing),
+            (Empty, Ongoing),
+            (CompleteCommit, Ongoing),
+            (CompleteAbort, Ongoing),
+            (Ongoing, PrepareCommit),
+            (Ongoing, PrepareAbort),
+            (PrepareEpochFence, PrepareAbort),
+            (Empty, PrepareAbort),
+            (CompleteCommit, PrepareAbort),
+            (CompleteAbort, PrepareAbort),
+            (PrepareCommit, CompleteCommit),
+            (PrepareAbort, CompleteAbort),
+            (Empty, Dead),
+            (CompleteAbort, Dead),
+            (CompleteCommit, Dead),
+            (Ongoing, PrepareEpochFence),
+        ]
+        .into_iter()
+        .collect();
         for to in TxnState::ALL {
             for from in TxnState::ALL {
                 let allowed = to.valid_previous().contains(&from);
-                let mut m = fresh();
-                m.state = from;
-                m.producer_epoch = 3;
-                let result = std::panic::catch_unwind(move || {
-                    m.prepare(to, 10, -1, 3, -1, 1, BTreeSet::new(), -1, 0, 0)
-                });
-                assert_eq!(result.is_ok(), allowed, "{from:?} -> {to:?}");
+                assert_eq!(allowed, kafka.contains(&(from, to)), "{from:?} -> {to:?}");
+                if allowed {
+                    // prepare accepts every allowed pair (refusals: the should_panic tests).
+                    let mut m = fresh();
+                    m.state = from;
+                    m.producer_epoch = 3;
+                    let t = m.prepare(to, 10, -1, 3, -1, 1, BTreeSet::new(), -1, 0, 0);
+                    assert_eq!((t.state, m.pending_state), (to, Some(to)));
+                }
             }
         }
     }
