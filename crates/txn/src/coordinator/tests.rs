@@ -1397,3 +1397,26 @@ fn hostile_timestamps_do_not_overflow() {
 fn meta_start(s: &mut Sim, start: i64) {
     s.c.txns.get_mut("t").unwrap().txn_start_timestamp_ms = start;
 }
+
+#[test]
+fn a_failed_tombstone_keeps_the_id_and_complete_ids_expire_too() {
+    let mut s = Sim::new();
+    let (_, pid, e) = s.init_now(3, "t", None);
+    s.add_now(3, "t", pid, e, &[("a", 0)]);
+    s.end_now(3, "t", pid, e, true);
+    s.finish_markers();
+    s.now += 604_800_000;
+    s.advance(3_600_000);
+    s.complete_append(AppendOutcome::Unavailable);
+    let meta = s.c.transaction("t").unwrap();
+    assert_eq!(
+        (meta.state, meta.pending()),
+        (TxnState::CompleteCommit, false)
+    );
+    // The next pass tries again, and a durable tombstone forgets the id.
+    s.advance(3_600_000);
+    s.complete_append(AppendOutcome::Appended);
+    assert_eq!(s.state("t"), None);
+    // A new InitProducerId starts over with a fresh producer id.
+    assert_eq!(s.init_now(3, "t", None), (0, 1001, 0));
+}
