@@ -295,7 +295,10 @@ pub(crate) fn recover_files(dir: &Path) -> Result<(), LogError> {
         let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if name.ends_with(DELETED_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
+        if name.ends_with(DELETED_SUFFIX)
+            || name.ends_with(CLEANED_SUFFIX)
+            || name.ends_with(crate::txn_index::TXN_INDEX_REWRITE_SUFFIX)
+        {
             tracing::info!(file = %path.display(), "removing leftover of an interrupted deletion or clean");
             fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
             changed = true;

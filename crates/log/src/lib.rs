@@ -110,7 +110,8 @@
 //! DeleteRecords can put it inside a segment), `cleaner-checkpoint`
 //! (`"0\n<cleaned up to>\n<rewritten below>\n<n>\n"` then n lines `"<offset> <ms>"`: the offset below which a cleaner pass completed, the offset below
 //! which segments may have been rewritten, and when each cleaned point was reached, which times
-//! tombstone removal). Transient: `<name>.deleted`, `<base>.log.cleaned`, `<base>.log.swap`.
+//! tombstone removal). Transient: `<name>.deleted`, `<base>.log.cleaned`, `<base>.log.swap`,
+//! `<base>.txnindex.cleaned` (a transaction index the cleaner is rewriting).
 //!
 //! Retention ([`PartitionLog::enforce_retention`], only with `cleanup.policy` delete or
 //! compact,delete) deletes whole segments from the oldest: by `retention.ms` (largest record

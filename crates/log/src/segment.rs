@@ -821,7 +821,15 @@ impl Segment {
             return Ok(());
         }
         let bytes: Vec<u8> = kept.iter().flat_map(|t| t.encode()).collect();
-        crate::partition::write_file_atomically(&TxnIndex::path(dir, self.base_offset), &bytes)?;
+        let path = TxnIndex::path(dir, self.base_offset);
+        let tmp = TxnIndex::rewrite_path(dir, self.base_offset);
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(io)?;
         crate::partition::sync_dir(dir)?;
         match TxnIndex::open(dir, self.base_offset, self.next_offset()).map_err(io)? {
             Ok(reopened) => *idx = reopened,

@@ -26,6 +26,9 @@ use crate::segment::file_stem;
 
 /// Suffix of a segment's transaction index file.
 pub(crate) const TXN_INDEX_SUFFIX: &str = ".txnindex";
+/// Suffix of a transaction index being rewritten by the cleaner (renamed over the index when
+/// complete; a leftover is removed on open).
+pub(crate) const TXN_INDEX_REWRITE_SUFFIX: &str = ".txnindex.cleaned";
 /// Bytes of one entry (Kafka's `AbortedTxn.TOTAL_SIZE`).
 pub const ABORTED_TXN_BYTES: usize = 34;
 /// The only entry version (Kafka's `AbortedTxn.CURRENT_VERSION`).
@@ -147,6 +150,14 @@ impl TxnIndex {
             last_offset: None,
             dirty: false,
         })
+    }
+
+    /// Where the cleaner writes a new index before renaming it over the old one.
+    pub(crate) fn rewrite_path(dir: &Path, base_offset: i64) -> PathBuf {
+        dir.join(format!(
+            "{}{TXN_INDEX_REWRITE_SUFFIX}",
+            file_stem(base_offset)
+        ))
     }
 
     /// A placeholder that touches no file (replaced by `open`'s result).

@@ -685,9 +685,13 @@ fn the_cleaner_drops_aborted_data_never_lets_it_supersede_and_keeps_markers_for_
     assert!(aborted(&log, 0, end).is_empty());
     assert_eq!(log.last_stable_offset(), end);
     log.close().unwrap();
+    // A rewrite interrupted by a crash leaves a `.txnindex.cleaned`: removed on open.
+    let leftover = TxnIndex::rewrite_path(dir.path(), 0);
+    std::fs::write(&leftover, [1u8; 34]).unwrap();
     let log = PartitionLog::open_with_high_watermark(dir.path(), ID, compacted(), NOW, Some(end))
         .unwrap();
     assert_eq!(contents(&log), c);
+    assert!(!leftover.exists());
 }
 
 #[test]
@@ -861,4 +865,19 @@ fn random_transaction_histories_agree_with_a_model_on_leader_follower_and_after_
         assert_eq!(follower.last_stable_offset(), leader.last_stable_offset());
         assert_eq!(*follower.txns.lock().unwrap(), *leader.txns.lock().unwrap());
     }
+}
+
+#[test]
+fn the_lso_never_falls_below_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    txn(&log, 1, 0, 1); // 0: open
+    log.append(&plain(3), 0, NOW).unwrap(); // 1..=3
+    assert_eq!(committed(&log).last_stable_offset(), 0);
+    // DeleteRecords past the open transaction's start (Kafka: maybeIncrementFirstUnstableOffset
+    // takes the log start then).
+    log.delete_records_before(2).unwrap();
+    assert_eq!(log.last_stable_offset(), 2);
+    marker(&log, 1, true);
+    assert_eq!(committed(&log).last_stable_offset(), 5);
 }
