@@ -377,6 +377,20 @@ pub struct FollowerAppend {
     pub batches: usize,
 }
 
+/// One producer's state in a partition, as Kafka's DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Last sequence of its newest remembered batch (-1: none, e.g. only markers).
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    /// Coordinator epoch of its last marker (-1: none).
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction (-1: none).
+    pub current_txn_start_offset: i64,
+}
+
 /// Whole batches for a fetch, plus the offsets the response reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadResult {

@@ -943,6 +943,16 @@ impl PartitionLog {
         }
     }
 
+    /// Every producer this partition remembers (idempotent and transactional), by producer
+    /// id: what DescribeProducers and `kafka-transactions find-hanging` read.
+    pub fn producers(&self) -> Vec<crate::ProducerInfo> {
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .producers
+            .describe()
+    }
+
     /// The aborted transactions a read_committed fetch of [fetch_offset, upper_bound) must
     /// report (Kafka's `collectAbortedTransactions`): from the transaction index of the
     /// segment holding `fetch_offset` on, every abort overlapping the range, until an entry

@@ -225,6 +225,24 @@ impl ProducerStates {
             })
     }
 
+    /// Every producer's state, by producer id (DescribeProducers' fields).
+    pub(crate) fn describe(&self) -> Vec<crate::ProducerInfo> {
+        let mut out: Vec<crate::ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| crate::ProducerInfo {
+                producer_id,
+                producer_epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(batch::NO_SEQUENCE, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: e.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_unstable_by_key(|p| p.producer_id);
+        out
+    }
+
     /// The open transactions: (producer id, first offset).
     pub(crate) fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.producers

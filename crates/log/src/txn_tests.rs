@@ -881,3 +881,49 @@ fn the_lso_never_falls_below_the_log_start() {
     marker(&log, 1, true);
     assert_eq!(committed(&log).last_stable_offset(), 5);
 }
+
+#[test]
+fn producers_are_described_as_describe_producers_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append_allowing_transactions(&txn_batch(1, 2, 0, 3), 0, NOW)
+        .unwrap(); // 0..=2, open
+    log.append(
+        &BatchBuilder::new(NOW).records(2).producer(2, 0, 5).build(),
+        0,
+        NOW,
+    )
+    .unwrap(); // 3..=4
+    log.append_control_marker(3, 1, 7, false, 0, NOW + 9)
+        .unwrap(); // 5: markers only
+    let info = log.producers();
+    assert_eq!(
+        info,
+        vec![
+            crate::ProducerInfo {
+                producer_id: 1,
+                producer_epoch: 2,
+                last_sequence: 2,
+                last_timestamp: NOW + 2,
+                coordinator_epoch: -1,
+                current_txn_start_offset: 0,
+            },
+            crate::ProducerInfo {
+                producer_id: 2,
+                producer_epoch: 0,
+                last_sequence: 6,
+                last_timestamp: NOW + 1,
+                coordinator_epoch: -1,
+                current_txn_start_offset: -1,
+            },
+            crate::ProducerInfo {
+                producer_id: 3,
+                producer_epoch: 1,
+                last_sequence: -1,
+                last_timestamp: NOW + 9,
+                coordinator_epoch: 7,
+                current_txn_start_offset: -1,
+            },
+        ]
+    );
+}
