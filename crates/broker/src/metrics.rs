@@ -464,6 +464,8 @@ pub struct Metrics {
     pub ready: Readiness,
     /// The chain leader changed (counted by [`watch_chain`]).
     chain_leader_changes: AtomicU64,
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
     broker: OnceLock<Weak<Broker>>,
     /// The registry whose collector renders everything at scrape time.
     registry: OnceLock<Registry>,
@@ -479,6 +481,8 @@ impl Default for Metrics {
             blocking_pool: BlockingPoolMetrics::default(),
             ready: Readiness::default(),
             chain_leader_changes: AtomicU64::new(0),
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
             broker: OnceLock::new(),
             registry: OnceLock::new(),
             started_unix_s: unix_seconds(SystemTime::now()),
@@ -507,6 +511,12 @@ impl Metrics {
             tokio::spawn(watch_chain(
                 self.clone(),
                 broker.metadata.watch_chain_status(),
+            ));
+            let me = broker.config.node_id;
+            tokio::spawn(watch_isr(
+                self.clone(),
+                me,
+                broker.metadata.subscribe_image(),
             ));
         }
     }
@@ -540,6 +550,35 @@ async fn watch_chain(
             metrics.chain_leader_changes.fetch_add(1, Ordering::Relaxed);
         }
         leader = now;
+    }
+}
+
+/// Counts ISR shrinks and expansions of the partitions this node leads, whoever made them
+/// (this leader's AlterPartition, or the controller dropping a fenced replica), by comparing
+/// each applied image with the previous one. Images the watch skips are not compared: a
+/// shrink and an expansion between two looks are not seen. Ends with the metadata store.
+async fn watch_isr(
+    metrics: Arc<Metrics>,
+    me: i32,
+    mut images: tokio::sync::watch::Receiver<Arc<josefine_meta::Image>>,
+) {
+    let mut previous = images.borrow_and_update().clone();
+    while images.changed().await.is_ok() {
+        let image = images.borrow_and_update().clone();
+        for topic in image.topics.values() {
+            for p in topic.partitions.iter().filter(|p| p.leader == me) {
+                let Some(before) = previous.partition(topic.topic_id, p.partition) else {
+                    continue;
+                };
+                let counter = match p.isr.len().cmp(&before.isr.len()) {
+                    std::cmp::Ordering::Less => &metrics.isr_shrinks,
+                    std::cmp::Ordering::Greater => &metrics.isr_expands,
+                    std::cmp::Ordering::Equal => continue,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        previous = image;
     }
 }
 
@@ -1136,6 +1175,20 @@ fn encode_cluster(e: &mut DescriptorEncoder, broker: &Broker, metrics: &Metrics)
             let behind = chain.head.height.saturating_sub(p.matched?.height);
             Some(([("voter", p.id.to_string())], gauge(behind as i64)))
         }),
+    )?;
+    single(
+        e,
+        "isr_shrinks",
+        "ISR shrinks of partitions led here (by this leader or by the controller fencing a replica).",
+        None,
+        &counter(metrics.isr_shrinks.load(Ordering::Relaxed)),
+    )?;
+    single(
+        e,
+        "isr_expands",
+        "ISR expansions of partitions led here.",
+        None,
+        &counter(metrics.isr_expands.load(Ordering::Relaxed)),
     )?;
     single(
         e,
