@@ -65,7 +65,8 @@ LOAD_BIN = os.path.join(REPO, ".cache", "bench-load", "load")  # built by build_
 SATURATED_CORE_SHARE = 0.8
 # The rate sweep: offered rates of 1 KiB records (records/s), tried in order until one fails
 # (p99 at or above the bound, achieved rate under 95 % of offered, or any error).
-SWEEP_RATES = [5_000, 10_000, 20_000, 30_000, 45_000, 65_000, 90_000, 125_000, 170_000]
+SWEEP_RATES = [1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 45_000, 65_000, 90_000, 125_000,
+               170_000]
 SWEEP_P99_BOUND_US = 10_000
 SWEEP_MIN_ACHIEVED = 0.95
 
@@ -563,7 +564,12 @@ def run_sweep(broker, sc, pin, topic):
             break
         knee = rep
     if knee is None:
-        raise RuntimeError(f"sweep: even {steps[0]['rate']} records/s failed: {stop}")
+        # Even the lowest rate missed the bound: a result (knee below it), not a failed run;
+        # the CPU per byte is the failing step's, the throughput figures stay empty.
+        row = {k: v for k, v in load_row(rep, sc["size"]).items()
+               if k not in ("records_per_s", "mb_per_s")}
+        row.update(knee_rate=0, sweep_steps=steps, stopped_by=stop, saturated=stop["saturated"])
+        return row
     row = load_row(knee, sc["size"])
     row.update(knee_rate=knee["target_rate"], sweep_steps=steps, stopped_by=stop)
     if stop:
@@ -698,7 +704,7 @@ def run_scenario(sc, args, run_id, brokers):
             # One unrecorded run at a fifth of the size per broker: a cold JVM (the broker's JIT
             # and the tool's) is not what a running Kafka looks like, and Josefine gets the same.
             warm = (dict(sc, records=max(1000, sc["records"] // 5)) if "records" in sc else
-                    dict(sc, duration_s=2, max_duration_s=2, rates=sc.get("rates", SWEEP_RATES)[:1]))
+                    dict(sc, duration_s=2, max_duration_s=2, rates=sc.get("rates", [5_000])[:1]))
             for b in started:
                 try:
                     RUNNERS[sc["kind"]](b, warm, args.pin, "bench-warmup")
@@ -710,7 +716,8 @@ def run_scenario(sc, args, run_id, brokers):
                 rows.append(row)
                 if row["ok"]:
                     main_fig = (f"{row['mb_per_s']:.1f} MB/s, {row['records_per_s']:.0f} rec/s"
-                                if "mb_per_s" in row else
+                                if "mb_per_s" in row else "knee below the lowest rate"
+                                if "knee_rate" in row else
                                 f"e2e p50 {row.get('e2e_p50_us', 0):.0f} us")
                     lat = (f", p99 {row['due_p99_us']:,} us from due" if "due_p99_us" in row else
                            f", p99 {row['lat_p99_ms']:.0f} ms" if "lat_p99_ms" in row else
@@ -907,6 +914,10 @@ def saturated_label(rows):
     return max(set(labels), key=labels.count) if labels else "–"
 
 
+def sc_rates(name):
+    return ALL[name].get("rates", SWEEP_RATES)
+
+
 def headline_tables(groups):
     """The issue-13 figures: native fixed-rate latency, the sweep's knee, the 3-broker rows."""
     out = []
@@ -948,11 +959,16 @@ def headline_tables(groups):
         out.append("|---|---|---|---|---|---|")
         for b, rs in (("Josefine", j), ("Kafka", k)):
             m, lo, hi, n = summarize(rs, "knee_rate")
-            stops = [f"{r['stopped_by']['why']}/{r['stopped_by']['saturated']}" if r.get("stopped_by")
+            stops = [f"{r['stopped_by']['why']}/{r['stopped_by']['saturated']} at "
+                     f"{r['stopped_by']['rate']:,}" if r.get("stopped_by")
                      else "none (top rate passed)" for r in rs if r.get("ok")]
-            out.append(f"| {b} | {fmt(m)} [{fmt(lo)}–{fmt(hi)}] n={n} | {fmt(med(rs, 'mb_per_s'))} | "
-                       f"{fmt(med(rs, 'due_p99_us'))} | {', '.join(stops) or '–'} | "
-                       f"{fmt(med(rs, 'mb_per_broker_cpu_s'))} |")
+            # A knee of 0 (even the lowest rate missed the bound) has no figures "at the knee".
+            at = [r for r in rs if r.get("knee_rate")]
+            knee = (f"{fmt(m)} [{fmt(lo)}–{fmt(hi)}] n={n}" if m else
+                    f"below {sc_rates(name)[0]:,} in {n} of {n} runs" if n else "–")
+            out.append(f"| {b} | {knee} | {fmt(med(at, 'mb_per_s'))} | "
+                       f"{fmt(med(at, 'due_p99_us'))} | {', '.join(stops) or '–'} | "
+                       f"{fmt(med(at, 'mb_per_broker_cpu_s'))} |")
         out.append("")
     cl = [s["name"] for s in CLUSTER if s["name"] in groups]
     if cl:
@@ -1034,8 +1050,8 @@ def write_report():
            f"- Rate sweep (`sweep-*`): the same load at {', '.join(f'{r // 1000}k' for r in SWEEP_RATES)} "
            f"records/s (4 s each) until a step has p99 ≥ {SWEEP_P99_BOUND_US // 1000} ms, achieves "
            f"under {SWEEP_MIN_ACHIEVED:.0%} of the offered rate, or has an error; the knee is the "
-           "last step that passed, and the table names the core that was saturated at the first "
-           "that failed.\n"
+           "last step that passed (0 when even the first failed), and the table names the core "
+           "that was saturated at the first that failed.\n"
            "- Saturation: the broker's CPU (utime+stime from /proc) and the load tool's (the "
            "reaped child's rusage) over the run's wall time, as a share of the one core each is "
            f"pinned to; ≥ {SATURATED_CORE_SHARE:.0%} is saturated. Rows of the Java "
