@@ -429,6 +429,7 @@ impl Peer {
             tokio::time::timeout(Duration::from_millis(CONTROL_CONNECT_TIMEOUT_MS), async {
                 let mut s = TcpStream::connect(self.addr).await?;
                 s.set_nodelay(true)?;
+                crate::raft::transport::set_peer_user_timeout(&s);
                 s.write_all(Preface::Control.bytes()).await?;
                 Ok::<_, std::io::Error>(s)
             })

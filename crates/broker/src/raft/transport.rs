@@ -100,6 +100,14 @@ pub fn spawn_peer(id: NodeId, addr: SocketAddr) -> PeerSender {
     PeerSender { id, tx }
 }
 
+/// Sets [`PEER_TCP_USER_TIMEOUT_MS`] on a node-to-node connection this node opened (best
+/// effort: where the option is missing the connection keeps TCP's own timeouts).
+pub fn set_peer_user_timeout(s: &TcpStream) {
+    if let Err(e) = rustix::net::sockopt::set_tcp_user_timeout(s, PEER_TCP_USER_TIMEOUT_MS) {
+        tracing::debug!("TCP_USER_TIMEOUT not set: {e}");
+    }
+}
+
 /// Connects and writes the chain preface, both within `io_timeout`.
 async fn connect_chain(addr: SocketAddr, io_timeout: Duration) -> Option<TcpStream> {
     let mut s = tokio::time::timeout(io_timeout, TcpStream::connect(addr))
@@ -107,6 +115,7 @@ async fn connect_chain(addr: SocketAddr, io_timeout: Duration) -> Option<TcpStre
         .ok()?
         .ok()?;
     let _ = s.set_nodelay(true);
+    set_peer_user_timeout(&s);
     tokio::time::timeout(io_timeout, s.write_all(Preface::Chain.bytes()))
         .await
         .ok()?

@@ -107,6 +107,7 @@ impl Peer {
                     reason: e.to_string(),
                 })?;
             let _ = s.set_nodelay(true);
+            crate::raft::transport::set_peer_user_timeout(&s);
             self.stream = Some(BufReader::new(s));
         }
         let correlation_id = self.next_correlation_id;
