@@ -386,11 +386,31 @@ impl World {
             let c = node.collected_total();
             self.report.dead_blocks_collected += c - sn.collected_seen;
         }
+        let (id, incarnation) = (sn.id, sn.meta.broker_incarnation());
         sn.node = None;
         sn.meta = cluster::MetaNode::default();
         sn.storage.crash(keep);
         sn.restart_at_ms = Some(self.now_ms + down_ms);
         self.report.crashes += 1;
+        // Its kernel closes its connections at once: a controller it can reach sees its
+        // control connection end (Josefine's session-close rule).
+        let now = self.now_ms;
+        let isolated = |n: NodeId| {
+            self.isolated
+                .get(&n)
+                .is_some_and(|&(from, until)| from <= now && now < until)
+        };
+        let reachable: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| {
+                let to = self.nodes[j].id;
+                j != i && !isolated(id) && !isolated(to) && !self.cut.contains(&(id, to))
+            })
+            .collect();
+        for j in reachable {
+            self.nodes[j]
+                .meta
+                .broker_connection_closed(incarnation, now);
+        }
     }
 
     fn violated(&self) -> bool {

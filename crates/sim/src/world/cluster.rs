@@ -12,7 +12,9 @@
 //! applied them. Brokers register (a new incarnation on every process start), heartbeat every
 //! interval with their image position, ask for producer-id blocks, and shut down on a simulated
 //! SIGTERM through the controller. Controller RPCs travel the simulated network, so they are
-//! dropped, delayed, duplicated and partitioned like chain messages.
+//! dropped, delayed, duplicated and partitioned like chain messages. A crashed server's kernel
+//! closes its broker's control connection: every active controller it can reach then is told
+//! (Josefine's session-close rule, `SESSION_CLOSE_GRACE_MS`); pauses and cuts close nothing.
 //! Must never: let anything but an active controller propose, change an image outside the
 //! applier (mutations excepted: each breaks one rule on purpose, to prove a check bites), or
 //! use time or randomness other than the world's.
@@ -36,6 +38,10 @@ use crate::meta_invariants::{self as checks, MetaHistory};
 pub const SESSION_TIMEOUT_MS: u64 = 900;
 /// `broker.heartbeat.interval.ms`, scaled like the session timeout (Kafka: 2000).
 pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
+/// `broker.session.close.grace.ms` (Josefine's session-close rule: a crashed broker process's
+/// controller connection is closed by its kernel, and the controller fences it this long
+/// later unless it heartbeats), scaled like the session timeout (default 3000).
+pub const SESSION_CLOSE_GRACE_MS: u64 = 300;
 /// The longest chain election timeout (twice 10 ticks of 10 ms): part of the liveness bound.
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 200;
 /// After the heal, the metadata plane settles within session timeout + election timeout +
@@ -238,6 +244,7 @@ impl Cluster {
             settings: ControllerSettings {
                 session_timeout_ms: SESSION_TIMEOUT_MS,
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+                session_close_grace_ms: SESSION_CLOSE_GRACE_MS,
                 producer_id_block_size: 1_000,
                 ..ControllerSettings::default()
             },
@@ -265,6 +272,27 @@ pub(crate) struct MetaNode {
     outcomes: BTreeMap<u64, bool>,
     /// `SpeculativeApply`: payloads already applied when proposed.
     speculated: BTreeSet<Bytes>,
+}
+
+/// The control connection of a broker incarnation (one per process; never 0).
+fn session_connection(incarnation_id: u128) -> u64 {
+    (incarnation_id as u64) | 1
+}
+
+impl MetaNode {
+    /// This server's broker incarnation (0: none started).
+    pub(crate) fn broker_incarnation(&self) -> u128 {
+        self.broker.incarnation_id
+    }
+
+    /// The kernel of a crashed server closed `incarnation_id`'s control connection to this
+    /// one: an active controller starts the session-close grace.
+    pub(crate) fn broker_connection_closed(&mut self, incarnation_id: u128, now_ms: u64) {
+        if let Some(c) = self.controller.as_mut() {
+            c.ctl
+                .connection_closed(session_connection(incarnation_id), now_ms);
+        }
+    }
 }
 
 /// The broker process of a server.
@@ -918,7 +946,8 @@ impl World {
                     want_fence: false,
                     want_shutdown,
                 };
-                let (r, cmd) = c.ctl.heartbeat(basis, hb, now);
+                let conn = session_connection(incarnation_id);
+                let (r, cmd) = c.ctl.heartbeat_on(basis, hb, conn, now);
                 let reply = Reply::Heartbeat {
                     incarnation_id,
                     broker_epoch,
