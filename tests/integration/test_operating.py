@@ -218,6 +218,19 @@ def test_produce_requests_equal_librdkafka_statistics(ops_broker):
     assert produce_count(after) - produce_count(before) == sent
 
 
+def test_fsyncs_are_timed(ops_factory):
+    broker = ops_factory(log_flush_interval_messages=1)
+    topic = "ops-fsync"
+    clients.create_topic(broker.bootstrap, topic)
+    before = Scrape(broker).get("josefine_log_flush_duration_seconds_count")
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "acks": "1"})
+    for i in range(5):
+        assert not clients.produce_all(producer, topic, [(None, b"sync", None)]).errors()
+    after = Scrape(broker)
+    assert after.get("josefine_log_flush_duration_seconds_count") - before >= 5
+    assert after.get("josefine_log_flush_duration_seconds_sum") > 0
+
+
 def api_versions_connection(broker: Broker) -> socket.socket:
     """A connection that has been served one request (so the broker has accepted it)."""
     s = socket.create_connection((broker.host, broker.port), timeout=10)

@@ -1021,7 +1021,7 @@ fn append_round(
     }
     // One flush per partition after all of the round's appends (a group commit).
     for (i, log) in to_flush.iter().enumerate() {
-        if let Err(e) = log.flush() {
+        if let Err(e) = crate::metrics::timed_flush(log) {
             error!("flushing {OFFSETS_TOPIC}: {e}");
             for (result, waits_on) in results.iter_mut().zip(&flush_of) {
                 if *waits_on == Some(i) {

@@ -52,6 +52,13 @@ pub struct LatencyHistogram {
 }
 
 impl LatencyHistogram {
+    const fn new() -> LatencyHistogram {
+        LatencyHistogram {
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS_SECONDS.len() + 1],
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
         let bucket = LATENCY_BUCKETS_SECONDS
@@ -75,6 +82,22 @@ impl LatencyHistogram {
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
+}
+
+/// fsyncs the broker asks a log for (`log_flush_duration_seconds`): produce with
+/// `flush.messages` reached, the group coordinator's commits, a follower's appends. Process-wide
+/// (the flush sites hold a log, not the broker); interval flushes inside the log's own tick
+/// (`flush.ms`) are not included.
+static LOG_FLUSH: LatencyHistogram = LatencyHistogram::new();
+
+/// `log.flush()`, timed into `log_flush_duration_seconds`.
+pub fn timed_flush(
+    log: &josefine_log::PartitionLog,
+) -> std::result::Result<(), josefine_log::LogError> {
+    let started = std::time::Instant::now();
+    let result = log.flush();
+    LOG_FLUSH.observe(started.elapsed());
+    result
 }
 
 /// Why a Kafka client connection ended (`connections_closed_total{reason}`).
@@ -815,6 +838,13 @@ fn encode_requests(e: &mut DescriptorEncoder, r: &RequestMetrics) -> Result {
 }
 
 fn encode_storage_counters(e: &mut DescriptorEncoder, s: &StorageMetrics) -> Result {
+    let d = e.encode_descriptor(
+        "log_flush_duration",
+        "fsyncs of a partition log the broker asked for (produce with flush.messages, group commits, follower appends).",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    LOG_FLUSH.encode(d)?;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     single(
         e,

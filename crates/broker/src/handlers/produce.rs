@@ -337,7 +337,7 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
         }
     }
     for partition in &to_flush {
-        if let Err(e) = partition.log.flush() {
+        if let Err(e) = crate::metrics::timed_flush(&partition.log) {
             for (_, _, slots) in topics.iter_mut() {
                 for slot in slots.iter_mut() {
                     if matches!(&slot.target, Ok(t) if Arc::ptr_eq(&t.partition, partition)) {

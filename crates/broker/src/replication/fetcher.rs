@@ -388,7 +388,7 @@ fn apply_partition(leader_id: i32, target: &FetchTarget, data: PartitionData) ->
         // (Kafka flushes a follower's appends by the same rule as a leader's; the log leaves
         // interval 1 to its caller).
         if log.needs_flush_after_append() {
-            if let Err(e) = log.flush() {
+            if let Err(e) = crate::metrics::timed_flush(log) {
                 error!(topic = %p.topic, partition = p.index, leader = leader_id, "flushing appended batches failed; partition stopped: {e}");
                 return Outcome::Stop;
             }
