@@ -566,8 +566,7 @@ def run_sweep(broker, sc, pin, topic):
     if knee is None:
         # Even the lowest rate missed the bound: a result (knee below it), not a failed run;
         # the CPU per byte is the failing step's, the throughput figures stay empty.
-        row = {k: v for k, v in load_row(rep, sc["size"]).items()
-               if k not in ("records_per_s", "mb_per_s")}
+        row = {k: v for k, v in load_row(rep, sc["size"]).items() if k not in KNEE_FIGURES}
         row.update(knee_rate=0, sweep_steps=steps, stopped_by=stop, saturated=stop["saturated"])
         return row
     row = load_row(knee, sc["size"])
@@ -577,6 +576,11 @@ def run_sweep(broker, sc, pin, topic):
         row["broker_core_share"], row["client_core_share"] = (stop["broker_core_share"],
                                                               stop["client_core_share"])
     return row
+
+
+# What a sweep row reports at its knee; a row without a knee (0) has none of them.
+KNEE_FIGURES = ("records_per_s", "mb_per_s", "due_p50_us", "due_p99_us", "due_p999_us",
+                "due_max_us", "broker_cpu_s", "bytes", "mb_per_broker_cpu_s", "cpu_s_per_gb")
 
 
 def run_cluster_load(broker, sc, pin, topic):
@@ -844,6 +848,9 @@ def load_rows():
     for r in rows:  # rows recorded before the MB per broker CPU-s figure existed
         if r.get("cpu_s_per_gb") and "mb_per_broker_cpu_s" not in r:
             r["mb_per_broker_cpu_s"] = 1000 / r["cpu_s_per_gb"]
+        if r.get("knee_rate") == 0:  # no knee: no figures "at the knee" (see run_sweep)
+            for k in KNEE_FIGURES:
+                r.pop(k, None)
     return rows
 
 
