@@ -24,7 +24,8 @@
 //! NOT_COORDINATOR at the unload), block the coordinator task on storage (appends and loads
 //! run on the blocking pool via [`Broker::blocking`], and their results come back as
 //! messages), acknowledge a commit before its append is durable per the log's flush policy (the
-//! coordinator only releases a response on `on_append_complete`), reorder appends to one
+//! coordinator only releases a response on `on_append_complete`; a topic deletion's caller
+//! hears back once its tombstones are reported), reorder appends to one
 //! partition (one appender, FIFO: compaction keeps the *last* record per key), or queue without
 //! a bound (see `limits`).
 
@@ -87,6 +88,8 @@ enum Msg {
     },
     TopicDeleted {
         topic: String,
+        /// Answered once the tombstones of the deletion are appended (or failed).
+        done: oneshot::Sender<()>,
     },
     Shutdown,
 }
@@ -327,14 +330,20 @@ impl Groups {
     }
 
     /// A topic was deleted: its committed offsets go (or, for `__consumer_offsets` itself,
-    /// every group this coordinator served).
+    /// every group this coordinator served). Returns once their tombstones are appended
+    /// (durable per the log's flush policy) or failed: the coordinator forgets the offsets at
+    /// once, so a caller answered before that could see them gone and then, after a clean
+    /// shutdown that took the leadership away first, loaded back from the log.
     pub async fn topic_deleted(&self, topic: &str) {
-        let _ = self
-            .requests
-            .send(Msg::TopicDeleted {
-                topic: topic.to_string(),
-            })
-            .await;
+        let (done, rx) = oneshot::channel();
+        let msg = Msg::TopicDeleted {
+            topic: topic.to_string(),
+            done,
+        };
+        if self.requests.send(msg).await.is_ok() {
+            // Dropped unanswered when the coordinator stops first.
+            let _ = rx.await;
+        }
     }
 
     /// Stops the coordinator and waits until no append is in flight, so the partition logs can
@@ -409,6 +418,10 @@ struct Runtime {
     next_load_id: u64,
     /// Appends handed to the appender and not reported back, in issue order.
     in_flight: BTreeMap<JobId, InFlight>,
+    /// Topic deletions waiting for their tombstones: the last append each issued, and whom to
+    /// tell once no append up to it is in flight. At most one per connection (one request in
+    /// progress each).
+    deletions: Vec<(JobId, oneshot::Sender<()>)>,
     next_job: u64,
     appends: mpsc::Sender<AppendJob>,
     internal_tx: mpsc::Sender<Internal>,
@@ -451,6 +464,7 @@ impl Runtime {
             led: BTreeMap::new(),
             next_load_id: 1,
             in_flight: BTreeMap::new(),
+            deletions: Vec::new(),
             next_job: 1,
             appends: appends_tx,
             internal_tx,
@@ -577,13 +591,20 @@ impl Runtime {
                 self.follow(&image);
                 let _ = reply.send(());
             }
-            Msg::TopicDeleted { topic } => {
+            Msg::TopicDeleted { topic, done } => {
+                let first = self.next_job;
                 if topic == OFFSETS_TOPIC {
                     let image = self.broker.metadata.image();
                     self.follow(&image);
                 } else {
                     let effects = self.coordinator.on_topic_deleted(&topic, now_ms());
                     self.carry_out(effects);
+                }
+                match self.next_job > first {
+                    true => self.deletions.push((JobId(self.next_job - 1), done)),
+                    false => {
+                        let _ = done.send(());
+                    }
                 }
             }
             Msg::Shutdown => unreachable!("handled by the loop"),
@@ -605,6 +626,7 @@ impl Runtime {
                         self.carry_out(effects);
                     }
                 }
+                self.answer_deletions();
                 self.start_drained_loads();
             }
             Internal::LoadStep {
@@ -654,6 +676,18 @@ impl Runtime {
                     Err(e) => error!(partition, "completing the load: {e}"),
                 }
             }
+        }
+    }
+
+    /// Tells the deletions whose appends are all reported back.
+    fn answer_deletions(&mut self) {
+        let in_flight = &self.in_flight;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deletions)
+            .into_iter()
+            .partition(|(last, _)| in_flight.range(..=*last).next().is_none());
+        self.deletions = waiting;
+        for (_, tell) in done {
+            let _ = tell.send(());
         }
     }
 
@@ -1548,6 +1582,45 @@ mod tests {
         let header = BatchHeader::parse(&read.records).unwrap();
         assert_eq!(header.partition_leader_epoch, new_epoch);
         assert_eq!(fetch(&mut rt), (0, 10));
+        running.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_topic_deletion_is_answered_only_once_its_tombstones_are_appended() {
+        let (running, _dir) = start().await;
+        let broker = running.broker.clone();
+        let (mut rt, mut ch) = runtime(&broker);
+        settle(&mut rt, &mut ch).await;
+        commit(&mut rt, 5);
+        let job = ch.appends.try_recv().unwrap();
+        append(&mut rt, &broker, vec![job]);
+        let log_end = log_of(&broker).log_end_offset();
+
+        // The offsets are gone from memory at once, but the caller (DeleteTopics) waits: a
+        // shutdown right after its answer must find the tombstones in the log.
+        let (done, mut answered) = oneshot::channel();
+        rt.on_msg(Msg::TopicDeleted {
+            topic: "t".into(),
+            done,
+        });
+        assert_eq!(fetch(&mut rt), (0, -1));
+        let tombstones = ch.appends.try_recv().unwrap();
+        assert!(answered.try_recv().is_err(), "answered before the append");
+        assert_eq!(
+            append(&mut rt, &broker, vec![tombstones]),
+            [AppendOutcome::Appended]
+        );
+        answered.try_recv().expect("answered once appended");
+        assert_eq!(log_of(&broker).log_end_offset(), log_end + 1);
+
+        // Nothing to delete: answered at once.
+        let (done, mut answered) = oneshot::channel();
+        rt.on_msg(Msg::TopicDeleted {
+            topic: "other".into(),
+            done,
+        });
+        answered.try_recv().expect("answered at once");
+        assert!(ch.appends.try_recv().is_err());
         running.shutdown().await;
     }
 }

@@ -54,7 +54,8 @@ async fn delete_one(
     {
         Ok(_) => {
             info!(topic = %topic_name_s, "deleted topic");
-            // Committed offsets of the topic go too (Kafka's onPartitionsDeleted).
+            // Committed offsets of the topic go too (Kafka's onPartitionsDeleted, which the
+            // metadata publisher waits on): answered once their tombstones are appended.
             broker.groups().topic_deleted(&topic_name_s).await;
             result.with_error_code(code::NONE)
         }
