@@ -801,3 +801,34 @@ fn torn_tail_below_a_durable_log_start_keeps_the_start() {
     let log = PartitionLog::open(&dir, ID, LogConfig::default(), NOW).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (3, 4));
 }
+
+#[test]
+fn a_reopened_active_segment_written_then_rolled_gets_its_indexes_fsynced() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PartitionLog::open(dir.path(), ID, small_config(), NOW).unwrap();
+    log.append(&batch_n(0), 0, NOW).unwrap();
+    log.close().unwrap();
+    drop(log);
+    let log = PartitionLog::open(dir.path(), ID, small_config(), NOW).unwrap();
+    let first = log.segments.read().unwrap()[0].clone();
+    assert_eq!(log.segment_count(), 1);
+    let synced = || {
+        first
+            .indexes_synced
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    assert!(synced(), "reopened from a clean close");
+    // Written to while active, then rolled: its indexes changed since they were fsynced.
+    let mut i = 1;
+    while log.segment_count() == 1 {
+        log.append(&batch_n(i), 0, NOW).unwrap();
+        i += 1;
+    }
+    assert!(
+        !synced(),
+        "written since reopened: the flush must fsync its indexes"
+    );
+    // The tick after a roll flushes the sealed segment, indexes included.
+    log.tick(NOW).unwrap();
+    assert!(synced());
+}

@@ -49,7 +49,8 @@ pub(crate) struct Segment {
     pub(crate) rolling_base_ms: AtomicI64,
     /// Written since the last fdatasync of `.log`.
     pub(crate) dirty: AtomicBool,
-    /// Index files fsynced since the segment stopped being the active one.
+    /// Index files fsynced since last written (appends and the seal write them; a segment
+    /// reopened from disk starts synced). The flush fsyncs those of sealed segments only.
     pub(crate) indexes_synced: AtomicBool,
     /// Only touched by the single appender (under the partition's append lock).
     bytes_since_index_entry: AtomicU64,
@@ -377,6 +378,9 @@ impl Segment {
             max_ts_offset,
         );
         self.dirty.store(true, Ordering::Release);
+        // Its indexes may have moved too: once rolled, they must be fsynced before the
+        // recovery point passes them (a reopened active segment starts out synced).
+        self.indexes_synced.store(false, Ordering::Release);
         self.size_bytes
             .store(position + batch_bytes, Ordering::Release);
         self.next_offset
@@ -408,6 +412,7 @@ impl Segment {
     pub(crate) fn seal(&self) {
         let (ts, off) = self.max_timestamp();
         if ts >= 0 {
+            self.indexes_synced.store(false, Ordering::Release);
             self.index
                 .lock()
                 .expect("index lock")
