@@ -18,7 +18,7 @@
 //! 53 baseSequence i32     57 recordsCount i32    61 records...
 //! ```
 
-use crate::error::LogError;
+use crate::error::{LogError, RecordError};
 use crate::limits::{BATCH_HEADER_BYTES, RECORD_BYTES_MIN};
 use crate::records::{self, RecordVisit};
 use crate::TimestampType;
@@ -287,10 +287,26 @@ pub struct ValidationConfig {
 /// magic, base offset 0, size vs `message.max.bytes`, CRC32C, offset range vs record count,
 /// control/transactional flags, sequence, then every record's structure (decompressing with a
 /// hard cap when compressed) and CreateTime timestamps. `batch` must be exactly one batch.
+/// Record errors name no partition (tools, fuzzing); the log uses
+/// [`validate_client_batch_for`].
 pub fn validate_client_batch(
     batch: &[u8],
     cfg: &ValidationConfig,
     now_ms: i64,
+) -> Result<BatchSummary, LogError> {
+    validate_client_batch_for(batch, cfg, now_ms, "")
+}
+
+/// [`validate_client_batch`] whose record errors name `topic_partition` ("topic-N") as
+/// Kafka's do. Record-level refusals (a missing key on a compacted topic, a CreateTime
+/// outside the window) are collected over the whole batch, one per record (the key first,
+/// as Kafka), and returned together as [`LogError::RecordErrors`]; structural errors still
+/// stop at the first.
+pub fn validate_client_batch_for(
+    batch: &[u8],
+    cfg: &ValidationConfig,
+    now_ms: i64,
+    topic_partition: &str,
 ) -> Result<BatchSummary, LogError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_bytes() != batch.len() {
@@ -339,20 +355,38 @@ pub fn validate_client_batch(
         max_timestamp_offset_delta: 0,
     };
     let check_time = cfg.timestamp_type == TimestampType::CreateTime;
+    let mut record_errors: Vec<RecordError> = Vec::new();
+    let mut timestamp_error = false;
+    let mut batch_index = 0i32;
     records::visit_records(batch, &header, |r: RecordVisit| {
+        let index = batch_index;
+        batch_index += 1;
         if cfg.require_keys && r.key_len < 0 {
-            return Err(LogError::InvalidRecord(format!(
-                "compacted topic cannot accept message without key (offset delta {})",
-                r.offset_delta
-            )));
+            record_errors.push(RecordError {
+                batch_index: index,
+                message: format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic_partition}"
+                ),
+            });
+            return Ok(true);
         }
+        // Kafka's bounds, wrapping as Java's long arithmetic does in the message.
         let out_of_window = r.timestamp > now_ms.saturating_add(cfg.timestamp_after_max_ms)
             || r.timestamp < now_ms.saturating_sub(cfg.timestamp_before_max_ms);
         if check_time && r.timestamp != NO_TIMESTAMP && out_of_window {
-            return Err(LogError::InvalidTimestamp(format!(
-                "timestamp {} of record at offset delta {} is out of range (now {now_ms})",
-                r.timestamp, r.offset_delta
-            )));
+            timestamp_error = true;
+            record_errors.push(RecordError {
+                batch_index: index,
+                // The base offset is 0 (checked above), so the record's offset is its delta.
+                message: format!(
+                    "Timestamp {} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
+                    r.timestamp,
+                    r.offset_delta,
+                    now_ms.wrapping_sub(cfg.timestamp_before_max_ms),
+                    now_ms.wrapping_add(cfg.timestamp_after_max_ms)
+                ),
+            });
+            return Ok(true);
         }
         if r.timestamp > summary.max_timestamp {
             summary.max_timestamp = r.timestamp;
@@ -360,6 +394,12 @@ pub fn validate_client_batch(
         }
         Ok(true)
     })?;
+    if !record_errors.is_empty() {
+        return Err(LogError::RecordErrors {
+            timestamp: timestamp_error,
+            errors: record_errors,
+        });
+    }
     Ok(summary)
 }
 
@@ -715,6 +755,101 @@ pub(crate) mod tests {
         let mut c = cfg();
         c.timestamp_type = TimestampType::LogAppendTime;
         validate_client_batch(&b, &c, NOW).unwrap();
+    }
+
+    /// 100 records, every tenth without a key.
+    fn every_tenth_keyless() -> Vec<Rec> {
+        (0..100)
+            .map(|i| Rec {
+                key: (i % 10 != 3).then(|| format!("k{i}").into_bytes()),
+                value: Some(b"v".to_vec()),
+                headers: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn record_errors_name_every_keyless_record_of_a_compacted_batch() {
+        let mut c = cfg();
+        c.require_keys = true;
+        for codec in [Compression::None, Compression::Lz4] {
+            let b = BatchBuilder::new(NOW)
+                .compression(codec)
+                .custom_records(every_tenth_keyless())
+                .build();
+            let Err(LogError::RecordErrors { timestamp, errors }) =
+                validate_client_batch_for(&b, &c, NOW, "t-0")
+            else {
+                panic!("keyless records on a compacted topic are record errors");
+            };
+            assert!(!timestamp);
+            let indexes: Vec<i32> = errors.iter().map(|e| e.batch_index).collect();
+            assert_eq!(indexes, (0..10).map(|i| i * 10 + 3).collect::<Vec<_>>());
+            assert_eq!(
+                errors[0].message,
+                "Compacted topic cannot accept message without key in topic partition t-0"
+            );
+        }
+    }
+
+    #[test]
+    fn a_timestamp_error_among_key_errors_makes_the_batch_invalid_timestamp() {
+        let mut c = cfg();
+        c.require_keys = true;
+        c.timestamp_after_max_ms = 50;
+        // Record i has timestamp NOW + i: from index 51 on they are too far in the future.
+        let b = BatchBuilder::new(NOW)
+            .custom_records(every_tenth_keyless())
+            .build();
+        let Err(LogError::RecordErrors { timestamp, errors }) =
+            validate_client_batch_for(&b, &c, NOW, "t-0")
+        else {
+            panic!("record errors expected");
+        };
+        assert!(timestamp);
+        // One error per record, the key first (as Kafka): 3, 13, 23, 33, 43, then 51..=99.
+        assert_eq!(errors.len(), 5 + 49);
+        assert_eq!(errors[5].batch_index, 51);
+        assert_eq!(
+            errors[5].message,
+            format!(
+                "Timestamp {} of message with offset 51 is out of range. The timestamp should be within [{}, {}]",
+                NOW + 51,
+                NOW.wrapping_sub(i64::MAX),
+                NOW + 50
+            )
+        );
+        assert_eq!(errors[7].batch_index, 53);
+        assert!(errors[7].message.starts_with("Compacted topic"));
+    }
+
+    #[test]
+    fn a_batch_with_record_errors_appends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("compacted-7");
+        let config = crate::LogConfig {
+            cleanup_policy: crate::CleanupPolicy::Compact,
+            ..crate::LogConfig::default()
+        };
+        let log = crate::PartitionLog::open(&path, [1; 16], config, NOW).unwrap();
+        let b = BatchBuilder::new(NOW)
+            .custom_records(every_tenth_keyless())
+            .build();
+        let e = log.append(&b, 0, NOW).unwrap_err();
+        assert_eq!(e.kafka_error_code(), 87);
+        let LogError::RecordErrors { errors, .. } = &e else {
+            panic!("record errors expected, got {e}");
+        };
+        assert_eq!(errors.len(), 10);
+        assert!(errors[9]
+            .message
+            .ends_with("in topic partition compacted-7"));
+        assert!(e
+            .to_string()
+            .starts_with("One or more records have been rejected due to 10 record errors"));
+        assert_eq!(log.log_end_offset(), 0);
+        let keyed = BatchBuilder::new(NOW).records(100).build();
+        assert_eq!(log.append(&keyed, 0, NOW).unwrap().base_offset, 0);
     }
 
     #[test]

@@ -16,6 +16,17 @@ pub enum LogError {
     /// Structurally readable but not acceptable: wrong counts, bad varints, control batch...
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Records of a produced batch refused one by one, as Kafka's `RecordValidationException`:
+    /// the whole batch is refused (nothing appended) and each culprit is named by its index in
+    /// the batch. INVALID_TIMESTAMP when any of them is a timestamp error, else INVALID_RECORD.
+    /// Displays as Kafka's error message for the partition response.
+    #[error("{}", record_errors_message(*timestamp, errors))]
+    RecordErrors {
+        /// At least one of `errors` is a timestamp outside the topic's window.
+        timestamp: bool,
+        /// Every refused record, in batch order (never empty).
+        errors: Vec<RecordError>,
+    },
     /// One batch is larger than `message.max.bytes`.
     #[error("record batch of {size_bytes} bytes exceeds message.max.bytes {max_bytes}")]
     MessageTooLarge { size_bytes: u64, max_bytes: u64 },
@@ -80,12 +91,50 @@ pub enum LogError {
     Offline,
 }
 
+/// One refused record of a produced batch (Kafka's `ProduceResponse.RecordError`; the
+/// Produce v8+ `record_errors` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// Position of the record in its batch, from 0.
+    pub batch_index: i32,
+    pub message: String,
+}
+
+/// Kafka's `LogValidator.processRecordErrors` message: the count and the first three errors
+/// in Java's `List.toString` form, or a fixed sentence when any error is a timestamp error.
+fn record_errors_message(timestamp: bool, errors: &[RecordError]) -> String {
+    if timestamp {
+        return "One or more records have been rejected due to invalid timestamp".into();
+    }
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|e| {
+            format!(
+                "RecordError(batchIndex={}, message='{}')",
+                e.batch_index, e.message
+            )
+        })
+        .collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    )
+}
+
 impl LogError {
     /// The Kafka protocol error code to put in the response.
     pub fn kafka_error_code(&self) -> i16 {
         match self {
             LogError::CorruptMessage(_) => 2,
             LogError::InvalidRecord(_) => 87,
+            LogError::RecordErrors {
+                timestamp: true, ..
+            } => 32,
+            LogError::RecordErrors {
+                timestamp: false, ..
+            } => 87,
             LogError::MessageTooLarge { .. } => 10,
             LogError::RecordListTooLarge(_) => 18,
             LogError::OffsetOutOfRange { .. } => 1,
@@ -146,6 +195,36 @@ mod tests {
         assert_eq!(
             LogError::storage("x", io::Error::from_raw_os_error(libc_enospc())).kafka_error_code(),
             56
+        );
+    }
+
+    #[test]
+    fn record_errors_read_as_kafka_reports_them() {
+        let errors: Vec<RecordError> = (0..4)
+            .map(|i| RecordError {
+                batch_index: i * 10,
+                message: format!("m{i}"),
+            })
+            .collect();
+        let e = LogError::RecordErrors {
+            timestamp: false,
+            errors: errors.clone(),
+        };
+        assert_eq!(e.kafka_error_code(), 87);
+        assert_eq!(
+            e.to_string(),
+            "One or more records have been rejected due to 4 record errors in total, and only \
+             showing the first three errors at most: [RecordError(batchIndex=0, message='m0'), \
+             RecordError(batchIndex=10, message='m1'), RecordError(batchIndex=20, message='m2')]"
+        );
+        let e = LogError::RecordErrors {
+            timestamp: true,
+            errors,
+        };
+        assert_eq!(e.kafka_error_code(), 32);
+        assert_eq!(
+            e.to_string(),
+            "One or more records have been rejected due to invalid timestamp"
         );
     }
 

@@ -167,7 +167,7 @@ pub mod txn_index;
 #[cfg(test)]
 mod txn_tests;
 
-pub use error::LogError;
+pub use error::{LogError, RecordError};
 pub use manager::{LogManager, HIGH_WATERMARK_CHECKPOINT_FILE};
 pub use partition::PartitionLog;
 pub use records::RecordVisit;

@@ -693,10 +693,13 @@ impl PartitionLog {
                 "produce requests are only allowed to contain exactly one record batch per partition".into(),
             ));
         }
-        let summary = batch::validate_client_batch(
+        // The directory is named "topic-partition" (manager.rs), Kafka's TopicPartition text.
+        let topic_partition = self.dir.file_name().map(|n| n.to_string_lossy());
+        let summary = batch::validate_client_batch_for(
             records,
             &Self::validation_config(&config, allow_transactional),
             now_ms,
+            topic_partition.as_deref().unwrap_or_default(),
         )?;
         // Everything under the CRC is settled before the lock: only the base offset and leader
         // epoch (outside the CRC) depend on the log's state. Only the 61-byte header is

@@ -18,6 +18,9 @@
 //! hand-off to the blocking pool (see BENCHMARKS.md). Everything else goes to the blocking pool.
 //! The known cost: when the kernel throttles a writer for dirty pages, or a segment rolls, that
 //! worker waits too (milliseconds, rare).
+//! A batch the log refuses record by record (KIP-467: no key on a compacted topic, a timestamp
+//! outside the window) is refused whole with the log's message, and v8+ names each culprit in
+//! `record_errors` so clients fail those and resend the rest.
 //! Internal topics (`__consumer_offsets`, ...) are refused with INVALID_TOPIC_EXCEPTION, as
 //! Kafka's `ReplicaManager` does for clients (Kafka lets a client id of `__admin_client`
 //! through; Josefine writes its internal topics directly, never through Produce, so it makes
@@ -36,8 +39,10 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use josefine_log::batch::validate_produce_shape;
+use josefine_log::LogError;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use tracing::debug;
@@ -71,6 +76,8 @@ struct Slot {
     /// The leader the image names, reported with NOT_LEADER_OR_FOLLOWER (v10+, KIP-951).
     current_leader: Option<LeaderAndEpoch>,
     result: Result<josefine_log::AppendOutcome, (i16, String)>,
+    /// The records the log refused one by one (KIP-467: `record_errors`, Produce v8+).
+    record_errors: Vec<josefine_log::RecordError>,
 }
 
 /// Produce requests carrying at most this many record bytes (and needing no fsync) append on the
@@ -146,6 +153,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
                 target,
                 current_leader,
                 result: Err((code::UNKNOWN_SERVER_ERROR, String::new())),
+                record_errors: Vec::new(),
             });
         }
         let topic_id = topic.map_or(t.topic_id, |x| super::uuid_of(x.topic_id));
@@ -242,6 +250,20 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
                         Err((error, message)) => r
                             .with_error_code(error)
                             .with_error_message(Some(str_bytes(message)))
+                            .with_record_errors(if version >= 8 {
+                                slot.record_errors
+                                    .into_iter()
+                                    .map(|e| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(e.batch_index)
+                                            .with_batch_index_error_message(Some(str_bytes(
+                                                e.message,
+                                            )))
+                                    })
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            })
                             .with_base_offset(-1)
                             .with_log_append_time_ms(-1)
                             .with_log_start_offset(-1),
@@ -321,7 +343,17 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
                     .and_then(|_| {
                         t.partition
                             .append_as_leader(&t.records, t.leader_epoch, acks == -1, now)
-                            .map_err(|e| (e.error_code(), leader_append_message(&e, t)))
+                            .map_err(|e| {
+                                let refusal = (e.error_code(), leader_append_message(&e, t));
+                                if let LeaderAppendError::Log(LogError::RecordErrors {
+                                    errors,
+                                    ..
+                                }) = e
+                                {
+                                    slot.record_errors = errors;
+                                }
+                                refusal
+                            })
                     }),
             };
             if let (Ok(o), Ok(t)) = (&slot.result, &slot.target) {
