@@ -5,10 +5,10 @@
 //! `handleWriteTxnMarkersRequest` with `AppendOrigin.COORDINATOR` and acks=-1: answered per
 //! partition once the high watermark covers the marker, or with NOT_LEADER_OR_FOLLOWER /
 //! UNKNOWN_TOPIC_OR_PARTITION / the log's INVALID_PRODUCER_EPOCH and
-//! TRANSACTION_COORDINATOR_FENCED / NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT), and
-//! [`Partition::append_marker_as_leader`], the leader-side write of one marker under the
-//! partition's role lock at the image's leader epoch, after which the leader state moves the
-//! high watermark, as `append_as_leader` does for produced batches.
+//! TRANSACTION_COORDINATOR_FENCED / NOT_ENOUGH_REPLICAS (under min.insync, nothing written) /
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND / REQUEST_TIMED_OUT). The
+//! write itself is `Partition::append_marker_as_leader` (replication/leader.rs), the leader
+//! append path produced batches take too.
 //!
 //! Served but not advertised (`api_versions::SERVED_NOT_ADVERTISED`): no client sees it in
 //! ApiVersions until the transaction coordinator sends it (issue 16). Internal topics are
@@ -31,50 +31,6 @@ use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::leadership;
 use crate::limits;
-use josefine_log::AppendOutcome;
-
-use crate::partitions::Partition;
-use crate::replication::leader::LeaderAppendError;
-use crate::replication::Role;
-
-impl Partition {
-    /// Write the marker ending `producer_id`'s transaction (COMMIT when `commit`) as the
-    /// leader at `leader_epoch`, then let the leader state move the high watermark. The
-    /// coordinator waits for the high watermark to pass it (acks=all) before it counts the
-    /// marker written. NOT_LEADER_OR_FOLLOWER when this broker does not lead at that epoch;
-    /// the log's INVALID_PRODUCER_EPOCH / TRANSACTION_COORDINATOR_FENCED as they are.
-    pub fn append_marker_as_leader(
-        &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        coordinator_epoch: i32,
-        commit: bool,
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<AppendOutcome, LeaderAppendError> {
-        let mut role = self.replica.role.lock().expect("role lock");
-        let Role::Leader(l) = &mut *role else {
-            return Err(LeaderAppendError::NotLeader);
-        };
-        if l.leader_epoch != leader_epoch {
-            return Err(LeaderAppendError::NotLeader);
-        }
-        let outcome = self
-            .log
-            .append_control_marker(
-                producer_id,
-                producer_epoch,
-                coordinator_epoch,
-                commit,
-                leader_epoch,
-                now_ms,
-            )
-            .map_err(LeaderAppendError::Log)?;
-        let effects = l.state.on_local_append(self.log.log_end_offset(), now_ms);
-        self.apply_effects(l, effects, now_ms);
-        Ok(outcome)
-    }
-}
 
 /// Write one marker to one partition and wait for the high watermark to cover it.
 async fn write_one(

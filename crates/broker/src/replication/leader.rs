@@ -1,7 +1,8 @@
 //! The leader side of replication: appends, follower fetch positions, the high watermark and
 //! its waiters, ISR proposals.
 //!
-//! Owns: [`Partition::append_as_leader`] (the only way a leader appends: role and epoch checked
+//! Owns: [`Partition::append_as_leader`] and [`Partition::append_marker_as_leader`] (the only
+//! ways a leader appends, through one path: role and epoch checked
 //! and the append done under the role lock, acks=all admission against the committed ISR and
 //! `min.insync.replicas`), [`Partition::on_replica_fetch`] (a follower's fetch offset into the
 //! leader state), [`Partition::wait_for_high_watermark`] (acks=all and coordinator writes park
@@ -82,6 +83,46 @@ impl Partition {
         acks_all: bool,
         now_ms: i64,
     ) -> Result<AppendOutcome, LeaderAppendError> {
+        self.append_under_leader(leader_epoch, acks_all, now_ms, |log| {
+            log.append(records, leader_epoch, now_ms)
+        })
+    }
+
+    /// Writes the control marker ending `producer_id`'s transaction (COMMIT when `commit`) as
+    /// the leader at `leader_epoch`, the same way: role and epoch checked, written under the
+    /// role lock, then the leader state moves the high watermark. The log's
+    /// INVALID_PRODUCER_EPOCH / TRANSACTION_COORDINATOR_FENCED come back as they are.
+    pub fn append_marker_as_leader(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LeaderAppendError> {
+        self.append_under_leader(leader_epoch, true, now_ms, |log| {
+            log.append_control_marker(
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                commit,
+                leader_epoch,
+                now_ms,
+            )
+        })
+    }
+
+    /// The one leader append path: NOT_LEADER_OR_FOLLOWER unless this broker leads at
+    /// `leader_epoch`; `acks_all` admission against the committed ISR; `append` runs under the
+    /// role lock (a demotion cannot slip in between); then the leader state sees the new log end.
+    fn append_under_leader(
+        &self,
+        leader_epoch: i32,
+        acks_all: bool,
+        now_ms: i64,
+        append: impl FnOnce(&josefine_log::PartitionLog) -> Result<AppendOutcome, LogError>,
+    ) -> Result<AppendOutcome, LeaderAppendError> {
         let mut role = self.replica.role.lock().expect("role lock");
         let Role::Leader(l) = &mut *role else {
             return Err(LeaderAppendError::NotLeader);
@@ -97,10 +138,7 @@ impl Partition {
                 });
             }
         }
-        let outcome = self
-            .log
-            .append(records, leader_epoch, now_ms)
-            .map_err(LeaderAppendError::Log)?;
+        let outcome = append(&self.log).map_err(LeaderAppendError::Log)?;
         let effects = l.state.on_local_append(self.log.log_end_offset(), now_ms);
         self.apply_effects(l, effects, now_ms);
         Ok(outcome)
