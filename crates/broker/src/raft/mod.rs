@@ -54,7 +54,10 @@ pub struct ChainNodeConfig {
     pub tick_ms: u64,
     pub election_timeout_ticks: u64,
     pub heartbeat_interval_ticks: u64,
-    /// Seeds election-timeout jitter; any value works, distinct per server is best.
+    /// Seeds election-timeout jitter. It must differ between servers: servers drawing the same
+    /// timeouts time out together, split every vote and elect no one until scheduling noise
+    /// parts them. The core mixes in the server id, so the default is fresh OS randomness
+    /// (not derived from the id, which the core's mixing would cancel out).
     pub seed: u64,
     /// Receives what the state machine must apply, in chain order. None: nothing delivered.
     pub apply: Option<mpsc::Sender<Applied>>,
@@ -73,7 +76,7 @@ impl ChainNodeConfig {
             tick_ms: 100,
             election_timeout_ticks: 10,
             heartbeat_interval_ticks: 2,
-            seed: id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64,
+            seed: os_random_seed(),
             apply: None,
             non_chain: None,
         }
@@ -91,6 +94,15 @@ impl ChainNodeConfig {
         anyhow::ensure!(!out.is_empty(), "no voters given");
         Ok(out)
     }
+}
+
+/// A seed from the OS's randomness (std's per-process hash keys, drawn fresh per call): distinct
+/// for every server, also for several servers in one process.
+fn os_random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// What the application's state machine must apply, in this order.
