@@ -332,7 +332,9 @@ impl PartitionRegistry {
             | Applied::BrokerFenced { .. }
             | Applied::BrokerUnfenced { .. }
             | Applied::ControlledShutdownBegun { .. }
-            | Applied::PartitionChanged { .. } => Ok(()),
+            | Applied::PartitionChanged { .. }
+            | Applied::AclsCreated { .. }
+            | Applied::AclsDeleted { .. } => Ok(()),
         }
     }
 

@@ -5,6 +5,7 @@
 //! checking it against the bytes present ([`Reader::count`]), so hostile input cannot make a
 //! decoder reserve more than its input could hold.
 
+use crate::acl::{Acl, AclId, Operation, PatternType, Permission, ResourceType};
 use crate::command::{PartitionAssignment, TopicId};
 use crate::MetaError;
 
@@ -69,6 +70,16 @@ impl Writer {
             self.i32(p.partition_epoch);
             self.i32s(&p.isr);
         }
+    }
+    pub(crate) fn acl(&mut self, id: AclId, acl: &Acl) {
+        self.u128(id.0);
+        self.u8(acl.resource_type.code() as u8);
+        self.str(&acl.resource_name);
+        self.u8(acl.pattern_type.code() as u8);
+        self.str(&acl.principal);
+        self.str(&acl.host);
+        self.u8(acl.operation.code() as u8);
+        self.u8(acl.permission.code() as u8);
     }
 }
 
@@ -189,5 +200,35 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(partitions)
+    }
+    /// One ACL with its id, as [`Writer::acl`] wrote it; unknown codes are refused.
+    pub(crate) fn acl(&mut self) -> Result<(AclId, Acl), MetaError> {
+        let bad =
+            |what: &str, code: u8| MetaError::Decode(format!("unknown ACL {what} code {code}"));
+        let id = AclId(self.u128()?);
+        let code = self.u8()?;
+        let resource_type =
+            ResourceType::from_code(code as i8).ok_or(bad("resource type", code))?;
+        let resource_name = self.str()?;
+        let code = self.u8()?;
+        let pattern_type = PatternType::from_code(code as i8).ok_or(bad("pattern type", code))?;
+        let principal = self.str()?;
+        let host = self.str()?;
+        let code = self.u8()?;
+        let operation = Operation::from_code(code as i8).ok_or(bad("operation", code))?;
+        let code = self.u8()?;
+        let permission = Permission::from_code(code as i8).ok_or(bad("permission", code))?;
+        Ok((
+            id,
+            Acl {
+                resource_type,
+                resource_name,
+                pattern_type,
+                principal,
+                host,
+                operation,
+                permission,
+            },
+        ))
     }
 }

@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use crate::acl::{Acl, AclId, ACLS_PER_COMMAND_MAX};
 use crate::codec::{Reader, Writer};
 use crate::MetaError;
 
@@ -160,6 +161,13 @@ pub enum Command {
     /// Commands applied all-or-nothing, in order (never nested; at most
     /// [`BATCH_COMMANDS_MAX`]).
     Batch(Vec<Command>),
+    /// Creates ACLs (CreateAcls), each under the id its proposer chose; one equal to an ACL
+    /// already stored (or earlier in the list) is skipped, as Kafka answers it created. At most
+    /// [`crate::acl::ACLS_PER_COMMAND_MAX`].
+    CreateAcls { acls: Vec<(AclId, Acl)> },
+    /// Deletes ACLs by id (DeleteAcls); ids no longer stored are skipped (a concurrent delete
+    /// removed them). At most [`crate::acl::ACLS_PER_COMMAND_MAX`].
+    DeleteAcls { ids: Vec<AclId> },
 }
 
 const TAG_INIT_CLUSTER: u8 = 1;
@@ -175,6 +183,11 @@ const TAG_UNFENCE_BROKER: u8 = 10;
 const TAG_BEGIN_CONTROLLED_SHUTDOWN: u8 = 11;
 const TAG_CHANGE_PARTITION: u8 = 12;
 const TAG_BATCH: u8 = 13;
+const TAG_CREATE_ACLS: u8 = 14;
+const TAG_DELETE_ACLS: u8 = 15;
+
+/// Smallest encoding of one ACL with its id (id, four codes, three empty strings).
+const ACL_BYTES_MIN: usize = 16 + 4 + 3 * 4;
 
 impl Command {
     /// Encodes with the current format version and CRC.
@@ -330,6 +343,20 @@ impl Command {
                     c.encode_body(w);
                 }
             }
+            Command::CreateAcls { acls } => {
+                w.u8(TAG_CREATE_ACLS);
+                w.len(acls.len());
+                for (id, acl) in acls {
+                    w.acl(*id, acl);
+                }
+            }
+            Command::DeleteAcls { ids } => {
+                w.u8(TAG_DELETE_ACLS);
+                w.len(ids.len());
+                for id in ids {
+                    w.u128(id.0);
+                }
+            }
         }
     }
 
@@ -471,6 +498,32 @@ impl Reader<'_> {
                 Command::Batch(commands)
             }
             TAG_BATCH if v2 => return Err(MetaError::Decode("nested batch".into())),
+            TAG_CREATE_ACLS if v2 => {
+                let n = self.count(ACL_BYTES_MIN)?;
+                if n > ACLS_PER_COMMAND_MAX {
+                    return Err(MetaError::Decode(format!(
+                        "{n} ACLs exceed the limit of {ACLS_PER_COMMAND_MAX}"
+                    )));
+                }
+                let mut acls = Vec::with_capacity(n);
+                for _ in 0..n {
+                    acls.push(self.acl()?);
+                }
+                Command::CreateAcls { acls }
+            }
+            TAG_DELETE_ACLS if v2 => {
+                let n = self.count(16)?;
+                if n > ACLS_PER_COMMAND_MAX {
+                    return Err(MetaError::Decode(format!(
+                        "{n} ACLs exceed the limit of {ACLS_PER_COMMAND_MAX}"
+                    )));
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(AclId(self.u128()?));
+                }
+                Command::DeleteAcls { ids }
+            }
             tag => return Err(MetaError::Decode(format!("unknown command tag {tag}"))),
         })
     }
@@ -479,6 +532,7 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acl::{Operation, PatternType, Permission, ResourceType};
 
     pub(crate) fn samples() -> Vec<Command> {
         vec![
@@ -590,6 +644,37 @@ mod tests {
                     isr: Some(vec![2]),
                 },
             ]),
+            Command::CreateAcls {
+                acls: vec![
+                    (
+                        AclId(u128::MAX),
+                        Acl {
+                            resource_type: ResourceType::Topic,
+                            resource_name: "orders".into(),
+                            pattern_type: PatternType::Prefixed,
+                            principal: "User:alice".into(),
+                            host: "*".into(),
+                            operation: Operation::Write,
+                            permission: Permission::Allow,
+                        },
+                    ),
+                    (
+                        AclId(3),
+                        Acl {
+                            resource_type: ResourceType::Cluster,
+                            resource_name: "kafka-cluster".into(),
+                            pattern_type: PatternType::Literal,
+                            principal: "User:*".into(),
+                            host: "10.0.0.1".into(),
+                            operation: Operation::TwoPhaseCommit,
+                            permission: Permission::Deny,
+                        },
+                    ),
+                ],
+            },
+            Command::DeleteAcls {
+                ids: vec![AclId(3), AclId(1 << 100)],
+            },
         ]
     }
 

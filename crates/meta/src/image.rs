@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::acl::{validate_new_acl, Acl, AclId, AclIndex, ACLS_PER_COMMAND_MAX};
 use crate::broker_config::validate_dynamic_broker_config;
 use crate::command::{Command, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX};
 use crate::topic_config::validate_topic_configs;
@@ -112,6 +113,14 @@ pub enum Applied {
     },
     /// What each command of a batch did, in order.
     Batch(Vec<Applied>),
+    /// The ACLs stored (those not already present), by id.
+    AclsCreated {
+        ids: Vec<AclId>,
+    },
+    /// The ACLs removed, with what they were.
+    AclsDeleted {
+        acls: Vec<(AclId, Acl)>,
+    },
 }
 
 /// The current metadata.
@@ -129,6 +138,8 @@ pub struct Image {
     pub cluster_broker_configs: BTreeMap<String, String>,
     /// Dynamic broker configs per broker id.
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// The access control lists ([`crate::acl`]).
+    pub acls: AclIndex,
 }
 
 /// Whether a command is checked on its own or as part of a batch. In a batch the "a fenced or
@@ -443,7 +454,7 @@ impl Image {
         if let Some((id, _)) = self.broker_configs.iter().find(|(_, c)| c.is_empty()) {
             return Err(format!("empty dynamic config entry for broker {id}"));
         }
-        Ok(())
+        self.acls.check_consistency()
     }
 
     /// The registration of `node_id` if its epoch is `epoch`.
@@ -467,6 +478,31 @@ impl Image {
         match cmd {
             Command::Batch(commands) => self.clone().apply_batch(commands).map(drop),
             _ => self.check(cmd, Scope::Alone),
+        }
+    }
+
+    fn check_acls(&self, cmd: &Command) -> Result<(), MetaError> {
+        let count = |n: usize| {
+            if n == 0 || n > ACLS_PER_COMMAND_MAX {
+                return Err(MetaError::InvalidAcl(format!(
+                    "a command holds 1 to {ACLS_PER_COMMAND_MAX} ACLs, got {n}"
+                )));
+            }
+            Ok(())
+        };
+        match cmd {
+            Command::CreateAcls { acls } => {
+                count(acls.len())?;
+                for (j, (id, acl)) in acls.iter().enumerate() {
+                    validate_new_acl(acl).map_err(MetaError::InvalidAcl)?;
+                    if self.acls.get(*id).is_some() || acls[..j].iter().any(|(i, _)| i == id) {
+                        return Err(MetaError::InvalidAcl(format!("ACL id {id} is in use")));
+                    }
+                }
+                Ok(())
+            }
+            Command::DeleteAcls { ids } => count(ids.len()),
+            _ => unreachable!("check_acls is called for ACL commands only"),
         }
     }
 
@@ -607,6 +643,7 @@ impl Image {
                 self.check_partition_state(*topic_id, &next)
             }
             Command::Batch(_) => Err(MetaError::InvalidBatch("batches do not nest".into())),
+            Command::CreateAcls { .. } | Command::DeleteAcls { .. } => self.check_acls(cmd),
             Command::CreateTopic {
                 topic_id,
                 name,
@@ -867,6 +904,22 @@ impl Image {
                 }
             }
             Command::Batch(_) => unreachable!("batches are applied by apply_batch"),
+            Command::CreateAcls { acls } => {
+                let mut ids = Vec::with_capacity(acls.len());
+                for (id, acl) in acls {
+                    if self.acls.id_of(acl).is_none() {
+                        self.acls.insert(*id, acl.clone());
+                        ids.push(*id);
+                    }
+                }
+                Applied::AclsCreated { ids }
+            }
+            Command::DeleteAcls { ids } => Applied::AclsDeleted {
+                acls: ids
+                    .iter()
+                    .filter_map(|id| Some((*id, self.acls.remove(*id)?)))
+                    .collect(),
+            },
             Command::CreateTopic {
                 topic_id,
                 name,
@@ -1421,5 +1474,83 @@ mod tests {
         assert_eq!(ra, rb);
         assert_eq!(ra, vec![true, true, true, true, false, true, true, true]);
         assert_eq!(a.position, 7);
+    }
+
+    #[test]
+    fn acl_commands_apply_all_or_nothing() {
+        use crate::acl::{Operation, PatternType, Permission, ResourceType};
+        let acl = |name: &str| Acl {
+            resource_type: ResourceType::Topic,
+            resource_name: name.into(),
+            pattern_type: PatternType::Literal,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        };
+        let mut image = with_broker();
+        let applied = image
+            .apply(&Command::CreateAcls {
+                acls: vec![
+                    (AclId(1), acl("a")),
+                    (AclId(2), acl("b")),
+                    (AclId(3), acl("a")),
+                ],
+            })
+            .unwrap();
+        assert_eq!(
+            applied,
+            Applied::AclsCreated {
+                ids: vec![AclId(1), AclId(2)]
+            },
+            "a repeated ACL is stored once"
+        );
+        let before = image.clone();
+        for bad in [
+            Command::CreateAcls { acls: vec![] },
+            Command::DeleteAcls { ids: vec![] },
+            // An id in use, even for a new ACL.
+            Command::CreateAcls {
+                acls: vec![(AclId(4), acl("c")), (AclId(1), acl("d"))],
+            },
+            Command::CreateAcls {
+                acls: vec![(AclId(4), acl("c")), (AclId(4), acl("d"))],
+            },
+            // One invalid ACL refuses the whole command.
+            Command::CreateAcls {
+                acls: vec![(AclId(4), acl("c")), (AclId(5), acl(""))],
+            },
+        ] {
+            assert!(image.apply(&bad).is_err(), "{bad:?}");
+            assert_eq!(image, before, "{bad:?}");
+        }
+        // An ACL already stored is skipped, the rest created.
+        let applied = image
+            .apply(&Command::CreateAcls {
+                acls: vec![(AclId(4), acl("a")), (AclId(5), acl("c"))],
+            })
+            .unwrap();
+        assert_eq!(
+            applied,
+            Applied::AclsCreated {
+                ids: vec![AclId(5)]
+            }
+        );
+        let applied = image
+            .apply(&Command::DeleteAcls {
+                ids: vec![AclId(2), AclId(9)],
+            })
+            .unwrap();
+        assert_eq!(
+            applied,
+            Applied::AclsDeleted {
+                acls: vec![(AclId(2), acl("b"))]
+            }
+        );
+        assert_eq!(
+            image.acls.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+            vec![AclId(1), AclId(5)]
+        );
+        image.check_consistency().unwrap();
     }
 }

@@ -4,8 +4,9 @@
 //! input, and the durable local command log.
 //!
 //! Owns: what a topic (with its partitions and config overrides), a broker registration, a
-//! dynamic broker config and a producer-id block *are* in the cluster, which config names and
-//! values are valid ([`topic_config`], [`broker_config`]), and the rules for changing them,
+//! dynamic broker config, a producer-id block and an ACL *are* in the cluster, which config names
+//! and values are valid ([`topic_config`], [`broker_config`]), who may do what ([`acl`]: the
+//! authorization decision as a pure function of the image), and the rules for changing them,
 //! including membership (registration, fencing, controlled shutdown) and partition leadership
 //! (leader, ISR, epochs). Every change is a [`Command`] that carries everything it needs
 //! (topic ids, partition assignments, id ranges are chosen by the proposer, never on apply), so
@@ -13,6 +14,7 @@
 //! Must never: read clocks, randomness, sockets or files (except [`command_log`], the local
 //! durable backend). That is what lets the chain replicate it and the simulator replay it.
 
+pub mod acl;
 pub mod broker_config;
 mod codec;
 pub mod command;
@@ -85,6 +87,9 @@ pub enum MetaError {
     InvalidSnapshot(String),
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
+    /// A CreateAcls/DeleteAcls command Kafka would refuse (INVALID_REQUEST).
+    #[error("{0}")]
+    InvalidAcl(String),
     #[error("cluster id is already set to '{0}'")]
     ClusterIdAlreadySet(String),
     #[error("cannot decode metadata command: {0}")]
@@ -116,7 +121,9 @@ impl MetaError {
             MetaError::NotController { .. } => 41, // NOT_CONTROLLER
             MetaError::TimedOut(_) => 7,         // REQUEST_TIMED_OUT
             MetaError::UnknownPartition { .. } => 3, // UNKNOWN_TOPIC_OR_PARTITION
-            MetaError::InvalidPartitionChange(_) | MetaError::InvalidBatch(_) => 42, // INVALID_REQUEST
+            MetaError::InvalidPartitionChange(_)
+            | MetaError::InvalidBatch(_)
+            | MetaError::InvalidAcl(_) => 42, // INVALID_REQUEST
             MetaError::StaleBrokerEpoch { .. } => 77, // STALE_BROKER_EPOCH
             MetaError::StalePartitionEpoch { .. } => 95, // INVALID_UPDATE_VERSION
             MetaError::DuplicateBrokerRegistration { .. } | MetaError::BrokerIdInUse(_) => 101, // DUPLICATE_BROKER_REGISTRATION

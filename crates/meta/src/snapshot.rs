@@ -6,8 +6,10 @@
 //! digests; the simulator and `cluster-status` compare them). Layout: `magic "JMIS" | version
 //! u8 | crc32c u32 (big endian, over everything after it) | position u64 | cluster id option |
 //! next producer id i64 | brokers | topics (with their partitions and configs) | cluster broker
-//! configs | per-broker configs`, in the field encoding of commands, maps in strictly increasing
-//! key order. The encoding is canonical: a snapshot that decodes re-encodes to the same bytes.
+//! configs | per-broker configs | ACLs (version 2: id then ACL, ids increasing)`, in the field
+//! encoding of commands, maps in strictly increasing key order. The encoding is canonical: a
+//! snapshot that decodes re-encodes to the same bytes. Version 1 (no ACL section) still decodes,
+//! with no ACLs.
 //! Must never: allocate from a declared count before checking it against the bytes present, or
 //! return an image that breaks an invariant (`Image::check_consistency`): the snapshot comes
 //! from another node and `apply` relies on the invariants holding.
@@ -21,8 +23,14 @@ use crate::MetaError;
 /// Marks a metadata image snapshot (commands start with their version byte instead).
 const SNAPSHOT_MAGIC: &[u8; 4] = b"JMIS";
 
-/// Version of the snapshot layout; decoders reject others.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// Version of the snapshot layout; decoders reject others but [`SNAPSHOT_FORMAT_VERSION_V1`].
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+
+/// The layout before ACLs: the same sections without the last one.
+const SNAPSHOT_FORMAT_VERSION_V1: u8 = 1;
+
+/// Smallest encoding of one ACL with its id (id, four codes, three empty strings).
+const ACL_BYTES_MIN: usize = 16 + 4 + 3 * 4;
 
 /// Largest snapshot accepted by the decoder: it must fit in one chain InstallSnapshot frame
 /// (64 MiB, `josefine_chain::limits::FRAME_BYTES_MAX`) with room for the frame's own fields;
@@ -109,6 +117,10 @@ impl Image {
             w.i32(*id);
             write_map(&mut w, configs);
         }
+        w.len(self.acls.len());
+        for (id, acl) in self.acls.iter() {
+            w.acl(id, acl);
+        }
         let crc = crc32c::crc32c(&w.0[HEADER_BYTES..]);
         w.0[5..HEADER_BYTES].copy_from_slice(&crc.to_be_bytes());
         w.0
@@ -126,7 +138,8 @@ impl Image {
         if bytes.len() < HEADER_BYTES || &bytes[..4] != SNAPSHOT_MAGIC {
             return Err(invalid("not a metadata image snapshot"));
         }
-        if bytes[4] != SNAPSHOT_FORMAT_VERSION {
+        let version = bytes[4];
+        if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_V1 {
             return Err(invalid(format!("unknown snapshot version {}", bytes[4])));
         }
         let crc = u32::from_be_bytes(bytes[5..HEADER_BYTES].try_into().expect("4 bytes"));
@@ -207,6 +220,20 @@ impl Image {
             }
             image.broker_configs.insert(id, configs);
         }
+        if version != SNAPSHOT_FORMAT_VERSION_V1 {
+            let mut last = None;
+            for _ in 0..r.count(ACL_BYTES_MIN)? {
+                let (id, acl) = r.acl()?;
+                if last.is_some_and(|last| last >= id) {
+                    return Err(invalid(format!("ACL {id} out of order")));
+                }
+                last = Some(id);
+                if image.acls.id_of(&acl).is_some() {
+                    return Err(invalid(format!("ACL {acl:?} appears twice")));
+                }
+                image.acls.insert(id, acl);
+            }
+        }
         if !r.bytes.is_empty() {
             return Err(invalid(format!("{} trailing bytes", r.bytes.len())));
         }
@@ -228,6 +255,7 @@ impl Image {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acl::{Acl, AclId, AclIndex, Operation, PatternType, Permission, ResourceType};
     use crate::command::{Command, PartitionAssignment, TopicId};
 
     fn sample() -> Image {
@@ -295,7 +323,68 @@ mod tests {
             set: vec![("log.retention.ms".into(), "8".into())],
             delete: vec![],
         });
+        let acl = |name: &str, permission| Acl {
+            resource_type: ResourceType::Topic,
+            resource_name: name.into(),
+            pattern_type: PatternType::Prefixed,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission,
+        };
+        step(Command::CreateAcls {
+            acls: vec![
+                (AclId(9), acl("a", Permission::Allow)),
+                (AclId(2), acl("b", Permission::Deny)),
+                (AclId(5), acl("c", Permission::Allow)),
+            ],
+        });
+        step(Command::DeleteAcls {
+            ids: vec![AclId(5)],
+        });
+        assert_eq!(image.acls.len(), 2);
         image
+    }
+
+    #[test]
+    fn version_1_snapshots_decode_without_acls() {
+        let mut image = sample();
+        image.acls = AclIndex::default();
+        let bytes = image.encode_snapshot();
+        // Version 1 is version 2 without the (here empty) ACL section.
+        let body = &bytes[HEADER_BYTES..bytes.len() - 4];
+        let mut v1 = SNAPSHOT_MAGIC.to_vec();
+        v1.push(SNAPSHOT_FORMAT_VERSION_V1);
+        v1.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+        v1.extend_from_slice(body);
+        assert_eq!(Image::decode_snapshot(&v1).unwrap(), image);
+    }
+
+    #[test]
+    fn bad_or_repeated_acls_are_rejected() {
+        let good = sample();
+        let reseal = |image: &Image| {
+            let bytes = image.encode_snapshot();
+            sealed(&bytes[HEADER_BYTES..])
+        };
+        let (_, first) = good.acls.iter().next().unwrap();
+        let mut bad = good.clone();
+        let mut invalid = first.clone();
+        invalid.principal = "nocolon".into();
+        bad.acls.insert(AclId(100), invalid);
+        assert!(Image::decode_snapshot(&reseal(&bad)).is_err());
+        // The same ACL under two ids cannot be built through the index; splice it in by hand.
+        let bytes = good.encode_snapshot();
+        let body = &bytes[HEADER_BYTES..];
+        let mut w = Writer(Vec::new());
+        w.acl(AclId(u128::MAX), first);
+        let count_at = body.len() - 2 * w.0.len() - 4;
+        let mut spliced = body[..count_at].to_vec();
+        spliced.extend_from_slice(&3u32.to_be_bytes());
+        spliced.extend_from_slice(&body[count_at + 4..]);
+        spliced.extend_from_slice(&w.0);
+        let err = Image::decode_snapshot(&sealed(&spliced)).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
     }
 
     #[test]
