@@ -15,7 +15,8 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import TopicCollection
+from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicCollection,
+                             TopicPartition)
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import wire
@@ -149,3 +150,63 @@ def test_replication_factor_two_accepted_through_every_broker(shared_cluster):
         assert len(set(replicas)) == 2, replicas
         with wire.Connection(n.host, n.port) as conn:
             assert conn.delete_topics([name])[name][0] == wire.NONE
+
+
+def _commit(consumer, tp):
+    try:
+        consumer.commit(offsets=[tp], asynchronous=False)
+        return True
+    except KafkaException as e:
+        if e.args[0].retriable() or e.args[0].code() in (KafkaError.NOT_COORDINATOR,
+                                                          KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
+            return False
+        raise
+
+
+def test_deleting_a_topic_drops_its_offsets_on_a_coordinator_elsewhere(shared_cluster):
+    """Committed offsets of a deleted topic go on the group's coordinator even when the
+    DeleteTopics went to (and was decided by) other brokers: every broker's coordinator drops
+    them when its metadata drops the topic (Kafka's onPartitionsDeleted). Seen through a
+    recreated topic of the same name: its group offsets start empty."""
+    c = shared_cluster
+    controller = c.wait_controller()
+    topic = _name("offsets-gone")
+    client = admin(c.bootstrap())
+    client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                         request_timeout=30)[topic].result(timeout=30)
+    _everywhere(c, _has(topic, 1), f"{topic} led")
+
+    # A group whose coordinator is not the controller.
+    group = coordinator = None
+    for _ in range(40):
+        candidate = _name("g")
+        consumer = Consumer({"bootstrap.servers": c.bootstrap(), "group.id": candidate,
+                             "enable.auto.commit": False})
+        try:
+            # Kafka: the offsets topic created by the first FindCoordinator may still be
+            # electing and loading (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS).
+            wait_until(lambda: _commit(consumer, TopicPartition(topic, 0, 7)), f"a commit by {candidate}", 60)
+        finally:
+            consumer.close()
+        desc = client.describe_consumer_groups([candidate], request_timeout=30)[candidate].result(timeout=30)
+        if desc.coordinator.id != controller:
+            group, coordinator = candidate, desc.coordinator.id
+            break
+    assert group is not None, "no group found whose coordinator is not the controller"
+
+    def committed():
+        res = client.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])], request_timeout=30)
+        return res[group].result(timeout=30).topic_partitions[0].offset
+
+    assert committed() == 7
+    via = next(n for n in c.nodes if n.node_id != coordinator)
+    with wire.Connection(via.host, via.port) as conn:
+        assert conn.delete_topics([topic])[topic][0] == wire.NONE
+    _everywhere(c, _gone(topic), f"{topic} gone")
+    client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                         request_timeout=30)[topic].result(timeout=30)
+    _everywhere(c, _has(topic, 1), f"{topic} recreated")
+    # OFFSET_INVALID (-1001): nothing committed for the new topic of that name.
+    wait_until(lambda: committed() == -1001,
+               f"group {group} (coordinator {coordinator}) without offsets for the recreated {topic}", VISIBLE_S)

@@ -87,7 +87,6 @@ enum Msg {
         reply: oneshot::Sender<()>,
     },
     TopicDeleted {
-        topic: String,
         /// Answered once the tombstones of the deletion are appended (or failed).
         done: oneshot::Sender<()>,
     },
@@ -329,17 +328,15 @@ impl Groups {
         }
     }
 
-    /// A topic was deleted: its committed offsets go (or, for `__consumer_offsets` itself,
-    /// every group this coordinator served). Returns once their tombstones are appended
+    /// A topic deletion was applied to this broker's image: its committed offsets go (or, for
+    /// `__consumer_offsets` itself, every group this coordinator served) as on every broker
+    /// when its image drops the topic. Returns once every tombstone issued so far is appended
     /// (durable per the log's flush policy) or failed: the coordinator forgets the offsets at
     /// once, so a caller answered before that could see them gone and then, after a clean
     /// shutdown that took the leadership away first, loaded back from the log.
-    pub async fn topic_deleted(&self, topic: &str) {
+    pub async fn topic_deleted(&self) {
         let (done, rx) = oneshot::channel();
-        let msg = Msg::TopicDeleted {
-            topic: topic.to_string(),
-            done,
-        };
+        let msg = Msg::TopicDeleted { done };
         if self.requests.send(msg).await.is_ok() {
             // Dropped unanswered when the coordinator stops first.
             let _ = rx.await;
@@ -413,6 +410,9 @@ struct Runtime {
     served_tx: watch::Sender<Option<TopicId>>,
     /// Position of the image last followed: an older one is never followed after a newer one.
     followed_position: Option<u64>,
+    /// Every topic (name, id) in the image last followed: a topic gone from the next image was
+    /// deleted and its committed offsets go, on every broker whatever took the deletion in.
+    topics: BTreeMap<String, TopicId>,
     /// The partitions served: those this node leads per the image last followed.
     led: BTreeMap<i32, Led>,
     next_load_id: u64,
@@ -461,6 +461,7 @@ impl Runtime {
             served: None,
             served_tx,
             followed_position: None,
+            topics: BTreeMap::new(),
             led: BTreeMap::new(),
             next_load_id: 1,
             in_flight: BTreeMap::new(),
@@ -591,18 +592,15 @@ impl Runtime {
                 self.follow(&image);
                 let _ = reply.send(());
             }
-            Msg::TopicDeleted { topic, done } => {
-                let first = self.next_job;
-                if topic == OFFSETS_TOPIC {
-                    let image = self.broker.metadata.image();
-                    self.follow(&image);
-                } else {
-                    let effects = self.coordinator.on_topic_deleted(&topic, now_ms());
-                    self.carry_out(effects);
-                }
-                match self.next_job > first {
-                    true => self.deletions.push((JobId(self.next_job - 1), done)),
-                    false => {
+            Msg::TopicDeleted { done } => {
+                // The deletion is applied to the local image before its proposer returns:
+                // following that image purges the topic's offsets (if the image watch has not
+                // already), and the answer waits for every tombstone issued so far.
+                let image = self.broker.metadata.image();
+                self.follow(&image);
+                match self.in_flight.keys().next_back() {
+                    Some(&last) => self.deletions.push((last, done)),
+                    None => {
                         let _ = done.send(());
                     }
                 }
@@ -697,6 +695,27 @@ impl Runtime {
             .is_some_and(|led| led.load_id == load_id && matches!(led.phase, Phase::Loading { .. }))
     }
 
+    /// Purges the committed offsets of every topic deleted since the image last followed (a
+    /// name gone, or now naming another topic id): Kafka's onPartitionsDeleted, which every
+    /// broker's coordinator runs when its metadata drops the topic. `__consumer_offsets` itself
+    /// is handled by [`Runtime::follow`] (everything served is unloaded).
+    fn purge_deleted_topics(&mut self, image: &Image) {
+        let deleted: Vec<String> = self
+            .topics
+            .iter()
+            .filter(|(name, id)| image.topic_ids_by_name.get(*name) != Some(*id))
+            .map(|(name, _)| name.clone())
+            .filter(|name| name != OFFSETS_TOPIC)
+            .collect();
+        if self.topics.len() != image.topic_ids_by_name.len() || !deleted.is_empty() {
+            self.topics = image.topic_ids_by_name.clone();
+        }
+        for topic in deleted {
+            let effects = self.coordinator.on_topic_deleted(&topic, now_ms());
+            self.carry_out(effects);
+        }
+    }
+
     /// Brings the partitions served in line with `image`: unloads those this node no longer
     /// leads at the epoch they were loaded at, and loads those it newly leads.
     fn follow(&mut self, image: &Image) {
@@ -704,6 +723,7 @@ impl Runtime {
             return;
         }
         self.followed_position = Some(image.position);
+        self.purge_deleted_topics(image);
         let topic = image.topic_by_name(OFFSETS_TOPIC);
         let served = topic.map(|t| (t.topic_id, t.partitions.len() as i32));
         if served != self.served {
@@ -1585,10 +1605,27 @@ mod tests {
         running.shutdown().await;
     }
 
+    /// Creates topic `t` (one partition), whose offsets the tests commit.
+    async fn create_t(broker: &Arc<Broker>) -> TopicId {
+        crate::controller::forward::create_topic(broker, "t", 1, 1, vec![])
+            .await
+            .unwrap();
+        broker.metadata.image().topic_by_name("t").unwrap().topic_id
+    }
+
+    async fn delete(broker: &Arc<Broker>, topic_id: TopicId) {
+        broker
+            .metadata
+            .propose(josefine_meta::Command::DeleteTopic { topic_id })
+            .await
+            .unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_topic_deletion_is_answered_only_once_its_tombstones_are_appended() {
         let (running, _dir) = start().await;
         let broker = running.broker.clone();
+        let topic_id = create_t(&broker).await;
         let (mut rt, mut ch) = runtime(&broker);
         settle(&mut rt, &mut ch).await;
         commit(&mut rt, 5);
@@ -1598,11 +1635,9 @@ mod tests {
 
         // The offsets are gone from memory at once, but the caller (DeleteTopics) waits: a
         // shutdown right after its answer must find the tombstones in the log.
+        delete(&broker, topic_id).await;
         let (done, mut answered) = oneshot::channel();
-        rt.on_msg(Msg::TopicDeleted {
-            topic: "t".into(),
-            done,
-        });
+        rt.on_msg(Msg::TopicDeleted { done });
         assert_eq!(fetch(&mut rt), (0, -1));
         let tombstones = ch.appends.try_recv().unwrap();
         assert!(answered.try_recv().is_err(), "answered before the append");
@@ -1613,14 +1648,37 @@ mod tests {
         answered.try_recv().expect("answered once appended");
         assert_eq!(log_of(&broker).log_end_offset(), log_end + 1);
 
-        // Nothing to delete: answered at once.
+        // Nothing left to delete: answered at once.
         let (done, mut answered) = oneshot::channel();
-        rt.on_msg(Msg::TopicDeleted {
-            topic: "other".into(),
-            done,
-        });
+        rt.on_msg(Msg::TopicDeleted { done });
         answered.try_recv().expect("answered at once");
         assert!(ch.appends.try_recv().is_err());
+        running.shutdown().await;
+    }
+
+    /// A broker that did not take the DeleteTopics in (in a cluster: any coordinator but the
+    /// one that handled it) purges the offsets when its image drops the topic.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deletion_seen_only_in_the_image_purges_the_offsets() {
+        let (running, _dir) = start().await;
+        let broker = running.broker.clone();
+        let topic_id = create_t(&broker).await;
+        let (mut rt, mut ch) = runtime(&broker);
+        settle(&mut rt, &mut ch).await;
+        commit(&mut rt, 5);
+        let job = ch.appends.try_recv().unwrap();
+        append(&mut rt, &broker, vec![job]);
+        assert_eq!(fetch(&mut rt), (0, 5));
+
+        delete(&broker, topic_id).await;
+        assert_eq!(fetch(&mut rt), (0, 5), "not followed yet");
+        rt.follow(&broker.metadata.image());
+        assert_eq!(fetch(&mut rt), (0, -1));
+        let tombstones = ch.appends.try_recv().expect("tombstones issued");
+        assert_eq!(
+            append(&mut rt, &broker, vec![tombstones]),
+            [AppendOutcome::Appended]
+        );
         running.shutdown().await;
     }
 }

@@ -55,8 +55,9 @@ async fn delete_one(
         Ok(_) => {
             info!(topic = %topic_name_s, "deleted topic");
             // Committed offsets of the topic go too (Kafka's onPartitionsDeleted, which the
-            // metadata publisher waits on): answered once their tombstones are appended.
-            broker.groups().topic_deleted(&topic_name_s).await;
+            // metadata publisher waits on; every broker's coordinator does it when its image
+            // drops the topic): answered once this broker's tombstones are appended.
+            broker.groups().topic_deleted().await;
             result.with_error_code(code::NONE)
         }
         Err(e) => result
