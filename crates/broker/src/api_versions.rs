@@ -30,7 +30,7 @@ const fn api(key: ApiKey, min: i16, max: i16) -> ApiSupport {
     }
 }
 
-/// Every API the broker implements. Transaction APIs are deliberately absent (not implemented).
+/// Every API the broker implements.
 pub const SUPPORTED_APIS: &[ApiSupport] = &[
     ApiSupport {
         key: ApiKey::Produce,
@@ -70,6 +70,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeCluster, 0, 2),
     api(ApiKey::DescribeTopicPartitions, 0, 0),
+    // Transactions (issue 16): the coordinator in crates/txn, driven by broker/src/txn.rs.
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 5),
 ];
 
 /// APIs the decoder accepts and a handler serves but ApiVersions does not list: parts of a
@@ -136,8 +140,7 @@ mod tests {
         assert_eq!((p.advertised_min, p.served_min), (0, 3));
         assert_eq!(support_for(ApiKey::Fetch).unwrap().served_min, 4);
         assert_eq!(support_for(ApiKey::ListOffsets).unwrap().served_min, 1);
-        assert!(support_for(ApiKey::AddPartitionsToTxn).is_none());
-        assert!(support_for(ApiKey::EndTxn).is_none());
+        assert!(support_for(ApiKey::TxnOffsetCommit).is_none());
     }
 
     /// The README must carry exactly the generated table (between the markers).

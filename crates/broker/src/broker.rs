@@ -64,6 +64,8 @@ pub struct Broker {
     maintenance: std::sync::Mutex<Option<Maintenance>>,
     /// The group coordinator runtime ([`crate::groups`]), set once at start-up.
     groups: std::sync::OnceLock<crate::groups::Groups>,
+    /// The transaction coordinator runtime ([`crate::txn`]), set once at start-up.
+    txn: std::sync::OnceLock<crate::txn::Txn>,
     /// Stops the controller, lifecycle and control-server tasks.
     tasks_stop: watch::Sender<bool>,
     /// Every metric of this process ([`crate::metrics`]).
@@ -162,6 +164,7 @@ impl Broker {
             io_permits: Arc::new(Semaphore::new(limits::BLOCKING_IO_IN_FLIGHT_MAX)),
             maintenance: std::sync::Mutex::new(None),
             groups: std::sync::OnceLock::new(),
+            txn: std::sync::OnceLock::new(),
             tasks_stop: watch::channel(false).0,
             metrics,
         });
@@ -189,6 +192,8 @@ impl Broker {
         }
         let groups = crate::groups::Groups::start(&broker)?;
         assert!(broker.groups.set(groups).is_ok(), "groups started twice");
+        let txn = crate::txn::Txn::start(&broker)?;
+        assert!(broker.txn.set(txn).is_ok(), "txn started twice");
         let maintenance = Maintenance::start(
             broker.clone(),
             MaintenanceSettings::from_broker_settings(&broker.config.broker),
@@ -280,7 +285,9 @@ impl Broker {
         Ok(id)
     }
 
-    async fn fetch_producer_id_block(self: &Arc<Self>) -> Result<(i64, i64), MetaError> {
+    /// A fresh block of producer ids `(first, count)` from the controller (also the
+    /// transaction coordinator's source).
+    pub(crate) async fn fetch_producer_id_block(self: &Arc<Self>) -> Result<(i64, i64), MetaError> {
         use kafka_protocol::messages::{
             AllocateProducerIdsRequest, BrokerId, RequestKind, ResponseKind,
         };
@@ -319,6 +326,13 @@ impl Broker {
             .expect("the group coordinator starts with the broker")
     }
 
+    /// The transaction coordinator runtime.
+    pub fn txn(&self) -> &crate::txn::Txn {
+        self.txn
+            .get()
+            .expect("the transaction coordinator starts with the broker")
+    }
+
     /// Clean shutdown: a controlled shutdown through the controller (leaderships move off
     /// this broker), chain leadership handed over if held, then every partition log closed.
     pub async fn shutdown(self: &Arc<Self>) {
@@ -340,6 +354,9 @@ impl Broker {
         // Nor may a group coordinator append.
         if let Some(groups) = self.groups.get() {
             groups.shutdown().await;
+        }
+        if let Some(txn) = self.txn.get() {
+            txn.shutdown().await;
         }
         // Nor may a metadata block open or delete a log: stop the chain and its applier first.
         self.metadata.shutdown().await;

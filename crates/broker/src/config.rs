@@ -272,6 +272,25 @@ pub struct BrokerSettings {
     pub group_max_session_timeout_ms: u64,
     /// group.max.size: members per group.
     pub group_max_size: u32,
+    /// transaction.state.log.num.partitions
+    pub transaction_state_log_num_partitions: i32,
+    /// transaction.state.log.replication.factor: default min(3, number of chain voters), the
+    /// rule of `offsets.topic.replication.factor`
+    pub transaction_state_log_replication_factor: i16,
+    /// transaction.state.log.min.isr: default min(2, the replication factor)
+    pub transaction_state_log_min_isr: i16,
+    /// transaction.state.log.segment.bytes
+    pub transaction_state_log_segment_bytes: u64,
+    /// transaction.max.timeout.ms: the longest `transaction.timeout.ms` a producer may ask for
+    pub transaction_max_timeout_ms: i32,
+    /// transactional.id.expiration.ms
+    pub transactional_id_expiration_ms: i64,
+    /// transaction.abort.timed.out.transaction.cleanup.interval.ms
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: i64,
+    /// transaction.remove.expired.transaction.cleanup.interval.ms
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: i64,
+    /// transaction.partition.verification.enable (KIP-890 part 1)
+    pub transaction_partition_verification_enable: bool,
     /// broker.heartbeat.interval.ms: how often a broker heartbeats to the controller.
     pub broker_heartbeat_interval_ms: u64,
     /// broker.session.timeout.ms: a broker silent this long is fenced by the controller.
@@ -362,6 +381,15 @@ impl Default for BrokerSettings {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: i32::MAX as u32,
+            transaction_state_log_num_partitions: 50,
+            transaction_state_log_replication_factor: 3,
+            transaction_state_log_min_isr: 2,
+            transaction_state_log_segment_bytes: 104_857_600,
+            transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 604_800_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transaction_remove_expired_transaction_cleanup_interval_ms: 3_600_000,
+            transaction_partition_verification_enable: true,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
             broker_session_close_grace_ms: 3_000,
@@ -528,6 +556,27 @@ impl BrokerSettings {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms.to_string(),
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms.to_string(),
             "group.max.size" => self.group_max_size.to_string(),
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_log_num_partitions.to_string()
+            }
+            "transaction.state.log.replication.factor" => {
+                self.transaction_state_log_replication_factor.to_string()
+            }
+            "transaction.state.log.min.isr" => self.transaction_state_log_min_isr.to_string(),
+            "transaction.state.log.segment.bytes" => {
+                self.transaction_state_log_segment_bytes.to_string()
+            }
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms.to_string(),
+            "transactional.id.expiration.ms" => self.transactional_id_expiration_ms.to_string(),
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => self
+                .transaction_abort_timed_out_transaction_cleanup_interval_ms
+                .to_string(),
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => self
+                .transaction_remove_expired_transaction_cleanup_interval_ms
+                .to_string(),
+            "transaction.partition.verification.enable" => {
+                self.transaction_partition_verification_enable.to_string()
+            }
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
             "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
             "broker.session.close.grace.ms" => self.broker_session_close_grace_ms.to_string(),
@@ -561,7 +610,8 @@ impl BrokerSettings {
             "auto.create.topics.enable"
             | "log.cleaner.enable"
             | "unclean.leader.election.enable"
-            | "auto.leader.rebalance.enable" => T::Boolean,
+            | "auto.leader.rebalance.enable"
+            | "transaction.partition.verification.enable" => T::Boolean,
             "log.message.timestamp.type" | "compression.type" | "cluster.id" => T::String,
             "log.cleanup.policy" => T::List,
             "log.cleaner.io.max.bytes.per.second" | "log.cleaner.min.cleanable.ratio" => T::Double,
@@ -586,6 +636,14 @@ impl BrokerSettings {
             | "group.min.session.timeout.ms"
             | "group.max.session.timeout.ms"
             | "group.max.size"
+            | "transaction.state.log.num.partitions"
+            | "transaction.state.log.replication.factor"
+            | "transaction.state.log.min.isr"
+            | "transaction.state.log.segment.bytes"
+            | "transaction.max.timeout.ms"
+            | "transactional.id.expiration.ms"
+            | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+            | "transaction.remove.expired.transaction.cleanup.interval.ms"
             | "offset.metadata.max.bytes"
             | "broker.heartbeat.interval.ms"
             | "broker.session.timeout.ms"
@@ -845,6 +903,36 @@ impl BrokerSettings {
                 self.group_max_session_timeout_ms = parse_int(key, v, 0, i32::MAX as u64)?
             }
             "group.max.size" => self.group_max_size = parse_int(key, v, 1, i32::MAX as u32)?,
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_log_num_partitions =
+                    parse_int(key, v, 1, limits::PARTITIONS_PER_TOPIC_MAX)?
+            }
+            "transaction.state.log.replication.factor" => {
+                self.transaction_state_log_replication_factor = parse_int(key, v, 1, i16::MAX)?
+            }
+            "transaction.state.log.min.isr" => {
+                self.transaction_state_log_min_isr = parse_int(key, v, 1, i16::MAX)?
+            }
+            "transaction.state.log.segment.bytes" => {
+                self.transaction_state_log_segment_bytes = parse_int(key, v, 1024, i32::MAX as u64)?
+            }
+            "transaction.max.timeout.ms" => {
+                self.transaction_max_timeout_ms = parse_int(key, v, 1, i32::MAX)?
+            }
+            "transactional.id.expiration.ms" => {
+                self.transactional_id_expiration_ms = parse_int(key, v, 1, i32::MAX as i64)?
+            }
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_timed_out_transaction_cleanup_interval_ms =
+                    parse_int(key, v, 1, i32::MAX as i64)?
+            }
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                self.transaction_remove_expired_transaction_cleanup_interval_ms =
+                    parse_int(key, v, 1, i32::MAX as i64)?
+            }
+            "transaction.partition.verification.enable" => {
+                self.transaction_partition_verification_enable = parse_bool(key, v)?
+            }
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = parse_int(key, v, 1, i32::MAX as u64)?
             }
@@ -1270,10 +1358,20 @@ impl Config {
         let log_format = parse_log_format(args.log_format.or(f.log_format))?;
         let log_filter = check_log_filter(args.log.or(f.log))?;
         let offsets_rf_given = sets.contains_key("offsets.topic.replication.factor");
+        let txn_rf_given = sets.contains_key("transaction.state.log.replication.factor");
+        let txn_min_isr_given = sets.contains_key("transaction.state.log.min.isr");
         let mut broker = BrokerSettings::from_static(sets)?;
         if !offsets_rf_given {
             broker.offsets_topic_replication_factor =
                 offsets_topic_replication_factor_default(voter_addrs.len());
+        }
+        if !txn_rf_given {
+            broker.transaction_state_log_replication_factor =
+                offsets_topic_replication_factor_default(voter_addrs.len());
+        }
+        if !txn_min_isr_given {
+            broker.transaction_state_log_min_isr =
+                broker.transaction_state_log_replication_factor.min(2);
         }
         Ok(Config {
             node_id,

@@ -126,9 +126,29 @@ async fn handle_request(
         RequestBody::ListOffsets(r) => {
             ResponseBody::ListOffsets(handlers::list_offsets::handle(broker, v, r).await)
         }
+        // Transactions: the coordinator may answer much later; `None` = it is stopping.
         RequestBody::InitProducerId(r) => {
-            ResponseBody::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
+            match handlers::init_producer_id::handle(broker, v, r).await {
+                Some(r) => ResponseBody::InitProducerId(r),
+                None => return Reply::Close,
+            }
         }
+        RequestBody::AddPartitionsToTxn(r) => {
+            match handlers::add_partitions_to_txn::handle(broker, v, r).await {
+                Some(r) => ResponseBody::AddPartitionsToTxn(r),
+                None => return Reply::Close,
+            }
+        }
+        RequestBody::AddOffsetsToTxn(r) => {
+            match handlers::add_offsets_to_txn::handle(broker, v, r).await {
+                Some(r) => ResponseBody::AddOffsetsToTxn(r),
+                None => return Reply::Close,
+            }
+        }
+        RequestBody::EndTxn(r) => match handlers::end_txn::handle(broker, v, r).await {
+            Some(r) => ResponseBody::EndTxn(r),
+            None => return Reply::Close,
+        },
         RequestBody::DescribeConfigs(r) => {
             ResponseBody::DescribeConfigs(handlers::describe_configs::handle(broker, r))
         }

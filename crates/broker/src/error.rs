@@ -14,6 +14,8 @@ pub enum BrokerError {
     Meta(#[from] josefine_meta::MetaError),
     #[error("group coordinator: {0}")]
     Group(#[from] josefine_group::GroupError),
+    #[error("transaction coordinator: {0}")]
+    Txn(#[from] josefine_txn::TxnError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]

@@ -36,6 +36,7 @@ pub mod partitions;
 pub mod raft;
 pub mod replication;
 pub mod server;
+pub mod txn;
 
 /// Installed for every binary that links this crate (the broker, its tests, the fuzz target),
 /// so the decode path is always exercised with the guard in place.

@@ -184,3 +184,34 @@ pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// committed offset, too much for every OffsetCommit; a scrape every 15 s (or 1 s) sees figures
 /// at most this old.
 pub const GROUP_STATS_INTERVAL_MS: i64 = 1_000;
+
+/// Transaction coordinator requests queued for its task; senders wait beyond this (their
+/// connections park), which bounds memory under a flood. As the group coordinator's queue.
+pub const TXN_REQUESTS_QUEUED_MAX: usize = 1024;
+
+/// `__transaction_state` appends queued for the appender; more fail at once with
+/// COORDINATOR_NOT_AVAILABLE (clients retry). The coordinator's own pending-append limit
+/// (`josefine_txn::limits::PENDING_APPENDS_MAX`) usually binds first.
+pub const TXN_APPENDS_QUEUED_MAX: usize = 1024;
+
+/// Completions (appends, markers, load steps) queued back to the coordinator task. Their
+/// senders are helper tasks that wait when it is full, never the task itself.
+pub const TXN_INTERNAL_QUEUED_MAX: usize = 256;
+
+/// How long a `__transaction_state` append waits for the high watermark (acks=all) before it
+/// counts as failed (COORDINATOR_NOT_AVAILABLE to the client, which retries): Kafka's
+/// coordinator appends with `request.timeout.ms`-like bounds; 5 s as the group coordinator.
+pub const TXN_APPEND_COMMIT_TIMEOUT_MS: u64 = 5_000;
+
+/// Largest WriteTxnMarkers / AddPartitionsToTxn answer frame read from another broker: one
+/// error code per partition, so 1 MiB holds tens of thousands.
+pub const TXN_PEER_ANSWER_BYTES_MAX: usize = 1 << 20;
+
+/// Bytes read per step when loading a `__transaction_state` partition (one record per id,
+/// a few hundred bytes each): bounds memory per step, as the group loader's.
+pub const TXN_LOAD_READ_BYTES_MAX: usize = 1 << 20;
+
+/// How long a partition leader waits for the transaction coordinator to verify a
+/// transactional produce (KIP-890, AddPartitionsToTxn v4 verify_only); past it the produce
+/// gets NOT_ENOUGH_REPLICAS, which producers retry (Kafka's mapping of coordinator errors).
+pub const TXN_VERIFY_TIMEOUT_MS: u64 = 10_000;

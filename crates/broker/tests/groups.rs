@@ -291,15 +291,13 @@ async fn find_coordinator_versions_and_key_types() {
             "v{v}"
         );
     }
-    // Transactions are not supported: a clear, non-retriable answer.
+    // Transactional ids (key type 1): this node leads every `__transaction_state` partition.
     for v in [1, 3] {
         let req = FindCoordinatorRequest::default()
             .with_key(s("tx"))
             .with_key_type(1);
         let resp: FindCoordinatorResponse = call(&broker, ApiKey::FindCoordinator, v, &req).await;
-        assert_eq!((resp.error_code, resp.node_id.0), (INVALID_REQUEST, -1));
-        let message = resp.error_message.unwrap();
-        assert!(message.contains("transactions"), "{message}");
+        assert_eq!((resp.error_code, resp.node_id.0, resp.port), (0, 1, port));
     }
     let req = FindCoordinatorRequest::default()
         .with_key_type(1)
@@ -309,7 +307,19 @@ async fn find_coordinator_versions_and_key_types() {
     assert!(resp
         .coordinators
         .iter()
-        .all(|c| c.error_code == INVALID_REQUEST && c.node_id.0 == -1));
+        .all(|c| c.error_code == 0 && c.node_id.0 == 1));
+    // An unknown key type: a clear, non-retriable answer.
+    let req = FindCoordinatorRequest::default()
+        .with_key_type(2)
+        .with_coordinator_keys(vec![s("a")]);
+    let resp: FindCoordinatorResponse = call(&broker, ApiKey::FindCoordinator, 6, &req).await;
+    assert_eq!(
+        (
+            resp.coordinators[0].error_code,
+            resp.coordinators[0].node_id.0
+        ),
+        (INVALID_REQUEST, -1)
+    );
     broker.shutdown().await;
 }
 

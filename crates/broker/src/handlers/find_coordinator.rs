@@ -1,13 +1,11 @@
-//! FindCoordinator: which broker coordinates a group (v0-3: one key; v4+: `coordinator_keys`).
+//! FindCoordinator: which broker coordinates a group (key type 0) or a transactional id (key
+//! type 1); v0-3 carry one key, v4+ a batch in `coordinator_keys`.
 //!
-//! The coordinator of a group is the leader of `__consumer_offsets` partition
-//! `partition_for(group)` in the image, with the endpoint of its registration; when nobody
-//! leads it (or the leader is not a live broker) the answer is COORDINATOR_NOT_AVAILABLE with
-//! Kafka's no-node (as Kafka's `KafkaApis.getCoordinator`). The topic is created on the first
-//! group lookup, as Kafka does.
-//! Transactions do not exist yet: the transaction key type is answered INVALID_REQUEST with a
-//! message saying so (Kafka's answer for a coordinator type it does not serve), which a
-//! transactional producer reports at once instead of retrying until it times out.
+//! The coordinator is the leader of the key's partition of `__consumer_offsets` (groups) or
+//! `__transaction_state` (transactional ids) in the image, with the endpoint of its
+//! registration; when nobody leads it (or the leader is not a live broker) the answer is
+//! COORDINATOR_NOT_AVAILABLE with Kafka's no-node (as Kafka's `KafkaApis.getCoordinator`). The
+//! topic is created on the first lookup of its kind, as Kafka does.
 
 use std::sync::Arc;
 
@@ -19,6 +17,7 @@ use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::groups::OFFSETS_TOPIC;
 use crate::leadership;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 /// FindCoordinator key types (Kafka's `CoordinatorType`).
 const KEY_TYPE_GROUP: i8 = 0;
@@ -41,26 +40,31 @@ pub async fn handle(
         vec![request.key]
     };
     // One topic check for the whole batch.
-    let topic = if key_type == KEY_TYPE_GROUP && !keys.is_empty() {
-        Some(broker.groups().ensure_offsets_topic(broker).await)
-    } else {
-        None
+    let topic = match key_type {
+        _ if keys.is_empty() => None,
+        KEY_TYPE_GROUP => Some(broker.groups().ensure_offsets_topic(broker).await),
+        KEY_TYPE_TRANSACTION => Some(broker.txn().ensure_state_topic(broker).await),
+        _ => None,
     };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| match &topic {
-            None if key_type == KEY_TYPE_TRANSACTION => failed(
-                key,
-                code::INVALID_REQUEST,
-                "transactions are not supported by this broker yet".into(),
-            ),
             None => failed(
                 key,
                 code::INVALID_REQUEST,
                 format!("unknown coordinator type {key_type}"),
             ),
             Some(Err(e)) => failed(key, code::COORDINATOR_NOT_AVAILABLE, e.clone()),
-            Some(Ok(())) => group_coordinator(broker, key),
+            Some(Ok(())) if key_type == KEY_TYPE_GROUP => {
+                let partition =
+                    josefine_group::partition_for(&key, broker.groups().offsets_partitions());
+                coordinator(broker, OFFSETS_TOPIC, partition, key)
+            }
+            Some(Ok(())) => {
+                let partition =
+                    josefine_group::partition_for(&key, broker.txn().state_partitions());
+                coordinator(broker, TRANSACTION_STATE_TOPIC, partition, key)
+            }
         })
         .collect();
     if version >= 4 {
@@ -76,11 +80,11 @@ pub async fn handle(
         .with_port(c.port)
 }
 
-/// The leader of the group's `__consumer_offsets` partition, from the metadata image.
-fn group_coordinator(broker: &Broker, key: StrBytes) -> Coordinator {
+/// The leader of partition `partition` of the coordinator topic `topic`, from the metadata
+/// image.
+fn coordinator(broker: &Broker, topic: &str, partition: i32, key: StrBytes) -> Coordinator {
     let image = broker.metadata.image();
-    let partition = josefine_group::partition_for(&key, broker.groups().offsets_partitions());
-    let leader = image.topic_by_name(OFFSETS_TOPIC).and_then(|t| {
+    let leader = image.topic_by_name(topic).and_then(|t| {
         let led = leadership::leader_of(&image, t.topic_id, partition);
         leadership::live_broker(&image, led.leader_id)
     });

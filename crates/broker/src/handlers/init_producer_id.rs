@@ -5,22 +5,25 @@
 //! (KIP-360 epoch bumps apply to transactional producers only); we do the same. Ids come from a
 //! block allocated through the metadata state machine, so brokers of a future cluster never
 //! hand out the same id.
-//! With a transactional id the answer is TRANSACTIONAL_ID_AUTHORIZATION_FAILED until
-//! transactions exist: Java clients and librdkafka treat it as fatal with a clear message,
-//! whereas COORDINATOR_NOT_AVAILABLE would make them retry until their timeout.
+//! With a transactional id the request goes to the transaction coordinator (`crate::txn`),
+//! which owns every rule of it (epoch bumps, fencing, KIP-360).
 
 use std::sync::Arc;
 
+use josefine_txn::{TxnRequest, TxnResponse};
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tracing::warn;
 
 use super::code;
 use crate::broker::Broker;
 
+/// The answer; `None` when the transaction coordinator is shutting down (the connection
+/// closes).
 pub async fn handle(
     broker: &Arc<Broker>,
+    version: i16,
     request: InitProducerIdRequest,
-) -> InitProducerIdResponse {
+) -> Option<InitProducerIdResponse> {
     let failed = |error| {
         InitProducerIdResponse::default()
             .with_error_code(error)
@@ -28,9 +31,17 @@ pub async fn handle(
             .with_producer_epoch(-1)
     };
     if request.transactional_id.is_some() {
-        return failed(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        let request = TxnRequest::InitProducerId(request);
+        return match broker
+            .txn()
+            .call(version, Default::default(), request)
+            .await?
+        {
+            TxnResponse::InitProducerId(r) => Some(r),
+            other => unreachable!("InitProducerId answered with {other:?}"),
+        };
     }
-    match broker.allocate_producer_id().await {
+    Some(match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_error_code(code::NONE)
             .with_producer_id(ProducerId(id))
@@ -39,5 +50,5 @@ pub async fn handle(
             warn!("producer id allocation failed: {e}");
             failed(code::COORDINATOR_NOT_AVAILABLE)
         }
-    }
+    })
 }

@@ -21,6 +21,14 @@
 //! A batch the log refuses record by record (KIP-467: no key on a compacted topic, a timestamp
 //! outside the window) is refused whole with the log's message, and v8+ names each culprit in
 //! `record_errors` so clients fail those and resend the rest.
+//! Transactional batches (a request with a `transactional_id`) go through KIP-890's
+//! verification first when `transaction.partition.verification.enable` is on: a partition
+//! whose log has no ongoing transaction of that producer id and epoch asks the transaction
+//! coordinator (`txn::verify_transaction`, AddPartitionsToTxn v4 verify_only) whether the
+//! partition is in the producer's transaction, and refuses the batch (INVALID_TXN_STATE, or
+//! NOT_ENOUGH_REPLICAS for coordinator errors a producer must retry) unless it is. Only a
+//! verified batch, or one continuing an open transaction, may open or extend a transaction in
+//! the log.
 //! Internal topics (`__consumer_offsets`, ...) are refused with INVALID_TOPIC_EXCEPTION, as
 //! Kafka's `ReplicaManager` does for clients (Kafka lets a client id of `__admin_client`
 //! through; Josefine writes its internal topics directly, never through Produce, so it makes
@@ -38,8 +46,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use std::time::Duration;
 
-use josefine_log::batch::validate_produce_shape;
+use josefine_log::batch::{validate_produce_shape, BatchHeader};
 use josefine_log::LogError;
+use josefine_txn::TopicPartition;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
     TopicProduceResponse,
@@ -68,6 +77,8 @@ struct Target {
     partition: Arc<Partition>,
     records: Bytes,
     leader_epoch: i32,
+    /// A transactional batch allowed into the log (verified, or its transaction already open).
+    transactional: bool,
 }
 
 struct Slot {
@@ -97,14 +108,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             code::INVALID_REQUIRED_ACKS,
             format!("invalid acks {acks}: use 0, 1 or -1"),
         ))
-    } else if request.transactional_id.is_some() {
-        Some((
-            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            "transactions are not supported by this broker yet".to_string(),
-        ))
     } else {
         None
     };
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
 
     // Resolve every partition first; keep the request's order for the response.
     let mut topics: TopicSlots = Vec::new();
@@ -158,6 +165,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         }
         let topic_id = topic.map_or(t.topic_id, |x| super::uuid_of(x.topic_id));
         topics.push((t.name, topic_id, slots));
+    }
+
+    if let Some(transactional_id) = transactional_id {
+        admit_transactional(broker, version, &transactional_id, &mut topics).await;
     }
 
     // Append (and flush if required): inline when that is only a short page-cache write.
@@ -309,7 +320,92 @@ fn leader_target(
         partition,
         records,
         leader_epoch,
+        transactional: false,
     })
+}
+
+/// Lets the transactional batches of a request into their logs, or refuses them (see the module
+/// docs). Batches that are not transactional are left to the log's own checks.
+async fn admit_transactional(
+    broker: &Arc<Broker>,
+    version: i16,
+    transactional_id: &str,
+    topics: &mut TopicSlots,
+) {
+    let verify = broker
+        .config
+        .broker
+        .transaction_partition_verification_enable;
+    let mut to_verify: Vec<(TopicPartition, i64, i16)> = Vec::new();
+    for (name, _, slots) in topics.iter_mut() {
+        for slot in slots.iter_mut() {
+            let Ok(target) = &mut slot.target else {
+                continue;
+            };
+            let Ok(header) = BatchHeader::parse(&target.records) else {
+                continue; // the log refuses it with the right error
+            };
+            if !header.is_transactional() {
+                continue;
+            }
+            let (producer_id, producer_epoch) = (header.producer_id, header.producer_epoch);
+            let open = target.partition.log.producers().into_iter().any(|p| {
+                p.producer_id == producer_id
+                    && p.producer_epoch == producer_epoch
+                    && p.current_txn_start_offset >= 0
+            });
+            target.transactional = true;
+            if verify && !open {
+                let tp = TopicPartition::new(name.0.to_string(), slot.partition_index);
+                to_verify.push((tp, producer_id, producer_epoch));
+            }
+        }
+    }
+    let Some(&(_, producer_id, producer_epoch)) = to_verify.first() else {
+        return;
+    };
+    // One producer per request: a batch of another id or epoch is checked against the first's.
+    let partitions: Vec<TopicPartition> = to_verify.into_iter().map(|v| v.0).collect();
+    let unverified = crate::txn::verify_transaction(
+        broker,
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        &partitions,
+    )
+    .await;
+    if unverified.is_empty() {
+        return;
+    }
+    for (name, _, slots) in topics.iter_mut() {
+        for slot in slots.iter_mut() {
+            let tp = TopicPartition::new(name.0.to_string(), slot.partition_index);
+            let Some(&error) = unverified.get(&tp) else {
+                continue;
+            };
+            // Kafka's ReplicaManager: coordinator trouble becomes an error every producer
+            // retries without a metadata refresh; TRANSACTION_ABORTABLE is for TV2 clients.
+            slot.target = Err(match error {
+                code::CONCURRENT_TRANSACTIONS
+                | code::NETWORK_EXCEPTION
+                | code::COORDINATOR_LOAD_IN_PROGRESS
+                | code::COORDINATOR_NOT_AVAILABLE
+                | code::NOT_COORDINATOR => (
+                    code::NOT_ENOUGH_REPLICAS,
+                    format!("Unable to verify the partition has been added to the transaction. Underlying error: {error}"),
+                ),
+                code::INVALID_TXN_STATE => (
+                    code::INVALID_TXN_STATE,
+                    "Partition was not added to the transaction".into(),
+                ),
+                code::TRANSACTION_ABORTABLE if version < 12 => (
+                    code::INVALID_TXN_STATE,
+                    "Partition was not added to the transaction".into(),
+                ),
+                other => (other, "The transaction coordinator did not verify the partition".into()),
+            });
+        }
+    }
 }
 
 /// The error message of a refused leader append (Kafka's wording for NOT_ENOUGH_REPLICAS,
@@ -341,9 +437,12 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
                 Ok(t) => validate_produce_shape(version, &t.records)
                     .map_err(|e| (e.kafka_error_code(), e.to_string()))
                     .and_then(|_| {
-                        t.partition
-                            .append_as_leader(&t.records, t.leader_epoch, acks == -1, now)
-                            .map_err(|e| {
+                        let append = match t.transactional {
+                            true => Partition::append_transactional_as_leader,
+                            false => Partition::append_as_leader,
+                        };
+                        append(&t.partition, &t.records, t.leader_epoch, acks == -1, now).map_err(
+                            |e| {
                                 let refusal = (e.error_code(), leader_append_message(&e, t));
                                 if let LeaderAppendError::Log(LogError::RecordErrors {
                                     errors,
@@ -353,7 +452,8 @@ fn append_all(mut topics: TopicSlots, version: i16, acks: i16) -> TopicSlots {
                                     slot.record_errors = errors;
                                 }
                                 refusal
-                            })
+                            },
+                        )
                     }),
             };
             if let (Ok(o), Ok(t)) = (&slot.result, &slot.target) {

@@ -88,6 +88,21 @@ impl Partition {
         })
     }
 
+    /// [`Partition::append_as_leader`] for a batch the transaction coordinator has verified
+    /// (KIP-890): transactional batches are taken, opening or continuing the producer's
+    /// transaction in this log (`PartitionLog::append_allowing_transactions`).
+    pub fn append_transactional_as_leader(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        acks_all: bool,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LeaderAppendError> {
+        self.append_under_leader(leader_epoch, acks_all, now_ms, |log| {
+            log.append_allowing_transactions(records, leader_epoch, now_ms)
+        })
+    }
+
     /// Writes the control marker ending `producer_id`'s transaction (COMMIT when `commit`) as
     /// the leader at `leader_epoch`, the same way: role and epoch checked, written under the
     /// role lock, then the leader state moves the high watermark. The log's

@@ -20,7 +20,7 @@
 
 pub mod fetcher;
 pub mod leader;
-mod peer;
+pub(crate) mod peer;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
