@@ -602,7 +602,7 @@ fn retention_and_delete_records_work_on_cleaned_segments() {
 
 #[test]
 fn cleaning_concurrent_with_appends_reads_and_retention_stays_consistent() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig {
@@ -611,24 +611,22 @@ fn cleaning_concurrent_with_appends_reads_and_retention_stays_consistent() {
     };
     let log = Arc::new(PartitionLog::open(dir.path(), ID, cfg, NOW).unwrap());
     let done = Arc::new(AtomicBool::new(false));
+    let (passes, reads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let cleaner = {
-        let (log, done) = (log.clone(), done.clone());
+        let (log, done, passes) = (log.clone(), done.clone(), passes.clone());
         std::thread::spawn(move || {
-            let mut passes = 0u64;
             while !done.load(Ordering::Relaxed) {
                 committed(&log)
                     .clean(NOW, &CleanerLimits::default())
                     .unwrap();
                 committed(&log).enforce_retention(NOW).unwrap();
-                passes += 1;
+                passes.fetch_add(1, Ordering::Relaxed);
             }
-            passes
         })
     };
     let reader = {
-        let (log, done) = (log.clone(), done.clone());
+        let (log, done, reads) = (log.clone(), done.clone(), reads.clone());
         std::thread::spawn(move || {
-            let mut reads = 0u64;
             while !done.load(Ordering::Relaxed) {
                 let mut next = log.log_start_offset();
                 let mut last = -1;
@@ -646,10 +644,9 @@ fn cleaning_concurrent_with_appends_reads_and_retention_stays_consistent() {
                         next = next.max(last + 1);
                         at += h.total_bytes();
                     }
-                    reads += 1;
+                    reads.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            reads
         })
     };
     let mut model = Model::new();
@@ -659,10 +656,25 @@ fn cleaning_concurrent_with_appends_reads_and_retention_stays_consistent() {
             log.tick(NOW + (round as i64 + 1) * 8 * DAY_MS).unwrap();
         }
     }
+    // On a loaded machine the appends can finish before either thread ran once: wait until
+    // both did (and ran against the full log), so the test always exercises the concurrency.
+    let (passes_then, reads_then) = (
+        passes.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while passes.load(Ordering::Relaxed) <= passes_then
+        || reads.load(Ordering::Relaxed) <= reads_then
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cleaner or reader made no progress in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     done.store(true, Ordering::Relaxed);
-    let passes = cleaner.join().unwrap();
-    let reads = reader.join().unwrap();
-    assert!(passes > 0 && reads > 0);
+    cleaner.join().unwrap();
+    reader.join().unwrap();
     seal(&log, NOW + 300 * DAY_MS);
     clean_fully(&log, NOW, &CleanerLimits::default());
     let records = read_records(&log);
