@@ -128,18 +128,6 @@ def test_incremental_alter_set_delete_append_subtract(shared_broker, topic_name)
     assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
-def test_compression_codecs_refused(shared_broker, topic_name):
-    """Josefine never recompresses, so a codec other than `producer` is INVALID_CONFIG (Kafka
-    accepts it and recompresses)."""
-    if BROKER_KIND == "kafka":
-        pytest.skip("Josefine-specific: Kafka recompresses to the topic codec")
-    bs = shared_broker.bootstrap
-    create_topic(bs, topic_name)
-    err = error_of(incremental, bs, TOPIC, topic_name, [(SET, "compression.type", "gzip")])
-    assert err.code() == KafkaError.INVALID_CONFIG
-    assert "recompression" in err.str()
-
-
 def test_legacy_alter_configs_replaces_every_override(shared_broker, topic_name):
     bs = shared_broker.bootstrap
     create_topic(bs, topic_name, config={"retention.ms": "100000"})

@@ -85,7 +85,9 @@ pub struct ServeArgs {
     ///   log.cleaner.delete.retention.ms=86400000
     ///   log.cleaner.min.compaction.lag.ms=0
     ///   log.cleaner.max.compaction.lag.ms=9223372036854775807
-    ///   compression.type=producer (the only value: Josefine never recompresses)
+    ///   compression.type=producer (keep each batch's codec; uncompressed, gzip, snappy, lz4 or
+    ///   zstd make the leader recompress)   compression.gzip.level=-1
+    ///   compression.lz4.level=9 (stored; one lz4 level)   compression.zstd.level=3
     ///   offsets.topic.num.partitions=50   offsets.topic.segment.bytes=104857600
     ///   offsets.topic.replication.factor=min(3, number of voters): a single node works with
     ///   no settings, three voters get Kafka's 3 (the topic waits for that many unfenced brokers)
@@ -330,6 +332,8 @@ pub struct BrokerSettings {
     /// leader.imbalance.per.broker.percentage: accepted and reported; Kafka's KRaft controller
     /// (like Josefine's) rebalances every imbalanced partition and does not read it.
     pub leader_imbalance_per_broker_percentage: u32,
+    /// compression.type and compression.{gzip,lz4,zstd}.level: the default of topics.
+    pub compression: josefine_log::recompress::CompressionConfig,
     /// The Kafka-named settings given by `--set` or the file, as given (DescribeConfigs reports
     /// them as STATIC_BROKER_CONFIG; dynamic configs are resolved on top of them).
     pub static_values: BTreeMap<String, String>,
@@ -406,6 +410,7 @@ impl Default for BrokerSettings {
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
+            compression: josefine_log::recompress::CompressionConfig::default(),
             static_values: BTreeMap::new(),
         }
     }
@@ -544,7 +549,10 @@ impl BrokerSettings {
             "log.cleaner.max.compaction.lag.ms" => {
                 self.log_cleaner_max_compaction_lag_ms.to_string()
             }
-            "compression.type" => "producer".into(),
+            "compression.type" => self.compression.codec_name().into(),
+            "compression.gzip.level" => self.compression.gzip_level.to_string(),
+            "compression.lz4.level" => self.compression.lz4_level.to_string(),
+            "compression.zstd.level" => self.compression.zstd_level.to_string(),
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
             "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
@@ -616,6 +624,9 @@ impl BrokerSettings {
             "log.cleanup.policy" => T::List,
             "log.cleaner.io.max.bytes.per.second" | "log.cleaner.min.cleanable.ratio" => T::Double,
             "num.partitions"
+            | "compression.gzip.level"
+            | "compression.lz4.level"
+            | "compression.zstd.level"
             | "default.replication.factor"
             | "min.insync.replicas"
             | "message.max.bytes"
@@ -722,6 +733,9 @@ impl BrokerSettings {
         "log.cleaner.min.compaction.lag.ms",
         "log.cleaner.max.compaction.lag.ms",
         "compression.type",
+        "compression.gzip.level",
+        "compression.lz4.level",
+        "compression.zstd.level",
         "offsets.topic.num.partitions",
         "offsets.topic.segment.bytes",
         "offsets.topic.replication.factor",
@@ -868,13 +882,24 @@ impl BrokerSettings {
             "log.cleaner.max.compaction.lag.ms" => {
                 self.log_cleaner_max_compaction_lag_ms = parse_int(key, v, 1, i64::MAX)?
             }
-            "compression.type" => {
-                if v.trim() != "producer" {
-                    return Err(invalid(
-                        key,
-                        v,
-                        "only `producer` is supported: Josefine does not recompress batches",
-                    ));
+            "compression.type"
+            | "compression.gzip.level"
+            | "compression.lz4.level"
+            | "compression.zstd.level" => {
+                // Kafka's ranges and wording, shared with the topic configs of the same names.
+                josefine_meta::topic_config::validate_topic_config(key, v).map_err(|e| {
+                    let reason = e.split_once(&format!("{key}: ")).map_or(&*e, |(_, r)| r);
+                    invalid(key, v, reason)
+                })?;
+                let c = &mut self.compression;
+                match key {
+                    "compression.type" => {
+                        c.codec = josefine_log::recompress::CompressionConfig::codec_named(v)
+                            .expect("validated codec name")
+                    }
+                    "compression.gzip.level" => c.gzip_level = parse_int(key, v, -1, 9)?,
+                    "compression.lz4.level" => c.lz4_level = parse_int(key, v, 1, 17)?,
+                    _ => c.zstd_level = parse_int(key, v, -131072, 22)?,
                 }
             }
             "offsets.topic.num.partitions" => {
@@ -1011,6 +1036,7 @@ impl BrokerSettings {
             min_cleanable_dirty_ratio: self.log_cleaner_min_cleanable_ratio,
             min_compaction_lag_ms: self.log_cleaner_min_compaction_lag_ms,
             max_compaction_lag_ms: self.log_cleaner_max_compaction_lag_ms,
+            compression: self.compression,
             timestamp_before_max_ms: self.log_message_timestamp_before_max_ms,
             timestamp_after_max_ms: self.log_message_timestamp_after_max_ms,
             // Keeps Kafka defaults for fields the log crate adds later.
@@ -1524,7 +1550,14 @@ mod tests {
         assert!(s.set("log.cleaner.min.cleanable.ratio", "1.5").is_err());
         s.set("log.cleaner.min.cleanable.ratio", "0.25").unwrap();
         assert_eq!(s.log_config().min_cleanable_dirty_ratio, 0.25);
-        assert!(s.set("compression.type", "gzip").is_err());
+        assert!(s.set("compression.type", "brotli").is_err());
+        assert!(s.set("compression.gzip.level", "0").is_err());
+        s.set("compression.type", "gzip").unwrap();
+        s.set("compression.gzip.level", "9").unwrap();
+        let c = s.log_config().compression;
+        assert_eq!(c.codec, Some(josefine_log::batch::Compression::Gzip));
+        assert_eq!(c.gzip_level, 9);
+        assert_eq!(s.value_of("compression.type").as_deref(), Some("gzip"));
         s.set("compression.type", "producer").unwrap();
         s.set("offsets.topic.num.partitions", "3").unwrap();
         assert_eq!(s.offsets_topic_num_partitions, 3);

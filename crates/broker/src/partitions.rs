@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, RwLock};
 
+use josefine_log::recompress::CompressionConfig;
 use josefine_log::{CleanupPolicy, LogConfig, LogManager, PartitionLog, TimestampType};
 use josefine_meta::{Applied, Image, Topic, TopicId};
 use tracing::warn;
@@ -105,7 +106,21 @@ fn apply_topic_config(c: &mut LogConfig, key: &str, value: &str) {
         "max.compaction.lag.ms" => {
             c.max_compaction_lag_ms = int().unwrap_or(c.max_compaction_lag_ms)
         }
-        // compression.type is always `producer`; the rest are stored for Kafka compatibility
+        "compression.type" => {
+            if let Some(codec) = CompressionConfig::codec_named(v) {
+                c.compression.codec = codec;
+            }
+        }
+        "compression.gzip.level" => {
+            c.compression.gzip_level = int().map_or(c.compression.gzip_level, |x| x as i32)
+        }
+        "compression.lz4.level" => {
+            c.compression.lz4_level = int().map_or(c.compression.lz4_level, |x| x as i32)
+        }
+        "compression.zstd.level" => {
+            c.compression.zstd_level = int().map_or(c.compression.zstd_level, |x| x as i32)
+        }
+        // The rest are stored for Kafka compatibility
         // (min.insync.replicas is read by the produce path, not the log).
         _ => {}
     }
@@ -389,7 +404,6 @@ mod tests {
     /// Topic configs Josefine stores but that change nothing in the log (documented as such in
     /// the README), or that live outside it.
     const NOT_IN_LOG_CONFIG: &[&str] = &[
-        "compression.type",    // always `producer`
         "min.insync.replicas", // on Partition, read by produce
         "file.delete.delay.ms",
         "preallocate",
@@ -402,6 +416,10 @@ mod tests {
     fn other_value(name: &str) -> &'static str {
         match name {
             "cleanup.policy" => "compact",
+            "compression.type" => "zstd",
+            "compression.gzip.level" => "5",
+            "compression.lz4.level" => "4",
+            "compression.zstd.level" => "7",
             "message.timestamp.type" => "LogAppendTime",
             "min.cleanable.dirty.ratio" => "0.25",
             "segment.bytes" | "internal.segment.bytes" => "2097152",

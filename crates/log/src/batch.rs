@@ -7,8 +7,8 @@
 //! ids and flags off a batch without re-implementing the layout.
 //!
 //! Must never: allocate in proportion to a declared count or length before checking it against
-//! the bytes actually present (the hostile-count hazard), or recompress a batch: stored bytes
-//! are the produced bytes with header fields rewritten.
+//! the bytes actually present (the hostile-count hazard), or recompress a batch (that is
+//! `recompress.rs`'s, for topics whose `compression.type` names another codec).
 //!
 //! Layout (big-endian), offsets in bytes:
 //! ```text

@@ -153,6 +153,7 @@ mod partition;
 #[cfg(test)]
 mod partition_tests;
 mod producer_state;
+pub mod recompress;
 mod records;
 #[cfg(test)]
 mod replication_tests;
@@ -220,6 +221,9 @@ pub struct LogConfig {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms` (1 hour, Kafka 4).
     pub timestamp_after_max_ms: i64,
+    /// `compression.type` and `compression.{gzip,lz4,zstd}.level` (producer: keep the batch's
+    /// codec).
+    pub compression: recompress::CompressionConfig,
 }
 
 /// `LogConfig` is compared in tests and by the broker; its one float is validated to lie in
@@ -350,6 +354,7 @@ impl Default for LogConfig {
             max_compaction_lag_ms: i64::MAX,
             timestamp_before_max_ms: limits::TIMESTAMP_BEFORE_MAX_MS_DEFAULT,
             timestamp_after_max_ms: limits::TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+            compression: recompress::CompressionConfig::default(),
         }
     }
 }

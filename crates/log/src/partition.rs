@@ -23,6 +23,7 @@ use crate::control::{self, EndTxnMarker};
 use crate::leader_epochs::{LeaderEpochCache, LEADER_EPOCH_FILE};
 use crate::limits::{BATCH_HEADER_BYTES, SEGMENT_BYTES_MAX};
 use crate::producer_state::{CompletedTxn, ProducerStates, SequenceCheck, TxnOffsets};
+use crate::recompress;
 use crate::segment::{file_stem, Segment};
 use crate::txn_index::AbortedTxn;
 use crate::{AppendOutcome, LogConfig, LogError, ReadResult, RetentionOutcome, TimestampType};
@@ -701,6 +702,23 @@ impl PartitionLog {
             now_ms,
             topic_partition.as_deref().unwrap_or_default(),
         )?;
+        // The topic's compression.type (Kafka's LogValidator: after validation, before the
+        // offsets); a rebuilt batch is checked against message.max.bytes again, as Kafka does.
+        let rebuilt = recompress::rebuild_if_needed(records, &summary.header, &config.compression)?;
+        let (records, summary, header) = match &rebuilt {
+            None => (records, summary, header),
+            Some((batch, summary)) => {
+                let max_bytes =
+                    (config.max_message_bytes as u64).min(crate::limits::BATCH_BYTES_MAX);
+                if batch.len() as u64 > max_bytes {
+                    return Err(LogError::MessageTooLarge {
+                        size_bytes: batch.len() as u64,
+                        max_bytes,
+                    });
+                }
+                (batch.as_slice(), *summary, summary.header)
+            }
+        };
         // Everything under the CRC is settled before the lock: only the base offset and leader
         // epoch (outside the CRC) depend on the log's state. Only the 61-byte header is
         // rewritten, in a copy; the records after it are written from the caller's buffer.
@@ -1436,6 +1454,14 @@ impl PartitionLog {
     /// (`flush_interval_messages` = 1): the broker then calls `flush()` before replying.
     pub fn needs_flush_after_append(&self) -> bool {
         self.config().flush_interval_messages <= 1
+    }
+
+    /// Whether appending `records` (one produced batch) rebuilds it in the topic's codec
+    /// (`compression.type`): decompression and compression, CPU the broker keeps off its async
+    /// workers. Reads the batch header only.
+    pub fn recompresses(&self, records: &[u8]) -> bool {
+        let codec = &self.config.read().expect("config lock").compression;
+        BatchHeader::parse(records).is_ok_and(|h| codec.rebuild_target(&h).is_some())
     }
 
     /// Periodic work: roll by time, flush by interval and after a roll (as Kafka flushes a

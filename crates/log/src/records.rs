@@ -317,8 +317,8 @@ fn walk(
             offset_delta > previous_delta && offset_delta <= header.last_offset_delta
         };
         if !in_order {
-            // Kafka would recompress to renumber; we never recompress, and every client writes
-            // dense deltas, so a gap is refused rather than stored.
+            // Kafka would rebuild the batch to renumber; every client writes dense deltas, so
+            // a gap is refused rather than stored.
             return Err(LogError::InvalidRecord(format!(
                 "record {index} has offset delta {offset_delta}"
             )));
@@ -501,6 +501,17 @@ fn skip_nullable(rec: &[u8], at: &mut usize, len: i32) -> Option<()> {
         *at += len as usize;
     }
     Some(())
+}
+
+/// The bytes of an encoded record (size varint first) after its offset delta: key, value and
+/// headers as encoded. None when the fields run past the record.
+pub(crate) fn after_offset_delta(record: &[u8]) -> Option<&[u8]> {
+    let mut at = 0;
+    slice_varint(record, &mut at)?; // size
+    at += 1; // attributes
+    slice_varlong(record, &mut at)?; // timestamp delta
+    slice_varint(record, &mut at)?; // offset delta
+    record.get(at..)
 }
 
 /// `varint` over a slice: None when it runs past the slice or is longer than 5 bytes.

@@ -30,6 +30,7 @@ pub struct BatchBuilder {
     attributes_extra: i16,
     corrupt_key_len: Option<i32>,
     prefix: Option<Vec<u8>>,
+    timestamp_deltas: Option<Vec<i64>>,
 }
 
 fn put_varint(out: &mut Vec<u8>, v: i64) {
@@ -71,6 +72,7 @@ impl BatchBuilder {
             attributes_extra: 0,
             corrupt_key_len: None,
             prefix: None,
+            timestamp_deltas: None,
         }
     }
     pub fn compression(mut self, c: Compression) -> Self {
@@ -134,6 +136,11 @@ impl BatchBuilder {
         self.corrupt_key_len = Some(len);
         self
     }
+    /// Record i gets timestamp delta `d[i]` instead of i (maxTimestamp stays base + n - 1).
+    pub fn timestamp_deltas(mut self, d: Vec<i64>) -> Self {
+        self.timestamp_deltas = Some(d);
+        self
+    }
     /// Overwrite the first bytes of the (uncompressed) records section.
     pub fn overwrite_records_prefix(mut self, p: &[u8]) -> Self {
         self.prefix = Some(p.to_vec());
@@ -145,7 +152,8 @@ impl BatchBuilder {
         for (i, r) in self.records.iter().enumerate() {
             let mut body = Vec::new();
             body.push(0);
-            put_varint(&mut body, i as i64);
+            let ts_delta = self.timestamp_deltas.as_ref().map_or(i as i64, |d| d[i]);
+            put_varint(&mut body, ts_delta);
             put_varint(&mut body, i as i64);
             let key_at = body.len();
             put_bytes(&mut body, &r.key);

@@ -7,7 +7,7 @@
 //! dynamically (`num.partitions`, `log.retention.hours`, ...) or one the broker would store but
 //! not apply; pure like the rest of the crate.
 
-use crate::topic_config::{validate_value, ConfigType, Kind};
+use crate::topic_config::{validate_value, ConfigType, Kind, COMPRESSION_TYPES};
 
 /// One dynamic broker config.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,14 @@ const I32_MAX: i64 = i32::MAX as i64;
 /// Kafka 4.1's dynamic broker configs (DynamicBrokerConfig.AllDynamicConfigs) that Josefine
 /// honours, with Kafka's ranges, sorted by name.
 pub const DYNAMIC_BROKER_CONFIGS: &[DynamicBrokerConfigDef] = &[
-    def("compression.type", T::String, Kind::Compression),
+    def("compression.gzip.level", T::Int, Kind::IntegerOr(1, 9, -1)),
+    def("compression.lz4.level", T::Int, Kind::Integer(1, 17)),
+    def(
+        "compression.type",
+        T::String,
+        Kind::OneOf(COMPRESSION_TYPES),
+    ),
+    def("compression.zstd.level", T::Int, Kind::Integer(-131072, 22)),
     def(
         "log.cleaner.backoff.ms",
         T::Long,

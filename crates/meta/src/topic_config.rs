@@ -4,8 +4,7 @@
 //! Owns: the topic config table used by CreateTopics, AlterConfigs, IncrementalAlterConfigs
 //! and DescribeConfigs, and the checks that a set of topic configs is acceptable. The broker
 //! turns validated configs into a partition `LogConfig`. Must never: accept an unknown name or a
-//! value the log cannot honour (an operator asking for `compression.type=gzip` must not silently
-//! get the producer's codec), or depend on anything but its arguments (the metadata image and
+//! value the log cannot honour, or depend on anything but its arguments (the metadata image and
 //! the fuzz/property tests call these functions; they must stay pure).
 
 use std::collections::BTreeSet;
@@ -47,8 +46,8 @@ pub enum Kind {
     OneOf(&'static [&'static str]),
     /// A comma-separated list whose items come from a fixed set (APPEND/SUBTRACT apply).
     ListOf(&'static [&'static str]),
-    /// `compression.type`: Kafka's codecs are valid names, but only `producer` is honoured.
-    Compression,
+    /// Integer within an inclusive range, or one extra value (Kafka's gzip level: 1..9 or -1).
+    IntegerOr(i64, i64, i64),
 }
 
 /// One topic config.
@@ -81,7 +80,7 @@ pub const SEGMENT_BYTES_MIN: i64 = 1 << 20;
 /// floor for this test-only setting).
 pub const INTERNAL_SEGMENT_BYTES_MIN: i64 = 1024;
 
-/// Kafka's `compression.type` values. Only `producer` is honoured: the log never recompresses.
+/// Kafka's `compression.type` values (`BrokerCompressionType`, in Kafka's order).
 pub const COMPRESSION_TYPES: &[&str] =
     &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
@@ -109,8 +108,14 @@ use ConfigType as T;
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("cleanup.policy", T::List, Kind::ListOf(&["compact", "delete"]), "delete", Some("log.cleanup.policy"),
         "delete: old segments are removed by retention.ms/retention.bytes; compact: the log cleaner keeps the latest record per key; both may be given."),
-    def("compression.type", T::String, Kind::Compression, "producer", Some("compression.type"),
-        "Codec of stored batches. Josefine keeps batches as the producer compressed them (producer); recompression is not supported."),
+    def("compression.gzip.level", T::Int, Kind::IntegerOr(1, 9, -1), "-1", Some("compression.gzip.level"),
+        "Level of gzip when compression.type is gzip: 1 to 9, or -1 for the codec's default (6)."),
+    def("compression.lz4.level", T::Int, Kind::Integer(1, 17), "9", Some("compression.lz4.level"),
+        "Level of lz4 when compression.type is lz4 (stored; Josefine's lz4 encoder has one level)."),
+    def("compression.type", T::String, Kind::OneOf(COMPRESSION_TYPES), "producer", Some("compression.type"),
+        "Codec of stored batches: producer keeps each batch's codec; any other value makes the leader recompress batches in another codec."),
+    def("compression.zstd.level", T::Int, Kind::Integer(-131072, 22), "3", Some("compression.zstd.level"),
+        "Level of zstd when compression.type is zstd: -131072 to 22."),
     def("delete.retention.ms", T::Long, Kind::Integer(0, i64::MAX), "86400000", Some("log.cleaner.delete.retention.ms"),
         "How long a tombstone stays readable after the cleaner reached it, on compacted topics."),
     def("file.delete.delay.ms", T::Long, Kind::Integer(0, i64::MAX), "60000", Some("log.segment.delete.delay.ms"),
@@ -235,20 +240,15 @@ pub fn validate_value(key: &str, kind: Kind, value: &str) -> Result<(), String> 
                 )),
             }
         }
-        Kind::Compression => {
-            if v == "producer" {
-                Ok(())
-            } else if COMPRESSION_TYPES.contains(&v) {
-                Err(format!(
-                    "Invalid value {value} for configuration {key}: Josefine does not support broker-side recompression; only 'producer' (keep the producer's codec) is accepted"
-                ))
-            } else {
-                Err(format!(
-                    "Invalid value {value} for configuration {key}: String must be one of: {}",
-                    COMPRESSION_TYPES.join(", ")
-                ))
-            }
-        }
+        Kind::IntegerOr(min, max, extra) => match v.parse::<i64>() {
+            Err(_) => Err(format!(
+                "Invalid value {value} for configuration {key}: Not a number of type INT"
+            )),
+            Ok(x) if x == extra || (min..=max).contains(&x) => Ok(()),
+            Ok(_) => Err(format!(
+                "Invalid value {value} for configuration {key}: Value must be between {min} and {max} or equal to {extra}"
+            )),
+        },
     }
 }
 
@@ -329,14 +329,35 @@ mod tests {
     }
 
     #[test]
-    fn compression_codecs_are_refused_with_the_reason() {
-        assert!(validate_topic_config("compression.type", "producer").is_ok());
-        for codec in ["gzip", "snappy", "lz4", "zstd", "uncompressed"] {
-            let e = validate_topic_config("compression.type", codec).unwrap_err();
-            assert!(e.contains("recompression"), "{e}");
+    fn compression_codecs_and_levels_take_kafkas_values() {
+        for codec in COMPRESSION_TYPES {
+            assert!(
+                validate_topic_config("compression.type", codec).is_ok(),
+                "{codec}"
+            );
         }
         let e = validate_topic_config("compression.type", "brotli").unwrap_err();
-        assert!(e.contains("must be one of"), "{e}");
+        assert!(
+            e.ends_with("String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer"),
+            "{e}"
+        );
+        assert!(validate_topic_config("compression.type", "GZIP").is_err());
+        for ok in ["-1", "1", "9"] {
+            assert!(
+                validate_topic_config("compression.gzip.level", ok).is_ok(),
+                "{ok}"
+            );
+        }
+        let e = validate_topic_config("compression.gzip.level", "0").unwrap_err();
+        assert!(
+            e.ends_with("Value must be between 1 and 9 or equal to -1"),
+            "{e}"
+        );
+        assert!(validate_topic_config("compression.gzip.level", "10").is_err());
+        assert!(validate_topic_config("compression.lz4.level", "17").is_ok());
+        assert!(validate_topic_config("compression.lz4.level", "18").is_err());
+        assert!(validate_topic_config("compression.zstd.level", "-131072").is_ok());
+        assert!(validate_topic_config("compression.zstd.level", "23").is_err());
     }
 
     #[test]

@@ -154,7 +154,12 @@ fn accepted_value(rng: &mut Rng, kind: Kind) -> String {
             }
             items.join(if rng.chance(2) { "," } else { ", " })
         }
-        Kind::Compression => "producer".to_string(),
+        Kind::IntegerOr(min, max, extra) => match rng.below(3) {
+            0 => extra,
+            1 => min,
+            _ => max,
+        }
+        .to_string(),
     };
     // Kafka trims values; so must we.
     if rng.chance(8) {
@@ -292,14 +297,19 @@ fn bounds_are_enforced_exactly() {
                     }
                 }
             }
-            Kind::Compression => {
-                assert!(ok("producer"), "{name} refuses producer");
-                for codec in ["gzip", "snappy", "lz4", "zstd", "uncompressed", "brotli"] {
-                    assert!(
-                        !ok(codec),
-                        "{name} accepts {codec}: recompression is not supported"
-                    );
+            Kind::IntegerOr(min, max, extra) => {
+                for v in [min, max, extra] {
+                    assert!(ok(&v.to_string()), "{name} refuses {v}");
                 }
+                for _ in 0..200 {
+                    let x = rng.next() as i64 >> rng.below(64);
+                    let want = x == extra || (min..=max).contains(&x);
+                    assert_eq!(ok(&x.to_string()), want, "{name}: {x}");
+                }
+                assert!(
+                    !ok(&(max + 1).to_string()) && !ok("ten"),
+                    "{name} takes junk"
+                );
             }
         }
     }

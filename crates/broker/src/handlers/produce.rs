@@ -178,6 +178,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         if let Ok(target) = &slot.target {
             record_bytes += target.records.len();
             must_flush |= acks != 0 && target.partition.log.needs_flush_after_append();
+            must_flush |= target.partition.log.recompresses(&target.records); // CPU: off the runtime
         }
     }
     let mut topics = if must_flush || record_bytes > INLINE_APPEND_BYTES_MAX {
