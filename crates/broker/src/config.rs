@@ -55,6 +55,15 @@ pub struct ServeArgs {
     /// `json` (one object per line). [default: text]
     #[arg(long, env = "JOSEFINE_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<String>,
+    /// The web console and JSON API on the HTTP listener: `read-write` (actions allowed; only
+    /// on a loopback --http-listen, as there is no authentication yet), `read-only` (mutations
+    /// answer 403) or `off`. [default: read-write on a loopback listener, else read-only]
+    #[arg(
+        long,
+        env = "JOSEFINE_CONSOLE",
+        value_name = "read-only|read-write|off"
+    )]
+    pub console: Option<String>,
     /// Log filter in RUST_LOG syntax, e.g. `info,josefine::replication=debug`; beats RUST_LOG.
     /// [default: RUST_LOG, else info]
     #[arg(long = "log", env = "JOSEFINE_LOG", value_name = "FILTER")]
@@ -168,7 +177,7 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error("unknown key `{0}` in config file (expected node_id, data_dir, rack, listen, advertise, raft_listen, voters, cluster_id, http_listen, log_format, log or a [broker] table)")]
+    #[error("unknown key `{0}` in config file (expected node_id, data_dir, rack, listen, advertise, raft_listen, voters, cluster_id, http_listen, console, log_format, log or a [broker] table)")]
     UnknownFileKey(String),
     #[error("invalid address `{value}` for {key}: {reason}")]
     BadAddress {
@@ -1080,6 +1089,8 @@ pub struct Config {
     pub broker: BrokerSettings,
     /// Where the HTTP listener (metrics, health) binds, if anywhere.
     pub http_listen: HttpListen,
+    /// What the web console and `/api/v1` may do.
+    pub console: ConsoleMode,
     pub log_format: LogFormat,
     /// The log filter (RUST_LOG syntax) from `--log`, `JOSEFINE_LOG` or the file, already
     /// checked to parse; None: RUST_LOG, else `info`.
@@ -1099,6 +1110,39 @@ pub enum HttpListen {
         addr: SocketAddr,
         explicit: bool,
     },
+}
+
+/// `--console`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleMode {
+    Off,
+    ReadOnly,
+    ReadWrite,
+}
+
+/// `--console`: read-write needs a loopback HTTP listener (no authentication until SASL/ACLs
+/// reach HTTP); unset, it is read-write on loopback and read-only elsewhere.
+fn parse_console(given: Option<String>, http: HttpListen) -> Result<ConsoleMode, ConfigError> {
+    let loopback = match http {
+        HttpListen::On { addr, .. } => addr.ip().is_loopback(),
+        HttpListen::Off => true,
+    };
+    match given.as_deref().map(str::trim) {
+        None if loopback => Ok(ConsoleMode::ReadWrite),
+        None | Some("read-only") => Ok(ConsoleMode::ReadOnly),
+        Some("off") => Ok(ConsoleMode::Off),
+        Some("read-write") if loopback => Ok(ConsoleMode::ReadWrite),
+        Some(v @ "read-write") => Err(invalid(
+            "console",
+            v,
+            "read-write needs a loopback --http-listen (the console has no authentication)",
+        )),
+        Some(other) => Err(invalid(
+            "console",
+            other,
+            "expected read-only, read-write or off",
+        )),
+    }
 }
 
 /// `--log-format`.
@@ -1206,6 +1250,7 @@ fn parse_file(path: &std::path::Path, text: &str) -> Result<FileValues, ConfigEr
             "voters" => out.flags.voters = Some(as_string()?),
             "cluster_id" => out.flags.cluster_id = Some(as_string()?),
             "http_listen" => out.flags.http_listen = Some(as_string()?),
+            "console" => out.flags.console = Some(as_string()?),
             "log_format" => out.flags.log_format = Some(as_string()?),
             "log" => out.flags.log = Some(as_string()?),
             "broker" => match value {
@@ -1381,6 +1426,7 @@ impl Config {
             sets.insert("cluster.id".to_string(), id);
         }
         let http_listen = parse_http_listen(args.http_listen.or(f.http_listen))?;
+        let console = parse_console(args.console.or(f.console), http_listen)?;
         let log_format = parse_log_format(args.log_format.or(f.log_format))?;
         let log_filter = check_log_filter(args.log.or(f.log))?;
         let offsets_rf_given = sets.contains_key("offsets.topic.replication.factor");
@@ -1411,6 +1457,7 @@ impl Config {
             voter_addrs,
             broker,
             http_listen,
+            console,
             log_format,
             log_filter,
         })
@@ -1694,6 +1741,28 @@ mod tests {
         assert!(err(&["--log", "info,[["]).contains("`log`"));
         assert!(err(&["--log-format", "xml"]).contains("log_format"));
         assert!(err(&["--http-listen", "nowhere"]).contains("http_listen"));
+    }
+
+    #[test]
+    fn console_mode_defaults_by_listener_and_read_write_needs_loopback() {
+        let mode = |args: &[&str]| {
+            Config::resolve_with(cli(args), FileValues::default()).map(|c| c.console)
+        };
+        assert_eq!(mode(&[]).unwrap(), ConsoleMode::ReadWrite);
+        assert_eq!(
+            mode(&["--http-listen", "0.0.0.0:9644"]).unwrap(),
+            ConsoleMode::ReadOnly
+        );
+        assert_eq!(
+            mode(&["--console", "read-only"]).unwrap(),
+            ConsoleMode::ReadOnly
+        );
+        assert_eq!(mode(&["--console", "off"]).unwrap(), ConsoleMode::Off);
+        let e = mode(&["--http-listen", "0.0.0.0:9644", "--console", "read-write"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("console") && e.contains("loopback"), "{e}");
+        assert!(mode(&["--console", "admin"]).is_err());
     }
 
     #[test]

@@ -215,3 +215,19 @@ pub const TXN_LOAD_READ_BYTES_MAX: usize = 1 << 20;
 /// transactional produce (KIP-890, AddPartitionsToTxn v4 verify_only); past it the produce
 /// gets NOT_ENOUGH_REPLICAS, which producers retry (Kafka's mapping of coordinator errors).
 pub const TXN_VERIFY_TIMEOUT_MS: u64 = 10_000;
+
+/// Most records one message-browser page returns (`/api/v1/topics/T/messages`): a screenful
+/// many times over, and a bound on the JSON built for one request.
+pub const CONSOLE_PAGE_RECORDS_MAX: usize = 500;
+
+/// Most record bytes (keys, values, headers as stored) one message-browser page reads: one
+/// Fetch's worth, so a page of large records cannot hold more than this in memory.
+pub const CONSOLE_PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Longest key or value the message browser shows; the rest is cut and the record marked
+/// `truncated` (a browser tab rendering megabytes of hex helps nobody).
+pub const CONSOLE_VALUE_BYTES_SHOWN_MAX: usize = 64 * 1024;
+
+/// How long one console API call may take (the Kafka requests it makes carry this as their
+/// own timeout where they have one): answered 504 after it.
+pub const CONSOLE_CALL_TIMEOUT_MS: u64 = 30_000;

@@ -320,7 +320,7 @@ fn for_each_error_code(response: &ResponseBody, f: &mut dyn FnMut(i16)) {
 }
 
 /// Kafka's name of an error code (`MESSAGE_TOO_LARGE`), from kafka-protocol's variant name.
-fn error_name(code: i16) -> String {
+pub(crate) fn error_name(code: i16) -> String {
     let Some(error) = code.err() else {
         return "NONE".into();
     };

@@ -58,7 +58,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
     let http_addr = match crate::http::bind(config.http_listen).await? {
         Some(l) => {
             let addr = l.local_addr()?;
-            tokio::spawn(crate::http::serve(l, metrics.clone(), http_stop_rx));
+            tokio::spawn(crate::http::serve(
+                l,
+                metrics.clone(),
+                config.console,
+                http_stop_rx,
+            ));
             Some(addr)
         }
         None => None,

@@ -171,7 +171,7 @@ mod txn_tests;
 pub use error::{LogError, RecordError};
 pub use manager::{LogManager, HIGH_WATERMARK_CHECKPOINT_FILE};
 pub use partition::PartitionLog;
-pub use records::RecordVisit;
+pub use records::{decompress, RecordVisit};
 
 /// Kafka's `message.timestamp.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -570,7 +570,15 @@ pub(crate) fn decompressed_records(
     batch: &[u8],
     header: &BatchHeader,
 ) -> Result<Vec<u8>, LogError> {
-    let body = &batch[BATCH_HEADER_BYTES..header.total_bytes()];
+    decompress(
+        header.compression(),
+        &batch[BATCH_HEADER_BYTES..header.total_bytes()],
+    )
+}
+
+/// A batch's records section (`body`, compressed with `compression`), decompressed under the
+/// same cap: for readers outside the log that decode records themselves (the console).
+pub fn decompress(compression: Compression, body: &[u8]) -> Result<Vec<u8>, LogError> {
     let cap = DECOMPRESSED_BATCH_BYTES_MAX;
     let read_capped = |r: &mut dyn Read| -> Result<Vec<u8>, LogError> {
         let mut out = Vec::new();
@@ -582,7 +590,7 @@ pub(crate) fn decompressed_records(
         }
         Ok(out)
     };
-    match header.compression() {
+    match compression {
         Compression::None => Ok(body.to_vec()),
         Compression::Gzip => read_capped(&mut flate2::bufread::GzDecoder::new(body)),
         Compression::Lz4 => read_capped(&mut lz4_flex::frame::FrameDecoder::new(body)),

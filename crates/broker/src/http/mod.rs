@@ -1,15 +1,22 @@
-//! The HTTP listener: `/metrics` (OpenMetrics), `/health/live`, `/health/ready`.
+//! The HTTP listener: `/metrics` (OpenMetrics), `/health/live`, `/health/ready`, the JSON API
+//! (`/api/v1/`) and the web console (`/`).
 //!
 //! Owns: binding `--http-listen` (before the data directory opens, so probes answer while logs
 //! recover), serving HTTP/1.1 with hyper under the limits in [`crate::limits`] (head size, body
-//! size, connection count, request deadline), the route table, and refusing a foreign `Host`
-//! on a loopback listener (DNS rebinding: a web page must not read a local broker's metrics).
+//! size, connection count, request deadline), the route table, refusing a foreign `Host` on a
+//! loopback listener (DNS rebinding: a web page must not read a local broker's metrics) and a
+//! mutation whose `Origin` is not this listener (CSRF), and `--console` (off: no API or
+//! console; read-only: mutations get 403).
 //! Must never: slow the Kafka listener (it runs its own tasks, reads only atomics, watches and
-//! the registry's read lock), answer a mutation (nothing here changes state), or take the
-//! default port from another broker on the same machine by force (a taken default is a
-//! warning; a taken explicit address is an error naming the flag).
+//! the registry's read lock; the API's Kafka calls go through the same handlers as a client's),
+//! change state other than through a Kafka handler, or take the default port from another
+//! broker on the same machine by force (a taken default is a warning; a taken explicit address
+//! is an error naming the flag).
 
+pub mod api;
 pub mod health;
+pub mod kafka;
+pub mod messages;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,14 +26,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::config::HttpListen;
+use crate::config::{ConsoleMode, HttpListen};
 use crate::limits;
 use crate::metrics::Metrics;
 
@@ -54,7 +61,12 @@ pub async fn bind(listen: HttpListen) -> anyhow::Result<Option<TcpListener>> {
 }
 
 /// Serves the bound listener until `stop` turns true or its sender drops.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    console: ConsoleMode,
+    mut stop: watch::Receiver<bool>,
+) {
     let local = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -62,9 +74,20 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, mut stop: watch
             return;
         }
     };
-    info!("HTTP listener on http://{local} (/metrics, /health/live, /health/ready)");
+    info!(
+        "HTTP listener on http://{local} (/metrics, /health/live, /health/ready; console {})",
+        match console {
+            ConsoleMode::Off => "off",
+            ConsoleMode::ReadOnly => "read-only at /",
+            ConsoleMode::ReadWrite => "read-write at /",
+        }
+    );
     let slots = Arc::new(Semaphore::new(limits::HTTP_CONNECTIONS_MAX));
-    let site = Arc::new(Site { local, metrics });
+    let site = Arc::new(Site {
+        local,
+        metrics,
+        console,
+    });
     loop {
         let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -114,10 +137,12 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 type Body = Full<Bytes>;
 
-/// What every request needs: the listener's address (Host check) and the metrics.
+/// What every request needs: the listener's address (Host check), the metrics (and through
+/// them the broker) and the console mode.
 struct Site {
     local: SocketAddr,
     metrics: Arc<Metrics>,
+    console: ConsoleMode,
 }
 
 impl Site {
@@ -125,31 +150,45 @@ impl Site {
         if !self.host_allowed(req.headers().get(HOST)) {
             return text(StatusCode::FORBIDDEN, "foreign Host refused\n");
         }
-        let route = match req.uri().path() {
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let method = req.method().clone();
+        let route = match path.as_str() {
             "/metrics" => Route::Metrics,
             "/health/live" => Route::Live,
             "/health/ready" => Route::Ready,
+            p if self.console != ConsoleMode::Off => match p.strip_prefix("/api/v1/") {
+                Some(rest) => Route::Api(rest.to_string()),
+                None => return text(StatusCode::NOT_FOUND, "not found\n"),
+            },
             _ => return text(StatusCode::NOT_FOUND, "not found\n"),
         };
-        if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mutation = matches!(route, Route::Api(_)) && api::is_mutation(&method);
+        if mutation && !self.origin_allowed(req.headers().get(ORIGIN), req.headers().get(HOST)) {
+            return json(
+                StatusCode::FORBIDDEN,
+                "{\"error\":\"FOREIGN_ORIGIN\",\"message\":\"a mutation must come from the console's own origin\"}\n".into(),
+            );
+        }
+        if !matches!(route, Route::Api(_)) && method != Method::GET && method != Method::HEAD {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             r.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        // No route takes a body; one is still read (bounded in size and time) so a
-        // kept-alive connection stays usable and an oversized one is told so.
+        // Bodies are read (bounded in size and time) even where unused, so a kept-alive
+        // connection stays usable and an oversized one is told so.
         let deadline = Duration::from_millis(limits::HTTP_REQUEST_TIMEOUT_MS);
         let body = Limited::new(req.into_body(), limits::HTTP_BODY_BYTES_MAX);
-        match tokio::time::timeout(deadline, body.collect()).await {
-            Ok(Ok(_)) => {}
+        let body = match tokio::time::timeout(deadline, body.collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
             }
             Ok(Err(_)) | Err(_) => {
                 return text(StatusCode::REQUEST_TIMEOUT, "request body not received\n");
             }
-        }
+        };
         match route {
             Route::Metrics => {
                 let metrics = self.metrics.clone();
@@ -172,7 +211,36 @@ impl Site {
                 };
                 json(status, report.to_json())
             }
+            Route::Api(rest) => {
+                let Some(broker) = self.metrics.broker() else {
+                    return json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{\"error\":\"STARTING\",\"message\":\"the broker is starting\"}\n".into(),
+                    );
+                };
+                let read_write = self.console == ConsoleMode::ReadWrite;
+                let a = api::answer(&broker, read_write, &method, &rest, &query, &body).await;
+                let mut out = a.body.to_string();
+                out.push('\n');
+                let mut r = json(a.status, out);
+                if a.status == StatusCode::METHOD_NOT_ALLOWED {
+                    r.headers_mut()
+                        .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST, DELETE"));
+                }
+                r
+            }
         }
+    }
+
+    /// A mutation's `Origin`, when sent (browsers always send it on POST and DELETE), must be
+    /// this listener as the browser reached it (`http://` + its `Host`): another site's page
+    /// posting here is refused (CSRF). Non-browser clients (curl, scripts) send none.
+    fn origin_allowed(&self, origin: Option<&HeaderValue>, host: Option<&HeaderValue>) -> bool {
+        let Some(origin) = origin else { return true };
+        let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(|h| h.to_str())) else {
+            return false;
+        };
+        origin.strip_prefix("http://") == Some(host)
     }
 
     /// A loopback listener answers only requests naming a loopback host (or none, as HTTP/1.0
@@ -201,6 +269,8 @@ enum Route {
     Metrics,
     Live,
     Ready,
+    /// `/api/v1/` and what follows.
+    Api(String),
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
