@@ -44,8 +44,11 @@ struct ProducerIdBlock {
 /// Shared broker state.
 pub struct Broker {
     pub config: Config,
+    /// The inter-broker listener's advertised endpoint (`listeners[0]`).
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Every advertised listener as registered, the inter-broker one first.
+    pub listeners: Vec<josefine_meta::ListenerEndpoint>,
     pub metadata: MetadataStore,
     pub partitions: Arc<PartitionRegistry>,
     /// The controller side of this node (active only while it leads the chain).
@@ -92,7 +95,7 @@ impl Broker {
     /// itself.
     pub async fn start(
         config: Config,
-        advertised_port: i32,
+        listeners: Vec<josefine_meta::ListenerEndpoint>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<Broker>, BrokerError> {
         std::fs::create_dir_all(&config.data_dir)?;
@@ -150,8 +153,9 @@ impl Broker {
             Duration::from_millis(config.broker.broker_heartbeat_interval_ms.max(1_000)),
         );
         let broker = Arc::new(Broker {
-            advertised_host: config.advertise_host.clone(),
-            advertised_port,
+            advertised_host: listeners[0].host.clone(),
+            advertised_port: listeners[0].port,
+            listeners,
             controller: ControllerRuntime::new(controller_settings, voter_ids),
             lifecycle: Lifecycle::default(),
             control_client,

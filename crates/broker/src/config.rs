@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::limits;
+use crate::security::SecurityConfig;
 
 /// Flags of `josefine serve` (also accepted without the subcommand).
 #[derive(Args, Debug, Clone, Default)]
@@ -118,6 +119,12 @@ pub struct ServeArgs {
     ///   max.connections=4096 (Kafka: unlimited; Josefine always keeps a cap)
     ///   queued.max.requests=16 (Josefine: in-flight requests per connection)
     ///   cluster.id=(random on first start, then kept in the metadata log)
+    /// Listeners (docs/security.md); --listen/--advertise are the shorthand for one PLAINTEXT
+    /// listener and cannot be combined with `listeners`:
+    ///   listeners=NAME://HOST:PORT,...    advertised.listeners=(listeners)
+    ///   listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+    ///   inter.broker.listener.name=PLAINTEXT (or the only listener)
+    ///   listener.name.<name>.<setting>: a per-listener value of a listener setting
     #[arg(long = "set", value_name = "KEY=VALUE", verbatim_doc_comment)]
     pub set: Vec<String>,
 }
@@ -1077,8 +1084,9 @@ pub struct Config {
     pub node_id: i32,
     pub data_dir: PathBuf,
     pub rack: Option<String>,
+    /// The inter-broker listener's bind address.
     pub listen: SocketAddr,
-    /// host and port given to clients in Metadata.
+    /// The inter-broker listener's advertised host and port (0: the bound port).
     pub advertise_host: String,
     pub advertise_port: i32,
     pub raft_listen: SocketAddr,
@@ -1087,6 +1095,9 @@ pub struct Config {
     /// `voters` with resolved addresses, in the same order: what the chain runtime dials.
     pub voter_addrs: Vec<(u64, SocketAddr)>,
     pub broker: BrokerSettings,
+    /// Listeners and connection security ([`crate::security`]); `listen` and `advertise_*`
+    /// above are its inter-broker listener's.
+    pub security: SecurityConfig,
     /// Where the HTTP listener (metrics, health) binds, if anywhere.
     pub http_listen: HttpListen,
     /// What the web console and `/api/v1` may do.
@@ -1285,7 +1296,7 @@ fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
         })
 }
 
-fn split_host_port(key: &str, value: &str) -> Result<(String, i32), ConfigError> {
+pub(crate) fn split_host_port(key: &str, value: &str) -> Result<(String, i32), ConfigError> {
     let bad = |reason: &str| ConfigError::BadAddress {
         key: key.into(),
         value: value.into(),
@@ -1375,20 +1386,8 @@ impl Config {
             .or(f.data_dir)
             .unwrap_or_else(|| PathBuf::from("./josefine-data"));
         let rack = args.rack.or(f.rack);
-        let listen_s = args
-            .listen
-            .or(f.listen)
-            .unwrap_or_else(|| "127.0.0.1:9092".to_string());
-        let listen = parse_addr("listen", &listen_s)?;
-        let advertise_s = args
-            .advertise
-            .or(f.advertise)
-            .unwrap_or_else(|| listen_s.clone());
-        let (advertise_host, mut advertise_port) = split_host_port("advertise", &advertise_s)?;
-        if advertise_port == 0 {
-            // Listening on port 0 (tests): the real port is only known after bind.
-            advertise_port = 0;
-        }
+        let listen_given = args.listen.or(f.listen);
+        let advertise_given = args.advertise.or(f.advertise);
         let voters_given = args.voters.or(f.voters);
         let voters = match &voters_given {
             Some(v) => Some(parse_voters(v)?),
@@ -1432,6 +1431,21 @@ impl Config {
         let offsets_rf_given = sets.contains_key("offsets.topic.replication.factor");
         let txn_rf_given = sets.contains_key("transaction.state.log.replication.factor");
         let txn_min_isr_given = sets.contains_key("transaction.state.log.min.isr");
+        let (security_values, sets): (BTreeMap<_, _>, BTreeMap<_, _>) = sets
+            .into_iter()
+            .partition(|(k, _)| crate::security::listeners::is_security_key(k));
+        let security = SecurityConfig::resolve(
+            &security_values,
+            listen_given.as_deref(),
+            advertise_given.as_deref(),
+            voter_addrs.len(),
+        )?;
+        let inter = security.inter_broker();
+        let listen = inter.bind;
+        let (advertise_host, advertise_port) = inter
+            .advertised
+            .clone()
+            .expect("the inter-broker listener is advertised");
         let mut broker = BrokerSettings::from_static(sets)?;
         if !offsets_rf_given {
             broker.offsets_topic_replication_factor =
@@ -1456,6 +1470,7 @@ impl Config {
             voters,
             voter_addrs,
             broker,
+            security,
             http_listen,
             console,
             log_format,

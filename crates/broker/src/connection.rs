@@ -28,6 +28,7 @@ use crate::broker::Broker;
 use crate::codec::decode_request;
 use crate::dispatch::{self, Reply};
 use crate::metrics::CloseReason;
+use crate::security::Caller;
 
 /// Initial receive buffer for a frame; it grows with the bytes actually received, so a peer
 /// that declares 100 MiB and sends nothing costs this much, not 100 MiB.
@@ -49,8 +50,11 @@ const POOLED_FRAME_BYTES_MAX: usize = 1 << 20;
 const POOLED_FRAMES_MAX: usize = 2;
 
 /// Serves one connection until the peer closes, errs, or idles out; says which.
-pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) -> CloseReason {
+pub async fn run(stream: TcpStream, caller: Arc<Caller>, broker: Arc<Broker>) -> CloseReason {
     let _ = stream.set_nodelay(true);
+    let peer = caller
+        .peer
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let settings = &broker.config.broker;
@@ -58,7 +62,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) -> Cl
     let idle = Duration::from_millis(settings.connections_max_idle_ms);
     let (tx, rx) = mpsc::channel::<(Bytes, Instant)>(settings.queued_max_requests as usize);
     let (spare_tx, mut spare_rx) = mpsc::channel::<BytesMut>(POOLED_FRAMES_MAX);
-    let mut write_task = tokio::spawn(handle_loop(broker.clone(), peer, writer, rx, spare_tx));
+    let mut write_task = tokio::spawn(handle_loop(broker.clone(), caller, writer, rx, spare_tx));
     let mut reason = CloseReason::Client;
     loop {
         let mut len_bytes = [0u8; 4];
@@ -165,7 +169,7 @@ pub(crate) async fn read_frame_body(
 /// ended the connection, or None when the read side ended it.
 async fn handle_loop(
     broker: Arc<Broker>,
-    peer: SocketAddr,
+    caller: Arc<Caller>,
     mut writer: OwnedWriteHalf,
     mut frames: mpsc::Receiver<(Bytes, Instant)>,
     spare: mpsc::Sender<BytesMut>,
@@ -182,12 +186,12 @@ async fn handle_loop(
         let decoded = match decode_request(frame) {
             Ok(d) => d,
             Err(e) => {
-                warn!(%peer, "closing connection: {e}");
+                warn!(peer = ?caller.peer, "closing connection: {e}");
                 let _ = writer.shutdown().await;
                 return Some(CloseReason::Protocol);
             }
         };
-        match dispatch::handle_from(&broker, decoded, Some(peer)).await {
+        match dispatch::handle_for(&broker, decoded, &caller).await {
             Reply::Frame(frame) => {
                 if let Err(e) = writer.write_all(&frame).await {
                     debug!("write error: {e}");

@@ -17,6 +17,7 @@ use crate::codec::{
 };
 use crate::controller::forward;
 use crate::handlers::{self, produce::ProduceOutcome};
+use crate::security::Caller;
 
 /// What the connection writes back for one request.
 pub enum Reply {
@@ -30,6 +31,12 @@ pub enum Reply {
 /// Handles one decoded frame.
 pub async fn handle(broker: &Arc<Broker>, decoded: Decoded) -> Reply {
     handle_from(broker, decoded, None).await
+}
+
+/// Handles one decoded frame for `caller` (a connection's): it is the current caller
+/// ([`crate::security::current`]) while the request is handled.
+pub async fn handle_for(broker: &Arc<Broker>, decoded: Decoded, caller: &Arc<Caller>) -> Reply {
+    crate::security::with_caller(caller.clone(), handle_from(broker, decoded, caller.peer)).await
 }
 
 /// Handles one decoded frame from `peer` (group membership shows the client's host).

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod partitions;
 pub mod raft;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod txn;
 

@@ -349,7 +349,8 @@ impl PartitionRegistry {
             | Applied::ControlledShutdownBegun { .. }
             | Applied::PartitionChanged { .. }
             | Applied::AclsCreated { .. }
-            | Applied::AclsDeleted { .. } => Ok(()),
+            | Applied::AclsDeleted { .. }
+            | Applied::BrokerListenersSet { .. } => Ok(()),
         }
     }
 

@@ -1,7 +1,8 @@
-//! The listener: accepts Kafka clients up to `max.connections`, runs the background log
-//! ticker, and shuts down cleanly on request.
+//! The listeners: accept Kafka clients up to `max.connections`, one accept loop per named
+//! listener (`listeners`, or the one PLAINTEXT listener of `--listen`); runs the background
+//! log ticker, and shuts down cleanly on request.
 //!
-//! Owns: the process-level lifecycle (bind the HTTP listener, then the Kafka listener, start,
+//! Owns: the process-level lifecycle (bind the HTTP listener, then every Kafka listener, start,
 //! ready line, shutdown). The HTTP listener comes first so `/health/live` answers, and
 //! `/health/ready` says why not yet, while logs recover. Must never: let one
 //! connection's failure affect another, or accept beyond the connection cap (excess
@@ -21,15 +22,20 @@ use crate::config::Config;
 use crate::connection;
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::security::{Caller, ListenerConfig, Principal};
+use josefine_meta::ListenerEndpoint;
 
 /// A started broker: its address and a handle to stop it.
 pub struct RunningBroker {
+    /// The first listener's bound address (the only one with `--listen`).
     pub local_addr: SocketAddr,
+    /// Every listener's name and bound address, in the order configured.
+    pub listener_addrs: Vec<(String, SocketAddr)>,
     /// The HTTP listener's address, if it runs.
     pub http_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
-    accept_task: tokio::task::JoinHandle<()>,
+    accept_tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Stops the HTTP listener: last, so probes see "not ready" during the shutdown.
     http_stop: watch::Sender<bool>,
 }
@@ -43,7 +49,9 @@ impl RunningBroker {
             .shutting_down
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.shutdown.send(true);
-        let _ = self.accept_task.await;
+        for task in self.accept_tasks {
+            let _ = task.await;
+        }
         self.broker.shutdown().await;
         let _ = self.http_stop.send(true);
     }
@@ -68,49 +76,98 @@ pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
         }
         None => None,
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let local_addr = listener.local_addr()?;
-    let advertised_port = if config.advertise_port == 0 {
-        i32::from(local_addr.port())
-    } else {
-        config.advertise_port
-    };
-    let broker = Broker::start(config, advertised_port, metrics.clone()).await?;
+    // Every listener is bound before the broker starts: a taken port fails start-up before
+    // anything registers.
+    let mut bound = Vec::with_capacity(config.security.listeners.len());
+    for l in &config.security.listeners {
+        let listener = TcpListener::bind(l.bind).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {} (listener {}): {e}", l.bind, l.name)
+        })?;
+        let addr = listener.local_addr()?;
+        bound.push((l.clone(), listener, addr));
+    }
+    // What the broker registers, the inter-broker listener first (its endpoint is the one
+    // replicas dial); port 0 advertises the bound port.
+    let mut endpoints: Vec<ListenerEndpoint> = bound
+        .iter()
+        .filter_map(|(l, _, addr)| {
+            let (host, port) = l.advertised.clone()?;
+            Some(ListenerEndpoint {
+                name: l.name.clone(),
+                host,
+                port: if port == 0 {
+                    i32::from(addr.port())
+                } else {
+                    port
+                },
+                security_protocol: l.protocol.id(),
+            })
+        })
+        .collect();
+    let inter = &config.security.inter_broker_listener;
+    endpoints.sort_by_key(|e| e.name != *inter);
+    let local_addr = bound[0].2;
+    let listener_addrs: Vec<(String, SocketAddr)> =
+        bound.iter().map(|(l, _, a)| (l.name.clone(), *a)).collect();
+    let broker = Broker::start(config, endpoints, metrics.clone()).await?;
     metrics.set_broker(&broker);
     let (shutdown, shutdown_rx) = watch::channel(false);
     tokio::spawn(tick_logs(broker.clone(), shutdown_rx.clone()));
-    let accept_task = tokio::spawn(accept_loop(listener, broker.clone(), shutdown_rx));
+    // One connection cap for all listeners, as Kafka's `max.connections`.
+    let connections = Arc::new(Semaphore::new(
+        broker.config.broker.max_connections as usize,
+    ));
+    let accept_tasks = bound
+        .into_iter()
+        .map(|(l, listener, _)| {
+            tokio::spawn(accept_loop(
+                listener,
+                l,
+                broker.clone(),
+                connections.clone(),
+                shutdown_rx.clone(),
+            ))
+        })
+        .collect();
     metrics
         .ready
         .kafka_listener
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let listening: Vec<String> = listener_addrs
+        .iter()
+        .map(|(n, a)| format!("{n} on {a}"))
+        .collect();
+    let advertised: Vec<String> = broker
+        .listeners
+        .iter()
+        .map(|e| format!("{}://{}:{}", e.name, e.host, e.port))
+        .collect();
     info!(
-        "josefine ready: accepting Kafka clients on {local_addr} (advertised as {}:{}), node {}, data dir {}",
-        broker.advertised_host,
-        broker.advertised_port,
+        "josefine ready: accepting Kafka clients ({}; advertised as {}), node {}, data dir {}",
+        listening.join(", "),
+        advertised.join(","),
         broker.config.node_id,
         broker.config.data_dir.display()
     );
     Ok(RunningBroker {
         local_addr,
+        listener_addrs,
         http_addr,
         broker,
         shutdown,
-        accept_task,
+        accept_tasks,
         http_stop,
     })
 }
 
 async fn accept_loop(
     listener: TcpListener,
+    config: ListenerConfig,
     broker: Arc<Broker>,
+    connections: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let connections = Arc::new(Semaphore::new(
-        broker.config.broker.max_connections as usize,
-    ));
+    let name: Arc<str> = Arc::from(config.name.as_str());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -126,15 +183,21 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            warn!(%peer, max = broker.config.broker.max_connections, "max.connections reached; closing new connection");
+            warn!(%peer, listener = %name, max = broker.config.broker.max_connections, "max.connections reached; closing new connection");
             broker.metrics.connections.refused();
             drop(stream);
             continue;
         };
         let broker = broker.clone();
         broker.metrics.connections.opened();
+        let caller = Caller {
+            listener: name.clone(),
+            security_protocol: config.protocol,
+            principal: Principal::anonymous(),
+            peer: Some(peer),
+        };
         tokio::spawn(async move {
-            let reason = connection::run(stream, peer, broker.clone()).await;
+            let reason = connection::run(stream, Arc::new(caller), broker.clone()).await;
             broker.metrics.connections.closed(reason);
             drop(permit);
         });

@@ -6,7 +6,7 @@
 //! decoder reserve more than its input could hold.
 
 use crate::acl::{Acl, AclId, Operation, PatternType, Permission, ResourceType};
-use crate::command::{PartitionAssignment, TopicId};
+use crate::command::{ListenerEndpoint, PartitionAssignment, TopicId};
 use crate::MetaError;
 
 pub(crate) struct Writer(pub(crate) Vec<u8>);
@@ -58,6 +58,15 @@ impl Writer {
         self.len(items.len());
         for i in items {
             self.str(i);
+        }
+    }
+    pub(crate) fn listeners(&mut self, listeners: &[ListenerEndpoint]) {
+        self.len(listeners.len());
+        for l in listeners {
+            self.str(&l.name);
+            self.str(&l.host);
+            self.i32(l.port);
+            self.0.extend_from_slice(&l.security_protocol.to_be_bytes());
         }
     }
     pub(crate) fn assignments(&mut self, partitions: &[PartitionAssignment]) {
@@ -179,6 +188,20 @@ impl<'a> Reader<'a> {
             items.push(self.str()?);
         }
         Ok(items)
+    }
+    pub(crate) fn listeners(&mut self) -> Result<Vec<ListenerEndpoint>, MetaError> {
+        // Two string lengths, a port and a protocol.
+        let n = self.count(4 + 4 + 4 + 2)?;
+        let mut listeners = Vec::with_capacity(n);
+        for _ in 0..n {
+            listeners.push(ListenerEndpoint {
+                name: self.str()?,
+                host: self.str()?,
+                port: self.i32()?,
+                security_protocol: i16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")),
+            });
+        }
+        Ok(listeners)
     }
     pub(crate) fn assignments(&mut self) -> Result<Vec<PartitionAssignment>, MetaError> {
         let n = self.count(8)?;

@@ -168,7 +168,30 @@ pub enum Command {
     /// Deletes ACLs by id (DeleteAcls); ids no longer stored are skipped (a concurrent delete
     /// removed them). At most [`crate::acl::ACLS_PER_COMMAND_MAX`].
     DeleteAcls { ids: Vec<AclId> },
+    /// Sets the named listener endpoints of broker `node_id`'s registration `incarnation_id`
+    /// (Kafka's BrokerRegistration listeners): proposed with its `RegisterBroker` in one batch.
+    /// Clients are answered with the endpoint of the listener their request came in on.
+    SetBrokerListeners {
+        node_id: i32,
+        incarnation_id: u128,
+        listeners: Vec<ListenerEndpoint>,
+    },
 }
+
+/// One named listener of a broker, as advertised (Kafka's `advertised.listeners` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerEndpoint {
+    /// The listener name, upper case (`PLAINTEXT`, `SASL_SSL`, `INTERNAL`, ...).
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+    /// Kafka's security protocol id: 0 PLAINTEXT, 1 SSL, 2 SASL_PLAINTEXT, 3 SASL_SSL.
+    pub security_protocol: i16,
+}
+
+/// Most listeners one broker may register (bounds a registration's size; Kafka brokers have a
+/// handful).
+pub const BROKER_LISTENERS_MAX: usize = 64;
 
 const TAG_INIT_CLUSTER: u8 = 1;
 const TAG_REGISTER_BROKER: u8 = 2;
@@ -188,6 +211,7 @@ const TAG_DELETE_ACLS: u8 = 15;
 
 /// Smallest encoding of one ACL with its id (id, four codes, three empty strings).
 const ACL_BYTES_MIN: usize = 16 + 4 + 3 * 4;
+const TAG_SET_BROKER_LISTENERS: u8 = 16;
 
 impl Command {
     /// Encodes with the current format version and CRC.
@@ -357,6 +381,16 @@ impl Command {
                     w.u128(id.0);
                 }
             }
+            Command::SetBrokerListeners {
+                node_id,
+                incarnation_id,
+                listeners,
+            } => {
+                w.u8(TAG_SET_BROKER_LISTENERS);
+                w.i32(*node_id);
+                w.u128(*incarnation_id);
+                w.listeners(listeners);
+            }
         }
     }
 
@@ -524,6 +558,11 @@ impl Reader<'_> {
                 }
                 Command::DeleteAcls { ids }
             }
+            TAG_SET_BROKER_LISTENERS if v2 => Command::SetBrokerListeners {
+                node_id: self.i32()?,
+                incarnation_id: self.u128()?,
+                listeners: self.listeners()?,
+            },
             tag => return Err(MetaError::Decode(format!("unknown command tag {tag}"))),
         })
     }
@@ -552,6 +591,16 @@ mod tests {
                 host: "h".into(),
                 port: 9092,
                 rack: None,
+            },
+            Command::SetBrokerListeners {
+                node_id: 2,
+                incarnation_id: 0,
+                listeners: vec![ListenerEndpoint {
+                    name: "SASL_SSL".into(),
+                    host: "b2.example".into(),
+                    port: 9094,
+                    security_protocol: 3,
+                }],
             },
             Command::CreateTopic {
                 topic_id: TopicId([7; 16]),

@@ -133,9 +133,13 @@ pub fn unclean_elections(image: &Image, cmd: &Command) -> Vec<(TopicId, i32, i32
 pub struct Registration {
     pub node_id: i32,
     pub incarnation_id: u128,
+    /// The inter-broker endpoint (what replicas dial).
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Every named listener (empty: the one PLAINTEXT endpoint `host`/`port`, as before named
+    /// listeners).
+    pub listeners: Vec<crate::command::ListenerEndpoint>,
 }
 
 /// What to do with a registration.
@@ -254,7 +258,20 @@ impl Controller {
             port: req.port,
             rack: req.rack,
         };
-        let cmd = with_broker_leaving(image, node_id, first, self.unclean_default());
+        let mut cmd = with_broker_leaving(image, node_id, first, self.unclean_default());
+        if !req.listeners.is_empty() {
+            let Command::Batch(batch) = &mut cmd else {
+                unreachable!("with_broker_leaving makes a batch")
+            };
+            batch.insert(
+                1,
+                Command::SetBrokerListeners {
+                    node_id,
+                    incarnation_id: req.incarnation_id,
+                    listeners: req.listeners,
+                },
+            );
+        }
         // The registration is the caller's input: refuse it rather than propose a no-op. It
         // applies in a later block than the image's, so check it there (a registration needs
         // a newer position than the one it replaces).

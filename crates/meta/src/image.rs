@@ -19,7 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::acl::{validate_new_acl, Acl, AclId, AclIndex, ACLS_PER_COMMAND_MAX};
 use crate::broker_config::validate_dynamic_broker_config;
-use crate::command::{Command, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX};
+use crate::command::{
+    Command, ListenerEndpoint, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX,
+    BROKER_LISTENERS_MAX,
+};
 use crate::topic_config::validate_topic_configs;
 use crate::{validate_topic_name, MetaError};
 
@@ -44,9 +47,24 @@ pub struct BrokerRegistration {
     pub fenced: bool,
     /// Set by `BeginControlledShutdown`; the broker then neither leads nor joins ISRs.
     pub in_controlled_shutdown: bool,
+    /// Every named listener, from `SetBrokerListeners` (empty for a registration made before
+    /// named listeners: `host`/`port` is then its one PLAINTEXT endpoint).
+    pub listeners: Vec<ListenerEndpoint>,
 }
 
 impl BrokerRegistration {
+    /// The endpoint of listener `name` (upper case), if this broker has it. A registration
+    /// without named listeners answers `host`/`port` for any name.
+    pub fn endpoint(&self, name: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| (l.host.as_str(), l.port))
+    }
+
     /// May lead and join ISRs: unfenced and not shutting down.
     pub fn is_eligible(&self) -> bool {
         !self.fenced && !self.in_controlled_shutdown
@@ -121,6 +139,9 @@ pub enum Applied {
     AclsDeleted {
         acls: Vec<(AclId, Acl)>,
     },
+    BrokerListenersSet {
+        node_id: i32,
+    },
 }
 
 /// The current metadata.
@@ -161,6 +182,7 @@ impl Touched {
     fn note(&mut self, cmd: &Command) {
         match cmd {
             Command::RegisterBroker { node_id, .. }
+            | Command::SetBrokerListeners { node_id, .. }
             | Command::FenceBroker { node_id, .. }
             | Command::UnfenceBroker { node_id, .. }
             | Command::BeginControlledShutdown { node_id, .. } => {
@@ -644,6 +666,45 @@ impl Image {
             }
             Command::Batch(_) => Err(MetaError::InvalidBatch("batches do not nest".into())),
             Command::CreateAcls { .. } | Command::DeleteAcls { .. } => self.check_acls(cmd),
+            Command::SetBrokerListeners {
+                node_id,
+                incarnation_id,
+                listeners,
+            } => {
+                match self.brokers.get(node_id) {
+                    Some(b) if b.incarnation_id == *incarnation_id => {}
+                    _ => {
+                        return Err(MetaError::InvalidBrokerRegistration(format!(
+                            "listeners for an unregistered incarnation of broker {node_id}"
+                        )))
+                    }
+                }
+                if listeners.is_empty() || listeners.len() > BROKER_LISTENERS_MAX {
+                    return Err(MetaError::InvalidBrokerRegistration(format!(
+                        "a broker registers 1 to {BROKER_LISTENERS_MAX} listeners, got {}",
+                        listeners.len()
+                    )));
+                }
+                for (i, l) in listeners.iter().enumerate() {
+                    if l.name.is_empty()
+                        || l.host.is_empty()
+                        || !(0..=65535).contains(&l.port)
+                        || !(0..=3).contains(&l.security_protocol)
+                    {
+                        return Err(MetaError::InvalidBrokerRegistration(format!(
+                            "bad listener {}://{}:{} (protocol {})",
+                            l.name, l.host, l.port, l.security_protocol
+                        )));
+                    }
+                    if listeners[..i].iter().any(|o| o.name == l.name) {
+                        return Err(MetaError::InvalidBrokerRegistration(format!(
+                            "listener {} is registered twice",
+                            l.name
+                        )));
+                    }
+                }
+                Ok(())
+            }
             Command::CreateTopic {
                 topic_id,
                 name,
@@ -860,6 +921,7 @@ impl Image {
                         epoch,
                         fenced: true,
                         in_controlled_shutdown: false,
+                        listeners: Vec::new(),
                     },
                 );
                 Applied::BrokerRegistered {
@@ -920,6 +982,12 @@ impl Image {
                     .filter_map(|id| Some((*id, self.acls.remove(*id)?)))
                     .collect(),
             },
+            Command::SetBrokerListeners {
+                node_id, listeners, ..
+            } => {
+                self.broker_mut(*node_id).listeners = listeners.clone();
+                Applied::BrokerListenersSet { node_id: *node_id }
+            }
             Command::CreateTopic {
                 topic_id,
                 name,

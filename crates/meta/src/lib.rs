@@ -26,7 +26,8 @@ pub mod snapshot;
 pub mod topic_config;
 
 pub use command::{
-    Command, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX, COMMAND_FORMAT_VERSION,
+    Command, ListenerEndpoint, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX,
+    COMMAND_FORMAT_VERSION,
 };
 pub use command_log::CommandLog;
 pub use image::{Applied, BrokerRegistration, Image, Topic};

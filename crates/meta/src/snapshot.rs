@@ -6,7 +6,8 @@
 //! digests; the simulator and `cluster-status` compare them). Layout: `magic "JMIS" | version
 //! u8 | crc32c u32 (big endian, over everything after it) | position u64 | cluster id option |
 //! next producer id i64 | brokers | topics (with their partitions and configs) | cluster broker
-//! configs | per-broker configs | ACLs (version 2: id then ACL, ids increasing)`, in the field
+//! configs | per-broker configs | ACLs (version 2: id then ACL, ids increasing) | named listeners
+//! (version 3: node id then its listeners, for each broker that has them, ids increasing)`, in the field
 //! encoding of commands, maps in strictly increasing key order. The encoding is canonical: a
 //! snapshot that decodes re-encodes to the same bytes. Version 1 (no ACL section) still decodes,
 //! with no ACLs.
@@ -23,11 +24,15 @@ use crate::MetaError;
 /// Marks a metadata image snapshot (commands start with their version byte instead).
 const SNAPSHOT_MAGIC: &[u8; 4] = b"JMIS";
 
-/// Version of the snapshot layout; decoders reject others but [`SNAPSHOT_FORMAT_VERSION_V1`].
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// Version of the snapshot layout; decoders reject others but the two older ones.
+/// Version 3 added each broker's named listeners after its `in_controlled_shutdown`.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
-/// The layout before ACLs: the same sections without the last one.
+/// The layout before ACLs: the same sections without the last one (and no listeners).
 const SNAPSHOT_FORMAT_VERSION_V1: u8 = 1;
+
+/// The layout before named listeners.
+const SNAPSHOT_FORMAT_VERSION_V2: u8 = 2;
 
 /// Smallest encoding of one ACL with its id (id, four codes, three empty strings).
 const ACL_BYTES_MIN: usize = 16 + 4 + 3 * 4;
@@ -121,6 +126,16 @@ impl Image {
         for (id, acl) in self.acls.iter() {
             w.acl(id, acl);
         }
+        let with_listeners: Vec<_> = self
+            .brokers
+            .values()
+            .filter(|b| !b.listeners.is_empty())
+            .collect();
+        w.len(with_listeners.len());
+        for b in with_listeners {
+            w.i32(b.node_id);
+            w.listeners(&b.listeners);
+        }
         let crc = crc32c::crc32c(&w.0[HEADER_BYTES..]);
         w.0[5..HEADER_BYTES].copy_from_slice(&crc.to_be_bytes());
         w.0
@@ -139,7 +154,10 @@ impl Image {
             return Err(invalid("not a metadata image snapshot"));
         }
         let version = bytes[4];
-        if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_V1 {
+        if version != SNAPSHOT_FORMAT_VERSION
+            && version != SNAPSHOT_FORMAT_VERSION_V1
+            && version != SNAPSHOT_FORMAT_VERSION_V2
+        {
             return Err(invalid(format!("unknown snapshot version {}", bytes[4])));
         }
         let crc = u32::from_be_bytes(bytes[5..HEADER_BYTES].try_into().expect("4 bytes"));
@@ -172,6 +190,7 @@ impl Image {
                 epoch: r.i64()?,
                 fenced: r.bool()?,
                 in_controlled_shutdown: r.bool()?,
+                listeners: Vec::new(),
             };
             if image
                 .brokers
@@ -234,6 +253,25 @@ impl Image {
                 image.acls.insert(id, acl);
             }
         }
+        if version == SNAPSHOT_FORMAT_VERSION {
+            let mut last = None;
+            // A node id and a listener count at least.
+            for _ in 0..r.count(4 + 4)? {
+                let node_id = r.i32()?;
+                if last.is_some_and(|last| last >= node_id) {
+                    return Err(invalid(format!("listeners of {node_id} out of order")));
+                }
+                last = Some(node_id);
+                let listeners = r.listeners()?;
+                let broker = image.brokers.get_mut(&node_id).ok_or_else(|| {
+                    invalid(format!("listeners of unregistered broker {node_id}"))
+                })?;
+                if listeners.is_empty() {
+                    return Err(invalid(format!("empty listeners of broker {node_id}")));
+                }
+                broker.listeners = listeners;
+            }
+        }
         if !r.bytes.is_empty() {
             return Err(invalid(format!("{} trailing bytes", r.bytes.len())));
         }
@@ -276,6 +314,24 @@ mod tests {
                 rack: (node_id == 1).then(|| "r1".to_string()),
             });
         }
+        step(Command::SetBrokerListeners {
+            node_id: 2,
+            incarnation_id: 2000,
+            listeners: vec![
+                crate::command::ListenerEndpoint {
+                    name: "INTERNAL".into(),
+                    host: "h2".into(),
+                    port: 9092,
+                    security_protocol: 0,
+                },
+                crate::command::ListenerEndpoint {
+                    name: "SSL".into(),
+                    host: "b2.example".into(),
+                    port: 9093,
+                    security_protocol: 1,
+                },
+            ],
+        });
         step(Command::UnfenceBroker {
             node_id: 1,
             epoch: 2,
@@ -347,16 +403,26 @@ mod tests {
     }
 
     #[test]
-    fn version_1_snapshots_decode_without_acls() {
+    fn version_1_and_2_snapshots_decode_without_acls_or_listeners() {
         let mut image = sample();
-        image.acls = AclIndex::default();
-        let bytes = image.encode_snapshot();
+        for b in image.brokers.values_mut() {
+            b.listeners.clear();
+        }
+        let old = |image: &Image, version: u8, strip: usize| {
+            let bytes = image.encode_snapshot();
+            let body = &bytes[HEADER_BYTES..bytes.len() - strip];
+            let mut old = SNAPSHOT_MAGIC.to_vec();
+            old.push(version);
+            old.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+            old.extend_from_slice(body);
+            old
+        };
+        // Version 2 is version 3 without the (here empty) listener section.
+        let v2 = old(&image, SNAPSHOT_FORMAT_VERSION_V2, 4);
+        assert_eq!(Image::decode_snapshot(&v2).unwrap(), image);
         // Version 1 is version 2 without the (here empty) ACL section.
-        let body = &bytes[HEADER_BYTES..bytes.len() - 4];
-        let mut v1 = SNAPSHOT_MAGIC.to_vec();
-        v1.push(SNAPSHOT_FORMAT_VERSION_V1);
-        v1.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
-        v1.extend_from_slice(body);
+        image.acls = AclIndex::default();
+        let v1 = old(&image, SNAPSHOT_FORMAT_VERSION_V1, 8);
         assert_eq!(Image::decode_snapshot(&v1).unwrap(), image);
     }
 
@@ -373,9 +439,14 @@ mod tests {
         invalid.principal = "nocolon".into();
         bad.acls.insert(AclId(100), invalid);
         assert!(Image::decode_snapshot(&reseal(&bad)).is_err());
-        // The same ACL under two ids cannot be built through the index; splice it in by hand.
+        // The same ACL under two ids cannot be built through the index; splice it in by hand
+        // (before the listener section, here empty: its 4-byte count).
+        let mut good = good.clone();
+        for b in good.brokers.values_mut() {
+            b.listeners.clear();
+        }
         let bytes = good.encode_snapshot();
-        let body = &bytes[HEADER_BYTES..];
+        let body = &bytes[HEADER_BYTES..bytes.len() - 4];
         let mut w = Writer(Vec::new());
         w.acl(AclId(u128::MAX), first);
         let count_at = body.len() - 2 * w.0.len() - 4;
@@ -383,6 +454,7 @@ mod tests {
         spliced.extend_from_slice(&3u32.to_be_bytes());
         spliced.extend_from_slice(&body[count_at + 4..]);
         spliced.extend_from_slice(&w.0);
+        spliced.extend_from_slice(&0u32.to_be_bytes());
         let err = Image::decode_snapshot(&sealed(&spliced)).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
     }
@@ -480,6 +552,7 @@ mod tests {
                     epoch: 0,
                     fenced: true,
                     in_controlled_shutdown: false,
+                    listeners: Vec::new(),
                 },
             );
         }

@@ -75,6 +75,7 @@ fn fresh_decisions_always_apply_and_keep_the_invariants() {
                         host: "h".into(),
                         port: 9092,
                         rack: Some(format!("r{}", node_id % 2)),
+                        listeners: Vec::new(),
                     };
                     match c.register(&image, req, &VOTERS, now_ms) {
                         Ok(RegisterDecision::Propose(cmd)) => apply(&mut image, &cmd, seed),

@@ -232,6 +232,7 @@ mod tests {
                     epoch: 10 * id as i64,
                     fenced: id == 2,
                     in_controlled_shutdown: false,
+                    listeners: Vec::new(),
                 },
             );
         }

@@ -161,11 +161,19 @@ impl Lifecycle {
                 .with_broker_id(BrokerId(broker.config.node_id))
                 .with_cluster_id(StrBytes::from_string(cluster_id))
                 .with_incarnation_id(self.incarnation_id)
-                .with_listeners(vec![Listener::default()
-                    .with_name(StrBytes::from_static_str("PLAINTEXT"))
-                    .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-                    .with_port(broker.advertised_port as u16)
-                    .with_security_protocol(0)])
+                .with_listeners(
+                    broker
+                        .listeners
+                        .iter()
+                        .map(|l| {
+                            Listener::default()
+                                .with_name(StrBytes::from_string(l.name.clone()))
+                                .with_host(StrBytes::from_string(l.host.clone()))
+                                .with_port(l.port as u16)
+                                .with_security_protocol(l.security_protocol)
+                        })
+                        .collect(),
+                )
                 .with_rack(broker.config.rack.clone().map(StrBytes::from_string))
                 .with_previous_broker_epoch(-1);
             let deadline = Instant::now() + self.rpc_timeout(broker);

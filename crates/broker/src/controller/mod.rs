@@ -144,12 +144,23 @@ impl ControllerRuntime {
         let Some(listener) = r.listeners.first() else {
             return answer(code::INVALID_REQUEST, -1);
         };
+        // The broker lists its inter-broker listener first: its endpoint is what replicas dial.
         let registration = Registration {
             node_id: r.broker_id.0,
             incarnation_id: r.incarnation_id.as_u128(),
             host: listener.host.to_string(),
             port: i32::from(listener.port),
             rack: r.rack.as_ref().map(|s| s.to_string()),
+            listeners: r
+                .listeners
+                .iter()
+                .map(|l| josefine_meta::ListenerEndpoint {
+                    name: l.name.to_string(),
+                    host: l.host.to_string(),
+                    port: i32::from(l.port),
+                    security_protocol: l.security_protocol,
+                })
+                .collect(),
         };
         match controller.register(&image, registration, &self.voter_ids, now_ms() as u64) {
             Ok(RegisterDecision::Existing { epoch }) => answer(code::NONE, epoch),

@@ -59,13 +59,16 @@ pub fn handle(
         .brokers
         .values()
         .filter(|b| include_fenced || !b.fenced)
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.node_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(b.port)
-                .with_rack(b.rack.clone().map(str_bytes))
-                .with_is_fenced(b.fenced)
+        .filter_map(|b| {
+            let (host, port) = crate::security::client_endpoint(b)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.node_id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes))
+                    .with_is_fenced(b.fenced),
+            )
         })
         .collect();
     let controller_id = leadership::controller_id(&image, broker.controller_hint());

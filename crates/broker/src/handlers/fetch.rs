@@ -437,15 +437,16 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
                                     && (error == code::NOT_LEADER_OR_FOLLOWER
                                         || error == code::FENCED_LEADER_EPOCH);
                                 let leader = reported.then(|| refusal.current_leader());
-                                if let Some(b) = leader
+                                if let Some((b, (host, port))) = leader
                                     .and_then(|l| leadership::live_broker(&image, l.leader_id))
+                                    .and_then(|b| Some((b, crate::security::client_endpoint(b)?)))
                                 {
                                     node_endpoints.insert(
                                         b.node_id,
                                         NodeEndpoint::default()
                                             .with_node_id(BrokerId(b.node_id))
-                                            .with_host(str_bytes(b.host.clone()))
-                                            .with_port(b.port)
+                                            .with_host(str_bytes(host))
+                                            .with_port(port)
                                             .with_rack(b.rack.clone().map(str_bytes)),
                                     );
                                 }

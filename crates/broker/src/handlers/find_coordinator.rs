@@ -88,12 +88,13 @@ fn coordinator(broker: &Broker, topic: &str, partition: i32, key: StrBytes) -> C
         let led = leadership::leader_of(&image, t.topic_id, partition);
         leadership::live_broker(&image, led.leader_id)
     });
+    let leader = leader.and_then(|b| Some((b.node_id, crate::security::client_endpoint(b)?)));
     match leader {
-        Some(b) => Coordinator::default()
+        Some((node_id, (host, port))) => Coordinator::default()
             .with_key(key)
-            .with_node_id(BrokerId(b.node_id))
-            .with_host(str_bytes(b.host.clone()))
-            .with_port(b.port)
+            .with_node_id(BrokerId(node_id))
+            .with_host(str_bytes(host))
+            .with_port(port)
             .with_error_code(code::NONE),
         None => failed(
             key,

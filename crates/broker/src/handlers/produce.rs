@@ -237,13 +237,16 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
                     let mut r =
                         PartitionProduceResponse::default().with_index(slot.partition_index);
                     if let Some(leader) = slot.current_leader.filter(|_| version >= 10) {
-                        if let Some(b) = leadership::live_broker(&image, leader.leader_id) {
+                        if let Some((b, (host, port))) =
+                            leadership::live_broker(&image, leader.leader_id)
+                                .and_then(|b| Some((b, crate::security::client_endpoint(b)?)))
+                        {
                             node_endpoints.insert(
                                 b.node_id,
                                 NodeEndpoint::default()
                                     .with_node_id(BrokerId(b.node_id))
-                                    .with_host(str_bytes(b.host.clone()))
-                                    .with_port(b.port)
+                                    .with_host(str_bytes(host))
+                                    .with_port(port)
                                     .with_rack(b.rack.clone().map(str_bytes)),
                             );
                         }

@@ -77,6 +77,7 @@ pub async fn register(
         host: endpoint.host.clone(),
         port: endpoint.port,
         rack: endpoint.rack.clone(),
+        listeners: Vec::new(),
     };
     let epoch = match controller.register(&image, registration, &[node_id], 0)? {
         RegisterDecision::Existing { epoch } => epoch,

@@ -25,6 +25,7 @@ fn registration(node_id: i32, incarnation_id: u128) -> Registration {
         host: format!("h{node_id}"),
         port: 9092,
         rack: None,
+        listeners: Vec::new(),
     }
 }
 
@@ -981,4 +982,43 @@ fn controlled_shutdown_of_a_leader_moves_rf3_leaderships_and_leaves_isrs_then_re
     step(&mut image, &commands[0]);
     assert_eq!(leader_isr(&image, 0), (1, vec![2, 3, 1]));
     assert_eq!(p(&image, 0).leader_epoch, 2);
+}
+
+#[test]
+fn a_registration_carries_every_named_listener() {
+    let mut image = Image::default();
+    let mut c = Controller::activate(&image, 0, settings());
+    let endpoint = |name: &str, port, protocol| crate::command::ListenerEndpoint {
+        name: name.into(),
+        host: "h1".into(),
+        port,
+        security_protocol: protocol,
+    };
+    let mut reg = registration(1, 11);
+    reg.listeners = vec![endpoint("INTERNAL", 9092, 0), endpoint("SSL", 9093, 1)];
+    match c.register(&image, reg.clone(), &[1], 0) {
+        Ok(RegisterDecision::Propose(cmd)) => step(&mut image, &cmd),
+        other => panic!("{other:?}"),
+    }
+    let b = &image.brokers[&1];
+    assert_eq!(b.listeners, reg.listeners);
+    assert_eq!(b.endpoint("SSL"), Some(("h1", 9093)));
+    assert_eq!(b.endpoint("SASL_SSL"), None, "a listener it lacks");
+    // Duplicate names, a bad protocol and another incarnation are refused.
+    let mut bad = reg.clone();
+    bad.incarnation_id = 12;
+    bad.listeners.push(endpoint("SSL", 9094, 1));
+    assert!(c.register(&image, bad, &[1], 0).is_err());
+    let set = |incarnation_id, listeners| Command::SetBrokerListeners {
+        node_id: 1,
+        incarnation_id,
+        listeners,
+    };
+    assert!(image.validate(&set(11, vec![endpoint("X", 1, 7)])).is_err());
+    assert!(image.validate(&set(99, vec![endpoint("X", 1, 0)])).is_err());
+    assert!(image.validate(&set(11, vec![])).is_err());
+    // A registration from before named listeners answers its one endpoint for any name.
+    let mut legacy = image.brokers[&1].clone();
+    legacy.listeners.clear();
+    assert_eq!(legacy.endpoint("ANY"), Some(("h1", 9092)));
 }

@@ -487,6 +487,7 @@ impl ReplWorld {
             host: format!("broker-{node_id}"),
             port: 9092,
             rack: None,
+            listeners: Vec::new(),
         }
     }
 

@@ -915,6 +915,7 @@ impl World {
                     host: format!("s{node_id}"),
                     port: 9092,
                     rack,
+                    listeners: Vec::new(),
                 };
                 match c.ctl.register(basis, reg, &voters, now) {
                     Ok(RegisterDecision::Existing { epoch }) => Decided::Reply(Reply::Registered {
