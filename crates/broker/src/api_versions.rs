@@ -79,8 +79,14 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
 /// APIs the decoder accepts and a handler serves but ApiVersions does not list: parts of a
 /// feature that is not finished (clients must not discover them), reachable by the broker's own
 /// callers and by a client that sends them anyway. WriteTxnMarkers: the partition-leader side
-/// of transactions, until the transaction coordinator is wired in (issue 16).
-pub const SERVED_NOT_ADVERTISED: &[ApiSupport] = &[api(ApiKey::WriteTxnMarkers, 1, 1)];
+/// of transactions, until the transaction coordinator is wired in (issue 16). The ACL APIs
+/// (v1-3; Kafka 4.0 removed v0): stored and replicated, advertised once requests are enforced.
+pub const SERVED_NOT_ADVERTISED: &[ApiSupport] = &[
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
+];
 
 /// The support entry for an API key, if we serve it (advertised or not).
 pub fn support_for(key: ApiKey) -> Option<&'static ApiSupport> {

@@ -350,12 +350,22 @@ pub struct BrokerSettings {
     pub leader_imbalance_per_broker_percentage: u32,
     /// compression.type and compression.{gzip,lz4,zstd}.level: the default of topics.
     pub compression: josefine_log::recompress::CompressionConfig,
+    /// authorizer.class.name: empty (no authorizer: everything allowed, the ACL APIs answer
+    /// SECURITY_DISABLED) or [`STANDARD_AUTHORIZER`], which turns ACL enforcement on.
+    pub authorizer_enabled: bool,
+    /// super.users (`User:a;User:b`) and allow.everyone.if.no.acl.found, as the decision in
+    /// `josefine_meta::acl` takes them.
+    pub authorizer: josefine_meta::acl::AuthorizerSettings,
     /// The Kafka-named settings given by `--set` or the file, as given (DescribeConfigs reports
     /// them as STATIC_BROKER_CONFIG; dynamic configs are resolved on top of them).
     pub static_values: BTreeMap<String, String>,
 }
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// The one `authorizer.class.name` accepted: Kafka's KRaft authorizer, whose rules
+/// `josefine_meta::acl` implements.
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
 impl Default for BrokerSettings {
     fn default() -> Self {
@@ -427,6 +437,8 @@ impl Default for BrokerSettings {
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
             compression: josefine_log::recompress::CompressionConfig::default(),
+            authorizer_enabled: false,
+            authorizer: josefine_meta::acl::AuthorizerSettings::default(),
             static_values: BTreeMap::new(),
         }
     }
@@ -623,6 +635,12 @@ impl BrokerSettings {
             "leader.imbalance.per.broker.percentage" => {
                 self.leader_imbalance_per_broker_percentage.to_string()
             }
+            "authorizer.class.name" if self.authorizer_enabled => STANDARD_AUTHORIZER.into(),
+            "authorizer.class.name" => String::new(),
+            "super.users" => given().unwrap_or_default(),
+            "allow.everyone.if.no.acl.found" => {
+                self.authorizer.allow_everyone_if_no_acl_found.to_string()
+            }
             _ => return None,
         })
     }
@@ -635,7 +653,9 @@ impl BrokerSettings {
             | "log.cleaner.enable"
             | "unclean.leader.election.enable"
             | "auto.leader.rebalance.enable"
-            | "transaction.partition.verification.enable" => T::Boolean,
+            | "transaction.partition.verification.enable"
+            | "allow.everyone.if.no.acl.found" => T::Boolean,
+            "authorizer.class.name" | "super.users" => T::String,
             "log.message.timestamp.type" | "compression.type" | "cluster.id" => T::String,
             "log.cleanup.policy" => T::List,
             "log.cleaner.io.max.bytes.per.second" | "log.cleaner.min.cleanable.ratio" => T::Double,
@@ -777,6 +797,9 @@ impl BrokerSettings {
         "auto.leader.rebalance.enable",
         "leader.imbalance.check.interval.seconds",
         "leader.imbalance.per.broker.percentage",
+        "authorizer.class.name",
+        "super.users",
+        "allow.everyone.if.no.acl.found",
     ];
 
     /// Sets one Kafka-named setting from its string form. Unknown keys and bad values are errors.
@@ -1024,6 +1047,31 @@ impl BrokerSettings {
             }
             "leader.imbalance.per.broker.percentage" => {
                 self.leader_imbalance_per_broker_percentage = parse_int(key, v, 0, 100)?
+            }
+            "authorizer.class.name" => {
+                self.authorizer_enabled = match v.trim() {
+                    "" => false,
+                    STANDARD_AUTHORIZER => true,
+                    _ => return Err(invalid(
+                        key,
+                        v,
+                        "only org.apache.kafka.metadata.authorizer.StandardAuthorizer is supported",
+                    )),
+                }
+            }
+            "super.users" => {
+                let users = josefine_meta::acl::AuthorizerSettings::parse_super_users(v);
+                if let Some(bad) = users.iter().find(|u| !u.contains(':')) {
+                    return Err(invalid(
+                        key,
+                        v,
+                        format!("`{bad}` is not principalType:name"),
+                    ));
+                }
+                self.authorizer.super_users = users;
+            }
+            "allow.everyone.if.no.acl.found" => {
+                self.authorizer.allow_everyone_if_no_acl_found = parse_bool(key, v)?
             }
             _ => return Err(ConfigError::UnknownSetting(key.to_string())),
         }

@@ -166,6 +166,12 @@ async fn handle_request(
             let timeout = Some(r.timeout_ms);
             forward::admin(broker, v, RequestBody::CreatePartitions(r), timeout).await
         }
+        body @ (RequestBody::CreateAcls(_) | RequestBody::DeleteAcls(_)) => {
+            forward::admin(broker, v, body, None).await
+        }
+        RequestBody::DescribeAcls(r) => {
+            ResponseBody::DescribeAcls(handlers::describe_acls::handle(broker, r))
+        }
         RequestBody::DeleteRecords(r) => {
             ResponseBody::DeleteRecords(handlers::delete_records::handle(broker, r).await)
         }

@@ -253,6 +253,28 @@ fn answer(request: RequestKind, error: i16) -> ControlAnswer {
                 1000 + names.len() as u64,
             )
         }
+        RequestKind::CreateAcls(r) => (
+            CreateAclsResponse::default()
+                .with_results(
+                    r.creations
+                        .iter()
+                        .map(|_| create_acls_response::AclCreationResult::default().with_error_code(error))
+                        .collect(),
+                )
+                .into(),
+            1000 + r.creations.len() as u64,
+        ),
+        RequestKind::DeleteAcls(r) => (
+            DeleteAclsResponse::default()
+                .with_filter_results(
+                    r.filters
+                        .iter()
+                        .map(|_| delete_acls_response::DeleteAclsFilterResult::default().with_error_code(error))
+                        .collect(),
+                )
+                .into(),
+            1000 + r.filters.len() as u64,
+        ),
         RequestKind::CreatePartitions(r) => (
             CreatePartitionsResponse::default()
                 .with_results(
@@ -428,6 +450,14 @@ fn request(api: ApiKey, v: i16) -> RequestKind {
                     .with_resource_type(2)
                     .with_resource_name(StrBytes::from_string(n)),
             ])
+            .into(),
+        ApiKey::CreateAcls => CreateAclsRequest::default()
+            .with_creations(vec![create_acls_request::AclCreation::default()
+                .with_resource_name(StrBytes::from_string(n))])
+            .into(),
+        ApiKey::DeleteAcls => DeleteAclsRequest::default()
+            .with_filters(vec![delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_name_filter(Some(StrBytes::from_string(n)))])
             .into(),
         other => panic!("{other:?} is not a control API"),
     }

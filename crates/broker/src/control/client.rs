@@ -111,6 +111,8 @@ pub fn not_controller(response: &ResponseKind) -> bool {
         ResponseKind::CreatePartitions(r) => every(r.results.iter().map(|t| t.error_code)),
         ResponseKind::AlterConfigs(r) => every(r.responses.iter().map(|t| t.error_code)),
         ResponseKind::IncrementalAlterConfigs(r) => every(r.responses.iter().map(|t| t.error_code)),
+        ResponseKind::CreateAcls(r) => every(r.results.iter().map(|t| t.error_code)),
+        ResponseKind::DeleteAcls(r) => every(r.filter_results.iter().map(|t| t.error_code)),
         _ => false,
     }
 }

@@ -17,7 +17,7 @@ use crate::codec::{self, DecodeError};
 
 /// The APIs a JCTRL001 connection carries: the controller's own four, and the admin requests
 /// a broker forwards as its client sent them.
-pub const CONTROL_APIS: [ApiKey; 9] = [
+pub const CONTROL_APIS: [ApiKey; 11] = [
     ApiKey::BrokerRegistration,
     ApiKey::BrokerHeartbeat,
     ApiKey::AllocateProducerIds,
@@ -27,6 +27,8 @@ pub const CONTROL_APIS: [ApiKey; 9] = [
     ApiKey::CreatePartitions,
     ApiKey::AlterConfigs,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
 ];
 
 /// The one AlterPartition version served and sent (v3: ISR members carry broker epochs).
@@ -50,7 +52,9 @@ pub fn control_versions(api_key: ApiKey) -> Option<(i16, i16)> {
         | ApiKey::DeleteTopics
         | ApiKey::CreatePartitions
         | ApiKey::AlterConfigs
-        | ApiKey::IncrementalAlterConfigs => support_for(api_key).map(|s| (s.served_min, s.max)),
+        | ApiKey::IncrementalAlterConfigs
+        | ApiKey::CreateAcls
+        | ApiKey::DeleteAcls => support_for(api_key).map(|s| (s.served_min, s.max)),
         _ => None,
     }
 }
@@ -67,6 +71,8 @@ pub fn request_api_key(body: &RequestKind) -> Option<ApiKey> {
         RequestKind::CreatePartitions(_) => ApiKey::CreatePartitions,
         RequestKind::AlterConfigs(_) => ApiKey::AlterConfigs,
         RequestKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
+        RequestKind::CreateAcls(_) => ApiKey::CreateAcls,
+        RequestKind::DeleteAcls(_) => ApiKey::DeleteAcls,
         _ => return None,
     })
 }
@@ -83,6 +89,8 @@ pub fn response_api_key(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::CreatePartitions(_) => ApiKey::CreatePartitions,
         ResponseKind::AlterConfigs(_) => ApiKey::AlterConfigs,
         ResponseKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
+        ResponseKind::CreateAcls(_) => ApiKey::CreateAcls,
+        ResponseKind::DeleteAcls(_) => ApiKey::DeleteAcls,
         _ => return None,
     })
 }
@@ -322,6 +330,8 @@ mod tests {
             ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
             ApiKey::AlterConfigs => AlterConfigsRequest::default().into(),
             ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
+            ApiKey::CreateAcls => CreateAclsRequest::default().into(),
+            ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
             _ => unreachable!(),
         }
     }
@@ -344,6 +354,8 @@ mod tests {
             ApiKey::CreatePartitions => CreatePartitionsResponse::default().into(),
             ApiKey::AlterConfigs => AlterConfigsResponse::default().into(),
             ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsResponse::default().into(),
+            ApiKey::CreateAcls => CreateAclsResponse::default().into(),
+            ApiKey::DeleteAcls => DeleteAclsResponse::default().into(),
             _ => unreachable!(),
         }
     }

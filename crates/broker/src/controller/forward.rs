@@ -55,6 +55,12 @@ pub async fn serve_admin_locally(
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             handlers::incremental_alter_configs::handle(broker, r).await,
         ),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(handlers::create_acls::handle(broker, r).await)
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(handlers::delete_acls::handle(broker, r).await)
+        }
         other => error_response(&other, crate::handlers::code::INVALID_REQUEST, None)
             .expect("the control server only passes controller APIs"),
     }
@@ -225,6 +231,30 @@ pub fn error_response(
                         IncrementalResult::default()
                             .with_resource_type(c.resource_type)
                             .with_resource_name(c.resource_name.clone())
+                            .with_error_code(code)
+                            .with_error_message(msg())
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(
+            kafka_protocol::messages::CreateAclsResponse::default().with_results(
+                r.creations
+                    .iter()
+                    .map(|_| {
+                        kafka_protocol::messages::create_acls_response::AclCreationResult::default()
+                            .with_error_code(code)
+                            .with_error_message(msg())
+                    })
+                    .collect(),
+            ),
+        ),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(
+            kafka_protocol::messages::DeleteAclsResponse::default().with_filter_results(
+                r.filters
+                    .iter()
+                    .map(|_| {
+                        kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult::default()
                             .with_error_code(code)
                             .with_error_message(msg())
                     })

@@ -174,6 +174,8 @@ fn default_request(api: ApiKey) -> RequestKind {
         ApiKey::CreatePartitions => CreatePartitionsRequest::default().into(),
         ApiKey::AlterConfigs => AlterConfigsRequest::default().into(),
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
+        ApiKey::CreateAcls => CreateAclsRequest::default().into(),
+        ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
         other => unreachable!("{other:?} is not a control API"),
     }
 }
@@ -252,6 +254,25 @@ fn sample_responses(api: ApiKey) -> Vec<ResponseKind> {
                     .with_resource_type(4)
                     .with_resource_name(s("2")),
             ])
+            .into()],
+        ApiKey::CreateAcls => vec![CreateAclsResponse::default()
+            .with_results(vec![
+                create_acls_response::AclCreationResult::default().with_error_code(42)
+            ])
+            .into()],
+        ApiKey::DeleteAcls => vec![DeleteAclsResponse::default()
+            .with_filter_results(vec![delete_acls_response::DeleteAclsFilterResult::default(
+            )
+            .with_matching_acls(vec![
+                delete_acls_response::DeleteAclsMatchingAcl::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders"))
+                    .with_pattern_type(3)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(4)
+                    .with_permission_type(3),
+            ])])
             .into()],
         other => unreachable!("{other:?} is not a control API"),
     }

@@ -480,6 +480,36 @@ pub(super) fn sample_requests(key: ApiKey) -> Vec<RequestKind> {
         ApiKey::DeleteGroups => vec![RequestKind::DeleteGroups(
             DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("group-1"))]),
         )],
+        ApiKey::CreateAcls => vec![RequestKind::CreateAcls(
+            CreateAclsRequest::default().with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders"))
+                    .with_resource_pattern_type(4)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(4)
+                    .with_permission_type(3),
+            ]),
+        )],
+        ApiKey::DescribeAcls => vec![RequestKind::DescribeAcls(
+            DescribeAclsRequest::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(s("orders")))
+                .with_pattern_type_filter(2)
+                .with_operation(1)
+                .with_permission_type(1),
+        )],
+        ApiKey::DeleteAcls => vec![RequestKind::DeleteAcls(
+            DeleteAclsRequest::default().with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(s("User:alice")))
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]),
+        )],
         _ => Vec::new(),
     }
 }

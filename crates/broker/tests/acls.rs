@@ -1,0 +1,225 @@
+//! CreateAcls / DescribeAcls / DeleteAcls over a real socket: SECURITY_DISABLED without an
+//! authorizer, Kafka's per-creation refusals, MATCH/ANY filters, deletion answers, and ACLs
+//! surviving a restart (they live in the metadata image and its snapshot).
+
+mod common;
+
+use common::{start_broker, Client};
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::{
+    ApiKey, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse,
+    DescribeAclsRequest, DescribeAclsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+const AUTHORIZER: &str =
+    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// (resource type, name, pattern, principal, host, operation, permission)
+type Spec<'a> = (i8, &'a str, i8, &'a str, &'a str, i8, i8);
+
+fn creation(c: Spec) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(c.0)
+        .with_resource_name(s(c.1))
+        .with_resource_pattern_type(c.2)
+        .with_principal(s(c.3))
+        .with_host(s(c.4))
+        .with_operation(c.5)
+        .with_permission_type(c.6)
+}
+
+async fn create(c: &mut Client, specs: &[Spec<'_>]) -> Vec<i16> {
+    let req =
+        CreateAclsRequest::default().with_creations(specs.iter().copied().map(creation).collect());
+    c.send(ApiKey::CreateAcls, 3, &req).await;
+    let (_, r): (i32, CreateAclsResponse) = c.recv(ApiKey::CreateAcls, 3).await;
+    r.results.iter().map(|r| r.error_code).collect()
+}
+
+/// Describe with (resource type, name, pattern) and everything else ANY: the (type, name,
+/// pattern, principal, operation) of each ACL returned.
+async fn describe(
+    c: &mut Client,
+    rtype: i8,
+    name: Option<&str>,
+    pattern: i8,
+) -> (i16, Vec<(i8, String, i8, String, i8)>) {
+    let req = DescribeAclsRequest::default()
+        .with_resource_type_filter(rtype)
+        .with_resource_name_filter(name.map(s))
+        .with_pattern_type_filter(pattern)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(1)
+        .with_permission_type(1);
+    c.send(ApiKey::DescribeAcls, 3, &req).await;
+    let (_, r): (i32, DescribeAclsResponse) = c.recv(ApiKey::DescribeAcls, 3).await;
+    let mut out = Vec::new();
+    for res in &r.resources {
+        for a in &res.acls {
+            out.push((
+                res.resource_type,
+                res.resource_name.to_string(),
+                res.pattern_type,
+                a.principal.to_string(),
+                a.operation,
+            ));
+        }
+    }
+    out.sort();
+    (r.error_code, out)
+}
+
+async fn delete(c: &mut Client, filters: Vec<DeleteAclsFilter>) -> DeleteAclsResponse {
+    c.send(
+        ApiKey::DeleteAcls,
+        3,
+        &DeleteAclsRequest::default().with_filters(filters),
+    )
+    .await;
+    c.recv(ApiKey::DeleteAcls, 3).await.1
+}
+
+fn filter(rtype: i8, name: Option<&str>, pattern: i8) -> DeleteAclsFilter {
+    DeleteAclsFilter::default()
+        .with_resource_type_filter(rtype)
+        .with_resource_name_filter(name.map(s))
+        .with_pattern_type_filter(pattern)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(1)
+        .with_permission_type(1)
+}
+
+/// Starts a broker again on `dir` (the old one's last handles release the data directory lock
+/// asynchronously after shutdown).
+async fn restart(dir: &tempfile::TempDir, extra: &[&str]) -> josefine::server::RunningBroker {
+    let args = josefine::config::ServeArgs {
+        listen: Some("127.0.0.1:0".into()),
+        raft_listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().to_path_buf()),
+        set: extra.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    for _ in 0..100 {
+        let config = josefine::config::Config::resolve(args.clone()).unwrap();
+        if let Ok(b) = josefine::server::start(config).await {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("restart failed");
+}
+
+const TOPIC: i8 = 2;
+const CLUSTER: i8 = 4;
+const ANY: i8 = 1;
+const MATCH: i8 = 2;
+const LITERAL: i8 = 3;
+const PREFIXED: i8 = 4;
+const READ: i8 = 3;
+const WRITE: i8 = 4;
+const ALLOW: i8 = 3;
+const DENY: i8 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_authorizer_the_acl_apis_answer_security_disabled() {
+    let (broker, _dir) = start_broker(&[]).await;
+    let mut c = Client::connect(&broker).await;
+    let spec = (TOPIC, "t", LITERAL, "User:alice", "*", READ, ALLOW);
+    assert_eq!(create(&mut c, &[spec]).await, vec![54]);
+    assert_eq!(describe(&mut c, ANY, None, ANY).await.0, 54);
+    let r = delete(&mut c, vec![filter(ANY, None, ANY)]).await;
+    assert_eq!(r.filter_results[0].error_code, 54);
+    assert!(broker.broker.metadata.image().acls.is_empty());
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_are_created_described_deleted_and_survive_a_restart() {
+    let (broker, dir) = start_broker(&[AUTHORIZER]).await;
+    let mut c = Client::connect(&broker).await;
+    let good = [
+        (TOPIC, "orders", LITERAL, "User:alice", "*", READ, ALLOW),
+        (TOPIC, "ord", PREFIXED, "User:bob", "10.0.0.1", WRITE, DENY),
+        (TOPIC, "*", LITERAL, "User:*", "*", READ, ALLOW),
+        (
+            CLUSTER,
+            "kafka-cluster",
+            LITERAL,
+            "User:alice",
+            "*",
+            7,
+            ALLOW,
+        ),
+    ];
+    let bad = [
+        (1, "orders", LITERAL, "User:alice", "*", READ, ALLOW), // ANY resource type
+        (TOPIC, "orders", MATCH, "User:alice", "*", READ, ALLOW), // MATCH pattern
+        (TOPIC, "orders", ANY, "User:alice", "*", READ, ALLOW), // ANY pattern
+        (TOPIC, "orders", LITERAL, "User:alice", "*", 1, ALLOW), // ANY operation
+        (TOPIC, "orders", LITERAL, "User:alice", "*", 0, ALLOW), // UNKNOWN operation
+        (TOPIC, "orders", LITERAL, "User:alice", "*", READ, 1), // ANY permission
+        (TOPIC, "orders", LITERAL, "alice", "*", READ, ALLOW),  // no principal type
+        (TOPIC, "orders", LITERAL, "", "*", READ, ALLOW),       // empty principal
+        (TOPIC, "", LITERAL, "User:alice", "*", READ, ALLOW),   // empty name
+        (CLUSTER, "other", LITERAL, "User:alice", "*", 7, ALLOW), // not kafka-cluster
+    ];
+    let mut all: Vec<Spec> = good.to_vec();
+    all.extend(bad);
+    // The good ones are created, each bad one refused on its own.
+    let codes = create(&mut c, &all).await;
+    assert_eq!(&codes[..4], &[0, 0, 0, 0]);
+    assert_eq!(&codes[4..], &[42; 10], "{codes:?}");
+    assert_eq!(broker.broker.metadata.image().acls.len(), 4);
+    // Creating an existing ACL again succeeds without a change.
+    assert_eq!(create(&mut c, &good[..1]).await, vec![0]);
+    assert_eq!(broker.broker.metadata.image().acls.len(), 4);
+
+    let (code, every) = describe(&mut c, ANY, None, ANY).await;
+    assert_eq!((code, every.len()), (0, 4));
+    // ANY with a name: exactly that name; MATCH: everything that applies to it.
+    let (_, exact) = describe(&mut c, TOPIC, Some("orders"), ANY).await;
+    assert_eq!(exact.len(), 1);
+    let (_, applies) = describe(&mut c, TOPIC, Some("orders"), MATCH).await;
+    let names: Vec<&str> = applies.iter().map(|a| a.1.as_str()).collect();
+    assert_eq!(names, vec!["*", "ord", "orders"]);
+    let (_, prefixed) = describe(&mut c, TOPIC, None, PREFIXED).await;
+    assert_eq!(prefixed.len(), 1);
+    // A filter with an UNKNOWN element is INVALID_REQUEST.
+    assert_eq!(describe(&mut c, 0, None, ANY).await.0, 42);
+
+    // Delete: per-filter answers; an ACL two filters match is listed under both.
+    let r = delete(
+        &mut c,
+        vec![
+            filter(TOPIC, Some("orders"), MATCH),
+            filter(TOPIC, Some("ord"), PREFIXED),
+            filter(TOPIC, None, 0),
+        ],
+    )
+    .await;
+    let counts: Vec<(i16, usize)> = r
+        .filter_results
+        .iter()
+        .map(|f| (f.error_code, f.matching_acls.len()))
+        .collect();
+    assert_eq!(counts, vec![(0, 3), (0, 1), (42, 0)]);
+    let (_, left) = describe(&mut c, ANY, None, ANY).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].0, CLUSTER);
+    broker.shutdown().await;
+
+    drop(c);
+    let broker = restart(&dir, &[AUTHORIZER]).await;
+    let mut c = Client::connect(&broker).await;
+    let (_, after) = describe(&mut c, ANY, None, ANY).await;
+    assert_eq!(after, left);
+    broker.shutdown().await;
+}
