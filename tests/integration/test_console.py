@@ -352,3 +352,57 @@ def test_groups_lag_reset_and_delete(console):
     assert group not in names
     status, body = console.api("GET", f"groups/{group}")
     assert (status, body["error"]) == (404, "GROUP_ID_NOT_FOUND")
+
+
+CONSOLE_DIR = Path(__file__).resolve().parents[2] / "crates" / "broker" / "console"
+
+
+def http_get(port, path, headers=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def test_console_files_are_served_with_csp_and_etags(console_factory):
+    import re
+    b = console_factory(console="read-only")
+    status, headers, body = http_get(b.http_port, "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert body == (CONSOLE_DIR / "index.html").read_bytes()
+    assert headers["content-security-policy"].startswith("default-src 'self'")
+    # CSP default-src 'self' allows no inline code: the page has none, nor a CDN.
+    html = body.decode()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)
+    assert "style=" not in html and "http://" not in html and "https://" not in html
+    # Every module the page loads is served, and every import names a served module.
+    modules = {"app.js"}
+    seen = set()
+    while modules:
+        name = modules.pop()
+        seen.add(name)
+        status, headers, js = http_get(b.http_port, f"/{name}")
+        assert status == 200, name
+        assert headers["content-type"].startswith("text/javascript"), name
+        assert js == (CONSOLE_DIR / name).read_bytes()
+        assert js.startswith(b"// @ts-check"), name
+        for dep in re.findall(r'from "\./([\w.]+)"', js.decode()):
+            if dep not in seen:
+                modules.add(dep)
+    assert seen >= {"app.js", "api.js", "dom.js", "charts.js", "overview.js", "topics.js",
+                    "messages.js", "groups.js", "brokers.js", "metrics.js"}
+    status, headers, _ = http_get(b.http_port, "/style.css")
+    etag = headers["etag"]
+    assert status == 200 and headers["content-type"].startswith("text/css")
+    assert http_get(b.http_port, "/style.css", {"If-None-Match": etag})[0] == 304
+    assert http_get(b.http_port, "/package.json")[0] == 404
+    assert http_get(b.http_port, "/../Cargo.toml")[0] == 404
+
+
+def test_console_off_serves_no_files(console_factory):
+    b = console_factory(console="off")
+    assert http_get(b.http_port, "/")[0] == 404
+    assert http_get(b.http_port, "/app.js")[0] == 404
+    assert http_get(b.http_port, "/health/live")[0] == 200

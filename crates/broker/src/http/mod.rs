@@ -14,6 +14,7 @@
 //! is an error naming the flag).
 
 pub mod api;
+pub mod assets;
 pub mod health;
 pub mod kafka;
 pub mod messages;
@@ -26,7 +27,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, HOST, ORIGIN};
+use hyper::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HOST,
+    IF_NONE_MATCH, ORIGIN, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -153,13 +157,17 @@ impl Site {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
+        let if_none_match = req.headers().get(IF_NONE_MATCH).cloned();
         let route = match path.as_str() {
             "/metrics" => Route::Metrics,
             "/health/live" => Route::Live,
             "/health/ready" => Route::Ready,
             p if self.console != ConsoleMode::Off => match p.strip_prefix("/api/v1/") {
                 Some(rest) => Route::Api(rest.to_string()),
-                None => return text(StatusCode::NOT_FOUND, "not found\n"),
+                None => match assets::find(p) {
+                    Some((asset, etag)) => Route::Asset(asset, etag),
+                    None => return text(StatusCode::NOT_FOUND, "not found\n"),
+                },
             },
             _ => return text(StatusCode::NOT_FOUND, "not found\n"),
         };
@@ -210,6 +218,29 @@ impl Site {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
                 json(status, report.to_json())
+            }
+            Route::Asset(asset, etag) => {
+                let fresh = if_none_match.is_some_and(|v| v.as_bytes() == etag.as_bytes());
+                let mut r = if fresh {
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = StatusCode::NOT_MODIFIED;
+                    r
+                } else {
+                    let mut r = Response::new(Full::new(Bytes::from_static(asset.bytes)));
+                    r.headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+                    r
+                };
+                let h = r.headers_mut();
+                h.insert(ETAG, HeaderValue::from_static(etag));
+                // Revalidate each load: a new binary serves new files at once.
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                h.insert(
+                    CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(assets::CSP),
+                );
+                h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                r
             }
             Route::Api(rest) => {
                 let Some(broker) = self.metrics.broker() else {
@@ -271,6 +302,8 @@ enum Route {
     Ready,
     /// `/api/v1/` and what follows.
     Api(String),
+    /// A console file and its ETag.
+    Asset(&'static assets::Asset, &'static str),
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
