@@ -10,6 +10,10 @@
 //! up to 5 Produce requests on one connection and relies on them being *appended* in order
 //! (Kafka mutes a connection while a request is in progress for the same reason), so
 //! concurrent handling would turn in-order sequences into OUT_OF_ORDER_SEQUENCE_NUMBER.
+//! A connection may idle `connections.max.idle.ms` between requests, but a frame whose first
+//! byte arrived must be complete within `limits::FRAME_COMPLETION_TIMEOUT_MS`. Generic over
+//! the stream ([`serve`] takes a TCP or TLS stream's halves); every request is handled for the
+//! connection's [`Caller`].
 //! A malformed frame, an unknown or unimplemented API, or an idle timeout closes this
 //! connection only, with a log line; nothing here can stop the broker.
 
@@ -18,8 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -27,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::broker::Broker;
 use crate::codec::decode_request;
 use crate::dispatch::{self, Reply};
+use crate::limits;
 use crate::metrics::CloseReason;
 use crate::security::Caller;
 
@@ -49,31 +53,64 @@ const POOLED_FRAME_BYTES_MAX: usize = 1 << 20;
 /// Handled frame buffers waiting for reuse, per connection (one is read while one is handled).
 const POOLED_FRAMES_MAX: usize = 2;
 
-/// Serves one connection until the peer closes, errs, or idles out; says which.
+/// Serves one TCP connection until the peer closes, errs, or idles out; says which.
 pub async fn run(stream: TcpStream, caller: Arc<Caller>, broker: Arc<Broker>) -> CloseReason {
     let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    serve(reader, writer, caller, broker).await
+}
+
+/// Serves one connection, given as its read and write halves (a TCP stream's, or a TLS
+/// stream's), for `caller`.
+pub async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    caller: Arc<Caller>,
+    broker: Arc<Broker>,
+) -> CloseReason
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let peer = caller
         .peer
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let (reader, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let settings = &broker.config.broker;
     let max_frame = settings.socket_request_max_bytes as usize;
     let idle = Duration::from_millis(settings.connections_max_idle_ms);
+    let frame_time = Duration::from_millis(limits::FRAME_COMPLETION_TIMEOUT_MS);
     let (tx, rx) = mpsc::channel::<(Bytes, Instant)>(settings.queued_max_requests as usize);
     let (spare_tx, mut spare_rx) = mpsc::channel::<BytesMut>(POOLED_FRAMES_MAX);
     let mut write_task = tokio::spawn(handle_loop(broker.clone(), caller, writer, rx, spare_tx));
     let mut reason = CloseReason::Client;
     loop {
-        let mut len_bytes = [0u8; 4];
-        let read = tokio::select! {
-            r = tokio::time::timeout(idle, reader.read_exact(&mut len_bytes)) => r,
+        // Between requests a connection may idle for connections.max.idle.ms; once a frame's
+        // first byte is in, the whole frame must arrive within FRAME_COMPLETION_TIMEOUT_MS.
+        let first = tokio::select! {
+            r = tokio::time::timeout(idle, async { reader.fill_buf().await.map(|b| b.is_empty()) }) => r,
             // The writer failed or closed: stop reading.
             r = &mut write_task => return r.ok().flatten().unwrap_or(CloseReason::Io),
         };
-        match read {
+        match first {
             Err(_) => {
                 debug!(%peer, "closing idle connection");
+                reason = CloseReason::Idle;
+                break;
+            }
+            Ok(Err(e)) => {
+                debug!(%peer, "read error: {e}");
+                reason = CloseReason::Io;
+                break;
+            }
+            Ok(Ok(true)) => break, // closed by the client between requests
+            Ok(Ok(false)) => {}
+        }
+        let deadline = tokio::time::Instant::now() + frame_time;
+        let mut len_bytes = [0u8; 4];
+        match tokio::time::timeout_at(deadline, reader.read_exact(&mut len_bytes)).await {
+            Err(_) => {
+                warn!(%peer, "frame length not completed within {} ms; closing", frame_time.as_millis());
                 reason = CloseReason::Idle;
                 break;
             }
@@ -102,10 +139,11 @@ pub async fn run(stream: TcpStream, caller: Arc<Caller>, broker: Arc<Broker>) ->
             reason = CloseReason::Protocol;
             break;
         }
-        // The idle timeout also bounds a frame that trickles in (slow-loris).
+        // The frame deadline also bounds a frame that trickles in (slow-loris).
         let spare = spare_rx.try_recv().ok();
         let body =
-            tokio::time::timeout(idle, read_frame_body(&mut reader, len as usize, spare)).await;
+            tokio::time::timeout_at(deadline, read_frame_body(&mut reader, len as usize, spare))
+                .await;
         let frame = match body {
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => {
@@ -118,7 +156,7 @@ pub async fn run(stream: TcpStream, caller: Arc<Caller>, broker: Arc<Broker>) ->
                 break;
             }
             Err(_) => {
-                debug!(%peer, "frame not completed within connections.max.idle.ms; closing");
+                warn!(%peer, len, "frame not completed within {} ms; closing", frame_time.as_millis());
                 reason = CloseReason::Idle;
                 break;
             }
@@ -167,10 +205,10 @@ pub(crate) async fn read_frame_body(
 /// Frames are decoded here rather than by the read loop: a decoded request can be several times
 /// larger than its frame, so only the request in progress is ever held decoded. Returns why it
 /// ended the connection, or None when the read side ended it.
-async fn handle_loop(
+async fn handle_loop<W: AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     caller: Arc<Caller>,
-    mut writer: OwnedWriteHalf,
+    mut writer: W,
     mut frames: mpsc::Receiver<(Bytes, Instant)>,
     spare: mpsc::Sender<BytesMut>,
 ) -> Option<CloseReason> {

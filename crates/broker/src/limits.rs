@@ -231,3 +231,15 @@ pub const CONSOLE_VALUE_BYTES_SHOWN_MAX: usize = 64 * 1024;
 /// How long one console API call may take (the Kafka requests it makes carry this as their
 /// own timeout where they have one): answered 504 after it.
 pub const CONSOLE_CALL_TIMEOUT_MS: u64 = 30_000;
+
+/// Time a client has to complete a request frame once its first byte arrived (the 4-byte length
+/// and the body). `connections.max.idle.ms` (10 minutes) still bounds the wait *between*
+/// requests; without this bound, thousands of connections each sending a length and nothing
+/// more held their slots for those 10 minutes. A 100 MiB frame (`socket.request.max.bytes`)
+/// needs 1.7 MB/s to arrive in time; real producers send 1 MiB.
+pub const FRAME_COMPLETION_TIMEOUT_MS: u64 = 60_000;
+
+/// Time a new connection has to finish its TLS handshake and, on a SASL listener, its SASL
+/// authentication (Kafka bounds neither; a stalled handshake here gives its slot back after
+/// this). Real clients need milliseconds; 10 s allows for a loaded machine and slow links.
+pub const CONNECTION_SETUP_TIMEOUT_MS: u64 = 10_000;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::limits;
 use crate::metrics::Metrics;
+use crate::security::connections::PerIpCounter;
 use crate::security::{Caller, ListenerConfig, Principal};
 use josefine_meta::ListenerEndpoint;
 
@@ -117,6 +118,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
     let connections = Arc::new(Semaphore::new(
         broker.config.broker.max_connections as usize,
     ));
+    let per_ip = PerIpCounter::new(broker.config.security.per_ip.clone());
     let accept_tasks = bound
         .into_iter()
         .map(|(l, listener, _)| {
@@ -125,6 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
                 l,
                 broker.clone(),
                 connections.clone(),
+                per_ip.clone(),
                 shutdown_rx.clone(),
             ))
         })
@@ -165,6 +168,7 @@ async fn accept_loop(
     config: ListenerConfig,
     broker: Arc<Broker>,
     connections: Arc<Semaphore>,
+    per_ip: Arc<PerIpCounter>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name: Arc<str> = Arc::from(config.name.as_str());
@@ -179,6 +183,16 @@ async fn accept_loop(
                 // EMFILE and friends: back off briefly instead of spinning.
                 warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip_permit = match per_ip.try_acquire(peer.ip()) {
+            Ok(p) => p,
+            Err(limit) => {
+                // No log line per refusal: a flood from one address would flood the log.
+                debug!(%peer, listener = %name, limit, "max.connections.per.ip reached; closing new connection");
+                broker.metrics.connections.refused();
+                drop(stream);
                 continue;
             }
         };
@@ -200,6 +214,7 @@ async fn accept_loop(
             let reason = connection::run(stream, Arc::new(caller), broker.clone()).await;
             broker.metrics.connections.closed(reason);
             drop(permit);
+            drop(ip_permit);
         });
     }
 }

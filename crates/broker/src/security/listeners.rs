@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use super::connections::PerIpLimits;
 use super::SecurityProtocol;
 use crate::config::ConfigError;
 
@@ -23,6 +24,8 @@ pub const KEYS: &[&str] = &[
     "listener.security.protocol.map",
     "inter.broker.listener.name",
     "security.inter.broker.protocol",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
 ];
 
 /// Settings that may also be given per listener as `listener.name.<name>.<key>`.
@@ -61,6 +64,8 @@ pub struct SecurityConfig {
     pub listeners: Vec<ListenerConfig>,
     /// `inter.broker.listener.name`: what replicas and the controller's peers dial.
     pub inter_broker_listener: String,
+    /// `max.connections.per.ip` and its overrides.
+    pub per_ip: PerIpLimits,
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -382,9 +387,16 @@ impl SecurityConfig {
                 ),
             ));
         }
+        let per_ip = PerIpLimits::parse(
+            values.get("max.connections.per.ip").map(String::as_str),
+            values
+                .get("max.connections.per.ip.overrides")
+                .map(String::as_str),
+        )?;
         Ok(SecurityConfig {
             listeners,
             inter_broker_listener,
+            per_ip,
         })
     }
 

@@ -8,6 +8,7 @@
 //! ([`current`]) without every signature carrying it.
 //! Must never: hold or log a secret (passwords, keys, tokens) in a `Debug` or `Display` form.
 
+pub mod connections;
 pub mod listeners;
 
 use std::fmt;
