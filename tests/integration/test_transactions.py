@@ -7,7 +7,11 @@
 - a transaction left open past transaction.timeout.ms is aborted by the coordinator: the last
   stable offset moves on and the silent producer learns it was fenced;
 - a broker restart in the middle of a transaction keeps the coordinator's state (reloaded
-  from __transaction_state): the transaction commits after the restart.
+  from __transaction_state): the transaction commits after the restart;
+- consume-transform-produce with send_offsets_to_transaction: an aborted transaction commits
+  neither its output nor its offsets, committed ones both, so the output holds every input
+  record exactly once and the group's offset is the input's end (also after a restart, which
+  reloads the transactional offsets from __consumer_offsets with their markers).
 
 Every test runs against Apache Kafka too (BROKER=kafka).
 """
@@ -16,7 +20,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from clients import assign_consumer, create_topic
 
@@ -171,3 +175,78 @@ def test_broker_restart_mid_transaction_keeps_coordinator_state(broker_factory, 
 
     p.commit_transaction(120)
     assert read_all(bs, topic_name, 1, "read_committed")[0] == [b"r-%d" % i for i in range(5)]
+
+
+def _group_consumer(bs, group):
+    return Consumer({"bootstrap.servers": bs, "group.id": group,
+                     "isolation.level": "read_committed", "enable.auto.commit": False,
+                     "auto.offset.reset": "earliest", "session.timeout.ms": 10000})
+
+
+def _committed(bs, group, topic):
+    c = _group_consumer(bs, group)
+    try:
+        return c.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+    finally:
+        c.close()
+
+
+def _transform_batch(consumer, p, out_topic, commit, max_records=50, timeout_s=30):
+    """One transaction: read up to `max_records`, write them transformed, add the consumer's
+    positions to the transaction, then commit or abort. Returns how many were read."""
+    msgs = []
+    deadline = time.monotonic() + timeout_s
+    while not msgs and time.monotonic() < deadline:
+        msgs = [m for m in consumer.consume(num_messages=max_records, timeout=1.0)
+                if m.error() is None]
+    if not msgs:
+        return 0
+    p.begin_transaction()
+    for m in msgs:
+        p.produce(out_topic, value=b"out-" + m.value(), partition=0)
+    p.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                  consumer.consumer_group_metadata(), 30)
+    if commit:
+        p.commit_transaction(60)
+    else:
+        p.abort_transaction(60)
+    return len(msgs)
+
+
+def test_consume_transform_produce_exactly_once(broker_factory, topic_name):
+    broker = broker_factory(**TXN_SETTINGS)
+    bs = broker.bootstrap
+    source, sink, group = topic_name + "-in", topic_name + "-out", topic_name + "-g"
+    create_topic(bs, source)
+    create_topic(bs, sink)
+    total = 200
+    plain = Producer({"bootstrap.servers": bs})
+    for i in range(total):
+        plain.produce(source, value=b"%03d" % i, partition=0)
+    assert plain.flush(30) == 0
+
+    # An aborted transaction: neither its output nor its offsets count.
+    consumer = _group_consumer(bs, group)
+    consumer.subscribe([source])
+    p = producer(bs, f"tx-{uuid.uuid4().hex[:8]}")
+    p.init_transactions(60)
+    assert _transform_batch(consumer, p, sink, commit=False) > 0
+    consumer.close()
+    assert _committed(bs, group, source) < 0
+
+    # Committed transactions from the group's (absent) committed offset to the end.
+    consumer = _group_consumer(bs, group)
+    consumer.subscribe([source])
+    done = 0
+    while done < total:
+        n = _transform_batch(consumer, p, sink, commit=True)
+        assert n > 0, f"stalled after {done} records"
+        done += n
+    consumer.close()
+    assert done == total
+    assert _committed(bs, group, source) == total
+    out = read_all(bs, sink, 1, "read_committed")[0]
+    assert out == [b"out-%03d" % i for i in range(total)]
+
+    broker.restart()
+    assert _committed(bs, group, source) == total

@@ -355,7 +355,7 @@ mod tests {
             Err(DecodeError::UnknownApiKey(999))
         ));
         assert!(matches!(
-            decode_request(frame(ApiKey::EndTxn, 0, 1, &[])),
+            decode_request(frame(ApiKey::ConsumerGroupHeartbeat, 0, 1, &[])),
             Err(DecodeError::NotImplemented { .. })
         ));
         assert!(matches!(

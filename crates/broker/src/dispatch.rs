@@ -152,6 +152,13 @@ async fn handle_request(
                 None => return Reply::Close,
             }
         }
+        RequestBody::TxnOffsetCommit(r) => {
+            let client_id = client_id.as_deref();
+            match handlers::txn_offset_commit::handle(broker, v, client_id, peer, r).await {
+                Some(r) => ResponseBody::TxnOffsetCommit(r),
+                None => return Reply::Close,
+            }
+        }
         RequestBody::EndTxn(r) => match handlers::end_txn::handle(broker, v, r).await {
             Some(r) => ResponseBody::EndTxn(r),
             None => return Reply::Close,

@@ -90,6 +90,13 @@ enum Msg {
         /// Answered once the tombstones of the deletion are appended (or failed).
         done: oneshot::Sender<()>,
     },
+    /// A transaction marker was written to `__consumer_offsets` partition `partition`.
+    TxnMarker {
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+        done: oneshot::Sender<()>,
+    },
     Shutdown,
 }
 
@@ -104,7 +111,7 @@ enum Internal {
     LoadStep {
         partition: i32,
         load_id: u64,
-        records: Vec<(Bytes, Option<Bytes>)>,
+        records: Vec<LoadItem>,
     },
     LoadDone {
         partition: i32,
@@ -121,6 +128,8 @@ struct AppendJob {
     /// the append happens only if the image still says so, stamped with it.
     leader_epoch: i32,
     records: Vec<OffsetsRecord>,
+    /// A transactional batch of this producer (id, epoch): TxnOffsetCommit.
+    producer: Option<(i64, i16)>,
 }
 
 /// One `__consumer_offsets` partition this node leads per the image last followed.
@@ -129,6 +138,9 @@ struct Led {
     /// Tells this load's steps from those of an earlier load of the same partition.
     load_id: u64,
     phase: Phase,
+    /// Transaction markers written to the partition while it loads (producer id, commit):
+    /// applied once loaded, after the records the load read (which precede them).
+    markers_while_loading: Vec<(i64, bool)>,
 }
 
 enum Phase {
@@ -339,6 +351,23 @@ impl Groups {
         let msg = Msg::TopicDeleted { done };
         if self.requests.send(msg).await.is_ok() {
             // Dropped unanswered when the coordinator stops first.
+            let _ = rx.await;
+        }
+    }
+
+    /// A transaction marker of `producer_id` (COMMIT when `commit`) was written to partition
+    /// `partition` of `__consumer_offsets` by this broker as its leader: the producer's
+    /// transactional offsets there become committed or are dropped (Kafka's
+    /// `onTransactionCompleted`). Returns once the coordinator has applied it.
+    pub async fn txn_marker_written(&self, partition: i32, producer_id: i64, commit: bool) {
+        let (done, rx) = oneshot::channel();
+        let msg = Msg::TxnMarker {
+            partition,
+            producer_id,
+            commit,
+            done,
+        };
+        if self.requests.send(msg).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -605,6 +634,22 @@ impl Runtime {
                     }
                 }
             }
+            Msg::TxnMarker {
+                partition,
+                producer_id,
+                commit,
+                done,
+            } => {
+                match self.led.get_mut(&partition) {
+                    Some(led) if matches!(led.phase, Phase::Loaded) => self
+                        .coordinator
+                        .on_txn_marker(partition, producer_id, commit),
+                    Some(led) => led.markers_while_loading.push((producer_id, commit)),
+                    // Not led here: whoever loads it next replays the marker from the log.
+                    None => {}
+                }
+                let _ = done.send(());
+            }
             Msg::Shutdown => unreachable!("handled by the loop"),
         }
     }
@@ -635,11 +680,35 @@ impl Runtime {
                 if !self.is_loading(partition, load_id) {
                     return; // a load of a partition no longer led at that epoch
                 }
-                for (key, value) in records {
-                    if let Err(e) = self
-                        .coordinator
-                        .load_record(partition, &key, value.as_deref())
-                    {
+                for item in records {
+                    let loaded = match item {
+                        LoadItem::Record {
+                            key,
+                            value,
+                            producer_id: None,
+                        } => self
+                            .coordinator
+                            .load_record(partition, &key, value.as_deref()),
+                        LoadItem::Record {
+                            key,
+                            value,
+                            producer_id: Some(pid),
+                        } => self.coordinator.load_transactional_record(
+                            partition,
+                            pid,
+                            &key,
+                            value.as_deref(),
+                        ),
+                        LoadItem::Marker {
+                            producer_id,
+                            commit,
+                        } => {
+                            self.coordinator
+                                .load_txn_marker(partition, producer_id, commit);
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = loaded {
                         // Kafka fails the load; skipping one record keeps every other group.
                         error!(partition, "skipping a {OFFSETS_TOPIC} record: {e}");
                     }
@@ -667,6 +736,10 @@ impl Runtime {
                         // Loaded before its effects run: they may append to it (tombstones).
                         if let Some(led) = self.led.get_mut(&partition) {
                             led.phase = Phase::Loaded;
+                            for (producer_id, commit) in led.markers_while_loading.drain(..) {
+                                self.coordinator
+                                    .on_txn_marker(partition, producer_id, commit);
+                            }
                         }
                         info!(partition, "{OFFSETS_TOPIC} partition loaded");
                         self.carry_out(effects);
@@ -819,6 +892,7 @@ impl Runtime {
             leader_epoch,
             load_id,
             phase,
+            markers_while_loading: Vec::new(),
         };
         self.led.insert(partition, led);
         task
@@ -912,8 +986,9 @@ impl Runtime {
                     append_id,
                     partition,
                     records,
+                    producer,
                 } => {
-                    let failed = match self.append_job(partition, records) {
+                    let failed = match self.append_job(partition, records, producer) {
                         Some(job) => {
                             let id = job.job;
                             match self.appends.try_send(job) {
@@ -943,7 +1018,12 @@ impl Runtime {
     }
 
     /// The appender's job for an append to `partition`, if it is loaded here.
-    fn append_job(&mut self, partition: i32, records: Vec<OffsetsRecord>) -> Option<AppendJob> {
+    fn append_job(
+        &mut self,
+        partition: i32,
+        records: Vec<OffsetsRecord>,
+        producer: Option<(i64, i16)>,
+    ) -> Option<AppendJob> {
         let (topic_id, _) = self.served?;
         let led = self.led.get(&partition)?;
         if !matches!(led.phase, Phase::Loaded) {
@@ -957,6 +1037,7 @@ impl Runtime {
             partition,
             leader_epoch: led.leader_epoch,
             records,
+            producer,
         })
     }
 }
@@ -1043,12 +1124,27 @@ fn append_round(
         };
         let log = partition.log.clone();
         let mut wait = None;
-        let outcome = match encode_batch(&job.records) {
+        // A TxnOffsetCommit is a transactional batch of the producer, numbered after the last
+        // batch this log holds of it (only this appender writes that producer here).
+        let transactional = job.producer.map(|(producer_id, epoch)| {
+            let next = log
+                .producers()
+                .into_iter()
+                .find(|p| p.producer_id == producer_id && p.producer_epoch == epoch)
+                .filter(|p| p.last_sequence >= 0)
+                .map_or(0, |p| p.last_sequence.checked_add(1).unwrap_or(0));
+            (producer_id, epoch, next)
+        });
+        let append = match transactional {
+            Some(_) => crate::partitions::Partition::append_transactional_as_leader,
+            None => crate::partitions::Partition::append_as_leader,
+        };
+        let outcome = match encode_batch_as(&job.records, transactional) {
             Err(e) => {
                 error!("cannot encode {OFFSETS_TOPIC} records: {e:#}");
                 AppendOutcome::TooLarge
             }
-            Ok(batch) => match partition.append_as_leader(&batch, job.leader_epoch, true, now) {
+            Ok(batch) => match append(&partition, &batch, job.leader_epoch, true, now) {
                 Ok(o) => {
                     wait = Some((partition.clone(), job.leader_epoch, o.last_offset + 1));
                     AppendOutcome::Appended
@@ -1106,22 +1202,32 @@ fn append_outcome(partition: i32, e: &LogError) -> AppendOutcome {
 
 /// One uncompressed v2 batch, no producer id, offsets 0..n-1 (the log assigns the real ones).
 pub fn encode_batch(records: &[OffsetsRecord]) -> anyhow::Result<Bytes> {
+    encode_batch_as(records, None)
+}
+
+/// [`encode_batch`], or with `transactional` (producer id, epoch, base sequence) a
+/// transactional batch of that producer.
+fn encode_batch_as(
+    records: &[OffsetsRecord],
+    transactional: Option<(i64, i16, i32)>,
+) -> anyhow::Result<Bytes> {
+    // The encoder derives the base sequence from the first record and starts a new batch when
+    // offset - sequence changes: sequence base + i keeps every record in one batch (base -1:
+    // no sequence).
+    let (producer_id, producer_epoch, base_sequence) = transactional.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional: transactional.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            // The encoder derives the base sequence from the first record and starts a new
-            // batch when offset - sequence changes: sequence i-1 gives base sequence -1 (none)
-            // and keeps every record in one batch.
-            sequence: i as i32 - 1,
+            sequence: base_sequence.wrapping_add(i as i32),
             timestamp: r.timestamp_ms,
             key: Some(r.key.clone()),
             value: r.value.clone(),
@@ -1208,7 +1314,19 @@ async fn load_partition(
 }
 
 /// Records (key, value) of the batches from `from`, and the offset to continue at.
-type LoadStep = (Vec<(Bytes, Option<Bytes>)>, i64);
+type LoadStep = (Vec<LoadItem>, i64);
+
+/// What a load replays, in log order.
+enum LoadItem {
+    /// A keyed record; `producer_id` when it is in a transactional batch (TxnOffsetCommit).
+    Record {
+        key: Bytes,
+        value: Option<Bytes>,
+        producer_id: Option<i64>,
+    },
+    /// A transaction marker of `producer_id`.
+    Marker { producer_id: i64, commit: bool },
+}
 
 fn read_step(log: &PartitionLog, from: i64, end: i64) -> Result<LoadStep, String> {
     let read = log
@@ -1229,8 +1347,23 @@ fn read_step(log: &PartitionLog, from: i64, end: i64) -> Result<LoadStep, String
         let mut batch = buf.split_to(size);
         next = next.max(header.last_offset() + 1);
         if header.is_control() {
+            if header.last_offset() < from {
+                continue;
+            }
+            match josefine_log::control::decode_marker(&batch, &header) {
+                Ok(Some(marker)) => out.push(LoadItem::Marker {
+                    producer_id: header.producer_id,
+                    commit: marker.commit,
+                }),
+                Ok(None) => {}
+                Err(e) => warn!(
+                    base_offset = header.base_offset,
+                    "skipping an unreadable {OFFSETS_TOPIC} control batch: {e}"
+                ),
+            }
             continue;
         }
+        let producer_id = header.is_transactional().then_some(header.producer_id);
         let set = RecordBatchDecoder::decode_with_custom_compression(
             &mut batch,
             Some(|b: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
@@ -1246,7 +1379,13 @@ fn read_step(log: &PartitionLog, from: i64, end: i64) -> Result<LoadStep, String
                 set.records
                     .into_iter()
                     .filter(|r| r.offset >= from)
-                    .filter_map(|r| r.key.map(|k| (k, r.value))),
+                    .filter_map(|r| {
+                        r.key.map(|key| LoadItem::Record {
+                            key,
+                            value: r.value,
+                            producer_id,
+                        })
+                    }),
             ),
             Err(e) => warn!(
                 base_offset = header.base_offset,

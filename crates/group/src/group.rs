@@ -148,6 +148,9 @@ pub(crate) struct Group {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
     /// In-flight commit appends per partition, for OffsetFetch require_stable.
     pub pending_commits: BTreeMap<(String, i32), u32>,
+    /// Offsets committed inside transactions, per producer id, durable but not visible until
+    /// the transaction's commit marker (dropped at an abort).
+    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
 }
 
 impl Group {
@@ -171,6 +174,7 @@ impl Group {
             subscribed_topics: None,
             offsets: BTreeMap::new(),
             pending_commits: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
         }
     }
 

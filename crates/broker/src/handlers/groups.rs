@@ -74,6 +74,7 @@ fn to_response_kind(response: GroupResponse) -> ResponseKind {
         GroupResponse::ListGroups(r) => ResponseKind::ListGroups(r),
         GroupResponse::DeleteGroups(r) => ResponseKind::DeleteGroups(r),
         GroupResponse::OffsetDelete(r) => ResponseKind::OffsetDelete(r),
+        GroupResponse::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(r),
     }
 }
 

@@ -33,6 +33,7 @@ pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 /// Whether topics with `replication_factor` replicas may be created: THE one switch for

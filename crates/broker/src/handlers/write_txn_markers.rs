@@ -10,10 +10,10 @@
 //! write itself is `Partition::append_marker_as_leader` (replication/leader.rs), the leader
 //! append path produced batches take too.
 //!
-//! Served but not advertised (`api_versions::SERVED_NOT_ADVERTISED`): no client sees it in
-//! ApiVersions until the transaction coordinator sends it (issue 16). Internal topics are
-//! written like any other partition (Kafka writes markers to `__consumer_offsets` too; the group
-//! coordinator does not act on them yet).
+//! Served but not advertised (`api_versions::SERVED_NOT_ADVERTISED`): the transaction
+//! coordinator (`crate::txn`) sends it to every leader, this broker included. Internal topics
+//! are written like any other partition; a marker on `__consumer_offsets` then tells the group
+//! coordinator, which commits or drops the producer's transactional offsets there.
 //!
 //! Must never: write a marker on a broker that does not lead the partition at the given
 //! epoch, or outside the role lock (a demotion in between would let a stale leader write).
@@ -29,6 +29,7 @@ use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 use super::code;
 use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::groups::OFFSETS_TOPIC;
 use crate::leadership;
 use crate::limits;
 
@@ -71,7 +72,7 @@ async fn write_one(
             )
         })
         .await;
-    match written {
+    let error = match written {
         Ok(outcome) => {
             partition
                 .wait_for_high_watermark(
@@ -82,7 +83,16 @@ async fn write_one(
                 .await
         }
         Err(e) => e.error_code(),
+    };
+    if error == code::NONE && topic.name == OFFSETS_TOPIC {
+        // The group coordinator makes the producer's transactional offsets committed (or drops
+        // them) before the marker is acknowledged, as Kafka's `onTransactionCompleted`.
+        broker
+            .groups()
+            .txn_marker_written(partition_index, producer_id, commit)
+            .await;
     }
+    error
 }
 
 pub async fn handle(

@@ -16,6 +16,7 @@
 mod admin;
 mod membership;
 mod offsets;
+mod txn_offsets;
 mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +27,8 @@ use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::ResponseError;
 
@@ -70,6 +72,7 @@ pub enum GroupRequest {
     ListGroups(ListGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    TxnOffsetCommit(TxnOffsetCommitRequest),
 }
 
 /// Responses, already shaped for the request's API version (encodable at that version).
@@ -85,6 +88,7 @@ pub enum GroupResponse {
     ListGroups(ListGroupsResponse),
     DeleteGroups(DeleteGroupsResponse),
     OffsetDelete(OffsetDeleteResponse),
+    TxnOffsetCommit(TxnOffsetCommitResponse),
 }
 
 /// What the driver must do.
@@ -97,11 +101,14 @@ pub enum Effect {
         response: GroupResponse,
     },
     /// Append `records` (in order, as one batch) to partition `partition` of
-    /// `__consumer_offsets`, then call `on_append_complete(append_id, ..)`.
+    /// `__consumer_offsets`, then call `on_append_complete(append_id, ..)`. With `producer`
+    /// (producer id, epoch) the batch is a transactional batch of that producer (TxnOffsetCommit):
+    /// its offsets count only once a commit marker follows it.
     Append {
         append_id: AppendId,
         partition: i32,
         records: Vec<OffsetsRecord>,
+        producer: Option<(i64, i16)>,
     },
 }
 
@@ -150,6 +157,7 @@ enum AfterAppend {
     /// Nothing waits on it (expiry, empty-generation records, topic deletion).
     Nothing,
     OffsetCommit(offsets::PendingCommit),
+    TxnOffsetCommit(txn_offsets::PendingTxnCommit),
     SyncLeader {
         group_id: String,
         generation_id: i32,
@@ -307,6 +315,43 @@ impl Coordinator {
         self.deleted_while_loading.remove(&partition);
         self.partitions.insert(partition, PartitionLoad::Loading);
         std::mem::take(&mut self.effects)
+    }
+
+    /// Replays one record of a transactional batch of `producer_id` (a TxnOffsetCommit): its
+    /// offset stays pending until [`Coordinator::load_txn_marker`] replays the marker after it.
+    pub fn load_transactional_record(
+        &mut self,
+        partition: i32,
+        producer_id: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), GroupError> {
+        if self.partitions.get(&partition) != Some(&PartitionLoad::Loading) {
+            return Err(GroupError::NotLoading(partition));
+        }
+        match (records::decode_key(key)?, value) {
+            (
+                Some(RecordKey::OffsetCommit {
+                    group_id,
+                    topic,
+                    partition: topic_partition,
+                }),
+                Some(v),
+            ) => {
+                let v = records::decode_offset_value(v)?;
+                let value = CommittedOffset {
+                    offset: v.offset,
+                    leader_epoch: v.leader_epoch,
+                    metadata: v.metadata,
+                    commit_timestamp_ms: v.commit_timestamp_ms,
+                    expire_timestamp_ms: v.expire_timestamp_ms,
+                };
+                let key = (topic, topic_partition);
+                self.load_txn_offset(partition, producer_id, group_id, key, value);
+                Ok(())
+            }
+            _ => self.load_record(partition, key, value),
+        }
     }
 
     /// Replays one record of the partition, in log order. Records of other group types
@@ -519,6 +564,7 @@ impl Coordinator {
             GroupRequest::ListGroups(r) => self.list_groups(&ctx, r),
             GroupRequest::DeleteGroups(r) => self.delete_groups(&ctx, r, now_ms),
             GroupRequest::OffsetDelete(r) => self.offset_delete(&ctx, r, now_ms),
+            GroupRequest::TxnOffsetCommit(r) => self.txn_offset_commit(&ctx, r, now_ms),
         }
         std::mem::take(&mut self.effects)
     }
@@ -596,6 +642,7 @@ impl Coordinator {
         match pending.after {
             AfterAppend::Nothing => {}
             AfterAppend::OffsetCommit(commit) => self.complete_commit(commit, outcome, now_ms),
+            AfterAppend::TxnOffsetCommit(commit) => self.complete_txn_commit(commit, outcome),
             AfterAppend::SyncLeader {
                 group_id,
                 generation_id,
@@ -736,6 +783,27 @@ impl Coordinator {
         records: Vec<OffsetsRecord>,
         after: AfterAppend,
     ) -> AppendId {
+        self.append_as(partition, None, records, after)
+    }
+
+    /// [`Coordinator::append`] as a transactional batch of `producer` (id, epoch).
+    fn append_transactional(
+        &mut self,
+        partition: i32,
+        producer: (i64, i16),
+        records: Vec<OffsetsRecord>,
+        after: AfterAppend,
+    ) -> AppendId {
+        self.append_as(partition, Some(producer), records, after)
+    }
+
+    fn append_as(
+        &mut self,
+        partition: i32,
+        producer: Option<(i64, i16)>,
+        records: Vec<OffsetsRecord>,
+        after: AfterAppend,
+    ) -> AppendId {
         assert!(!records.is_empty(), "appends carry at least one record");
         let append_id = AppendId(self.next_append_id);
         self.next_append_id += 1;
@@ -745,6 +813,7 @@ impl Coordinator {
             append_id,
             partition,
             records,
+            producer,
         });
         append_id
     }

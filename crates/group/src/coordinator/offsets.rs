@@ -361,8 +361,9 @@ impl Coordinator {
         let lookup = |topic: &str, partition: i32| -> FetchedPartition {
             let unstable = require_stable
                 && group.is_some_and(|g| {
-                    g.pending_commits
-                        .contains_key(&(topic.to_string(), partition))
+                    let key = (topic.to_string(), partition);
+                    g.pending_commits.contains_key(&key)
+                        || super::txn_offsets::has_pending_txn_offset(&g.pending_txn_offsets, &key)
                 });
             let committed = group.and_then(|g| g.offsets.get(&(topic.to_string(), partition)));
             match committed {

@@ -115,6 +115,7 @@ impl Harness {
                         append_id,
                         partition,
                         records,
+                        ..
                     } => {
                         self.log.entry(partition).or_default().extend(records);
                         if self.auto_ack {
@@ -364,6 +365,7 @@ pub fn assert_encodes(response: &GroupResponse, v: i16) {
         GroupResponse::ListGroups(r) => r.encode(&mut buf, v),
         GroupResponse::DeleteGroups(r) => r.encode(&mut buf, v),
         GroupResponse::OffsetDelete(r) => r.encode(&mut buf, v),
+        GroupResponse::TxnOffsetCommit(r) => r.encode(&mut buf, v),
     };
     result.unwrap_or_else(|e| panic!("response does not encode at v{v}: {e}: {response:?}"));
     if let GroupResponse::JoinGroup(r) = response {
