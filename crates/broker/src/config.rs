@@ -718,6 +718,9 @@ impl BrokerSettings {
         let mut values = self.static_values.clone();
         for layer in std::iter::once(&image.cluster_broker_configs).chain(own) {
             for (k, v) in layer {
+                if !josefine_meta::broker_config::is_honoured(k) {
+                    continue; // a Kafka dynamic config Josefine stores but does not act on
+                }
                 let mut probe = BrokerSettings::default();
                 if probe.set(k, v).is_ok() {
                     values.insert(k.clone(), v.clone());

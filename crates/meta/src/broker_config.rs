@@ -1,12 +1,18 @@
 //! Dynamic broker configs: the Kafka broker settings that AlterConfigs may change at run time
-//! (for one broker or as the cluster-wide default) and that Josefine honours.
+//! (for one broker or as the cluster-wide default), which of them Josefine acts on, and the
+//! rules Kafka 4.1's `DynamicBrokerConfig.validateConfigs` applies to an alter.
 //!
-//! Owns: which broker settings are dynamic and what values they take. The broker resolves
-//! effective settings as per-broker dynamic, then cluster-default dynamic, then static (`--set`,
-//! file), then Kafka default. Must never: accept a setting that Kafka does not allow to change
-//! dynamically (`num.partitions`, `log.retention.hours`, ...) or one the broker would store but
-//! not apply; pure like the rest of the crate.
+//! Owns: which broker settings are dynamic and what values they take. Every config Kafka marks
+//! dynamic (`kafka_broker_configs.rs`) is accepted and stored; the ones in
+//! [`DYNAMIC_BROKER_CONFIGS`] are honoured at once with Kafka's ranges, the others are checked
+//! by type only and stored (README lists them). `listener.name.<listener>.<config>` overrides are
+//! stored like Kafka's. The broker resolves effective settings as per-broker dynamic, then
+//! cluster-default dynamic, then static (`--set`, file), then Kafka default. Must never: accept
+//! a setting that Kafka does not allow to change dynamically (`num.partitions`,
+//! `log.retention.hours`, ...), a per-broker one (listeners, SSL, SASL) at the cluster level, or
+//! a name Kafka does not know; pure like the rest of the crate.
 
+use crate::kafka_broker_configs::kafka_broker_config;
 use crate::topic_config::{validate_value, ConfigType, Kind, COMPRESSION_TYPES};
 
 /// One dynamic broker config.
@@ -115,19 +121,145 @@ pub const DYNAMIC_BROKER_CONFIGS: &[DynamicBrokerConfigDef] = &[
     def("unclean.leader.election.enable", T::Boolean, Kind::Bool),
 ];
 
-/// The definition of a dynamic broker config, if it is one.
+/// The definition of a dynamic broker config Josefine honours, if it is one.
 pub fn dynamic_broker_config_def(name: &str) -> Option<&'static DynamicBrokerConfigDef> {
     DYNAMIC_BROKER_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// Checks one dynamic broker config; the error names the key.
+/// Kafka's `ListenerMechanismConfigs`: under a listener prefix they also carry a SASL mechanism
+/// (`listener.name.sasl_ssl.plain.sasl.jaas.config`).
+const LISTENER_MECHANISM_CONFIGS: &[&str] = &[
+    "sasl.jaas.config",
+    "sasl.login.callback.handler.class",
+    "sasl.login.class",
+    "sasl.server.callback.handler.class",
+    "connections.max.reauth.ms",
+];
+
+/// Kafka's `SslConfigs.RECONFIGURABLE_CONFIGS`: dynamic only under a listener prefix.
+const LISTENER_ONLY_SECURITY_CONFIGS: &[&str] = &[
+    "ssl.key.password",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+    "ssl.keystore.type",
+    "ssl.truststore.certificates",
+    "ssl.truststore.location",
+    "ssl.truststore.password",
+    "ssl.truststore.type",
+];
+
+/// Kafka's `ClusterLevelListenerConfigs`: listener configs that may be set cluster-wide.
+const CLUSTER_LEVEL_LISTENER_CONFIGS: &[&str] = &[
+    "max.connections",
+    "max.connection.creation.rate",
+    "num.network.threads",
+];
+
+/// The config a `listener.name.<listener>.<config>` override stands for (Kafka's
+/// `ListenerConfigRegex`: the listener name has no dot), with any SASL mechanism dropped.
+fn listener_base(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("listener.name.")?;
+    let (_, base) = rest.split_once('.')?;
+    Some(
+        LISTENER_MECHANISM_CONFIGS
+            .iter()
+            .find(|m| base.ends_with(*m))
+            .copied()
+            .unwrap_or(base),
+    )
+}
+
+/// Kafka's `PerBrokerConfigs`: the SSL, SASL and listener configs, which differ per broker.
+fn per_broker_only(name: &str) -> bool {
+    if let Some(base) = listener_base(name) {
+        return !CLUSTER_LEVEL_LISTENER_CONFIGS.contains(&base);
+    }
+    kafka_broker_config(name).is_some_and(|c| c.dynamic)
+        && (name.starts_with("ssl.")
+            || name.starts_with("sasl.")
+            || matches!(
+                name,
+                "listeners"
+                    | "advertised.listeners"
+                    | "listener.security.protocol.map"
+                    | "principal.builder.class"
+            ))
+}
+
+/// The kind of values a Kafka config of this type takes, when Josefine checks its type only.
+fn kind_of_type(t: ConfigType) -> Kind {
+    match t {
+        ConfigType::Int => Kind::Integer(i32::MIN as i64, i32::MAX as i64),
+        ConfigType::Short => Kind::Integer(i16::MIN as i64, i16::MAX as i64),
+        ConfigType::Long => Kind::Integer(i64::MIN, i64::MAX),
+        ConfigType::Double => Kind::Double(f64::MIN, f64::MAX),
+        ConfigType::Boolean => Kind::Bool,
+        ConfigType::String | ConfigType::List | ConfigType::Class | ConfigType::Password => {
+            Kind::Any
+        }
+    }
+}
+
+/// Kafka's type of dynamic broker config `name` (listener overrides: their base config's;
+/// a base Kafka does not define is a STRING), None when it is not dynamic.
+pub fn dynamic_broker_config_type(name: &str) -> Option<ConfigType> {
+    if let Some(d) = dynamic_broker_config_def(name) {
+        return Some(d.config_type);
+    }
+    if let Some(base) = listener_base(name) {
+        return Some(kafka_broker_config(base).map_or(ConfigType::String, |c| c.config_type));
+    }
+    kafka_broker_config(name)
+        .filter(|c| c.dynamic)
+        .map(|c| c.config_type)
+}
+
+/// Whether Kafka reports broker config `name` as sensitive (a password, also under a listener
+/// prefix: Kafka's `isPasswordConfig` matches the name's end).
+pub fn is_sensitive_broker_config(name: &str) -> bool {
+    let base = listener_base(name).unwrap_or(name);
+    kafka_broker_config(base).is_some_and(|c| c.sensitive)
+}
+
+/// Whether Josefine acts on a dynamic change of `name` (the others are stored and described).
+pub fn is_honoured(name: &str) -> bool {
+    dynamic_broker_config_def(name).is_some()
+}
+
+/// Checks one dynamic broker config's name and value; the error names the key.
 pub fn validate_dynamic_broker_config(key: &str, value: &str) -> Result<(), String> {
-    let Some(d) = dynamic_broker_config_def(key) else {
+    if let Some(d) = dynamic_broker_config_def(key) {
+        return validate_value(key, d.kind, value);
+    }
+    let Some(config_type) = dynamic_broker_config_type(key) else {
         return Err(format!(
             "Cannot update these configs dynamically: Set({key})"
         ));
     };
-    validate_value(key, d.kind, value)
+    if LISTENER_ONLY_SECURITY_CONFIGS.contains(&key) {
+        return Err(format!(
+            "These security configs can be dynamically updated only per-listener using the listener prefix: Set({key})"
+        ));
+    }
+    validate_value(key, kind_of_type(config_type), value)
+}
+
+/// [`validate_dynamic_broker_config`] for one broker (`per_broker`) or the cluster default,
+/// where Kafka refuses the per-broker configs.
+pub fn validate_dynamic_broker_config_at(
+    key: &str,
+    value: &str,
+    per_broker: bool,
+) -> Result<(), String> {
+    validate_dynamic_broker_config(key, value)?;
+    if !per_broker && per_broker_only(key) {
+        return Err(format!(
+            "Cannot update these configs at default cluster level, broker id must be specified: Set({key})"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,7 +278,7 @@ mod tests {
         for fixed in [
             "num.partitions",
             "log.retention.hours",
-            "broker.id",
+            "node.id",
             "nonsense",
         ] {
             let e = validate_dynamic_broker_config(fixed, "1").unwrap_err();
@@ -155,5 +287,57 @@ mod tests {
         for w in DYNAMIC_BROKER_CONFIGS.windows(2) {
             assert!(w[0].name < w[1].name);
         }
+    }
+
+    #[test]
+    fn every_kafka_dynamic_config_is_accepted_by_type_where_kafka_allows_it() {
+        use crate::kafka_broker_configs::KAFKA_BROKER_CONFIGS;
+        for w in KAFKA_BROKER_CONFIGS.windows(2) {
+            assert!(w[0].name < w[1].name, "sorted for the binary search");
+        }
+        let dynamic = KAFKA_BROKER_CONFIGS.iter().filter(|c| c.dynamic).count();
+        assert!(dynamic > 80, "{dynamic}");
+        assert!(validate_dynamic_broker_config("num.io.threads", "16").is_ok());
+        let e = validate_dynamic_broker_config("num.io.threads", "many").unwrap_err();
+        assert!(e.ends_with("Not a number of type INT"), "{e}");
+        assert!(
+            validate_dynamic_broker_config("sasl.kerberos.min.time.before.relogin", "1").is_ok()
+        );
+        assert!(validate_dynamic_broker_config("log.cleaner.threads", "2").is_ok());
+        assert!(validate_dynamic_broker_config("ssl.cipher.suites", "A,B").is_ok());
+        let e = validate_dynamic_broker_config("ssl.keystore.location", "/k").unwrap_err();
+        assert!(e.contains("only per-listener"), "{e}");
+        assert!(
+            validate_dynamic_broker_config("listener.name.ext.ssl.keystore.location", "/k").is_ok()
+        );
+        assert!(
+            validate_dynamic_broker_config("listener.name.ext.plain.sasl.jaas.config", "x").is_ok()
+        );
+        assert!(is_sensitive_broker_config(
+            "listener.name.ext.plain.sasl.jaas.config"
+        ));
+        assert!(is_sensitive_broker_config("ssl.keystore.password"));
+        assert!(!is_sensitive_broker_config("ssl.keystore.type"));
+        let e =
+            validate_dynamic_broker_config("listener.name.ext.max.connections", "x").unwrap_err();
+        assert!(e.contains("Not a number of type INT"), "{e}");
+        // Per-broker configs are refused at the cluster level only.
+        let e = validate_dynamic_broker_config_at("ssl.cipher.suites", "A", false).unwrap_err();
+        assert!(
+            e.starts_with("Cannot update these configs at default cluster level"),
+            "{e}"
+        );
+        assert!(validate_dynamic_broker_config_at("ssl.cipher.suites", "A", true).is_ok());
+        assert!(validate_dynamic_broker_config_at("max.connections", "5", false).is_ok());
+        assert!(
+            validate_dynamic_broker_config_at("listener.name.ext.max.connections", "5", false)
+                .is_ok()
+        );
+        assert!(
+            validate_dynamic_broker_config_at("listener.name.ext.ssl.protocol", "TLS", false)
+                .is_err()
+        );
+        assert!(validate_dynamic_broker_config_at("num.io.threads", "4", false).is_ok());
+        assert!(is_honoured("log.retention.ms") && !is_honoured("num.io.threads"));
     }
 }

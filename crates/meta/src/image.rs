@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::acl::{validate_new_acl, Acl, AclId, AclIndex, ACLS_PER_COMMAND_MAX};
-use crate::broker_config::validate_dynamic_broker_config;
+use crate::broker_config::validate_dynamic_broker_config_at;
 use crate::command::{
     Command, ListenerEndpoint, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX,
     BROKER_LISTENERS_MAX,
@@ -803,7 +803,8 @@ impl Image {
                 let current = self.dynamic_broker_configs(*broker_id).unwrap_or(&empty);
                 altered_configs(current, *replace_all, set, delete)?;
                 for (k, v) in set {
-                    validate_dynamic_broker_config(k, v).map_err(MetaError::InvalidConfig)?;
+                    validate_dynamic_broker_config_at(k, v, broker_id.is_some())
+                        .map_err(MetaError::InvalidConfig)?;
                 }
                 Ok(())
             }

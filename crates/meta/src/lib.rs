@@ -21,6 +21,7 @@ pub mod command;
 pub mod command_log;
 pub mod controller;
 pub mod image;
+pub mod kafka_broker_configs;
 pub mod placement;
 pub mod snapshot;
 pub mod topic_config;

@@ -15,9 +15,12 @@ pub enum ConfigType {
     Boolean,
     String,
     Int,
+    Short,
     Long,
     Double,
     List,
+    Class,
+    Password,
 }
 
 impl ConfigType {
@@ -27,9 +30,12 @@ impl ConfigType {
             ConfigType::Boolean => 1,
             ConfigType::String => 2,
             ConfigType::Int => 3,
+            ConfigType::Short => 4,
             ConfigType::Long => 5,
             ConfigType::Double => 6,
             ConfigType::List => 7,
+            ConfigType::Class => 8,
+            ConfigType::Password => 9,
         }
     }
 }
@@ -48,6 +54,8 @@ pub enum Kind {
     ListOf(&'static [&'static str]),
     /// Integer within an inclusive range, or one extra value (Kafka's gzip level: 1..9 or -1).
     IntegerOr(i64, i64, i64),
+    /// Any string (Kafka's STRING, CLASS and PASSWORD configs Josefine only stores).
+    Any,
 }
 
 /// One topic config.
@@ -240,6 +248,7 @@ pub fn validate_value(key: &str, kind: Kind, value: &str) -> Result<(), String> 
                 )),
             }
         }
+        Kind::Any => Ok(()),
         Kind::IntegerOr(min, max, extra) => match v.parse::<i64>() {
             Err(_) => Err(format!(
                 "Invalid value {value} for configuration {key}: Not a number of type INT"

@@ -154,6 +154,7 @@ fn accepted_value(rng: &mut Rng, kind: Kind) -> String {
             }
             items.join(if rng.chance(2) { "," } else { ", " })
         }
+        Kind::Any => "any".to_string(),
         Kind::IntegerOr(min, max, extra) => match rng.below(3) {
             0 => extra,
             1 => min,
@@ -297,6 +298,7 @@ fn bounds_are_enforced_exactly() {
                     }
                 }
             }
+            Kind::Any => assert!(ok("") && ok("x"), "{name}"),
             Kind::IntegerOr(min, max, extra) => {
                 for v in [min, max, extra] {
                     assert!(ok(&v.to_string()), "{name} refuses {v}");

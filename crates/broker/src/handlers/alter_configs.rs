@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use josefine_meta::broker_config::validate_dynamic_broker_config;
+use josefine_meta::broker_config::validate_dynamic_broker_config_at;
 use josefine_meta::topic_config::validate_topic_config;
 use josefine_meta::{Command, Image, MetaError, TopicId};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -82,7 +82,7 @@ pub(crate) fn resolve(image: &Image, resource_type: i8, name: &str) -> Result<Ta
 pub(crate) fn check_value(target: Target, key: &str, value: &str) -> Result<(), Rejection> {
     let checked = match target {
         Target::Topic(_) => validate_topic_config(key, value),
-        Target::Broker(_) => validate_dynamic_broker_config(key, value),
+        Target::Broker(id) => validate_dynamic_broker_config_at(key, value, id.is_some()),
     };
     checked.map_err(|m| Rejection(target.config_error(), m))
 }

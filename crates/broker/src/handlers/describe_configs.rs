@@ -14,7 +14,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use josefine_meta::broker_config::dynamic_broker_config_def;
+use josefine_meta::broker_config::{
+    dynamic_broker_config_type, is_honoured, is_sensitive_broker_config,
+};
+use josefine_meta::kafka_broker_configs::{kafka_broker_config, KAFKA_BROKER_CONFIGS};
 use josefine_meta::topic_config::{ConfigDef, TOPIC_CONFIGS};
 use josefine_meta::Image;
 use kafka_protocol::messages::describe_configs_response::{
@@ -84,19 +87,30 @@ impl<'a> Layers<'a> {
                 }
             }
         }
-        if let Some(v) = BrokerSettings::default().value_of(key) {
+        let default = if BrokerSettings::KEYS.contains(&key) {
+            BrokerSettings::default().value_of(key)
+        } else {
+            kafka_broker_config(key).and_then(|c| c.default.map(str::to_string))
+        };
+        if let Some(v) = default {
             out.push((key.to_string(), Some(v), SOURCE_DEFAULT_CONFIG));
         }
         out
     }
 
-    /// The broker setting's effective value and the source of the layer that set it.
+    /// The broker setting's effective value and the source of the layer that set it. A
+    /// dynamic value Josefine only stores is shown as set (Kafka shows it so too).
     fn value(&self, key: &str) -> (Option<String>, i8) {
-        let source = self
-            .synonyms(key)
-            .first()
-            .map_or(SOURCE_DEFAULT_CONFIG, |s| s.2);
-        (self.effective.value_of(key), source)
+        let synonyms = self.synonyms(key);
+        let source = synonyms.first().map_or(SOURCE_DEFAULT_CONFIG, |s| s.2);
+        let stored_only = matches!(
+            source,
+            SOURCE_DYNAMIC_BROKER_CONFIG | SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG
+        ) && !is_honoured(key);
+        if BrokerSettings::KEYS.contains(&key) && !stored_only {
+            return (self.effective.value_of(key), source);
+        }
+        (synonyms.into_iter().next().and_then(|s| s.1), source)
     }
 }
 
@@ -184,7 +198,12 @@ fn topic_entry(
 fn broker_doc(key: &str) -> String {
     match TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == Some(key)) {
         Some(d) => format!("Broker default of topic config {}: {}", d.name, d.doc),
-        None => format!("Josefine broker setting {key} (see `josefine --help`)."),
+        None if BrokerSettings::KEYS.contains(&key) => {
+            format!("Josefine broker setting {key} (see `josefine --help`).")
+        }
+        None => format!(
+            "Kafka broker config {key}: accepted and stored for compatibility; Josefine does not act on it."
+        ),
     }
 }
 
@@ -195,18 +214,27 @@ fn broker_entry(
     synonyms: Vec<(String, Option<String>, i8)>,
     detail: Detail,
 ) -> DescribeConfigsResourceResult {
+    // Kafka never shows a password's value, in the entry or its synonyms.
+    let sensitive = is_sensitive_broker_config(key);
+    let hide = |v: Option<String>| v.filter(|_| !sensitive);
+    let synonyms = synonyms
+        .into_iter()
+        .map(|(n, v, s)| (n, hide(v), s))
+        .collect();
+    let config_type = kafka_broker_config(key)
+        .map_or_else(|| BrokerSettings::config_type(key), |c| c.config_type);
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(key))
-        .with_value(value.map(str_bytes))
-        .with_read_only(dynamic_broker_config_def(key).is_none())
+        .with_value(hide(value).map(str_bytes))
+        .with_read_only(dynamic_broker_config_type(key).is_none())
         .with_config_source(source)
-        .with_is_sensitive(false)
+        .with_is_sensitive(sensitive)
         .with_synonyms(if detail.synonyms {
             synonym_entries(synonyms)
         } else {
             vec![]
         })
-        .with_config_type(BrokerSettings::config_type(key).kafka_code())
+        .with_config_type(config_type.kafka_code())
         .with_documentation(detail.documentation.then(|| str_bytes(broker_doc(key))))
 }
 
@@ -267,8 +295,19 @@ fn describe_broker(
             ),
         ));
     }
-    Ok(BrokerSettings::KEYS
-        .iter()
+    // Kafka's broker configs, Josefine's own settings, and any stored listener override.
+    let mut keys: std::collections::BTreeSet<&str> =
+        KAFKA_BROKER_CONFIGS.iter().map(|c| c.name).collect();
+    keys.extend(BrokerSettings::KEYS.iter().copied());
+    keys.extend(layers.cluster.keys().map(String::as_str));
+    keys.extend(
+        layers
+            .own
+            .into_iter()
+            .flat_map(|l| l.keys().map(String::as_str)),
+    );
+    Ok(keys
+        .into_iter()
         .map(|key| {
             let (value, source) = layers.value(key);
             broker_entry(key, value, source, layers.synonyms(key), detail)

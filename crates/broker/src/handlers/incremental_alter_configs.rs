@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use josefine_meta::broker_config::dynamic_broker_config_def;
+use josefine_meta::broker_config::dynamic_broker_config_type;
+use josefine_meta::kafka_broker_configs::kafka_broker_config;
 use josefine_meta::topic_config::{list_items, topic_config_def, ConfigType};
 use josefine_meta::Image;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
@@ -46,7 +47,7 @@ fn current_list(
             (def.config_type, current.cloned(), def.kafka_default)
         }
         Target::Broker(id) => {
-            let def = dynamic_broker_config_def(key).ok_or_else(|| {
+            let config_type = dynamic_broker_config_type(key).ok_or_else(|| {
                 Rejection(
                     code::INVALID_REQUEST,
                     format!("Cannot update these configs dynamically: Set({key})"),
@@ -56,8 +57,8 @@ fn current_list(
                 .dynamic_broker_configs(id)
                 .and_then(|c| c.get(key))
                 .cloned();
-            // The only LIST-typed dynamic broker config is log.cleanup.policy.
-            (def.config_type, current, "delete")
+            let default = kafka_broker_config(key).and_then(|c| c.default);
+            (config_type, current, default.unwrap_or(""))
         }
     };
     if config_type != ConfigType::List {
