@@ -231,6 +231,37 @@ def test_fsyncs_are_timed(ops_factory):
     assert after.get("josefine_log_flush_duration_seconds_sum") > 0
 
 
+def test_interval_flushes_are_timed(ops_factory):
+    """flush.ms: the log's own tick (LOG_TICK_INTERVAL_MS, 1 s) flushes a topic with flush.ms
+    set, timed in the same histogram; without flush.ms or flush.messages nothing is flushed."""
+    broker = ops_factory()
+    clients.create_topic(broker.bootstrap, "ops-noflush")
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "acks": "1"})
+    assert not clients.produce_all(producer, "ops-noflush", [(None, b"x", None)] * 3).errors()
+    before = Scrape(broker).get("josefine_log_flush_duration_seconds_count")
+    time.sleep(2.5)
+    assert Scrape(broker).get("josefine_log_flush_duration_seconds_count") == before
+    clients.create_topic(broker.bootstrap, "ops-flush-ms", config={"flush.ms": "100"})
+    for _ in range(3):
+        assert not clients.produce_all(producer, "ops-flush-ms", [(None, b"x", None)]).errors()
+        time.sleep(1.2)
+    after = Scrape(broker).get("josefine_log_flush_duration_seconds_count")
+    assert after - before >= 3, (before, after)
+
+
+def test_chain_latencies_and_forks(ops_broker):
+    """Each CreateTopics commits a chain block: the proposal's commit and the store's persist
+    are timed; a single node never forks."""
+    before = Scrape(ops_broker)
+    for i in range(3):
+        clients.create_topic(ops_broker.bootstrap, f"ops-chain-{i}")
+    after = Scrape(ops_broker)
+    for name in ("josefine_chain_commit_duration_seconds", "josefine_chain_persist_duration_seconds"):
+        assert after.get(name + "_count") - before.get(name + "_count") >= 3, name
+        assert after.get(name + "_sum") > 0, name
+    assert after.get("josefine_chain_forks", default=None) == 0
+
+
 def api_versions_connection(broker: Broker) -> socket.socket:
     """A connection that has been served one request (so the broker has accepted it)."""
     s = socket.create_connection((broker.host, broker.port), timeout=10)

@@ -84,11 +84,37 @@ impl LatencyHistogram {
     }
 }
 
-/// fsyncs the broker asks a log for (`log_flush_duration_seconds`): produce with
-/// `flush.messages` reached, the group coordinator's commits, a follower's appends. Process-wide
-/// (the flush sites hold a log, not the broker); interval flushes inside the log's own tick
-/// (`flush.ms`) are not included.
+/// Log fsyncs (`log_flush_duration_seconds`): produce with `flush.messages` reached, the group
+/// coordinator's commits, a follower's appends, and the log's own tick (`flush.ms` intervals,
+/// rolled segments). Process-wide (the flush sites hold a log, not the broker).
 static LOG_FLUSH: LatencyHistogram = LatencyHistogram::new();
+
+/// The chain store's persist-and-fsync of each `Ready` (`chain_persist_duration_seconds`),
+/// timed by `raft/mod.rs`.
+static CHAIN_PERSIST: LatencyHistogram = LatencyHistogram::new();
+
+/// From a proposal to its commit as this node's proposer sees it
+/// (`chain_commit_duration_seconds`; committed proposals only), timed by `raft/mod.rs`.
+static CHAIN_COMMIT: LatencyHistogram = LatencyHistogram::new();
+
+/// Records one chain persist (`raft/mod.rs`).
+pub fn chain_persisted(elapsed: Duration) {
+    CHAIN_PERSIST.observe(elapsed);
+}
+
+/// Records one committed proposal's latency (`raft/mod.rs`).
+pub fn chain_committed(elapsed: Duration) {
+    CHAIN_COMMIT.observe(elapsed);
+}
+
+/// Heights above the commit point holding competing blocks (`chain_forks`), as the chain
+/// loop last saw its tree. One chain server per broker process.
+static CHAIN_FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// Publishes the chain's current fork count (`raft/mod.rs`, after each round of work).
+pub fn chain_forks_set(forks: u64) {
+    CHAIN_FORKS.store(forks, Ordering::Relaxed);
+}
 
 /// `log.flush()`, timed into `log_flush_duration_seconds`.
 pub fn timed_flush(
@@ -840,7 +866,7 @@ fn encode_requests(e: &mut DescriptorEncoder, r: &RequestMetrics) -> Result {
 fn encode_storage_counters(e: &mut DescriptorEncoder, s: &StorageMetrics) -> Result {
     let d = e.encode_descriptor(
         "log_flush_duration",
-        "fsyncs of a partition log the broker asked for (produce with flush.messages, group commits, follower appends).",
+        "fsyncs of partition logs (produce with flush.messages, group commits, follower appends, flush.ms intervals and rolled segments).",
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;
@@ -1180,6 +1206,27 @@ fn encode_cluster(e: &mut DescriptorEncoder, broker: &Broker, metrics: &Metrics)
         None,
         &gauge(chain.head.height.saturating_sub(chain.commit.height) as i64),
     )?;
+    single(
+        e,
+        "chain_forks",
+        "Heights above the commit point where this node holds competing blocks (uncommitted forks).",
+        None,
+        &gauge(CHAIN_FORKS.load(Ordering::Relaxed) as i64),
+    )?;
+    let d = e.encode_descriptor(
+        "chain_commit_duration",
+        "From a proposal on this node to its commit (committed proposals only).",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    CHAIN_COMMIT.encode(d)?;
+    let d = e.encode_descriptor(
+        "chain_persist_duration",
+        "Persisting and fsyncing one round of chain work (blocks, votes) to the chain store.",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    CHAIN_PERSIST.encode(d)?;
     single(
         e,
         "chain_dead_blocks_collected",

@@ -232,7 +232,7 @@ async fn tick_logs(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             .blocking(move || {
                 let now = now_ms();
                 for p in partitions {
-                    if let Err(e) = p.log.tick(now) {
+                    if let Err(e) = p.log.tick_with(now, crate::metrics::timed_flush) {
                         warn!(topic = %p.topic, partition = p.index, "log tick failed: {e}");
                     }
                 }

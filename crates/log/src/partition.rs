@@ -1467,6 +1467,16 @@ impl PartitionLog {
     /// Periodic work: roll by time, flush by interval and after a roll (as Kafka flushes a
     /// rolled segment), and checkpoint the recovery point.
     pub fn tick(&self, now_ms: i64) -> Result<(), LogError> {
+        self.tick_with(now_ms, PartitionLog::flush)
+    }
+
+    /// [`PartitionLog::tick`] with the flush it decides on done by `flush` (given this log):
+    /// the broker times it (this crate reads no clock).
+    pub fn tick_with(
+        &self,
+        now_ms: i64,
+        flush: impl FnOnce(&PartitionLog) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
         self.clock_ms.fetch_max(now_ms, Ordering::Relaxed);
         let mut flush_now = false;
         {
@@ -1493,7 +1503,7 @@ impl PartitionLog {
             .iter()
             .any(|s| s.dirty.load(Ordering::Acquire) || !s.indexes_synced.load(Ordering::Acquire));
         if flush_now || sealed_unsynced {
-            self.flush()?;
+            flush(self)?;
         }
         self.write_recovery_point()
     }

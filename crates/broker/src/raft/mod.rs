@@ -186,12 +186,17 @@ impl ChainHandle {
     /// Proposes a payload; answers once it is committed and queued for `apply` (not yet
     /// applied: wait for the application's position if that matters), or failed.
     pub async fn propose(&self, payload: Bytes) -> Result<BlockId, ProposeFailure> {
+        let started = std::time::Instant::now();
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::Propose(payload, tx))
             .await
             .map_err(|_| ProposeFailure::Stopped)?;
-        rx.await.unwrap_or(Err(ProposeFailure::Stopped))
+        let r = rx.await.unwrap_or(Err(ProposeFailure::Stopped));
+        if r.is_ok() {
+            crate::metrics::chain_committed(started.elapsed());
+        }
+        r
     }
 
     /// Takes a snapshot: `state` is the application's state after applying block `upto`
@@ -322,6 +327,30 @@ async fn reserve(
     }
 }
 
+/// Heights above the commit point holding more than one block (`chain_forks`). The tree
+/// iterates by height, so equal heights are adjacent.
+fn uncommitted_forks(node: &Node) -> u64 {
+    let commit = node.commit().height;
+    let mut forks = 0;
+    let mut last: Option<(u64, bool)> = None;
+    for b in node.tree().blocks() {
+        let h = b.id.height;
+        if h <= commit {
+            continue;
+        }
+        match last {
+            Some((lh, counted)) if lh == h => {
+                if !counted {
+                    forks += 1;
+                    last = Some((h, true));
+                }
+            }
+            _ => last = Some((h, false)),
+        }
+    }
+    forks
+}
+
 fn status_of(node: &Node) -> ChainStatus {
     ChainStatus {
         role: node.role(),
@@ -448,7 +477,9 @@ impl Loop {
             // 1. Persist and fsync off the async workers.
             let mut store = self.store.take().expect("store present between readies");
             let (store, ready, res) = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
                 let res = store.persist(&ready);
+                crate::metrics::chain_persisted(started.elapsed());
                 (store, ready, res)
             })
             .await?;
@@ -506,6 +537,7 @@ impl Loop {
             self.node.advance();
         }
         let now = status_of(&self.node);
+        crate::metrics::chain_forks_set(uncommitted_forks(&self.node));
         self.status.send_if_modified(|s| {
             if *s != now {
                 if s.leader != now.leader || s.term != now.term {
