@@ -36,6 +36,8 @@ ACCEPTED = {
     ("broker", "cluster.id"): "Josefine takes the cluster id as a setting (Kafka: kafka-storage format)",
     ("broker", "leader.imbalance.per.broker.percentage"): "accepted and reported; Kafka 4.1 removed it (its KRaft controller ignores it)",
     ("broker", "unclean.leader.election.interval.ms"): "Josefine names the controller's unclean election interval",
+    ("broker", "super.users"): "StandardAuthorizer setting: Josefine lists it; the Kafka reference runs without an authorizer, so it has no such entry",
+    ("broker", "allow.everyone.if.no.acl.found"): "StandardAuthorizer setting: Josefine lists it; the Kafka reference runs without an authorizer, so it has no such entry",
     ("topic", "follower.replication.throttled.replicas"): "no replication throttling",
     ("topic", "leader.replication.throttled.replicas"): "no replication throttling",
     ("topic", "local.retention.bytes"): "no tiered storage",
