@@ -76,6 +76,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::EndTxn, 0, 5),
     // v5 (transaction version 2) adds the offsets partition implicitly: not yet.
     api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 2),
 ];
 
 /// APIs the decoder accepts and a handler serves but ApiVersions does not list: parts of a
@@ -148,7 +151,7 @@ mod tests {
         assert_eq!((p.advertised_min, p.served_min), (0, 3));
         assert_eq!(support_for(ApiKey::Fetch).unwrap().served_min, 4);
         assert_eq!(support_for(ApiKey::ListOffsets).unwrap().served_min, 1);
-        assert!(support_for(ApiKey::DescribeTransactions).is_none());
+        assert!(support_for(ApiKey::ConsumerGroupHeartbeat).is_none());
     }
 
     /// The README must carry exactly the generated table (between the markers).

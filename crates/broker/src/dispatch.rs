@@ -159,6 +159,21 @@ async fn handle_request(
                 None => return Reply::Close,
             }
         }
+        RequestBody::DescribeTransactions(r) => {
+            match handlers::describe_transactions::describe(broker, v, r).await {
+                Some(r) => ResponseBody::DescribeTransactions(r),
+                None => return Reply::Close,
+            }
+        }
+        RequestBody::ListTransactions(r) => {
+            match handlers::describe_transactions::list(broker, v, r).await {
+                Some(r) => ResponseBody::ListTransactions(r),
+                None => return Reply::Close,
+            }
+        }
+        RequestBody::DescribeProducers(r) => {
+            ResponseBody::DescribeProducers(handlers::describe_producers::handle(broker, r))
+        }
         RequestBody::EndTxn(r) => match handlers::end_txn::handle(broker, v, r).await {
             Some(r) => ResponseBody::EndTxn(r),
             None => return Reply::Close,
