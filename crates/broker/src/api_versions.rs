@@ -70,6 +70,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeCluster, 0, 2),
     api(ApiKey::DescribeTopicPartitions, 0, 0),
+    // Kafka 4.0 removed v0 (KIP-896).
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
     // Transactions (issue 16): the coordinator in crates/txn, driven by broker/src/txn.rs.
     api(ApiKey::AddPartitionsToTxn, 0, 5),
     api(ApiKey::AddOffsetsToTxn, 0, 4),
@@ -84,14 +88,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
 /// APIs the decoder accepts and a handler serves but ApiVersions does not list: parts of a
 /// feature that is not finished (clients must not discover them), reachable by the broker's own
 /// callers and by a client that sends them anyway. WriteTxnMarkers: the partition-leader side
-/// of transactions, until the transaction coordinator is wired in (issue 16). The ACL APIs
-/// (v1-3; Kafka 4.0 removed v0): stored and replicated, advertised once requests are enforced.
-pub const SERVED_NOT_ADVERTISED: &[ApiSupport] = &[
-    api(ApiKey::WriteTxnMarkers, 1, 1),
-    api(ApiKey::DescribeAcls, 1, 3),
-    api(ApiKey::CreateAcls, 1, 3),
-    api(ApiKey::DeleteAcls, 1, 3),
-];
+/// of transactions, until the transaction coordinator is wired in (issue 16).
+pub const SERVED_NOT_ADVERTISED: &[ApiSupport] = &[api(ApiKey::WriteTxnMarkers, 1, 1)];
 
 /// The support entry for an API key, if we serve it (advertised or not).
 pub fn support_for(key: ApiKey) -> Option<&'static ApiSupport> {

@@ -106,6 +106,14 @@ async fn handle_request(
         body,
         client_id,
     } = request;
+    // APIs refused as a whole for a missing CLUSTER operation (crate::authz::OPERATIONS).
+    if let Some(denied) = crate::authz::cluster_denied(broker, v, &body) {
+        broker.metrics.requests.count_errors(api_key, &denied);
+        return frame(
+            (api_key, v),
+            encode_response(api_key, v, correlation_id, &denied),
+        );
+    }
     let response = match body {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(handlers::api_versions::handle(r)),
         RequestBody::Metadata(r) => {

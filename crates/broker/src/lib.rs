@@ -13,6 +13,7 @@
 
 pub mod alloc_guard;
 pub mod api_versions;
+pub mod authz;
 pub mod broker;
 pub mod clock;
 pub mod codec;

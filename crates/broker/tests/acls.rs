@@ -16,6 +16,9 @@ use kafka_protocol::protocol::StrBytes;
 const AUTHORIZER: &str =
     "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
+/// Lets the test's connections (User:ANONYMOUS) manage ACLs whatever the ACLs say.
+const SUPER_ANONYMOUS: &str = "super.users=User:ANONYMOUS";
+
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
@@ -143,7 +146,7 @@ async fn without_an_authorizer_the_acl_apis_answer_security_disabled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acls_are_created_described_deleted_and_survive_a_restart() {
-    let (broker, dir) = start_broker(&[AUTHORIZER]).await;
+    let (broker, dir) = start_broker(&[AUTHORIZER, SUPER_ANONYMOUS]).await;
     let mut c = Client::connect(&broker).await;
     let good = [
         (TOPIC, "orders", LITERAL, "User:alice", "*", READ, ALLOW),
@@ -217,9 +220,192 @@ async fn acls_are_created_described_deleted_and_survive_a_restart() {
     broker.shutdown().await;
 
     drop(c);
-    let broker = restart(&dir, &[AUTHORIZER]).await;
+    let broker = restart(&dir, &[AUTHORIZER, SUPER_ANONYMOUS]).await;
     let mut c = Client::connect(&broker).await;
     let (_, after) = describe(&mut c, ANY, None, ANY).await;
     assert_eq!(after, left);
+    broker.shutdown().await;
+}
+
+/// Stores ACLs as CreateAcls would, without asking the (denying) authorizer.
+async fn grant(broker: &josefine::server::RunningBroker, acls: &[Spec<'_>]) {
+    use josefine_meta::acl::{Acl, AclId, Operation, PatternType, Permission, ResourceType};
+    let acls = acls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let id = AclId(broker.broker.metadata.image().acls.len() as u128 + 1000 + i as u128);
+            let acl = Acl {
+                resource_type: ResourceType::from_code(c.0).unwrap(),
+                resource_name: c.1.into(),
+                pattern_type: PatternType::from_code(c.2).unwrap(),
+                principal: c.3.into(),
+                host: c.4.into(),
+                operation: Operation::from_code(c.5).unwrap(),
+                permission: Permission::from_code(c.6).unwrap(),
+            };
+            (id, acl)
+        })
+        .collect();
+    broker
+        .broker
+        .metadata
+        .propose(josefine_meta::Command::CreateAcls { acls })
+        .await
+        .unwrap();
+}
+
+const CREATE: i8 = 5;
+const ALL: i8 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_enforced_for_the_anonymous_principal() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+        ProduceRequest, ProduceResponse, TopicName,
+    };
+    let (broker, _dir) = start_broker(&[
+        AUTHORIZER,
+        "allow.everyone.if.no.acl.found=false",
+        "auto.create.topics.enable=true",
+    ])
+    .await;
+    let anon = "User:ANONYMOUS";
+    // May create and describe "open*", nothing else; never "open-denied".
+    grant(
+        &broker,
+        &[
+            (TOPIC, "open", PREFIXED, anon, "127.0.0.1", ALL, ALLOW),
+            (TOPIC, "open-denied", LITERAL, anon, "*", WRITE, DENY),
+            (TOPIC, "elsewhere", LITERAL, anon, "10.9.9.9", ALL, ALLOW),
+        ],
+    )
+    .await;
+    let mut c = Client::connect(&broker).await;
+    let metadata = |names: Option<Vec<&str>>, create: bool| {
+        MetadataRequest::default()
+            .with_topics(names.map(|n| {
+                n.into_iter()
+                    .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(s(n)))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(create)
+            .with_include_topic_authorized_operations(true)
+    };
+    c.send(
+        ApiKey::Metadata,
+        12,
+        &metadata(
+            Some(vec!["open-a", "open-denied", "secret", "elsewhere"]),
+            true,
+        ),
+    )
+    .await;
+    let (_, r): (i32, MetadataResponse) = c.recv(ApiKey::Metadata, 12).await;
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    // open-a auto-created (CREATE via the prefixed ALL), open-denied too (DENY is WRITE only),
+    // secret unauthorized (it does not exist: the same answer), elsewhere another host's.
+    assert_eq!(codes, vec![0, 0, 29, 29]);
+    let ops = r.topics[0].topic_authorized_operations;
+    assert_eq!(ops & (1 << WRITE), 1 << WRITE, "{ops:b}");
+    assert_eq!(r.topics[1].topic_authorized_operations & (1 << WRITE), 0);
+    // Created by a super user path: a topic the caller may not describe.
+    grant(
+        &broker,
+        &[(TOPIC, "hidden", LITERAL, "User:admin", "*", ALL, ALLOW)],
+    )
+    .await;
+    let image = broker.broker.metadata.image();
+    assert!(image.topic_by_name("hidden").is_none());
+    broker
+        .broker
+        .metadata
+        .propose(josefine_meta::Command::CreateTopic {
+            topic_id: josefine_meta::TopicId([9; 16]),
+            name: "hidden".into(),
+            partitions: vec![josefine_meta::PartitionAssignment::led_by_first(
+                0,
+                vec![broker.broker.config.node_id],
+            )],
+            configs: vec![],
+        })
+        .await
+        .unwrap();
+    c.send(ApiKey::Metadata, 12, &metadata(None, false)).await;
+    let (_, r): (i32, MetadataResponse) = c.recv(ApiKey::Metadata, 12).await;
+    let mut names: Vec<String> = r
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().0.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["open-a", "open-denied"], "hidden is left out");
+
+    // Produce: allowed, denied by DENY WRITE, and a topic without ACLs.
+    let produce = |topic: &str| {
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(common::batch(&[("k", "v")], None)))])])
+    };
+    for (topic, expected) in [("open-a", 0), ("open-denied", 29), ("hidden", 29)] {
+        c.send(ApiKey::Produce, 9, &produce(topic)).await;
+        let (_, r): (i32, ProduceResponse) = c.recv(ApiKey::Produce, 9).await;
+        let code = r.responses[0].partition_responses[0].error_code;
+        assert_eq!(code, expected, "{topic}");
+    }
+    let hidden = broker
+        .broker
+        .metadata
+        .image()
+        .topic_by_name("hidden")
+        .unwrap()
+        .topic_id;
+    let log_end = broker
+        .broker
+        .partitions
+        .get(hidden, 0)
+        .unwrap()
+        .log
+        .log_end_offset();
+    assert_eq!(log_end, 0, "nothing was appended to the refused topic");
+
+    // Cluster APIs: refused as a whole without DESCRIBE/ALTER on the cluster.
+    c.send(
+        ApiKey::DescribeCluster,
+        0,
+        &DescribeClusterRequest::default(),
+    )
+    .await;
+    let (_, r): (i32, DescribeClusterResponse) = c.recv(ApiKey::DescribeCluster, 0).await;
+    assert_eq!(r.error_code, 31);
+    assert_eq!(describe(&mut c, ANY, None, ANY).await.0, 31);
+    let spec = (TOPIC, "x", LITERAL, anon, "*", READ, ALLOW);
+    assert_eq!(create(&mut c, &[spec]).await, vec![31]);
+    grant(
+        &broker,
+        &[(CLUSTER, "kafka-cluster", LITERAL, anon, "*", CREATE, ALLOW)],
+    )
+    .await;
+    // ALTER is still missing; DESCRIBE is not implied by CREATE.
+    assert_eq!(create(&mut c, &[spec]).await, vec![31]);
+    assert_eq!(describe(&mut c, ANY, None, ANY).await.0, 31);
+    grant(
+        &broker,
+        &[(CLUSTER, "kafka-cluster", LITERAL, anon, "*", 7, ALLOW)],
+    )
+    .await;
+    assert_eq!(create(&mut c, &[spec]).await, vec![0]);
+    assert_eq!(
+        describe(&mut c, ANY, None, ANY).await.0,
+        0,
+        "ALTER implies DESCRIBE"
+    );
     broker.shutdown().await;
 }

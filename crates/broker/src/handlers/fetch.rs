@@ -58,6 +58,7 @@ use crate::leadership::{self, LeaderAndEpoch};
 use crate::limits;
 use crate::partitions::Partition;
 use crate::replication::leader::FollowerFetch;
+use josefine_meta::acl::{Operation, ResourceType};
 
 /// Why a partition is not read: its error code and, where the response reports it, the leader
 /// the image names.
@@ -383,6 +384,15 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
 
     let node_id = broker.config.node_id;
     let follower = follower_of(&image, version, &request);
+    // A fetch naming a replica needs CLUSTER_ACTION, a consumer's READ on each topic
+    // (crate::authz::OPERATIONS); refused partitions answer TOPIC_AUTHORIZATION_FAILED.
+    let authz = crate::authz::Authz::of(broker);
+    let claims_replica = if version >= 15 {
+        request.replica_state.replica_id.0 >= 0
+    } else {
+        request.replica_id.0 >= 0
+    };
+    let cluster_action = claims_replica && authz.allows_cluster(Operation::ClusterAction);
     // The endpoints of the leaders reported in `current_leader` (v16+), live brokers only.
     let mut node_endpoints = BTreeMap::new();
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -396,6 +406,13 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
             code::UNKNOWN_TOPIC_ID
         } else {
             code::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let name = topic.map_or(t.topic.0.as_str(), |x| x.name.as_str());
+        let denied = if claims_replica {
+            !cluster_action
+        } else {
+            (topic.is_some() || version < 13)
+                && !authz.allows(Operation::Read, ResourceType::Topic, name)
         };
         let targets = t
             .partitions
@@ -422,6 +439,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
                     _ => None,
                 },
                 partition: match topic {
+                    _ if denied => Err((code::TOPIC_AUTHORIZATION_FAILED, None)),
                     None => Err((unknown, None)),
                     Some(topic) => {
                         let epoch = (p.current_leader_epoch >= 0).then_some(p.current_leader_epoch);

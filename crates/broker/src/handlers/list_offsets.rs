@@ -55,9 +55,16 @@ pub async fn handle(
     let node_id = broker.config.node_id;
     let from_replica = request.replica_id.0 >= 0;
     let read_committed = request.isolation_level == 1;
+    // DESCRIBE on each topic (crate::authz::OPERATIONS).
+    let authz = crate::authz::Authz::of(broker);
     let mut work = Vec::new();
     for t in &request.topics {
         let topic = image.topic_by_name(&t.name.0);
+        let denied = !authz.allows(
+            josefine_meta::acl::Operation::Describe,
+            josefine_meta::acl::ResourceType::Topic,
+            &t.name.0,
+        );
         let parts: Vec<(i32, i64, Target)> = t
             .partitions
             .iter()
@@ -65,6 +72,7 @@ pub async fn handle(
                 let epoch =
                     (p.current_leader_epoch != EPOCH_UNCHECKED).then_some(p.current_leader_epoch);
                 let target = match topic {
+                    _ if denied => Err(code::TOPIC_AUTHORIZATION_FAILED),
                     None => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
                     Some(topic) => {
                         leadership::check(&image, node_id, topic.topic_id, p.partition_index, epoch)

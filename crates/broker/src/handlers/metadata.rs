@@ -9,6 +9,10 @@
 //! which has no offline replicas, lists only live replicas and ISR members and answers
 //! REPLICA_NOT_AVAILABLE when it left one out. `controller_id` is [`leadership::controller_id`].
 //!
+//! Topics the caller may not DESCRIBE (`crate::authz`) are left out of all-topics answers and
+//! answered TOPIC_AUTHORIZATION_FAILED when named, whether they exist or not; auto-creation
+//! also needs CREATE on the cluster or the topic.
+//!
 //! Auto-creation is [`auto_create_topic`], the one place this handler changes metadata; the
 //! topic is returned in the same response once the local image holds it, so there is no
 //! LEADER_NOT_AVAILABLE window as in Kafka. Must never: report a leader, epoch, replica or ISR
@@ -24,10 +28,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use tracing::info;
 use uuid::Uuid;
 
-use super::{
-    authorized_operations, code, is_internal_topic, str_bytes, topic_id_of, topic_name, uuid_of,
-    CLUSTER_OPERATIONS, TOPIC_OPERATIONS,
-};
+use josefine_meta::acl::{Operation, ResourceType, CLUSTER_RESOURCE_NAME};
+
+use super::{code, is_internal_topic, str_bytes, topic_id_of, topic_name, uuid_of};
+use crate::authz::Authz;
 use crate::broker::Broker;
 use crate::controller::forward;
 use crate::leadership;
@@ -122,6 +126,8 @@ pub async fn handle(
     request: MetadataRequest,
 ) -> MetadataResponse {
     let mut image: Arc<Image> = broker.metadata.image();
+    let authz = Authz::of(broker);
+    let may_describe = |name: &str| authz.allows(Operation::Describe, ResourceType::Topic, name);
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let all_topics = match &request.topics {
         None => true,
@@ -135,6 +141,7 @@ pub async fn handle(
             image
                 .topics
                 .values()
+                .filter(|topic| may_describe(&topic.name))
                 .map(|topic| topic_entry(&image, topic, version)),
         );
     } else {
@@ -147,11 +154,25 @@ pub async fn handle(
                 // v10+: by topic id.
                 let id = topic_id_of(t.topic_id);
                 match image.topics.get(&id) {
+                    Some(topic) if !may_describe(&topic.name) => topics.push(error_entry(
+                        None,
+                        t.topic_id,
+                        code::TOPIC_AUTHORIZATION_FAILED,
+                    )),
                     Some(topic) => topics.push(topic_entry(&image, topic, version)),
                     None => topics.push(error_entry(None, t.topic_id, code::UNKNOWN_TOPIC_ID)),
                 }
                 continue;
             };
+            // Unauthorized whether it exists or not: the answer must not tell.
+            if !may_describe(&name) {
+                topics.push(error_entry(
+                    Some(&name),
+                    Uuid::nil(),
+                    code::TOPIC_AUTHORIZATION_FAILED,
+                ));
+                continue;
+            }
             if let Some(topic) = image.topic_by_name(&name) {
                 topics.push(topic_entry(&image, topic, version));
                 continue;
@@ -170,6 +191,16 @@ pub async fn handle(
                     Some(&name),
                     Uuid::nil(),
                     code::UNKNOWN_TOPIC_OR_PARTITION,
+                ));
+                continue;
+            }
+            if !authz.allows_cluster(Operation::Create)
+                && !authz.allows(Operation::Create, ResourceType::Topic, &name)
+            {
+                topics.push(error_entry(
+                    Some(&name),
+                    Uuid::nil(),
+                    code::TOPIC_AUTHORIZATION_FAILED,
                 ));
                 continue;
             }
@@ -196,16 +227,16 @@ pub async fn handle(
             t.is_internal = false;
         }
     }
-    // Without an authorizer Kafka grants every supported operation; it reports them when asked
-    // (v8+; the cluster's only in v8-10). Unasked, the fields keep Kafka's i32::MIN default.
+    // The caller's allowed operations, when asked (v8+; the cluster's only in v8-10). Unasked,
+    // the fields keep Kafka's i32::MIN default.
     if request.include_topic_authorized_operations {
-        let ops = authorized_operations(TOPIC_OPERATIONS);
         for t in topics.iter_mut().filter(|t| t.error_code == code::NONE) {
-            t.topic_authorized_operations = ops;
+            let name = t.name.as_ref().map_or("", |n| n.0.as_str());
+            t.topic_authorized_operations = authz.authorized_operations(ResourceType::Topic, name);
         }
     }
     let cluster_authorized_operations = if request.include_cluster_authorized_operations {
-        authorized_operations(CLUSTER_OPERATIONS)
+        authz.authorized_operations(ResourceType::Cluster, CLUSTER_RESOURCE_NAME)
     } else {
         i32::MIN
     };

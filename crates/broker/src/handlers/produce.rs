@@ -48,6 +48,7 @@ use std::time::Duration;
 
 use josefine_log::batch::{validate_produce_shape, BatchHeader};
 use josefine_log::LogError;
+use josefine_meta::acl::{Operation, ResourceType};
 use josefine_txn::TopicPartition;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
@@ -112,6 +113,17 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         None
     };
     let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
+    // WRITE on the transactional id and each topic (crate::authz::OPERATIONS).
+    let authz = crate::authz::Authz::of(broker);
+    let request_error = request_error.or_else(|| {
+        let id = transactional_id.as_deref()?;
+        (!authz.allows(Operation::Write, ResourceType::TransactionalId, id)).then(|| {
+            (
+                code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "Transactional Id authorization failed.".to_string(),
+            )
+        })
+    });
 
     // Resolve every partition first; keep the request's order for the response.
     let mut topics: TopicSlots = Vec::new();
@@ -126,11 +138,19 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         } else {
             code::UNKNOWN_TOPIC_OR_PARTITION
         };
+        let name = topic.map_or(t.name.0.as_str(), |x| x.name.as_str());
+        let topic_denied = (topic.is_some() || version < 13)
+            && !authz.allows(Operation::Write, ResourceType::Topic, name);
         let mut slots = Vec::new();
         for p in t.partition_data {
             let mut current_leader = None;
             let target = if let Some(e) = &request_error {
                 Err(e.clone())
+            } else if topic_denied {
+                Err((
+                    code::TOPIC_AUTHORIZATION_FAILED,
+                    "Topic authorization failed.".into(),
+                ))
             } else if let Some(name) = topic.map(|x| &x.name).filter(|n| is_internal_topic(n)) {
                 Err((
                     code::INVALID_TOPIC_EXCEPTION,
