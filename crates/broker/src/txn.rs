@@ -205,7 +205,7 @@ impl Txn {
             appends: appends_tx,
             internal_tx,
             loaders: Vec::new(),
-            peers: Arc::new(PeerPool::default()),
+            peers: Arc::new(PeerPool::new("josefine-txn-markers")),
         };
         let mut images = broker.metadata.subscribe_image();
         let image = images.borrow_and_update().clone();
@@ -216,7 +216,7 @@ impl Txn {
             served_topic,
             state_partitions,
             task: std::sync::Mutex::new(Some(task)),
-            peers: Arc::new(PeerPool::default()),
+            peers: Arc::new(PeerPool::new("josefine-txn-verify")),
         })
     }
 
@@ -363,17 +363,26 @@ impl Txn {
     }
 }
 
-/// Connections to other brokers (WriteTxnMarkers from the coordinator, AddPartitionsToTxn from
-/// a verifying leader), one per broker and use, one call at a time each.
-#[derive(Default)]
+/// Connections to other brokers, one per broker, one call at a time each. The coordinator's
+/// markers and a leader's verifications use separate pools, so a produce never waits behind a
+/// marker write (which waits for its high watermark).
 struct PeerPool {
     peers: std::sync::Mutex<HashMap<(i32, String), SharedPeer>>,
+    /// The client id the connections announce.
+    client_id: &'static str,
 }
 
 /// One connection, locked for the length of a call.
 type SharedPeer = Arc<tokio::sync::Mutex<Peer>>;
 
 impl PeerPool {
+    fn new(client_id: &'static str) -> PeerPool {
+        PeerPool {
+            peers: std::sync::Mutex::new(HashMap::new()),
+            client_id,
+        }
+    }
+
     fn get(&self, node_id: i32, addr: String) -> SharedPeer {
         let mut peers = self.peers.lock().expect("marker peers lock");
         peers
@@ -381,7 +390,7 @@ impl PeerPool {
             .or_insert_with(|| {
                 Arc::new(tokio::sync::Mutex::new(Peer::new(
                     addr,
-                    format!("josefine-txn-{node_id}"),
+                    self.client_id.to_string(),
                 )))
             })
             .clone()
