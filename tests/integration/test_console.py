@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import ConfigResource
+from confluent_kafka.admin import ConfigResource, ConfigSource
 
 import clients
 from conftest import BROKER_KIND, Broker, _cleanup, free_port
@@ -406,3 +406,21 @@ def test_console_off_serves_no_files(console_factory):
     assert http_get(b.http_port, "/")[0] == 404
     assert http_get(b.http_port, "/app.js")[0] == 404
     assert http_get(b.http_port, "/health/live")[0] == 200
+
+
+def test_broker_config_action_is_seen_by_a_kafka_admin(console):
+    admin = clients.admin(console.bootstrap)
+    status, body = console.api("POST", "brokers/1/configs", {"set": {"log.retention.ms": "7200000"}})
+    assert status == 200, body
+    res = ConfigResource(ConfigResource.Type.BROKER, "1")
+    got = admin.describe_configs([res])[res].result(timeout=30)
+    assert got["log.retention.ms"].value == "7200000"
+    configs = {c["name"]: c for c in console.get("brokers")["brokers"][0]["configs"]}
+    assert (configs["log.retention.ms"]["value"], configs["log.retention.ms"]["source"]) == \
+        ("7200000", "DYNAMIC_BROKER_CONFIG")
+    status, body = console.api("POST", "brokers/1/configs", {"delete": ["log.retention.ms"]})
+    assert status == 200, body
+    got = admin.describe_configs([res])[res].result(timeout=30)
+    assert got["log.retention.ms"].source != ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    status, body = console.api("POST", "brokers/1/configs", {"set": {"broker.id": "7"}})
+    assert status == 400 and body["error"] in ("INVALID_REQUEST", "INVALID_CONFIG"), body
