@@ -288,6 +288,116 @@ pub fn cluster_denied(
     })
 }
 
+/// Serves a topic admin request (CreateTopics, DeleteTopics, CreatePartitions) for the caller:
+/// the topics it may not change answer TOPIC_AUTHORIZATION_FAILED here, the rest go to the
+/// controller (`forward::admin`), which serves them without a caller of its own. Kafka checks
+/// the same on the receiving broker before forwarding.
+pub async fn admin_topics(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: RequestKind,
+    timeout_ms: Option<i32>,
+) -> ResponseKind {
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+    use kafka_protocol::messages::{
+        CreatePartitionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
+    };
+
+    use crate::controller::forward;
+
+    const DENIED: i16 = code::TOPIC_AUTHORIZATION_FAILED;
+    let message = || Some(str_bytes("Topic authorization failed."));
+    let authz = Authz::of(broker);
+    let forward = |request: RequestKind| forward::admin(broker, version, request, timeout_ms);
+    match request {
+        RequestKind::CreateTopics(mut r) => {
+            let cluster = authz.allows_cluster(Create);
+            let (allowed, denied): (Vec<_>, Vec<_>) = r
+                .topics
+                .into_iter()
+                .partition(|t| cluster || authz.allows(Create, Topic, &t.name.0));
+            r.topics = allowed;
+            let mut response = match r.topics.is_empty() {
+                true => CreateTopicsResponse::default(),
+                false => match forward(RequestKind::CreateTopics(r)).await {
+                    ResponseKind::CreateTopics(response) => response,
+                    other => return other,
+                },
+            };
+            response.topics.extend(denied.into_iter().map(|t| {
+                CreatableTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(DENIED)
+                    .with_error_message(message())
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+            }));
+            ResponseKind::CreateTopics(response)
+        }
+        RequestKind::DeleteTopics(mut r) => {
+            let may_delete = |name: &str| authz.allows(Delete, Topic, name);
+            let (names, denied_names): (Vec<_>, Vec<_>) =
+                r.topic_names.into_iter().partition(|n| may_delete(&n.0));
+            // v6 names a topic or its id; an id names the topic it has in the image (an unknown
+            // id is left to the handler: UNKNOWN_TOPIC_ID).
+            let (states, denied_states): (Vec<_>, Vec<_>) =
+                r.topics.into_iter().partition(|t| match &t.name {
+                    Some(n) => may_delete(&n.0),
+                    None => authz
+                        .image
+                        .topics
+                        .get(&crate::handlers::topic_id_of(t.topic_id))
+                        .is_none_or(|topic| may_delete(&topic.name)),
+                });
+            r.topic_names = names;
+            r.topics = states;
+            let mut response = match r.topic_names.is_empty() && r.topics.is_empty() {
+                true => DeleteTopicsResponse::default(),
+                false => match forward(RequestKind::DeleteTopics(r)).await {
+                    ResponseKind::DeleteTopics(response) => response,
+                    other => return other,
+                },
+            };
+            let refused = denied_names
+                .into_iter()
+                .map(|n| (Some(n), uuid::Uuid::nil()))
+                .chain(denied_states.into_iter().map(|t| (t.name, t.topic_id)));
+            response.responses.extend(refused.map(|(name, topic_id)| {
+                DeletableTopicResult::default()
+                    .with_name(name)
+                    .with_topic_id(topic_id)
+                    .with_error_code(DENIED)
+                    .with_error_message(message())
+            }));
+            ResponseKind::DeleteTopics(response)
+        }
+        RequestKind::CreatePartitions(mut r) => {
+            let (allowed, denied): (Vec<_>, Vec<_>) = r
+                .topics
+                .into_iter()
+                .partition(|t| authz.allows(Alter, Topic, &t.name.0));
+            r.topics = allowed;
+            let mut response = match r.topics.is_empty() {
+                true => CreatePartitionsResponse::default(),
+                false => match forward(RequestKind::CreatePartitions(r)).await {
+                    ResponseKind::CreatePartitions(response) => response,
+                    other => return other,
+                },
+            };
+            response.results.extend(denied.into_iter().map(|t| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(DENIED)
+                    .with_error_message(message())
+            }));
+            ResponseKind::CreatePartitions(response)
+        }
+        other => forward(other).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

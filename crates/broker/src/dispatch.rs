@@ -123,11 +123,11 @@ async fn handle_request(
         // node is the controller), and the answer waits for this node's image.
         RequestBody::CreateTopics(r) => {
             let timeout = Some(r.timeout_ms);
-            forward::admin(broker, v, RequestBody::CreateTopics(r), timeout).await
+            crate::authz::admin_topics(broker, v, RequestBody::CreateTopics(r), timeout).await
         }
         RequestBody::DeleteTopics(r) => {
             let timeout = Some(r.timeout_ms);
-            forward::admin(broker, v, RequestBody::DeleteTopics(r), timeout).await
+            crate::authz::admin_topics(broker, v, RequestBody::DeleteTopics(r), timeout).await
         }
         RequestBody::Produce(r) => match handlers::produce::handle(broker, v, r).await {
             ProduceOutcome::Respond(r) => ResponseBody::Produce(r),
@@ -194,7 +194,7 @@ async fn handle_request(
         }
         RequestBody::CreatePartitions(r) => {
             let timeout = Some(r.timeout_ms);
-            forward::admin(broker, v, RequestBody::CreatePartitions(r), timeout).await
+            crate::authz::admin_topics(broker, v, RequestBody::CreatePartitions(r), timeout).await
         }
         body @ (RequestBody::CreateAcls(_) | RequestBody::DeleteAcls(_)) => {
             forward::admin(broker, v, body, None).await

@@ -409,3 +409,69 @@ async fn requests_are_enforced_for_the_anonymous_principal() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_admin_requests_are_authorized_per_topic() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{
+        CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+        TopicName,
+    };
+    let (broker, _dir) = start_broker(&[AUTHORIZER, "allow.everyone.if.no.acl.found=false"]).await;
+    let anon = "User:ANONYMOUS";
+    grant(
+        &broker,
+        &[(TOPIC, "mine", PREFIXED, anon, "*", CREATE, ALLOW)],
+    )
+    .await;
+    let mut c = Client::connect(&broker).await;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(
+            ["mine-1", "theirs-1"]
+                .iter()
+                .map(|n| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(s(n)))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)
+                })
+                .collect(),
+        );
+    c.send(ApiKey::CreateTopics, 7, &req).await;
+    let (_, r): (i32, CreateTopicsResponse) = c.recv(ApiKey::CreateTopics, 7).await;
+    let mut codes: Vec<(String, i16)> = r
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.error_code))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, vec![("mine-1".into(), 0), ("theirs-1".into(), 29)]);
+    let image = broker.broker.metadata.image();
+    assert!(image.topic_by_name("mine-1").is_some());
+    assert!(image.topic_by_name("theirs-1").is_none());
+    // CREATE does not give DELETE.
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topic_names(vec![TopicName(s("mine-1"))]);
+    c.send(ApiKey::DeleteTopics, 5, &req).await;
+    let (_, r): (i32, DeleteTopicsResponse) = c.recv(ApiKey::DeleteTopics, 5).await;
+    assert_eq!(r.responses[0].error_code, 29);
+    assert!(broker
+        .broker
+        .metadata
+        .image()
+        .topic_by_name("mine-1")
+        .is_some());
+    grant(&broker, &[(TOPIC, "mine-1", LITERAL, anon, "*", 6, ALLOW)]).await;
+    c.send(ApiKey::DeleteTopics, 5, &req).await;
+    let (_, r): (i32, DeleteTopicsResponse) = c.recv(ApiKey::DeleteTopics, 5).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    assert!(broker
+        .broker
+        .metadata
+        .image()
+        .topic_by_name("mine-1")
+        .is_none());
+    broker.shutdown().await;
+}
