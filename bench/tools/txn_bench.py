@@ -29,8 +29,8 @@ def pct(values, q):
 
 def run_size(bootstrap, size, transactions, record_bytes):
     topic = f"txn-bench-{size}-{uuid.uuid4().hex[:6]}"
-    AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-        [NewTopic(topic, 1, 1)])[topic].result(timeout=60)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until the result is in
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=60)
     p = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"bench-{topic}",
                   "linger.ms": 1})
     p.init_transactions(60)

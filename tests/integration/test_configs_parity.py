@@ -32,6 +32,8 @@ ACCEPTED = {
     ("broker", "max.connections"): "bounded default (4096, limits.rs) instead of unlimited",
     ("broker", "queued.max.requests"): "Josefine's meaning: in-flight requests per connection (16), not the request queue (500)",
     ("broker", "offsets.topic.replication.factor"): "default min(3, number of voters), so a single node works unconfigured",
+    ("broker", "transaction.state.log.replication.factor"): "default min(3, number of voters), the rule of offsets.topic.replication.factor",
+    ("broker", "transaction.state.log.min.isr"): "default min(2, transaction.state.log.replication.factor), so a single node works unconfigured",
     ("broker", "broker.session.close.grace.ms"): "Josefine-only setting (fence a broker whose session connection closed)",
     ("broker", "cluster.id"): "Josefine takes the cluster id as a setting (Kafka: kafka-storage format)",
     ("broker", "leader.imbalance.per.broker.percentage"): "accepted and reported; Kafka 4.1 removed it (its KRaft controller ignores it)",

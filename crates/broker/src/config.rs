@@ -105,6 +105,13 @@ pub struct ServeArgs {
     ///   group.initial.rebalance.delay.ms=3000
     ///   group.min.session.timeout.ms=6000 group.max.session.timeout.ms=1800000
     ///   group.max.size=2147483647         offset.metadata.max.bytes=4096
+    ///   transaction.state.log.num.partitions=50 transaction.state.log.segment.bytes=104857600
+    ///   transaction.state.log.replication.factor=min(3, number of voters), as
+    ///   offsets.topic.replication.factor   transaction.state.log.min.isr=min(2, that factor)
+    ///   transaction.max.timeout.ms=900000 transactional.id.expiration.ms=604800000
+    ///   transaction.abort.timed.out.transaction.cleanup.interval.ms=10000
+    ///   transaction.remove.expired.transaction.cleanup.interval.ms=3600000
+    ///   transaction.partition.verification.enable=true
     ///   broker.heartbeat.interval.ms=2000 broker.session.timeout.ms=9000
     ///   broker.session.close.grace.ms=3000 (Josefine's: a broker whose controller connection
     ///   its end closed, as a killed process's is, is fenced after this; 0 = Kafka's behaviour)
@@ -784,6 +791,15 @@ impl BrokerSettings {
         "group.min.session.timeout.ms",
         "group.max.session.timeout.ms",
         "group.max.size",
+        "transaction.state.log.num.partitions",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "transaction.state.log.segment.bytes",
+        "transaction.max.timeout.ms",
+        "transactional.id.expiration.ms",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "transaction.remove.expired.transaction.cleanup.interval.ms",
+        "transaction.partition.verification.enable",
         "offset.metadata.max.bytes",
         "broker.heartbeat.interval.ms",
         "broker.session.timeout.ms",
