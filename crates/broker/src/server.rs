@@ -21,8 +21,10 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::connection;
 use crate::limits;
+use crate::metrics::CloseReason;
 use crate::metrics::Metrics;
 use crate::security::connections::PerIpCounter;
+use crate::security::tls::TlsServer;
 use crate::security::{Caller, ListenerConfig, Principal};
 use josefine_meta::ListenerEndpoint;
 
@@ -210,13 +212,52 @@ async fn accept_loop(
             principal: Principal::anonymous(),
             peer: Some(peer),
         };
+        let tls = config.tls.clone();
         tokio::spawn(async move {
-            let reason = connection::run(stream, Arc::new(caller), broker.clone()).await;
+            let reason = match tls {
+                None => connection::run(stream, Arc::new(caller), broker.clone()).await,
+                Some(tls) => serve_tls(stream, caller, tls, broker.clone()).await,
+            };
             broker.metrics.connections.closed(reason);
             drop(permit);
             drop(ip_permit);
         });
     }
+}
+
+/// Runs the TLS handshake of a new connection (bounded by `CONNECTION_SETUP_TIMEOUT_MS`),
+/// takes the client's principal from its certificate, then serves it like a TCP connection.
+/// A failed handshake (plaintext or garbage on a TLS port, an untrusted certificate) closes
+/// the connection with one log line.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    mut caller: Caller,
+    tls: TlsServer,
+    broker: Arc<Broker>,
+) -> CloseReason {
+    let _ = stream.set_nodelay(true);
+    let peer = caller.peer;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    let setup = Duration::from_millis(limits::CONNECTION_SETUP_TIMEOUT_MS);
+    let stream = match tokio::time::timeout(setup, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            info!(?peer, listener = %caller.listener, "TLS handshake failed: {e}; closing");
+            return CloseReason::Protocol;
+        }
+        Err(_) => {
+            info!(?peer, listener = %caller.listener, "TLS handshake not completed within {} ms; closing", setup.as_millis());
+            return CloseReason::Idle;
+        }
+    };
+    let principal = tls.principal(stream.get_ref().1.peer_certificates());
+    let Some(principal) = principal else {
+        warn!(?peer, listener = %caller.listener, "no ssl.principal.mapping.rules rule applies to the client certificate; closing");
+        return CloseReason::Protocol;
+    };
+    caller.principal = principal;
+    let (reader, writer) = tokio::io::split(stream);
+    connection::serve(reader, writer, Arc::new(caller), broker).await
 }
 
 /// Time-based log work (segment rolls, interval flushes) for every partition.

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::connections::PerIpLimits;
+use super::tls::TlsServer;
 use super::SecurityProtocol;
 use crate::config::ConfigError;
 
@@ -28,16 +29,18 @@ pub const KEYS: &[&str] = &[
     "max.connections.per.ip.overrides",
 ];
 
-/// Settings that may also be given per listener as `listener.name.<name>.<key>`.
-pub const LISTENER_KEYS: &[&str] = &[];
+/// Whether `key` may also be given per listener as `listener.name.<name>.<key>`.
+pub fn is_listener_key(key: &str) -> bool {
+    super::tls::KEYS.contains(&key)
+}
 
 /// Whether `key` is read by [`SecurityConfig::resolve`].
 pub fn is_security_key(key: &str) -> bool {
-    KEYS.contains(&key) || LISTENER_KEYS.contains(&key) || key.starts_with("listener.name.")
+    KEYS.contains(&key) || is_listener_key(key) || key.starts_with("listener.name.")
 }
 
 /// One listener: where it binds, what it advertises, its protocol and its own settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct ListenerConfig {
     /// Upper case, as Kafka normalises listener names.
     pub name: String,
@@ -46,19 +49,37 @@ pub struct ListenerConfig {
     /// What it registers (None: not in `advertised.listeners`, so not registered).
     pub advertised: Option<(String, i32)>,
     /// `listener.name.<name>.<key>` values by `<key>`, and the global `<key>` for keys not
-    /// given per listener (only keys of [`LISTENER_KEYS`]).
+    /// given per listener (only keys of [`is_listener_key`]). Secrets among them are never
+    /// logged (this type's `Debug` leaves the values out).
     pub settings: BTreeMap<String, String>,
+    /// The TLS side of an `SSL` or `SASL_SSL` listener, built (and checked) at start-up.
+    pub tls: Option<TlsServer>,
+}
+
+impl std::fmt::Debug for ListenerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerConfig")
+            .field("name", &self.name)
+            .field("protocol", &self.protocol)
+            .field("bind", &self.bind)
+            .field("advertised", &self.advertised)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl ListenerConfig {
-    /// The effective value of a per-listener setting.
+    /// The effective value of a per-listener setting (an empty value counts as unset).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.settings.get(key).map(String::as_str)
+        self.settings
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 }
 
 /// The security configuration: listeners and connection-level settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SecurityConfig {
     /// In the order given.
     pub listeners: Vec<ListenerConfig>,
@@ -290,6 +311,7 @@ impl SecurityConfig {
                 bind,
                 advertised,
                 settings: BTreeMap::new(),
+                tls: None,
             });
         }
         if let Some(list) = &advertised {
@@ -315,16 +337,19 @@ impl SecurityConfig {
                 .iter_mut()
                 .find(|l| l.name.eq_ignore_ascii_case(name))
                 .ok_or_else(|| invalid(k, v, format!("there is no listener named {name}")))?;
-            if !LISTENER_KEYS.contains(&setting) {
+            if !is_listener_key(setting) {
                 return Err(ConfigError::UnknownSetting(k.clone()));
             }
             listener.settings.insert(setting.to_string(), v.clone());
         }
         for l in &mut listeners {
-            for key in LISTENER_KEYS {
-                if let (false, Some(v)) = (l.settings.contains_key(*key), values.get(*key)) {
-                    l.settings.insert(key.to_string(), v.clone());
+            for (key, v) in values.iter().filter(|(k, _)| is_listener_key(k)) {
+                if !l.settings.contains_key(key) {
+                    l.settings.insert(key.clone(), v.clone());
                 }
+            }
+            if l.protocol.uses_tls() {
+                l.tls = Some(TlsServer::from_listener(l)?);
             }
         }
         let inter_broker_listener = match (
@@ -374,17 +399,11 @@ impl SecurityConfig {
                 ),
             ));
         }
-        if let Some(l) = listeners
-            .iter()
-            .find(|l| l.protocol != SecurityProtocol::Plaintext)
-        {
+        if let Some(l) = listeners.iter().find(|l| l.protocol.uses_sasl()) {
             return Err(invalid(
                 "listener.security.protocol.map",
                 l.protocol.name(),
-                format!(
-                    "listener {}: only PLAINTEXT listeners are supported so far",
-                    l.name
-                ),
+                format!("listener {}: SASL listeners are not supported yet", l.name),
             ));
         }
         let per_ip = PerIpLimits::parse(

@@ -10,6 +10,8 @@
 
 pub mod connections;
 pub mod listeners;
+pub mod principal;
+pub mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
