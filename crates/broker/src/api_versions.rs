@@ -83,6 +83,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 2),
+    // SASL (issue 15): served by the connection before authentication on SASL listeners;
+    // elsewhere, and after authentication, ILLEGAL_SASL_STATE as in Kafka.
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// APIs the decoder accepts and a handler serves but ApiVersions does not list: parts of a

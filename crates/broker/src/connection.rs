@@ -28,11 +28,15 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
-use crate::codec::decode_request;
+use crate::codec::{decode_request, encode_response, Decoded, RequestBody, ResponseBody};
 use crate::dispatch::{self, Reply};
 use crate::limits;
 use crate::metrics::CloseReason;
-use crate::security::Caller;
+use crate::security::sasl::SaslServer;
+use crate::security::{Caller, Principal};
+use kafka_protocol::messages::{ApiKey, SaslAuthenticateResponse, SaslHandshakeResponse};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Initial receive buffer for a frame; it grows with the bytes actually received, so a peer
 /// that declares 100 MiB and sends nothing costs this much, not 100 MiB.
@@ -54,18 +58,24 @@ const POOLED_FRAME_BYTES_MAX: usize = 1 << 20;
 const POOLED_FRAMES_MAX: usize = 2;
 
 /// Serves one TCP connection until the peer closes, errs, or idles out; says which.
-pub async fn run(stream: TcpStream, caller: Arc<Caller>, broker: Arc<Broker>) -> CloseReason {
+pub async fn run(
+    stream: TcpStream,
+    caller: Arc<Caller>,
+    sasl: Option<SaslServer>,
+    broker: Arc<Broker>,
+) -> CloseReason {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    serve(reader, writer, caller, broker).await
+    serve(reader, writer, caller, sasl, broker).await
 }
 
 /// Serves one connection, given as its read and write halves (a TCP stream's, or a TLS
-/// stream's), for `caller`.
+/// stream's), for `caller`; on a SASL listener (`sasl`) the client authenticates first.
 pub async fn serve<R, W>(
     reader: R,
     writer: W,
     caller: Arc<Caller>,
+    sasl: Option<SaslServer>,
     broker: Arc<Broker>,
 ) -> CloseReason
 where
@@ -82,7 +92,17 @@ where
     let frame_time = Duration::from_millis(limits::FRAME_COMPLETION_TIMEOUT_MS);
     let (tx, rx) = mpsc::channel::<(Bytes, Instant)>(settings.queued_max_requests as usize);
     let (spare_tx, mut spare_rx) = mpsc::channel::<BytesMut>(POOLED_FRAMES_MAX);
-    let mut write_task = tokio::spawn(handle_loop(broker.clone(), caller, writer, rx, spare_tx));
+    // Until a SASL connection has authenticated, frames are capped at SASL_RECEIVE_BYTES_MAX.
+    let authenticated = Arc::new(AtomicBool::new(sasl.is_none()));
+    let mut write_task = tokio::spawn(handle_loop(
+        broker.clone(),
+        caller,
+        sasl,
+        authenticated.clone(),
+        writer,
+        rx,
+        spare_tx,
+    ));
     let mut reason = CloseReason::Client;
     loop {
         // Between requests a connection may idle for connections.max.idle.ms; once a frame's
@@ -129,6 +149,11 @@ where
             reason = CloseReason::Protocol;
             break;
         }
+        let max_frame = if authenticated.load(Ordering::Acquire) {
+            max_frame
+        } else {
+            max_frame.min(limits::SASL_RECEIVE_BYTES_MAX)
+        };
         if len as usize > max_frame {
             let hint = if len_bytes[0] == 0x16 && len_bytes[1] == 0x03 {
                 " (this looks like a TLS ClientHello: the listener is plaintext)"
@@ -205,13 +230,29 @@ pub(crate) async fn read_frame_body(
 /// Frames are decoded here rather than by the read loop: a decoded request can be several times
 /// larger than its frame, so only the request in progress is ever held decoded. Returns why it
 /// ended the connection, or None when the read side ended it.
+#[allow(clippy::too_many_arguments)]
 async fn handle_loop<W: AsyncWrite + Unpin>(
     broker: Arc<Broker>,
     caller: Arc<Caller>,
+    sasl: Option<SaslServer>,
+    authenticated: Arc<AtomicBool>,
     mut writer: W,
     mut frames: mpsc::Receiver<(Bytes, Instant)>,
     spare: mpsc::Sender<BytesMut>,
 ) -> Option<CloseReason> {
+    let caller = match sasl {
+        None => caller,
+        Some(sasl) => match authenticate(&broker, caller, &sasl, &mut writer, &mut frames).await {
+            Ok(c) => {
+                authenticated.store(true, Ordering::Release);
+                c
+            }
+            Err(reason) => {
+                let _ = writer.shutdown().await;
+                return Some(reason);
+            }
+        },
+    };
     while let Some((frame, read_at)) = frames.recv().await {
         // The header's first fields, read before decoding consumes the frame.
         let api = (frame.len() >= 4).then(|| {
@@ -257,4 +298,142 @@ async fn handle_loop<W: AsyncWrite + Unpin>(
     }
     let _ = writer.shutdown().await;
     None
+}
+
+async fn write_response<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    api: (ApiKey, i16, i32),
+    body: ResponseBody,
+) -> Result<(), CloseReason> {
+    let frame = encode_response(api.0, api.1, api.2, &body).map_err(|e| {
+        warn!("cannot encode {:?} v{}: {e:#}", api.0, api.1);
+        CloseReason::Protocol
+    })?;
+    writer.write_all(&frame).await.map_err(|_| CloseReason::Io)
+}
+
+/// Kafka's SASL flow on a SASL listener, before any other request: ApiVersions is answered,
+/// SaslHandshake (v0-1) picks an enabled mechanism (else UNSUPPORTED_SASL_MECHANISM with the
+/// enabled list, then close), then the token comes in a SaslAuthenticate (v1 handshake) or as a
+/// raw length-prefixed frame (v0). Anything else closes the connection. A failed
+/// authentication is answered SASL_AUTHENTICATION_FAILED with Kafka's message and closed
+/// `FAILED_AUTHENTICATION_DELAY_MS` later. The whole exchange must end within
+/// `CONNECTION_SETUP_TIMEOUT_MS`. Returns the caller with its authenticated principal.
+async fn authenticate<W: AsyncWrite + Unpin>(
+    broker: &Arc<Broker>,
+    caller: Arc<Caller>,
+    sasl: &SaslServer,
+    writer: &mut W,
+    frames: &mut mpsc::Receiver<(Bytes, Instant)>,
+) -> Result<Arc<Caller>, CloseReason> {
+    const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    const SASL_AUTHENTICATION_FAILED: i16 = 58;
+    let peer = caller.peer;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(limits::CONNECTION_SETUP_TIMEOUT_MS);
+    let delay = Duration::from_millis(limits::FAILED_AUTHENTICATION_DELAY_MS);
+    let authenticated = |user: String| {
+        let mut c = (*caller).clone();
+        c.principal = Principal::user(user);
+        Arc::new(c)
+    };
+    // The chosen mechanism, and whether its token comes raw (SaslHandshake v0).
+    let mut chosen: Option<bool> = None;
+    loop {
+        let (frame, _) = match tokio::time::timeout_at(deadline, frames.recv()).await {
+            Err(_) => {
+                info!(?peer, "SASL authentication not completed in time; closing");
+                return Err(CloseReason::Idle);
+            }
+            Ok(None) => return Err(CloseReason::Client),
+            Ok(Some(f)) => f,
+        };
+        if chosen == Some(true) {
+            return match sasl.authenticate_plain(&frame) {
+                Ok(user) => {
+                    // An empty server token, length-prefixed.
+                    writer
+                        .write_all(&[0, 0, 0, 0])
+                        .await
+                        .map_err(|_| CloseReason::Io)?;
+                    Ok(authenticated(user))
+                }
+                Err(message) => {
+                    info!(?peer, listener = %caller.listener, "SASL/PLAIN authentication failed: {message}");
+                    tokio::time::sleep(delay).await;
+                    Err(CloseReason::Protocol)
+                }
+            };
+        }
+        let request = match decode_request(frame) {
+            Ok(Decoded::Request(r)) => r,
+            Ok(other) => {
+                // Too-new ApiVersions and the like: answered as usual.
+                match dispatch::handle_for(broker, other, &caller).await {
+                    Reply::Frame(f) => writer.write_all(&f).await.map_err(|_| CloseReason::Io)?,
+                    Reply::Nothing => {}
+                    Reply::Close => return Err(CloseReason::Protocol),
+                }
+                continue;
+            }
+            Err(e) => {
+                warn!(?peer, "closing connection: {e}");
+                return Err(CloseReason::Protocol);
+            }
+        };
+        let api = (request.api_key, request.api_version, request.correlation_id);
+        match request.body {
+            RequestBody::ApiVersions(_) => {
+                match dispatch::handle_for(broker, Decoded::Request(request), &caller).await {
+                    Reply::Frame(f) => writer.write_all(&f).await.map_err(|_| CloseReason::Io)?,
+                    Reply::Nothing => {}
+                    Reply::Close => return Err(CloseReason::Protocol),
+                }
+            }
+            RequestBody::SaslHandshake(r) if chosen.is_none() => {
+                let enabled = sasl
+                    .mechanisms
+                    .iter()
+                    .map(|m| StrBytes::from_static_str(m.name()))
+                    .collect();
+                let found = sasl.mechanism(r.mechanism.as_str()).is_some();
+                let response = SaslHandshakeResponse::default()
+                    .with_error_code(if found { 0 } else { UNSUPPORTED_SASL_MECHANISM })
+                    .with_mechanisms(enabled);
+                write_response(writer, api, ResponseBody::SaslHandshake(response)).await?;
+                if !found {
+                    info!(?peer, mechanism = %r.mechanism.as_str(), "unsupported SASL mechanism; closing");
+                    return Err(CloseReason::Protocol);
+                }
+                chosen = Some(api.1 == 0);
+            }
+            RequestBody::SaslAuthenticate(r) if chosen == Some(false) => {
+                return match sasl.authenticate_plain(&r.auth_bytes) {
+                    Ok(user) => {
+                        let response = SaslAuthenticateResponse::default()
+                            .with_error_code(0)
+                            .with_auth_bytes(Bytes::new())
+                            .with_session_lifetime_ms(0);
+                        write_response(writer, api, ResponseBody::SaslAuthenticate(response))
+                            .await?;
+                        Ok(authenticated(user))
+                    }
+                    Err(message) => {
+                        info!(?peer, listener = %caller.listener, "SASL/PLAIN authentication failed: {message}");
+                        let response = SaslAuthenticateResponse::default()
+                            .with_error_code(SASL_AUTHENTICATION_FAILED)
+                            .with_error_message(Some(StrBytes::from_static_str(message)));
+                        write_response(writer, api, ResponseBody::SaslAuthenticate(response))
+                            .await?;
+                        tokio::time::sleep(delay).await;
+                        Err(CloseReason::Protocol)
+                    }
+                };
+            }
+            _ => {
+                warn!(?peer, api = ?api.0, "request before SASL authentication; closing");
+                return Err(CloseReason::Protocol);
+            }
+        }
+    }
 }

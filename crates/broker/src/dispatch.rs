@@ -116,6 +116,12 @@ async fn handle_request(
     }
     let response = match body {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(handlers::api_versions::handle(r)),
+        RequestBody::SaslHandshake(r) => {
+            ResponseBody::SaslHandshake(handlers::sasl_handshake::handle(r))
+        }
+        RequestBody::SaslAuthenticate(r) => {
+            ResponseBody::SaslAuthenticate(handlers::sasl_authenticate::handle(r))
+        }
         RequestBody::Metadata(r) => {
             ResponseBody::Metadata(handlers::metadata::handle(broker, v, r).await)
         }

@@ -243,3 +243,12 @@ pub const FRAME_COMPLETION_TIMEOUT_MS: u64 = 60_000;
 /// authentication (Kafka bounds neither; a stalled handshake here gives its slot back after
 /// this). Real clients need milliseconds; 10 s allows for a loaded machine and slow links.
 pub const CONNECTION_SETUP_TIMEOUT_MS: u64 = 10_000;
+
+/// Largest frame a SASL listener reads before the connection has authenticated (Kafka's
+/// `sasl.server.max.receive.size` default, 512 KiB): a larger declared length closes the
+/// connection before any buffer is sized for it.
+pub const SASL_RECEIVE_BYTES_MAX: usize = 524_288;
+
+/// How long a failed SASL authentication waits between its error answer and the close (Kafka's
+/// `connection.failed.authentication.delay.ms` default), slowing password guessing.
+pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;

@@ -24,6 +24,7 @@ use crate::limits;
 use crate::metrics::CloseReason;
 use crate::metrics::Metrics;
 use crate::security::connections::PerIpCounter;
+use crate::security::sasl::SaslServer;
 use crate::security::tls::TlsServer;
 use crate::security::{Caller, ListenerConfig, Principal};
 use josefine_meta::ListenerEndpoint;
@@ -213,10 +214,11 @@ async fn accept_loop(
             peer: Some(peer),
         };
         let tls = config.tls.clone();
+        let sasl = config.sasl.clone();
         tokio::spawn(async move {
             let reason = match tls {
-                None => connection::run(stream, Arc::new(caller), broker.clone()).await,
-                Some(tls) => serve_tls(stream, caller, tls, broker.clone()).await,
+                None => connection::run(stream, Arc::new(caller), sasl, broker.clone()).await,
+                Some(tls) => serve_tls(stream, caller, tls, sasl, broker.clone()).await,
             };
             broker.metrics.connections.closed(reason);
             drop(permit);
@@ -233,6 +235,7 @@ async fn serve_tls(
     stream: tokio::net::TcpStream,
     mut caller: Caller,
     tls: TlsServer,
+    sasl: Option<SaslServer>,
     broker: Arc<Broker>,
 ) -> CloseReason {
     let _ = stream.set_nodelay(true);
@@ -257,7 +260,7 @@ async fn serve_tls(
     };
     caller.principal = principal;
     let (reader, writer) = tokio::io::split(stream);
-    connection::serve(reader, writer, Arc::new(caller), broker).await
+    connection::serve(reader, writer, Arc::new(caller), sasl, broker).await
 }
 
 /// Time-based log work (segment rolls, interval flushes) for every partition.

@@ -72,6 +72,12 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::ListTransactions => {
             RequestKind::ListTransactions(ListTransactionsRequest::default())
         }
+        ApiKey::SaslHandshake => {
+            RequestKind::SaslHandshake(kafka_protocol::messages::SaslHandshakeRequest::default())
+        }
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateRequest::default(),
+        ),
         other => panic!("add a default {other:?} request to every_api.rs"),
     }
 }

@@ -35,6 +35,8 @@ pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
 

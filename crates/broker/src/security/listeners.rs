@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::connections::PerIpLimits;
+use super::sasl::SaslServer;
 use super::tls::TlsServer;
 use super::SecurityProtocol;
 use crate::config::ConfigError;
@@ -31,7 +32,7 @@ pub const KEYS: &[&str] = &[
 
 /// Whether `key` may also be given per listener as `listener.name.<name>.<key>`.
 pub fn is_listener_key(key: &str) -> bool {
-    super::tls::KEYS.contains(&key)
+    super::tls::KEYS.contains(&key) || super::sasl::KEYS.contains(&key)
 }
 
 /// Whether `key` is read by [`SecurityConfig::resolve`].
@@ -54,6 +55,8 @@ pub struct ListenerConfig {
     pub settings: BTreeMap<String, String>,
     /// The TLS side of an `SSL` or `SASL_SSL` listener, built (and checked) at start-up.
     pub tls: Option<TlsServer>,
+    /// The SASL side of a `SASL_PLAINTEXT` or `SASL_SSL` listener.
+    pub sasl: Option<SaslServer>,
 }
 
 impl std::fmt::Debug for ListenerConfig {
@@ -312,6 +315,7 @@ impl SecurityConfig {
                 advertised,
                 settings: BTreeMap::new(),
                 tls: None,
+                sasl: None,
             });
         }
         if let Some(list) = &advertised {
@@ -350,6 +354,9 @@ impl SecurityConfig {
             }
             if l.protocol.uses_tls() {
                 l.tls = Some(TlsServer::from_listener(l)?);
+            }
+            if l.protocol.uses_sasl() {
+                l.sasl = Some(SaslServer::from_listener(l)?);
             }
         }
         let inter_broker_listener = match (
@@ -397,13 +404,6 @@ impl SecurityConfig {
                     "brokers do not speak {} to each other yet: use a PLAINTEXT listener between brokers",
                     inter.protocol.name()
                 ),
-            ));
-        }
-        if let Some(l) = listeners.iter().find(|l| l.protocol.uses_sasl()) {
-            return Err(invalid(
-                "listener.security.protocol.map",
-                l.protocol.name(),
-                format!("listener {}: SASL listeners are not supported yet", l.name),
             ));
         }
         let per_ip = PerIpLimits::parse(

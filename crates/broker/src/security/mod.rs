@@ -11,6 +11,7 @@
 pub mod connections;
 pub mod listeners;
 pub mod principal;
+pub mod sasl;
 pub mod tls;
 
 use std::fmt;
