@@ -350,7 +350,8 @@ impl PartitionRegistry {
             | Applied::PartitionChanged { .. }
             | Applied::AclsCreated { .. }
             | Applied::AclsDeleted { .. }
-            | Applied::BrokerListenersSet { .. } => Ok(()),
+            | Applied::BrokerListenersSet { .. }
+            | Applied::GroupConfigsAltered { .. } => Ok(()),
         }
     }
 

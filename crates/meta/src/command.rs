@@ -176,6 +176,15 @@ pub enum Command {
         incarnation_id: u128,
         listeners: Vec<ListenerEndpoint>,
     },
+    /// Changes the configs of group `group_id` (resource type GROUP, KIP-848), with the
+    /// `replace_all`/`set`/`delete` rules of topic configs; an empty result removes the group's
+    /// entry. Deleting the group keeps them, as Kafka 4.1 does.
+    AlterGroupConfigs {
+        group_id: String,
+        replace_all: bool,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+    },
 }
 
 /// One named listener of a broker, as advertised (Kafka's `advertised.listeners` entry).
@@ -212,6 +221,7 @@ const TAG_DELETE_ACLS: u8 = 15;
 /// Smallest encoding of one ACL with its id (id, four codes, three empty strings).
 const ACL_BYTES_MIN: usize = 16 + 4 + 3 * 4;
 const TAG_SET_BROKER_LISTENERS: u8 = 16;
+const TAG_ALTER_GROUP_CONFIGS: u8 = 17;
 
 impl Command {
     /// Encodes with the current format version and CRC.
@@ -391,6 +401,18 @@ impl Command {
                 w.u128(*incarnation_id);
                 w.listeners(listeners);
             }
+            Command::AlterGroupConfigs {
+                group_id,
+                replace_all,
+                set,
+                delete,
+            } => {
+                w.u8(TAG_ALTER_GROUP_CONFIGS);
+                w.str(group_id);
+                w.bool(*replace_all);
+                w.pairs(set);
+                w.strs(delete);
+            }
         }
     }
 
@@ -563,6 +585,12 @@ impl Reader<'_> {
                 incarnation_id: self.u128()?,
                 listeners: self.listeners()?,
             },
+            TAG_ALTER_GROUP_CONFIGS if v2 => Command::AlterGroupConfigs {
+                group_id: self.str()?,
+                replace_all: self.bool()?,
+                set: self.pairs()?,
+                delete: self.strs()?,
+            },
             tag => return Err(MetaError::Decode(format!("unknown command tag {tag}"))),
         })
     }
@@ -575,6 +603,12 @@ mod tests {
 
     pub(crate) fn samples() -> Vec<Command> {
         vec![
+            Command::AlterGroupConfigs {
+                group_id: "g".into(),
+                replace_all: false,
+                set: vec![("consumer.session.timeout.ms".into(), "50000".into())],
+                delete: vec!["share.isolation.level".into()],
+            },
             Command::InitCluster {
                 cluster_id: "c1".into(),
             },

@@ -23,8 +23,12 @@ use crate::command::{
     Command, ListenerEndpoint, PartitionAssignment, TopicId, BATCH_COMMANDS_MAX,
     BROKER_LISTENERS_MAX,
 };
+use crate::group_config::validate_group_configs;
 use crate::topic_config::validate_topic_configs;
 use crate::{validate_topic_name, MetaError};
+
+/// Longest group id a group config may name (Kafka has no limit; this bounds a command).
+pub const GROUP_ID_BYTES_MAX: usize = 32 * 1024;
 
 /// Most producer ids one block may hold.
 pub const PRODUCER_ID_BLOCK_COUNT_MAX: i64 = 1_000_000;
@@ -110,6 +114,10 @@ pub enum Applied {
     BrokerConfigsAltered {
         broker_id: Option<i32>,
     },
+    /// The config overrides of a group changed (stored only: no protocol reads them yet).
+    GroupConfigsAltered {
+        group_id: String,
+    },
     /// Partitions `first_new..` were added; `topic` is the topic afterwards.
     PartitionsCreated {
         topic: Topic,
@@ -161,6 +169,8 @@ pub struct Image {
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// The access control lists ([`crate::acl`]).
     pub acls: AclIndex,
+    /// Group config overrides (resource type GROUP) by group id; no empty entries.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Whether a command is checked on its own or as part of a batch. In a batch the "a fenced or
@@ -808,6 +818,24 @@ impl Image {
                 }
                 Ok(())
             }
+            Command::AlterGroupConfigs {
+                group_id,
+                replace_all,
+                set,
+                delete,
+            } => {
+                if group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX {
+                    return Err(MetaError::InvalidConfig(format!(
+                        "group id of {} bytes: 1 to {GROUP_ID_BYTES_MAX} allowed",
+                        group_id.len()
+                    )));
+                }
+                let empty = BTreeMap::new();
+                let current = self.group_configs.get(group_id).unwrap_or(&empty);
+                let next = altered_configs(current, *replace_all, set, delete)?;
+                validate_group_configs(&next).map_err(MetaError::InvalidConfig)?;
+                Ok(())
+            }
             Command::CreatePartitions {
                 topic_id,
                 new_assignments,
@@ -1067,6 +1095,25 @@ impl Image {
                 }
                 Applied::BrokerConfigsAltered {
                     broker_id: *broker_id,
+                }
+            }
+            Command::AlterGroupConfigs {
+                group_id,
+                replace_all,
+                set,
+                delete,
+            } => {
+                let empty = BTreeMap::new();
+                let current = self.group_configs.get(group_id).unwrap_or(&empty);
+                let next = altered_configs(current, *replace_all, set, delete)
+                    .expect("validated: configs alter cleanly");
+                if next.is_empty() {
+                    self.group_configs.remove(group_id);
+                } else {
+                    self.group_configs.insert(group_id.clone(), next);
+                }
+                Applied::GroupConfigsAltered {
+                    group_id: group_id.clone(),
                 }
             }
             Command::CreatePartitions {

@@ -20,6 +20,7 @@ mod codec;
 pub mod command;
 pub mod command_log;
 pub mod controller;
+pub mod group_config;
 pub mod image;
 pub mod kafka_broker_configs;
 pub mod placement;

@@ -7,7 +7,8 @@
 //! u8 | crc32c u32 (big endian, over everything after it) | position u64 | cluster id option |
 //! next producer id i64 | brokers | topics (with their partitions and configs) | cluster broker
 //! configs | per-broker configs | ACLs (version 2: id then ACL, ids increasing) | named listeners
-//! (version 3: node id then its listeners, for each broker that has them, ids increasing)`, in the field
+//! (version 3: node id then its listeners, for each broker that has them, ids increasing) |
+//! group configs (version 4: group id then its map, ids increasing, no empty map)`, in the field
 //! encoding of commands, maps in strictly increasing key order. The encoding is canonical: a
 //! snapshot that decodes re-encodes to the same bytes. Version 1 (no ACL section) still decodes,
 //! with no ACLs.
@@ -24,9 +25,12 @@ use crate::MetaError;
 /// Marks a metadata image snapshot (commands start with their version byte instead).
 const SNAPSHOT_MAGIC: &[u8; 4] = b"JMIS";
 
-/// Version of the snapshot layout; decoders reject others but the two older ones.
-/// Version 3 added each broker's named listeners after its `in_controlled_shutdown`.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+/// Version of the snapshot layout; decoders reject others but the older ones.
+/// Version 3 added each broker's named listeners; version 4 the group configs after them.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
+
+/// The layout before group configs.
+const SNAPSHOT_FORMAT_VERSION_V3: u8 = 3;
 
 /// The layout before ACLs: the same sections without the last one (and no listeners).
 const SNAPSHOT_FORMAT_VERSION_V1: u8 = 1;
@@ -136,6 +140,11 @@ impl Image {
             w.i32(b.node_id);
             w.listeners(&b.listeners);
         }
+        w.len(self.group_configs.len());
+        for (group_id, configs) in &self.group_configs {
+            w.str(group_id);
+            write_map(&mut w, configs);
+        }
         let crc = crc32c::crc32c(&w.0[HEADER_BYTES..]);
         w.0[5..HEADER_BYTES].copy_from_slice(&crc.to_be_bytes());
         w.0
@@ -157,6 +166,7 @@ impl Image {
         if version != SNAPSHOT_FORMAT_VERSION
             && version != SNAPSHOT_FORMAT_VERSION_V1
             && version != SNAPSHOT_FORMAT_VERSION_V2
+            && version != SNAPSHOT_FORMAT_VERSION_V3
         {
             return Err(invalid(format!("unknown snapshot version {}", bytes[4])));
         }
@@ -253,7 +263,7 @@ impl Image {
                 image.acls.insert(id, acl);
             }
         }
-        if version == SNAPSHOT_FORMAT_VERSION {
+        if version >= SNAPSHOT_FORMAT_VERSION_V3 {
             let mut last = None;
             // A node id and a listener count at least.
             for _ in 0..r.count(4 + 4)? {
@@ -270,6 +280,24 @@ impl Image {
                     return Err(invalid(format!("empty listeners of broker {node_id}")));
                 }
                 broker.listeners = listeners;
+            }
+        }
+        if version == SNAPSHOT_FORMAT_VERSION {
+            // A group id and a config count at least.
+            for _ in 0..r.count(4 + 4)? {
+                let group_id = r.str()?;
+                let configs = read_map(&mut r)?;
+                if image
+                    .group_configs
+                    .last_key_value()
+                    .is_some_and(|(last, _)| *last >= group_id)
+                {
+                    return Err(invalid(format!("group configs of {group_id} out of order")));
+                }
+                if configs.is_empty() {
+                    return Err(invalid(format!("empty group configs of {group_id}")));
+                }
+                image.group_configs.insert(group_id, configs);
             }
         }
         if !r.bytes.is_empty() {
@@ -367,6 +395,12 @@ mod tests {
             first_id: 0,
             count: 1000,
         });
+        step(Command::AlterGroupConfigs {
+            group_id: "g1".into(),
+            replace_all: false,
+            set: vec![("consumer.session.timeout.ms".into(), "50000".into())],
+            delete: vec![],
+        });
         step(Command::AlterBrokerConfigs {
             broker_id: None,
             replace_all: false,
@@ -403,11 +437,12 @@ mod tests {
     }
 
     #[test]
-    fn version_1_and_2_snapshots_decode_without_acls_or_listeners() {
+    fn version_1_to_3_snapshots_decode_without_acls_listeners_or_group_configs() {
         let mut image = sample();
         for b in image.brokers.values_mut() {
             b.listeners.clear();
         }
+        image.group_configs.clear();
         let old = |image: &Image, version: u8, strip: usize| {
             let bytes = image.encode_snapshot();
             let body = &bytes[HEADER_BYTES..bytes.len() - strip];
@@ -417,12 +452,15 @@ mod tests {
             old.extend_from_slice(body);
             old
         };
+        // Version 3 is version 4 without the (here empty) group config section.
+        let v3 = old(&image, SNAPSHOT_FORMAT_VERSION_V3, 4);
+        assert_eq!(Image::decode_snapshot(&v3).unwrap(), image);
         // Version 2 is version 3 without the (here empty) listener section.
-        let v2 = old(&image, SNAPSHOT_FORMAT_VERSION_V2, 4);
+        let v2 = old(&image, SNAPSHOT_FORMAT_VERSION_V2, 8);
         assert_eq!(Image::decode_snapshot(&v2).unwrap(), image);
         // Version 1 is version 2 without the (here empty) ACL section.
         image.acls = AclIndex::default();
-        let v1 = old(&image, SNAPSHOT_FORMAT_VERSION_V1, 8);
+        let v1 = old(&image, SNAPSHOT_FORMAT_VERSION_V1, 12);
         assert_eq!(Image::decode_snapshot(&v1).unwrap(), image);
     }
 
@@ -440,13 +478,14 @@ mod tests {
         bad.acls.insert(AclId(100), invalid);
         assert!(Image::decode_snapshot(&reseal(&bad)).is_err());
         // The same ACL under two ids cannot be built through the index; splice it in by hand
-        // (before the listener section, here empty: its 4-byte count).
+        // (before the listener and group config sections, here empty: their 4-byte counts).
         let mut good = good.clone();
         for b in good.brokers.values_mut() {
             b.listeners.clear();
         }
+        good.group_configs.clear();
         let bytes = good.encode_snapshot();
-        let body = &bytes[HEADER_BYTES..bytes.len() - 4];
+        let body = &bytes[HEADER_BYTES..bytes.len() - 8];
         let mut w = Writer(Vec::new());
         w.acl(AclId(u128::MAX), first);
         let count_at = body.len() - 2 * w.0.len() - 4;
@@ -454,6 +493,7 @@ mod tests {
         spliced.extend_from_slice(&3u32.to_be_bytes());
         spliced.extend_from_slice(&body[count_at + 4..]);
         spliced.extend_from_slice(&w.0);
+        spliced.extend_from_slice(&0u32.to_be_bytes());
         spliced.extend_from_slice(&0u32.to_be_bytes());
         let err = Image::decode_snapshot(&sealed(&spliced)).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use josefine_meta::broker_config::validate_dynamic_broker_config_at;
+use josefine_meta::group_config::validate_group_config;
 use josefine_meta::topic_config::validate_topic_config;
 use josefine_meta::{Command, Image, MetaError, TopicId};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -27,6 +28,8 @@ use crate::limits;
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
 pub(crate) const RESOURCE_BROKER: i8 = 4;
 pub(crate) const RESOURCE_BROKER_LOGGER: i8 = 8;
+/// KIP-848 group configs.
+pub(crate) const RESOURCE_GROUP: i8 = 32;
 
 /// A per-resource error: Kafka code and message.
 pub(crate) struct Rejection(pub i16, pub String);
@@ -37,13 +40,15 @@ pub(crate) enum Target {
     Topic(TopicId),
     /// `None`: the cluster-wide default (resource name "").
     Broker(Option<i32>),
+    /// A group (its id is the resource name; it need not exist, as in Kafka).
+    Group,
 }
 
 impl Target {
     /// The code Kafka gives a config rejected for this kind of resource.
     fn config_error(self) -> i16 {
         match self {
-            Target::Topic(_) => code::INVALID_CONFIG,
+            Target::Topic(_) | Target::Group => code::INVALID_CONFIG,
             Target::Broker(_) => code::INVALID_REQUEST,
         }
     }
@@ -67,6 +72,11 @@ pub(crate) fn resolve(image: &Image, resource_type: i8, name: &str) -> Result<Ta
                 format!("Unexpected broker id, expected a numeric id or the empty string, but received {name}"),
             )),
         },
+        RESOURCE_GROUP if name.is_empty() => Err(Rejection(
+            code::INVALID_REQUEST,
+            "Group name can't be empty.".into(),
+        )),
+        RESOURCE_GROUP => Ok(Target::Group),
         RESOURCE_BROKER_LOGGER => Err(Rejection(
             code::INVALID_REQUEST,
             "Josefine has no dynamic broker loggers".into(),
@@ -83,13 +93,15 @@ pub(crate) fn check_value(target: Target, key: &str, value: &str) -> Result<(), 
     let checked = match target {
         Target::Topic(_) => validate_topic_config(key, value),
         Target::Broker(id) => validate_dynamic_broker_config_at(key, value, id.is_some()),
+        Target::Group => validate_group_config(key, value),
     };
     checked.map_err(|m| Rejection(target.config_error(), m))
 }
 
-/// The command for an alter of `target`.
+/// The command for an alter of `target` (resource `name`).
 pub(crate) fn command(
     target: Target,
+    name: &str,
     replace_all: bool,
     set: Vec<(String, String)>,
     delete: Vec<String>,
@@ -103,6 +115,12 @@ pub(crate) fn command(
         },
         Target::Broker(broker_id) => Command::AlterBrokerConfigs {
             broker_id,
+            replace_all,
+            set,
+            delete,
+        },
+        Target::Group => Command::AlterGroupConfigs {
+            group_id: name.to_string(),
             replace_all,
             set,
             delete,
@@ -225,7 +243,7 @@ async fn alter_one(
     submit(
         broker,
         target,
-        command(target, true, set, vec![]),
+        command(target, &resource.resource_name, true, set, vec![]),
         validate_only,
     )
     .await

@@ -1,4 +1,5 @@
-//! DescribeConfigs (v1-4): every topic config and every Kafka-named broker setting with its
+//! DescribeConfigs (v1-4): every topic config, every Kafka-named broker setting and every
+//! group config (KIP-848, resource type 32; stored only) with its
 //! effective value, where that value comes from, and (on request) its synonyms, type and
 //! documentation.
 //!
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use josefine_meta::broker_config::{
     dynamic_broker_config_type, is_honoured, is_sensitive_broker_config,
 };
+use josefine_meta::group_config::GROUP_CONFIGS;
 use josefine_meta::kafka_broker_configs::{kafka_broker_config, KAFKA_BROKER_CONFIGS};
 use josefine_meta::topic_config::{ConfigDef, TOPIC_CONFIGS};
 use josefine_meta::Image;
@@ -25,7 +27,9 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::alter_configs::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_TOPIC};
+use super::alter_configs::{
+    RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_GROUP, RESOURCE_TOPIC,
+};
 use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::config::BrokerSettings;
@@ -35,6 +39,7 @@ const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
 const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
+const SOURCE_GROUP_CONFIG: i8 = 8;
 
 /// Broker settings that are other units of the same value (Kafka lists them as synonyms).
 fn unit_synonyms(key: &str) -> &'static [&'static str] {
@@ -126,6 +131,40 @@ fn synonym_entries(synonyms: Vec<(String, Option<String>, i8)>) -> Vec<DescribeC
         .collect()
 }
 
+/// The shape of one described config, whatever the resource.
+struct Entry<'a> {
+    name: &'a str,
+    value: Option<String>,
+    read_only: bool,
+    source: i8,
+    sensitive: bool,
+    synonyms: Vec<(String, Option<String>, i8)>,
+    config_type: josefine_meta::topic_config::ConfigType,
+}
+
+impl Entry<'_> {
+    /// The wire entry, with synonyms and documentation (made only when asked for) as requested.
+    fn into_result(
+        self,
+        detail: Detail,
+        doc: impl FnOnce() -> String,
+    ) -> DescribeConfigsResourceResult {
+        DescribeConfigsResourceResult::default()
+            .with_name(str_bytes(self.name))
+            .with_value(self.value.map(str_bytes))
+            .with_read_only(self.read_only)
+            .with_config_source(self.source)
+            .with_is_sensitive(self.sensitive)
+            .with_synonyms(if detail.synonyms {
+                synonym_entries(self.synonyms)
+            } else {
+                vec![]
+            })
+            .with_config_type(self.config_type.kafka_code())
+            .with_documentation(detail.documentation.then(|| str_bytes(doc())))
+    }
+}
+
 /// How much of each entry the request asked for.
 #[derive(Clone, Copy)]
 struct Detail {
@@ -180,19 +219,16 @@ fn topic_entry(
         // Kafka 4.1 lists only the override as the synonym of an overridden topic config.
         synonyms.truncate(1);
     }
-    DescribeConfigsResourceResult::default()
-        .with_name(str_bytes(def.name))
-        .with_value(value.map(str_bytes))
-        .with_read_only(false)
-        .with_config_source(source)
-        .with_is_sensitive(false)
-        .with_synonyms(if detail.synonyms {
-            synonym_entries(synonyms)
-        } else {
-            vec![]
-        })
-        .with_config_type(def.config_type.kafka_code())
-        .with_documentation(detail.documentation.then(|| str_bytes(def.doc)))
+    Entry {
+        name: def.name,
+        value,
+        read_only: false,
+        source,
+        sensitive: false,
+        synonyms,
+        config_type: def.config_type,
+    }
+    .into_result(detail, || def.doc.to_string())
 }
 
 fn broker_doc(key: &str) -> String {
@@ -223,19 +259,16 @@ fn broker_entry(
         .collect();
     let config_type = kafka_broker_config(key)
         .map_or_else(|| BrokerSettings::config_type(key), |c| c.config_type);
-    DescribeConfigsResourceResult::default()
-        .with_name(str_bytes(key))
-        .with_value(hide(value).map(str_bytes))
-        .with_read_only(dynamic_broker_config_type(key).is_none())
-        .with_config_source(source)
-        .with_is_sensitive(sensitive)
-        .with_synonyms(if detail.synonyms {
-            synonym_entries(synonyms)
-        } else {
-            vec![]
-        })
-        .with_config_type(config_type.kafka_code())
-        .with_documentation(detail.documentation.then(|| str_bytes(broker_doc(key))))
+    Entry {
+        name: key,
+        value: hide(value),
+        read_only: dynamic_broker_config_type(key).is_none(),
+        source,
+        sensitive,
+        synonyms,
+        config_type,
+    }
+    .into_result(detail, || broker_doc(key))
 }
 
 fn describe_topic(
@@ -255,6 +288,39 @@ fn describe_topic(
         // Kafka hides its test-only setting unless the topic sets it.
         .filter(|d| d.name != "internal.segment.bytes" || topic.configs.contains_key(d.name))
         .map(|d| topic_entry(d, &topic.configs, layers, detail))
+        .collect())
+}
+
+/// A group's configs: its override (GROUP_CONFIG) or Kafka's default, each with itself as the
+/// only synonym, as Kafka 4.1 answers; a group that does not exist has the defaults.
+fn describe_group(
+    name: &str,
+    image: &Image,
+    detail: Detail,
+) -> Result<Vec<DescribeConfigsResourceResult>, (i16, String)> {
+    if name.is_empty() {
+        return Err((code::INVALID_REQUEST, "Group name can't be empty.".into()));
+    }
+    let overrides = image.group_configs.get(name);
+    Ok(GROUP_CONFIGS
+        .iter()
+        .map(|d| {
+            let (value, source) = match overrides.and_then(|o| o.get(d.name)) {
+                Some(v) => (v.clone(), SOURCE_GROUP_CONFIG),
+                None => (d.default.to_string(), SOURCE_DEFAULT_CONFIG),
+            };
+            let synonyms = vec![(d.name.to_string(), Some(value.clone()), source)];
+            Entry {
+                name: d.name,
+                value: Some(value),
+                read_only: false,
+                source,
+                sensitive: false,
+                synonyms,
+                config_type: d.config_type,
+            }
+            .into_result(detail, || d.doc.to_string())
+        })
         .collect())
 }
 
@@ -335,6 +401,7 @@ pub fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest) -> Describe
                 RESOURCE_BROKER => {
                     describe_broker(&r.resource_name, broker, &image, &layers, detail)
                 }
+                RESOURCE_GROUP => describe_group(&r.resource_name, &image, detail),
                 // kafka-configs --entity-type broker-loggers: Josefine's logging is `RUST_LOG`,
                 // not dynamic log4j loggers, so this broker has none to list.
                 RESOURCE_BROKER_LOGGER

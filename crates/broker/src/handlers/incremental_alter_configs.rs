@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use josefine_meta::broker_config::dynamic_broker_config_type;
+use josefine_meta::group_config::group_config_def;
 use josefine_meta::kafka_broker_configs::kafka_broker_config;
 use josefine_meta::topic_config::{list_items, topic_config_def, ConfigType};
 use josefine_meta::Image;
@@ -60,11 +61,21 @@ fn current_list(
             let default = kafka_broker_config(key).and_then(|c| c.default);
             (config_type, current, default.unwrap_or(""))
         }
+        // Kafka's group configs are all INT or STRING.
+        Target::Group => {
+            let def = group_config_def(key).ok_or_else(|| {
+                Rejection(
+                    code::INVALID_CONFIG,
+                    format!("Unknown group config name: {key}"),
+                )
+            })?;
+            (def.config_type, None, def.default)
+        }
     };
     if config_type != ConfigType::List {
         // Kafka 4.1's two wordings: the topic check and the broker-side one.
         let message = match target {
-            Target::Topic(_) => {
+            Target::Topic(_) | Target::Group => {
                 format!("Can't {op_name} to key {key} because its type is not LIST.")
             }
             Target::Broker(_) => format!(
@@ -138,7 +149,7 @@ async fn alter_one(
     submit(
         broker,
         target,
-        command(target, false, set, delete),
+        command(target, &resource.resource_name, false, set, delete),
         validate_only,
     )
     .await
