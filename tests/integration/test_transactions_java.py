@@ -93,3 +93,26 @@ def test_kafka_transactions_list_describe_and_producers(txn_broker, topic_name):
         assert rows[0][-1] == "0", producers
     finally:
         p.abort_transaction(60)
+
+
+def test_kafka_transactions_abort_ends_an_open_transaction(txn_broker, topic_name):  # noqa: F811
+    """kafka-transactions abort (DescribeProducers, then WriteTxnMarkers from the Admin
+    client) aborts a transaction open in a partition: its record never shows to
+    read_committed and the last stable offset moves past it."""
+    from confluent_kafka import Producer
+    from test_transactions import read_all
+    bs = txn_broker.bootstrap
+    create_topic(bs, topic_name)
+    p = Producer({"bootstrap.servers": bs, "transactional.id": f"tx-{uuid.uuid4().hex[:8]}"})
+    p.init_transactions(60)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"hanging", partition=0)
+    p.flush(30)
+    plain = Producer({"bootstrap.servers": bs})
+    plain.produce(topic_name, value=b"after", partition=0)
+    assert plain.flush(30) == 0
+    assert read_all(bs, topic_name, 1, "read_committed", settle_s=1.0)[0] == []
+
+    run_tool("--bootstrap-server", bs, "abort", "--topic", topic_name, "--partition", "0",
+             "--start-offset", "0")
+    assert read_all(bs, topic_name, 1, "read_committed")[0] == [b"after"]

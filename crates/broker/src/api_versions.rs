@@ -80,6 +80,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::EndTxn, 0, 5),
     // v5 (transaction version 2) adds the offsets partition implicitly: not yet.
     api(ApiKey::TxnOffsetCommit, 0, 4),
+    // Kafka lists it on the broker listener: the transaction coordinator sends it, and so does
+    // `kafka-transactions abort` (an Admin client).
+    api(ApiKey::WriteTxnMarkers, 1, 1),
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 2),
@@ -91,9 +94,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
 
 /// APIs the decoder accepts and a handler serves but ApiVersions does not list: parts of a
 /// feature that is not finished (clients must not discover them), reachable by the broker's own
-/// callers and by a client that sends them anyway. WriteTxnMarkers: the partition-leader side
-/// of transactions, until the transaction coordinator is wired in (issue 16).
-pub const SERVED_NOT_ADVERTISED: &[ApiSupport] = &[api(ApiKey::WriteTxnMarkers, 1, 1)];
+/// callers and by a client that sends them anyway. None at the moment.
+pub const SERVED_NOT_ADVERTISED: &[ApiSupport] = &[];
 
 /// The support entry for an API key, if we serve it (advertised or not).
 pub fn support_for(key: ApiKey) -> Option<&'static ApiSupport> {

@@ -10,8 +10,9 @@
 //! write itself is `Partition::append_marker_as_leader` (replication/leader.rs), the leader
 //! append path produced batches take too.
 //!
-//! Served but not advertised (`api_versions::SERVED_NOT_ADVERTISED`): the transaction
-//! coordinator (`crate::txn`) sends it to every leader, this broker included. Internal topics
+//! Advertised, as Kafka lists it on the broker listener: the transaction coordinator
+//! (`crate::txn`) sends it to every leader, this broker included, and `kafka-transactions abort`
+//! sends it from an Admin client. Internal topics
 //! are written like any other partition; a marker on `__consumer_offsets` then tells the group
 //! coordinator, which commits or drops the producer's transactional offsets there.
 //!
