@@ -21,6 +21,8 @@ use kafka_protocol::messages::{
     DescribeLogDirsResponse, ListPartitionReassignmentsResponse, RequestKind, ResponseKind,
 };
 
+use kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic;
+
 use crate::broker::Broker;
 use crate::handlers::{code, str_bytes};
 
@@ -396,6 +398,82 @@ pub async fn admin_topics(
         }
         other => forward(other).await,
     }
+}
+
+/// A group request's authorization (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit:
+/// READ on the group, else GROUP_AUTHORIZATION_FAILED for the whole request). An OffsetCommit's
+/// topics without READ are taken out of the request and returned answered
+/// TOPIC_AUTHORIZATION_FAILED, for the caller to add to the coordinator's answer, as Kafka
+/// commits the others. `Err` is the whole answer.
+pub fn authorize_group_request(
+    broker: &Arc<Broker>,
+    request: &mut RequestKind,
+) -> Result<Vec<OffsetCommitResponseTopic>, Box<ResponseKind>> {
+    use kafka_protocol::messages::offset_commit_response::OffsetCommitResponsePartition;
+    use kafka_protocol::messages::{
+        HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse,
+        SyncGroupResponse,
+    };
+    const DENIED: i16 = code::GROUP_AUTHORIZATION_FAILED;
+    let group = match &*request {
+        RequestKind::JoinGroup(r) => &r.group_id,
+        RequestKind::SyncGroup(r) => &r.group_id,
+        RequestKind::Heartbeat(r) => &r.group_id,
+        RequestKind::LeaveGroup(r) => &r.group_id,
+        RequestKind::OffsetCommit(r) => &r.group_id,
+        _ => return Ok(Vec::new()),
+    };
+    let authz = Authz::of(broker);
+    let refused =
+        |t: &kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic,
+         error: i16| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+        };
+    if !authz.allows(Read, Group, &group.0) {
+        return Err(Box::new(match &*request {
+            RequestKind::JoinGroup(_) => ResponseKind::JoinGroup(
+                JoinGroupResponse::default()
+                    .with_error_code(DENIED)
+                    .with_generation_id(-1),
+            ),
+            RequestKind::SyncGroup(_) => {
+                ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(DENIED))
+            }
+            RequestKind::Heartbeat(_) => {
+                ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(DENIED))
+            }
+            RequestKind::LeaveGroup(_) => {
+                ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(DENIED))
+            }
+            RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(
+                OffsetCommitResponse::default()
+                    .with_topics(r.topics.iter().map(|t| refused(t, DENIED)).collect()),
+            ),
+            _ => unreachable!("matched above"),
+        }));
+    }
+    let RequestKind::OffsetCommit(r) = request else {
+        return Ok(Vec::new());
+    };
+    let (allowed, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+        .into_iter()
+        .partition(|t| authz.allows(Read, Topic, &t.name.0));
+    r.topics = allowed;
+    Ok(denied
+        .iter()
+        .map(|t| refused(t, code::TOPIC_AUTHORIZATION_FAILED))
+        .collect())
 }
 
 #[cfg(test)]

@@ -229,9 +229,25 @@ async fn handle_request(
         RequestBody::FindCoordinator(r) => {
             ResponseBody::FindCoordinator(handlers::find_coordinator::handle(broker, v, r).await)
         }
-        body if handlers::groups::is_group_request(&body) => {
+        mut body if handlers::groups::is_group_request(&body) => {
+            // READ on the group; an OffsetCommit's topics without READ come back refused.
+            let refused_topics = match crate::authz::authorize_group_request(broker, &mut body) {
+                Ok(refused) => refused,
+                Err(denied) => {
+                    let denied = *denied;
+                    broker.metrics.requests.count_errors(api_key, &denied);
+                    return frame(
+                        (api_key, v),
+                        encode_response(api_key, v, correlation_id, &denied),
+                    );
+                }
+            };
             let client_id = client_id.as_deref();
             match handlers::groups::handle(broker, v, client_id, peer, body).await {
+                Some(ResponseBody::OffsetCommit(mut r)) => {
+                    r.topics.extend(refused_topics);
+                    ResponseBody::OffsetCommit(r)
+                }
                 Some(response) => response,
                 None => return Reply::Close,
             }

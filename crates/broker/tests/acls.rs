@@ -475,3 +475,72 @@ async fn topic_admin_requests_are_authorized_per_topic() {
         .is_none());
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_requests_need_read_on_the_group_and_commits_on_the_topic() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        GroupId, HeartbeatRequest, HeartbeatResponse, OffsetCommitRequest, OffsetCommitResponse,
+        TopicName,
+    };
+    let (broker, _dir) = start_broker(&[AUTHORIZER, "allow.everyone.if.no.acl.found=false"]).await;
+    let anon = "User:ANONYMOUS";
+    grant(
+        &broker,
+        &[
+            (3, "g", LITERAL, anon, "*", READ, ALLOW),
+            (TOPIC, "ok", LITERAL, anon, "*", READ, ALLOW),
+        ],
+    )
+    .await;
+    let mut c = Client::connect(&broker).await;
+    let hb = |g: &str| HeartbeatRequest::default().with_group_id(GroupId(s(g)));
+    c.send(ApiKey::Heartbeat, 4, &hb("other")).await;
+    let (_, r): (i32, HeartbeatResponse) = c.recv(ApiKey::Heartbeat, 4).await;
+    assert_eq!(r.error_code, 30, "no READ on the group");
+    c.send(ApiKey::Heartbeat, 4, &hb("g")).await;
+    let (_, r): (i32, HeartbeatResponse) = c.recv(ApiKey::Heartbeat, 4).await;
+    assert_ne!(
+        r.error_code, 30,
+        "READ on the group: the coordinator answers"
+    );
+
+    let commit = |g: &str| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(g)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(
+                ["ok", "secret"]
+                    .iter()
+                    .map(|t| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(s(t)))
+                            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1)])
+                    })
+                    .collect(),
+            )
+    };
+    c.send(ApiKey::OffsetCommit, 8, &commit("other")).await;
+    let (_, r): (i32, OffsetCommitResponse) = c.recv(ApiKey::OffsetCommit, 8).await;
+    let codes: Vec<i16> = r
+        .topics
+        .iter()
+        .map(|t| t.partitions[0].error_code)
+        .collect();
+    assert_eq!(codes, vec![30, 30]);
+    c.send(ApiKey::OffsetCommit, 8, &commit("g")).await;
+    let (_, r): (i32, OffsetCommitResponse) = c.recv(ApiKey::OffsetCommit, 8).await;
+    let by_topic: Vec<(String, i16)> = r
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.partitions[0].error_code))
+        .collect();
+    // "ok" reaches the coordinator (the topic does not exist: UNKNOWN_TOPIC_OR_PARTITION),
+    // "secret" is refused before.
+    assert_eq!(by_topic, vec![("ok".into(), 3), ("secret".into(), 29)]);
+    broker.shutdown().await;
+}
