@@ -424,8 +424,13 @@ impl Runtime {
         mut images: watch::Receiver<Arc<Image>>,
         appender: JoinHandle<()>,
     ) {
-        // A first block of producer ids, so the first InitProducerId need not wait for one.
-        self.allocate_producer_ids();
+        // A first block of producer ids, so the first InitProducerId need not wait for one;
+        // only where transactions are in use (no block, hence no chain command, on every start
+        // of a broker that never served one). Otherwise the coordinator asks on first need and
+        // the client retries COORDINATOR_LOAD_IN_PROGRESS meanwhile.
+        if self.served.is_some() {
+            self.allocate_producer_ids();
+        }
         let mut following = true;
         loop {
             let wait_ms = self
