@@ -33,6 +33,9 @@ const JS: &str = "text/javascript; charset=utf-8";
 pub const ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
+    // Linked from index.html: without an icon every browser asks for /favicon.ico and logs
+    // the 404 as a console error.
+    asset!("favicon.svg", "image/svg+xml"),
     asset!("app.js", JS),
     asset!("api.js", JS),
     asset!("dom.js", JS),
