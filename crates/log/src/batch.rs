@@ -300,7 +300,8 @@ pub fn validate_client_batch(
 /// [`validate_client_batch`] whose record errors name `topic_partition` ("topic-N") as
 /// Kafka's do. Record-level refusals (a missing key on a compacted topic, a CreateTime
 /// outside the window) are collected over the whole batch, one per record (the key first,
-/// as Kafka), and returned together as [`LogError::RecordErrors`]; structural errors still
+/// as Kafka), and returned together as [`LogError::RecordErrors`]; so is every record of a
+/// batch the producer flagged LogAppendTime that Kafka would refuse. Structural errors still
 /// stop at the first.
 pub fn validate_client_batch_for(
     batch: &[u8],
@@ -355,6 +356,7 @@ pub fn validate_client_batch_for(
         max_timestamp_offset_delta: 0,
     };
     let check_time = cfg.timestamp_type == TimestampType::CreateTime;
+    let producer_log_append = header.timestamp_type() == TimestampType::LogAppendTime;
     let mut record_errors: Vec<RecordError> = Vec::new();
     let mut timestamp_error = false;
     let mut batch_index = 0i32;
@@ -370,26 +372,49 @@ pub fn validate_client_batch_for(
             });
             return Ok(true);
         }
+        // A record of a batch flagged LogAppendTime reads as the batch's max timestamp (Kafka's
+        // DefaultRecordBatch); with a CreateTime topic only a record without a timestamp is
+        // then refused, with a LogAppendTime topic every one (Kafka's validateTimestamp).
+        let timestamp = if producer_log_append {
+            header.max_timestamp
+        } else {
+            r.timestamp
+        };
         // Kafka's bounds, wrapping as Java's long arithmetic does in the message.
-        let out_of_window = r.timestamp > now_ms.saturating_add(cfg.timestamp_after_max_ms)
-            || r.timestamp < now_ms.saturating_sub(cfg.timestamp_before_max_ms);
-        if check_time && r.timestamp != NO_TIMESTAMP && out_of_window {
+        let out_of_window = timestamp > now_ms.saturating_add(cfg.timestamp_after_max_ms)
+            || timestamp < now_ms.saturating_sub(cfg.timestamp_before_max_ms);
+        if check_time && timestamp != NO_TIMESTAMP {
+            if out_of_window {
+                timestamp_error = true;
+                record_errors.push(RecordError {
+                    batch_index: index,
+                    // The base offset is 0 (checked above), so the record's offset is its delta.
+                    message: format!(
+                        "Timestamp {} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
+                        timestamp,
+                        r.offset_delta,
+                        now_ms.wrapping_sub(cfg.timestamp_before_max_ms),
+                        now_ms.wrapping_add(cfg.timestamp_after_max_ms)
+                    ),
+                });
+                return Ok(true);
+            }
+        } else if producer_log_append {
             timestamp_error = true;
             record_errors.push(RecordError {
                 batch_index: index,
-                // The base offset is 0 (checked above), so the record's offset is its delta.
                 message: format!(
-                    "Timestamp {} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
-                    r.timestamp,
+                    "Invalid timestamp type in message DefaultRecord(offset={}, timestamp={}, key={} bytes, value={} bytes). Producer should not set timestamp type to LogAppendTime.",
                     r.offset_delta,
-                    now_ms.wrapping_sub(cfg.timestamp_before_max_ms),
-                    now_ms.wrapping_add(cfg.timestamp_after_max_ms)
+                    timestamp,
+                    r.key_len.max(0),
+                    r.value_len.max(0)
                 ),
             });
             return Ok(true);
         }
-        if r.timestamp > summary.max_timestamp {
-            summary.max_timestamp = r.timestamp;
+        if timestamp > summary.max_timestamp {
+            summary.max_timestamp = timestamp;
             summary.max_timestamp_offset_delta = r.offset_delta;
         }
         Ok(true)
@@ -790,6 +815,46 @@ pub(crate) mod tests {
                 "Compacted topic cannot accept message without key in topic partition t-0"
             );
         }
+    }
+
+    #[test]
+    fn a_producer_may_not_flag_its_batch_log_append_time() {
+        // Kafka's validateTimestamp: such a record reads as the batch's max timestamp; a
+        // CreateTime topic checks it against the window like any other (an in-window one
+        // passes), a LogAppendTime topic refuses every record by name.
+        let mut b = BatchBuilder::new(NOW).records(3).build();
+        assert!(set_max_timestamp(
+            &mut b,
+            TimestampType::LogAppendTime,
+            NOW + 2
+        ));
+        assert!(validate_client_batch_for(&b, &cfg(), NOW, "t-0").is_ok());
+        let mut c = cfg();
+        c.timestamp_type = TimestampType::LogAppendTime;
+        let Err(LogError::RecordErrors { timestamp, errors }) =
+            validate_client_batch_for(&b, &c, NOW, "t-0")
+        else {
+            panic!("a LogAppendTime batch on a LogAppendTime topic is refused per record");
+        };
+        assert!(timestamp);
+        assert_eq!(
+            errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(
+            errors[1].message.starts_with(&format!(
+                "Invalid timestamp type in message DefaultRecord(offset=1, timestamp={}, key=",
+                NOW + 2
+            )),
+            "{}",
+            errors[1].message
+        );
+        assert!(errors[1]
+            .message
+            .ends_with("Producer should not set timestamp type to LogAppendTime."));
+        // A CreateTime batch on a LogAppendTime topic is fine: the broker stamps it.
+        let plain = BatchBuilder::new(NOW).records(3).build();
+        assert!(validate_client_batch_for(&plain, &c, NOW, "t-0").is_ok());
     }
 
     #[test]

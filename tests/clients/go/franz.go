@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -312,4 +313,51 @@ func franzAdmin(brokers, topic string) {
 		return !ok
 	})
 	okf("DeleteTopic: %s no longer listed", topic)
+}
+
+// franzRecordErrors produces one batch of 100 records to a compacted topic, every tenth
+// (index 3, 13, ...) without a key, and prints what franz-go reports for each record:
+// "record-errors <index>:<error>,..." grouped by error text, and the log end after it. franz-go
+// does not read Produce's per-record record_errors: it fails every record of the refused batch
+// with the partition error, so the test checks that all 100 carry INVALID_RECORD on both brokers.
+func franzRecordErrors(brokers, topic string) {
+	adm := kadm.NewClient(franzClient(brokers))
+	defer adm.Close()
+	compact := "compact"
+	franzCreateTopic(adm, topic, 1, map[string]*string{"cleanup.policy": &compact})
+
+	cl := franzClient(brokers, kgo.DefaultProduceTopic(topic), kgo.DisableIdempotentWrite(),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(time.Second),
+		kgo.RecordRetries(0))
+	defer cl.Close()
+	ctx, cancel := bgCtx()
+	defer cancel()
+	// A first record alone, so the client is connected and the next 100 go in one batch.
+	check(cl.ProduceSync(ctx, &kgo.Record{Key: []byte("first"), Value: []byte("first")}).FirstErr(),
+		"first record")
+	recs := make([]*kgo.Record, 100)
+	for i := range recs {
+		recs[i] = &kgo.Record{Value: []byte(fmt.Sprintf("v%d", i))}
+		if i%10 != 3 {
+			recs[i].Key = []byte(fmt.Sprintf("k%d", i))
+		}
+	}
+	results := cl.ProduceSync(ctx, recs...)
+	byErr := map[string][]int{}
+	for i, r := range results {
+		text := "ok"
+		if r.Err != nil {
+			text = r.Err.Error()
+		}
+		byErr[text] = append(byErr[text], i)
+	}
+	texts := make([]string, 0, len(byErr))
+	for t := range byErr {
+		texts = append(texts, t)
+	}
+	sort.Strings(texts)
+	for _, t := range texts {
+		fmt.Printf("errors %d %q\n", len(byErr[t]), t)
+	}
+	okf("%d records produced in one batch, %d distinct outcomes", len(recs), len(texts))
 }

@@ -6,7 +6,7 @@
 // exits 1 with a "FAIL:" line saying what differed. It must never decide pass/fail on timing:
 // deadlines only bound how long it waits for records that should arrive.
 //
-// Usage: clients <franz|sarama> <produce|group|admin> -brokers host:port -topic name
+// Usage: clients <franz|sarama> <produce|group|admin> (franz also: record-errors) -brokers host:port -topic name
 package main
 
 import (
@@ -40,12 +40,13 @@ func main() {
 	topic := fs.String("topic", "go-clients", "topic (scenarios create it)")
 	_ = fs.Parse(os.Args[3:])
 	run := map[string]func(string, string){
-		"franz/produce":  franzProduce,
-		"franz/group":    franzGroup,
-		"franz/admin":    franzAdmin,
-		"sarama/produce": saramaProduce,
-		"sarama/group":   saramaGroup,
-		"sarama/admin":   saramaAdmin,
+		"franz/produce":       franzProduce,
+		"franz/group":         franzGroup,
+		"franz/admin":         franzAdmin,
+		"franz/record-errors": franzRecordErrors,
+		"sarama/produce":      saramaProduce,
+		"sarama/group":        saramaGroup,
+		"sarama/admin":        saramaAdmin,
 	}[client+"/"+scenario]
 	if run == nil {
 		fail("unknown client/scenario %s/%s", client, scenario)
