@@ -188,20 +188,6 @@ fn per_broker_only(name: &str) -> bool {
             ))
 }
 
-/// The kind of values a Kafka config of this type takes, when Josefine checks its type only.
-fn kind_of_type(t: ConfigType) -> Kind {
-    match t {
-        ConfigType::Int => Kind::Integer(i32::MIN as i64, i32::MAX as i64),
-        ConfigType::Short => Kind::Integer(i16::MIN as i64, i16::MAX as i64),
-        ConfigType::Long => Kind::Integer(i64::MIN, i64::MAX),
-        ConfigType::Double => Kind::Double(f64::MIN, f64::MAX),
-        ConfigType::Boolean => Kind::Bool,
-        ConfigType::String | ConfigType::List | ConfigType::Class | ConfigType::Password => {
-            Kind::Any
-        }
-    }
-}
-
 /// Kafka's type of dynamic broker config `name` (listener overrides: their base config's;
 /// a base Kafka does not define is a STRING), None when it is not dynamic.
 pub fn dynamic_broker_config_type(name: &str) -> Option<ConfigType> {
@@ -233,17 +219,25 @@ pub fn validate_dynamic_broker_config(key: &str, value: &str) -> Result<(), Stri
     if let Some(d) = dynamic_broker_config_def(key) {
         return validate_value(key, d.kind, value);
     }
-    let Some(config_type) = dynamic_broker_config_type(key) else {
+    if dynamic_broker_config_type(key).is_none() {
         return Err(format!(
             "Cannot update these configs dynamically: Set({key})"
         ));
-    };
+    }
     if LISTENER_ONLY_SECURITY_CONFIGS.contains(&key) {
         return Err(format!(
             "These security configs can be dynamically updated only per-listener using the listener prefix: Set({key})"
         ));
     }
-    validate_value(key, kind_of_type(config_type), value)
+    // Kafka's own validator for the config (or, under a listener prefix, for its base config);
+    // a base Kafka does not define is a free STRING. Kafka's relative checks on live thread
+    // pools (at most double or half the running count) have no pool here to relate to.
+    let base = listener_base(key).unwrap_or(key);
+    validate_value(
+        key,
+        kafka_broker_config(base).map_or(Kind::Any, |c| c.kind),
+        value,
+    )
 }
 
 /// [`validate_dynamic_broker_config`] for one broker (`per_broker`) or the cluster default,
@@ -339,5 +333,31 @@ mod tests {
         );
         assert!(validate_dynamic_broker_config_at("num.io.threads", "4", false).is_ok());
         assert!(is_honoured("log.retention.ms") && !is_honoured("num.io.threads"));
+    }
+
+    #[test]
+    fn store_only_configs_are_range_checked_with_kafkas_validators() {
+        // Each message as Kafka 4.1.2 answered the same IncrementalAlterConfigs.
+        for (key, value, message) in [
+            ("num.io.threads", "0", "Invalid value 0 for configuration num.io.threads: Value must be at least 1"),
+            ("max.connections", "-1", "Invalid value -1 for configuration max.connections: Value must be at least 0"),
+            ("log.cleaner.min.cleanable.ratio", "2", "Invalid value 2.0 for configuration log.cleaner.min.cleanable.ratio: Value must be no more than 1"),
+            ("compression.gzip.level", "12", "Invalid value 12 for configuration compression.gzip.level: Value must be between 1 and 9 or equal to -1"),
+            ("ssl.client.auth", "x", "Invalid value x for configuration ssl.client.auth: String must be one of: required, requested, none"),
+            ("log.index.size.max.bytes", "2", "Invalid value 2 for configuration log.index.size.max.bytes: Value must be at least 4"),
+        ] {
+            assert_eq!(validate_dynamic_broker_config(key, value).unwrap_err(), message);
+        }
+        // A listener override is checked by its base config's validator.
+        let e =
+            validate_dynamic_broker_config("listener.name.ext.ssl.client.auth", "x").unwrap_err();
+        assert!(
+            e.ends_with("String must be one of: required, requested, none"),
+            "{e}"
+        );
+        assert!(
+            validate_dynamic_broker_config("listener.name.ext.ssl.client.auth", "required").is_ok()
+        );
+        assert!(validate_dynamic_broker_config("num.io.threads", "1").is_ok());
     }
 }

@@ -184,6 +184,24 @@ pub fn list_items(value: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A double as Java's `Double.toString` prints it, for the ranges configs use.
+fn java_double(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e7 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// A range bound as Kafka's config definitions write it (integers where they are whole).
+fn bound(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
 /// Checks one value against a kind; the error says what is wrong, naming the key.
 pub fn validate_value(key: &str, kind: Kind, value: &str) -> Result<(), String> {
     let v = value.trim();
@@ -205,10 +223,18 @@ pub fn validate_value(key: &str, kind: Kind, value: &str) -> Result<(), String> 
                 Ok(_) => Ok(()),
             }
         }
+        // Kafka's Range wording, the value as Java prints the parsed double and the bounds as
+        // Kafka's definitions give them (whole numbers: `between(0, 1)`).
         Kind::Double(min, max) => match v.parse::<f64>() {
             Ok(x) if x >= min && x <= max => Ok(()),
-            Ok(_) => Err(format!(
-                "Invalid value {value} for configuration {key}: Value must be between {min:?} and {max:?}"
+            Ok(x) => Err(format!(
+                "Invalid value {} for configuration {key}: Value must be {}",
+                java_double(x),
+                if x < min {
+                    format!("at least {}", bound(min))
+                } else {
+                    format!("no more than {}", bound(max))
+                }
             )),
             Err(_) => Err(format!(
                 "Invalid value {value} for configuration {key}: Not a number of type DOUBLE"
