@@ -351,7 +351,8 @@ impl PartitionRegistry {
             | Applied::AclsCreated { .. }
             | Applied::AclsDeleted { .. }
             | Applied::BrokerListenersSet { .. }
-            | Applied::GroupConfigsAltered { .. } => Ok(()),
+            | Applied::GroupConfigsAltered { .. }
+            | Applied::ScramCredentialsAltered { .. } => Ok(()),
         }
     }
 

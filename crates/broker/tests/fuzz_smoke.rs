@@ -269,6 +269,11 @@ fn txn_records() {
     smoke(Target::TxnRecords, iterations(50_000));
 }
 
+#[test]
+fn scram_messages() {
+    smoke(Target::ScramMessages, iterations(5_000));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Broker settings: a property across the broker and log crates.
 

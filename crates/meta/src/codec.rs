@@ -7,6 +7,7 @@
 
 use crate::acl::{Acl, AclId, Operation, PatternType, Permission, ResourceType};
 use crate::command::{ListenerEndpoint, PartitionAssignment, TopicId};
+use crate::scram::{ScramCredential, ScramMechanism};
 use crate::MetaError;
 
 pub(crate) struct Writer(pub(crate) Vec<u8>);
@@ -79,6 +80,16 @@ impl Writer {
             self.i32(p.partition_epoch);
             self.i32s(&p.isr);
         }
+    }
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
+    }
+    pub(crate) fn scram_credential(&mut self, c: &ScramCredential) {
+        self.bytes(&c.salt);
+        self.bytes(&c.stored_key);
+        self.bytes(&c.server_key);
+        self.i32(c.iterations);
     }
     pub(crate) fn acl(&mut self, id: AclId, acl: &Acl) {
         self.u128(id.0);
@@ -223,6 +234,23 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(partitions)
+    }
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, MetaError> {
+        let n = self.count(1)?;
+        Ok(self.take(n)?.to_vec())
+    }
+    pub(crate) fn scram_mechanism(&mut self) -> Result<ScramMechanism, MetaError> {
+        let code = self.u8()?;
+        ScramMechanism::from_code(code as i8)
+            .ok_or_else(|| MetaError::Decode(format!("unknown SCRAM mechanism {code}")))
+    }
+    pub(crate) fn scram_credential(&mut self) -> Result<ScramCredential, MetaError> {
+        Ok(ScramCredential {
+            salt: self.bytes()?,
+            stored_key: self.bytes()?,
+            server_key: self.bytes()?,
+            iterations: self.i32()?,
+        })
     }
     /// One ACL with its id, as [`Writer::acl`] wrote it; unknown codes are refused.
     pub(crate) fn acl(&mut self) -> Result<(AclId, Acl), MetaError> {

@@ -15,6 +15,7 @@ use std::fmt;
 
 use crate::acl::{Acl, AclId, ACLS_PER_COMMAND_MAX};
 use crate::codec::{Reader, Writer};
+use crate::scram::{ScramCredential, ScramMechanism, SCRAM_CHANGES_PER_COMMAND_MAX};
 use crate::MetaError;
 
 /// Version of the command encoding. Bump when an existing command's bytes change; decoders
@@ -185,6 +186,14 @@ pub enum Command {
         set: Vec<(String, String)>,
         delete: Vec<String>,
     },
+    /// Kafka's AlterUserScramCredentials, all or nothing: store (or replace) each upsertion's
+    /// credential, remove each deletion's. Only salt, StoredKey, ServerKey and iterations are
+    /// carried ([`crate::scram`]); every deletion names a stored credential and no (user,
+    /// mechanism) appears twice.
+    AlterScramCredentials {
+        upsertions: Vec<(String, ScramMechanism, ScramCredential)>,
+        deletions: Vec<(String, ScramMechanism)>,
+    },
 }
 
 /// One named listener of a broker, as advertised (Kafka's `advertised.listeners` entry).
@@ -222,6 +231,10 @@ const TAG_DELETE_ACLS: u8 = 15;
 const ACL_BYTES_MIN: usize = 16 + 4 + 3 * 4;
 const TAG_SET_BROKER_LISTENERS: u8 = 16;
 const TAG_ALTER_GROUP_CONFIGS: u8 = 17;
+const TAG_ALTER_SCRAM_CREDENTIALS: u8 = 18;
+/// Smallest encoding of one credential upsertion (empty user, mechanism, three empty byte
+/// strings, iterations).
+const SCRAM_UPSERTION_BYTES_MIN: usize = 4 + 1 + 3 * 4 + 4;
 
 impl Command {
     /// Encodes with the current format version and CRC.
@@ -413,6 +426,23 @@ impl Command {
                 w.pairs(set);
                 w.strs(delete);
             }
+            Command::AlterScramCredentials {
+                upsertions,
+                deletions,
+            } => {
+                w.u8(TAG_ALTER_SCRAM_CREDENTIALS);
+                w.len(upsertions.len());
+                for (user, m, c) in upsertions {
+                    w.str(user);
+                    w.u8(m.code() as u8);
+                    w.scram_credential(c);
+                }
+                w.len(deletions.len());
+                for (user, m) in deletions {
+                    w.str(user);
+                    w.u8(m.code() as u8);
+                }
+            }
         }
     }
 
@@ -591,6 +621,35 @@ impl Reader<'_> {
                 set: self.pairs()?,
                 delete: self.strs()?,
             },
+            TAG_ALTER_SCRAM_CREDENTIALS if v2 => {
+                let n = self.count(SCRAM_UPSERTION_BYTES_MIN)?;
+                if n > SCRAM_CHANGES_PER_COMMAND_MAX {
+                    return Err(MetaError::Decode(format!(
+                        "{n} credential changes exceed the limit of {SCRAM_CHANGES_PER_COMMAND_MAX}"
+                    )));
+                }
+                let mut upsertions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let user = self.str()?;
+                    let m = self.scram_mechanism()?;
+                    upsertions.push((user, m, self.scram_credential()?));
+                }
+                let n = self.count(4 + 1)?;
+                if n > SCRAM_CHANGES_PER_COMMAND_MAX {
+                    return Err(MetaError::Decode(format!(
+                        "{n} credential changes exceed the limit of {SCRAM_CHANGES_PER_COMMAND_MAX}"
+                    )));
+                }
+                let mut deletions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let user = self.str()?;
+                    deletions.push((user, self.scram_mechanism()?));
+                }
+                Command::AlterScramCredentials {
+                    upsertions,
+                    deletions,
+                }
+            }
             tag => return Err(MetaError::Decode(format!("unknown command tag {tag}"))),
         })
     }
@@ -757,6 +816,19 @@ mod tests {
             },
             Command::DeleteAcls {
                 ids: vec![AclId(3), AclId(1 << 100)],
+            },
+            Command::AlterScramCredentials {
+                upsertions: vec![(
+                    "alice".into(),
+                    ScramMechanism::Sha512,
+                    ScramCredential {
+                        salt: vec![1, 2, 3],
+                        stored_key: vec![4; 64],
+                        server_key: vec![5; 64],
+                        iterations: 8192,
+                    },
+                )],
+                deletions: vec![("bob".into(), ScramMechanism::Sha256)],
             },
         ]
     }

@@ -24,6 +24,7 @@ use crate::command::{
     BROKER_LISTENERS_MAX,
 };
 use crate::group_config::validate_group_configs;
+use crate::scram::ScramIndex;
 use crate::topic_config::validate_topic_configs;
 use crate::{validate_topic_name, MetaError};
 
@@ -150,6 +151,11 @@ pub enum Applied {
     BrokerListenersSet {
         node_id: i32,
     },
+    /// SCRAM credentials were stored or removed (read the result from the image).
+    ScramCredentialsAltered {
+        upserted: usize,
+        deleted: usize,
+    },
 }
 
 /// The current metadata.
@@ -171,6 +177,8 @@ pub struct Image {
     pub acls: AclIndex,
     /// Group config overrides (resource type GROUP) by group id; no empty entries.
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials by user and mechanism ([`crate::scram`]).
+    pub scram: ScramIndex,
 }
 
 /// Whether a command is checked on its own or as part of a batch. In a batch the "a fenced or
@@ -676,6 +684,13 @@ impl Image {
             }
             Command::Batch(_) => Err(MetaError::InvalidBatch("batches do not nest".into())),
             Command::CreateAcls { .. } | Command::DeleteAcls { .. } => self.check_acls(cmd),
+            Command::AlterScramCredentials {
+                upsertions,
+                deletions,
+            } => self
+                .scram
+                .check(upsertions, deletions)
+                .map_err(MetaError::InvalidScramCredential),
             Command::SetBrokerListeners {
                 node_id,
                 incarnation_id,
@@ -1004,6 +1019,16 @@ impl Image {
                     }
                 }
                 Applied::AclsCreated { ids }
+            }
+            Command::AlterScramCredentials {
+                upsertions,
+                deletions,
+            } => {
+                self.scram.apply(upsertions, deletions);
+                Applied::ScramCredentialsAltered {
+                    upserted: upsertions.len(),
+                    deleted: deletions.len(),
+                }
             }
             Command::DeleteAcls { ids } => Applied::AclsDeleted {
                 acls: ids

@@ -24,6 +24,7 @@ pub mod group_config;
 pub mod image;
 pub mod kafka_broker_configs;
 pub mod placement;
+pub mod scram;
 pub mod snapshot;
 pub mod topic_config;
 
@@ -93,6 +94,9 @@ pub enum MetaError {
     /// A CreateAcls/DeleteAcls command Kafka would refuse (INVALID_REQUEST).
     #[error("{0}")]
     InvalidAcl(String),
+    /// An AlterScramCredentials command the image refuses (the handler checks first).
+    #[error("invalid SCRAM credential change: {0}")]
+    InvalidScramCredential(String),
     #[error("cluster id is already set to '{0}'")]
     ClusterIdAlreadySet(String),
     #[error("cannot decode metadata command: {0}")]
@@ -120,6 +124,7 @@ impl MetaError {
             MetaError::InvalidReplicationFactor(_) => 38, // INVALID_REPLICATION_FACTOR
             MetaError::InvalidReplicaAssignment(_) => 39, // INVALID_REPLICA_ASSIGNMENT
             MetaError::InvalidConfig(_) => 40,   // INVALID_CONFIG
+            MetaError::InvalidScramCredential(_) => 96, // UNACCEPTABLE_CREDENTIAL
             MetaError::ShuttingDown => 15,       // COORDINATOR_NOT_AVAILABLE
             MetaError::NotController { .. } => 41, // NOT_CONTROLLER
             MetaError::TimedOut(_) => 7,         // REQUEST_TIMED_OUT

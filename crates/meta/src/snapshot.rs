@@ -8,7 +8,9 @@
 //! next producer id i64 | brokers | topics (with their partitions and configs) | cluster broker
 //! configs | per-broker configs | ACLs (version 2: id then ACL, ids increasing) | named listeners
 //! (version 3: node id then its listeners, for each broker that has them, ids increasing) |
-//! group configs (version 4: group id then its map, ids increasing, no empty map)`, in the field
+//! group configs (version 4: group id then its map, ids increasing, no empty map) | SCRAM
+//! credentials (version 5: user, mechanism code, salt, StoredKey, ServerKey, iterations, in
+//! increasing (user, mechanism) order, each one valid)`, in the field
 //! encoding of commands, maps in strictly increasing key order. The encoding is canonical: a
 //! snapshot that decodes re-encodes to the same bytes. Version 1 (no ACL section) still decodes,
 //! with no ACLs.
@@ -20,14 +22,19 @@ use std::collections::BTreeMap;
 
 use crate::codec::{Reader, Writer};
 use crate::image::{BrokerRegistration, Image, Topic};
+use crate::scram::{credential_problem, ScramMechanism};
 use crate::MetaError;
 
 /// Marks a metadata image snapshot (commands start with their version byte instead).
 const SNAPSHOT_MAGIC: &[u8; 4] = b"JMIS";
 
 /// Version of the snapshot layout; decoders reject others but the older ones.
-/// Version 3 added each broker's named listeners; version 4 the group configs after them.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
+/// Version 3 added each broker's named listeners; version 4 the group configs after them;
+/// version 5 the SCRAM credentials after those.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 5;
+
+/// The layout before SCRAM credentials.
+const SNAPSHOT_FORMAT_VERSION_V4: u8 = 4;
 
 /// The layout before group configs.
 const SNAPSHOT_FORMAT_VERSION_V3: u8 = 3;
@@ -145,6 +152,12 @@ impl Image {
             w.str(group_id);
             write_map(&mut w, configs);
         }
+        w.len(self.scram.len());
+        for (user, m, c) in self.scram.iter() {
+            w.str(user);
+            w.u8(m.code() as u8);
+            w.scram_credential(c);
+        }
         let crc = crc32c::crc32c(&w.0[HEADER_BYTES..]);
         w.0[5..HEADER_BYTES].copy_from_slice(&crc.to_be_bytes());
         w.0
@@ -167,6 +180,7 @@ impl Image {
             && version != SNAPSHOT_FORMAT_VERSION_V1
             && version != SNAPSHOT_FORMAT_VERSION_V2
             && version != SNAPSHOT_FORMAT_VERSION_V3
+            && version != SNAPSHOT_FORMAT_VERSION_V4
         {
             return Err(invalid(format!("unknown snapshot version {}", bytes[4])));
         }
@@ -282,7 +296,7 @@ impl Image {
                 broker.listeners = listeners;
             }
         }
-        if version == SNAPSHOT_FORMAT_VERSION {
+        if version >= SNAPSHOT_FORMAT_VERSION_V4 {
             // A group id and a config count at least.
             for _ in 0..r.count(4 + 4)? {
                 let group_id = r.str()?;
@@ -298,6 +312,24 @@ impl Image {
                     return Err(invalid(format!("empty group configs of {group_id}")));
                 }
                 image.group_configs.insert(group_id, configs);
+            }
+        }
+        if version == SNAPSHOT_FORMAT_VERSION {
+            let mut last: Option<(String, ScramMechanism)> = None;
+            // A user, a mechanism, three byte strings and iterations at least.
+            for _ in 0..r.count(4 + 1 + 3 * 4 + 4)? {
+                let user = r.str()?;
+                let m = r.scram_mechanism()?;
+                let c = r.scram_credential()?;
+                let key = (user, m);
+                if last.as_ref().is_some_and(|last| *last >= key) {
+                    return Err(invalid(format!("credential of {} out of order", key.0)));
+                }
+                if let Some(p) = credential_problem(&key.0, m, &c) {
+                    return Err(invalid(format!("credential of {}: {p}", key.0)));
+                }
+                image.scram.insert(key.0.clone(), m, c);
+                last = Some(key);
             }
         }
         if !r.bytes.is_empty() {
@@ -432,17 +464,45 @@ mod tests {
         step(Command::DeleteAcls {
             ids: vec![AclId(5)],
         });
+        let credential = |m: ScramMechanism, byte: u8| crate::scram::ScramCredential {
+            salt: vec![byte; 16],
+            stored_key: vec![byte; m.key_bytes()],
+            server_key: vec![byte + 1; m.key_bytes()],
+            iterations: 4096,
+        };
+        step(Command::AlterScramCredentials {
+            upsertions: vec![
+                (
+                    "bob".into(),
+                    ScramMechanism::Sha512,
+                    credential(ScramMechanism::Sha512, 1),
+                ),
+                (
+                    "alice".into(),
+                    ScramMechanism::Sha256,
+                    credential(ScramMechanism::Sha256, 3),
+                ),
+                (
+                    "alice".into(),
+                    ScramMechanism::Sha512,
+                    credential(ScramMechanism::Sha512, 5),
+                ),
+            ],
+            deletions: vec![],
+        });
         assert_eq!(image.acls.len(), 2);
+        assert_eq!(image.scram.len(), 3);
         image
     }
 
     #[test]
-    fn version_1_to_3_snapshots_decode_without_acls_listeners_or_group_configs() {
+    fn version_1_to_4_snapshots_decode_without_acls_listeners_group_configs_or_credentials() {
         let mut image = sample();
         for b in image.brokers.values_mut() {
             b.listeners.clear();
         }
         image.group_configs.clear();
+        image.scram = Default::default();
         let old = |image: &Image, version: u8, strip: usize| {
             let bytes = image.encode_snapshot();
             let body = &bytes[HEADER_BYTES..bytes.len() - strip];
@@ -452,15 +512,18 @@ mod tests {
             old.extend_from_slice(body);
             old
         };
+        // Version 4 is version 5 without the (here empty) credential section.
+        let v4 = old(&image, SNAPSHOT_FORMAT_VERSION_V4, 4);
+        assert_eq!(Image::decode_snapshot(&v4).unwrap(), image);
         // Version 3 is version 4 without the (here empty) group config section.
-        let v3 = old(&image, SNAPSHOT_FORMAT_VERSION_V3, 4);
+        let v3 = old(&image, SNAPSHOT_FORMAT_VERSION_V3, 8);
         assert_eq!(Image::decode_snapshot(&v3).unwrap(), image);
         // Version 2 is version 3 without the (here empty) listener section.
-        let v2 = old(&image, SNAPSHOT_FORMAT_VERSION_V2, 8);
+        let v2 = old(&image, SNAPSHOT_FORMAT_VERSION_V2, 12);
         assert_eq!(Image::decode_snapshot(&v2).unwrap(), image);
         // Version 1 is version 2 without the (here empty) ACL section.
         image.acls = AclIndex::default();
-        let v1 = old(&image, SNAPSHOT_FORMAT_VERSION_V1, 12);
+        let v1 = old(&image, SNAPSHOT_FORMAT_VERSION_V1, 16);
         assert_eq!(Image::decode_snapshot(&v1).unwrap(), image);
     }
 
@@ -484,8 +547,9 @@ mod tests {
             b.listeners.clear();
         }
         good.group_configs.clear();
+        good.scram = Default::default();
         let bytes = good.encode_snapshot();
-        let body = &bytes[HEADER_BYTES..bytes.len() - 8];
+        let body = &bytes[HEADER_BYTES..bytes.len() - 12];
         let mut w = Writer(Vec::new());
         w.acl(AclId(u128::MAX), first);
         let count_at = body.len() - 2 * w.0.len() - 4;
@@ -493,6 +557,7 @@ mod tests {
         spliced.extend_from_slice(&3u32.to_be_bytes());
         spliced.extend_from_slice(&body[count_at + 4..]);
         spliced.extend_from_slice(&w.0);
+        spliced.extend_from_slice(&0u32.to_be_bytes());
         spliced.extend_from_slice(&0u32.to_be_bytes());
         spliced.extend_from_slice(&0u32.to_be_bytes());
         let err = Image::decode_snapshot(&sealed(&spliced)).unwrap_err();

@@ -23,6 +23,7 @@ mod group;
 mod meta;
 mod recovery;
 mod requests;
+mod scram;
 mod txn;
 
 pub use batches::record_batch;
@@ -32,6 +33,7 @@ pub use group::group_records;
 pub use meta::meta_commands;
 pub use recovery::partition_recovery;
 pub use requests::{decode_request, request_frame};
+pub use scram::scram_messages;
 pub use txn::txn_records;
 
 /// The clock every target uses: batches are stamped near it so CreateTime checks pass.
@@ -59,10 +61,12 @@ pub enum Target {
     ControlFrame,
     /// [`txn_records`]: `__transaction_state` keys and values read back from disk.
     TxnRecords,
+    /// [`scram_messages`]: SCRAM client messages through the server's exchange.
+    ScramMessages,
 }
 
 impl Target {
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 10] = [
         Target::DecodeRequest,
         Target::RecordBatch,
         Target::PartitionRecovery,
@@ -72,6 +76,7 @@ impl Target {
         Target::ChainStore,
         Target::ControlFrame,
         Target::TxnRecords,
+        Target::ScramMessages,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +90,7 @@ impl Target {
             Target::ChainStore => "chain_store",
             Target::ControlFrame => "control_frame",
             Target::TxnRecords => "txn_records",
+            Target::ScramMessages => "scram_messages",
         }
     }
 
@@ -101,6 +107,7 @@ impl Target {
             Target::ChainStore => chain_store(scratch, data),
             Target::ControlFrame => control_frame(data),
             Target::TxnRecords => txn_records(data),
+            Target::ScramMessages => scram_messages(data),
         }
     }
 
@@ -116,6 +123,7 @@ impl Target {
             Target::ChainStore => chain::store_seeds(),
             Target::ControlFrame => control::seeds(),
             Target::TxnRecords => txn::seeds(),
+            Target::ScramMessages => scram::seeds(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod connections;
 pub mod listeners;
 pub mod principal;
 pub mod sasl;
+pub mod scram;
 pub mod tls;
 
 use std::fmt;
