@@ -106,15 +106,20 @@ async fn handle_request(
         body,
         client_id,
     } = request;
-    // APIs refused as a whole for a missing CLUSTER operation (crate::authz::OPERATIONS).
-    if let Some(denied) = crate::authz::cluster_denied(broker, v, &body) {
-        broker.metrics.requests.count_errors(api_key, &denied);
-        return frame(
-            (api_key, v),
-            encode_response(api_key, v, correlation_id, &denied),
-        );
-    }
-    let response = match body {
+    // Authorization (crate::authz::OPERATIONS): refused as a whole, or served without what
+    // the caller may not touch, whose refusals `amend` puts back into the answer.
+    let mut body = body;
+    let amend = match crate::authz::gate(broker, v, &mut body) {
+        crate::authz::Gate::Serve(amend) => amend,
+        crate::authz::Gate::Refuse(denied) => {
+            broker.metrics.requests.count_errors(api_key, &denied);
+            return frame(
+                (api_key, v),
+                encode_response(api_key, v, correlation_id, &denied),
+            );
+        }
+    };
+    let mut response = match body {
         RequestBody::ApiVersions(r) => ResponseBody::ApiVersions(handlers::api_versions::handle(r)),
         RequestBody::SaslHandshake(r) => {
             ResponseBody::SaslHandshake(handlers::sasl_handshake::handle(r))
@@ -229,25 +234,9 @@ async fn handle_request(
         RequestBody::FindCoordinator(r) => {
             ResponseBody::FindCoordinator(handlers::find_coordinator::handle(broker, v, r).await)
         }
-        mut body if handlers::groups::is_group_request(&body) => {
-            // READ on the group; an OffsetCommit's topics without READ come back refused.
-            let refused_topics = match crate::authz::authorize_group_request(broker, &mut body) {
-                Ok(refused) => refused,
-                Err(denied) => {
-                    let denied = *denied;
-                    broker.metrics.requests.count_errors(api_key, &denied);
-                    return frame(
-                        (api_key, v),
-                        encode_response(api_key, v, correlation_id, &denied),
-                    );
-                }
-            };
+        body if handlers::groups::is_group_request(&body) => {
             let client_id = client_id.as_deref();
             match handlers::groups::handle(broker, v, client_id, peer, body).await {
-                Some(ResponseBody::OffsetCommit(mut r)) => {
-                    r.topics.extend(refused_topics);
-                    ResponseBody::OffsetCommit(r)
-                }
                 Some(response) => response,
                 None => return Reply::Close,
             }
@@ -259,6 +248,9 @@ async fn handle_request(
             return Reply::Close;
         }
     };
+    if let Some(amend) = amend {
+        amend(&mut response);
+    }
     broker.metrics.requests.count_errors(api_key, &response);
     frame(
         (api_key, v),

@@ -63,6 +63,14 @@ impl Client {
         }
     }
 
+    /// A connection to one listener's address.
+    pub async fn connect_addr(addr: std::net::SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_correlation_id: 1,
+        }
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         // The broker may already have closed: ignore write errors, the read tells.
         let _ = self.stream.write_all(bytes).await;

@@ -26,6 +26,9 @@ use kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic;
 use crate::broker::Broker;
 use crate::handlers::{code, str_bytes};
 
+mod gate;
+pub use gate::{gate, Amend, Gate};
+
 use Operation::*;
 use ResourceType::*;
 
@@ -77,13 +80,14 @@ pub const OPERATIONS: &[ApiOperations] = &[
     row(ApiKey::InitProducerId, &[(TransactionalId, Write), (Cluster, IdempotentWrite), (Topic, Write)],
         "with a transactional id WRITE on it; else IDEMPOTENT_WRITE on the cluster or WRITE on any topic (CLUSTER_AUTHORIZATION_FAILED)"),
     row(ApiKey::OffsetForLeaderEpoch, &[(Cluster, ClusterAction), (Topic, Describe)],
-        "a follower: CLUSTER_ACTION; a consumer: DESCRIBE on each topic"),
+        "CLUSTER_ACTION on the cluster covers every topic (followers); else DESCRIBE on each topic"),
     row(ApiKey::AddPartitionsToTxn, &[(TransactionalId, Write), (Topic, Write), (Cluster, ClusterAction)],
         "v0-3: WRITE on the transactional id and each topic; v4+ (brokers verifying): CLUSTER_ACTION"),
     row(ApiKey::AddOffsetsToTxn, &[(TransactionalId, Write), (Group, Read)],
         "WRITE on the transactional id, READ on the group"),
     row(ApiKey::EndTxn, &[(TransactionalId, Write)], "WRITE on the transactional id"),
-    row(ApiKey::WriteTxnMarkers, &[(Cluster, ClusterAction)], "CLUSTER_ACTION on the cluster"),
+    row(ApiKey::WriteTxnMarkers, &[(Cluster, Alter), (Cluster, ClusterAction)],
+        "ALTER or CLUSTER_ACTION on the cluster (CLUSTER_AUTHORIZATION_FAILED per partition)"),
     row(ApiKey::TxnOffsetCommit, &[(TransactionalId, Write), (Group, Read), (Topic, Read)],
         "WRITE on the transactional id, READ on the group and each topic"),
     row(ApiKey::DescribeAcls, &[(Cluster, Describe)], "DESCRIBE on the cluster"),
@@ -223,7 +227,7 @@ impl Authz {
 
 /// The answer to a request refused as a whole because the caller lacks the CLUSTER operation
 /// its row names, or None when allowed (or not a whole-request cluster API).
-pub fn cluster_denied(
+fn cluster_denied(
     broker: &Arc<Broker>,
     version: i16,
     request: &RequestKind,
@@ -405,7 +409,7 @@ pub async fn admin_topics(
 /// topics without READ are taken out of the request and returned answered
 /// TOPIC_AUTHORIZATION_FAILED, for the caller to add to the coordinator's answer, as Kafka
 /// commits the others. `Err` is the whole answer.
-pub fn authorize_group_request(
+fn authorize_group_request(
     broker: &Arc<Broker>,
     request: &mut RequestKind,
 ) -> Result<Vec<OffsetCommitResponseTopic>, Box<ResponseKind>> {
