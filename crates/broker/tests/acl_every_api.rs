@@ -869,3 +869,111 @@ async fn a_principal_without_acls_is_refused_everything_and_changes_nothing() {
     }
     b.shutdown().await;
 }
+
+/// `*_authorized_operations` are what the caller's ACLs allow, implied operations included
+/// (READ implies DESCRIBE), everywhere Kafka computes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorized_operations_are_the_callers() {
+    let (b, _dir) = start().await;
+    let mut admin = connect(listener(&b, "PLAINTEXT")).await;
+    setup(&mut admin).await;
+    // mallory: READ on the topic, DESCRIBE on the group and the cluster.
+    let grant = |resource_type: i8, name: &str, operation: i8| {
+        create_acls_request::AclCreation::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_resource_pattern_type(3)
+            .with_principal(s("User:mallory"))
+            .with_host(s("*"))
+            .with_operation(operation)
+            .with_permission_type(3)
+    };
+    let acls = CreateAclsRequest::default().with_creations(vec![
+        grant(2, TOPIC, 3),
+        grant(3, GROUP, 8),
+        grant(4, "kafka-cluster", 8),
+    ]);
+    let (_, r) = call(
+        &mut admin,
+        ApiKey::CreateAcls,
+        3,
+        &RequestKind::CreateAcls(acls),
+    )
+    .await;
+    assert!(error_codes(&r).iter().all(|&c| c == 0), "{r:?}");
+    const READ_DESCRIBE: i32 = (1 << 3) | (1 << 8);
+    const DESCRIBE: i32 = 1 << 8;
+
+    let mut m = mallory(&b).await;
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(topic()))]))
+        .with_include_topic_authorized_operations(true)
+        .with_include_cluster_authorized_operations(true);
+    let (_, r) = call(
+        &mut m,
+        ApiKey::Metadata,
+        10,
+        &RequestKind::Metadata(metadata),
+    )
+    .await;
+    let ResponseKind::Metadata(r) = r else {
+        unreachable!()
+    };
+    assert_eq!(
+        r.topics[0].topic_authorized_operations, READ_DESCRIBE,
+        "{r:?}"
+    );
+    assert_eq!(r.cluster_authorized_operations, DESCRIBE);
+
+    let dtp = DescribeTopicPartitionsRequest::default()
+        .with_topics(vec![
+            describe_topic_partitions_request::TopicRequest::default().with_name(topic()),
+        ])
+        .with_response_partition_limit(100);
+    let (_, r) = call(
+        &mut m,
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &RequestKind::DescribeTopicPartitions(dtp),
+    )
+    .await;
+    let ResponseKind::DescribeTopicPartitions(r) = r else {
+        unreachable!()
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    assert_eq!(r.topics[0].topic_authorized_operations, READ_DESCRIBE);
+
+    let groups = DescribeGroupsRequest::default()
+        .with_groups(vec![group()])
+        .with_include_authorized_operations(true);
+    let (_, r) = call(
+        &mut m,
+        ApiKey::DescribeGroups,
+        5,
+        &RequestKind::DescribeGroups(groups),
+    )
+    .await;
+    let ResponseKind::DescribeGroups(r) = r else {
+        unreachable!()
+    };
+    assert_eq!(r.groups[0].error_code, 0, "{r:?}");
+    assert_eq!(r.groups[0].authorized_operations, DESCRIBE);
+
+    let cluster =
+        DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+    let (_, r) = call(
+        &mut m,
+        ApiKey::DescribeCluster,
+        1,
+        &RequestKind::DescribeCluster(cluster),
+    )
+    .await;
+    let ResponseKind::DescribeCluster(r) = r else {
+        unreachable!()
+    };
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!(r.cluster_authorized_operations, DESCRIBE);
+    b.shutdown().await;
+}
