@@ -34,6 +34,7 @@ use crate::limits;
 use crate::metrics::CloseReason;
 use crate::security::sasl::SaslServer;
 use crate::security::{Caller, Principal};
+use crate::zero_copy::{write_chunks, ConnectionWriter, ZERO_COPY_MIN_BYTES};
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateResponse, SaslHandshakeResponse};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,7 +81,7 @@ pub async fn serve<R, W>(
 ) -> CloseReason
 where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: ConnectionWriter,
 {
     let peer = caller
         .peer
@@ -231,7 +232,7 @@ pub(crate) async fn read_frame_body(
 /// larger than its frame, so only the request in progress is ever held decoded. Returns why it
 /// ended the connection, or None when the read side ended it.
 #[allow(clippy::too_many_arguments)]
-async fn handle_loop<W: AsyncWrite + Unpin>(
+async fn handle_loop<W: ConnectionWriter>(
     broker: Arc<Broker>,
     caller: Arc<Caller>,
     sasl: Option<SaslServer>,
@@ -270,10 +271,31 @@ async fn handle_loop<W: AsyncWrite + Unpin>(
                 return Some(CloseReason::Protocol);
             }
         };
-        match dispatch::handle_for(&broker, decoded, &caller).await {
+        let reply = if writer.sendfile_socket().is_some() {
+            let handled = dispatch::handle_for(&broker, decoded, &caller);
+            ZERO_COPY_MIN_BYTES
+                .scope(limits::ZERO_COPY_MIN_BYTES, handled)
+                .await
+        } else {
+            dispatch::handle_for(&broker, decoded, &caller).await
+        };
+        match reply {
             Reply::Frame(frame) => {
                 if let Err(e) = writer.write_all(&frame).await {
                     debug!("write error: {e}");
+                    return Some(CloseReason::Io);
+                }
+            }
+            Reply::Chunks(chunks) => {
+                if let Err(e) = write_chunks(&mut writer, &chunks).await {
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Other | std::io::ErrorKind::UnexpectedEof
+                    ) {
+                        warn!(peer = ?caller.peer, "closing connection: {e}");
+                    } else {
+                        debug!("write error: {e}");
+                    }
                     return Some(CloseReason::Io);
                 }
             }
@@ -319,7 +341,7 @@ async fn write_response<W: AsyncWrite + Unpin>(
 /// authentication is answered SASL_AUTHENTICATION_FAILED with Kafka's message and closed
 /// `FAILED_AUTHENTICATION_DELAY_MS` later. The whole exchange must end within
 /// `CONNECTION_SETUP_TIMEOUT_MS`. Returns the caller with its authenticated principal.
-async fn authenticate<W: AsyncWrite + Unpin>(
+async fn authenticate<W: ConnectionWriter>(
     broker: &Arc<Broker>,
     caller: Arc<Caller>,
     sasl: &SaslServer,
@@ -371,6 +393,9 @@ async fn authenticate<W: AsyncWrite + Unpin>(
                 // Too-new ApiVersions and the like: answered as usual.
                 match dispatch::handle_for(broker, other, &caller).await {
                     Reply::Frame(f) => writer.write_all(&f).await.map_err(|_| CloseReason::Io)?,
+                    Reply::Chunks(c) => write_chunks(writer, &c)
+                        .await
+                        .map_err(|_| CloseReason::Io)?,
                     Reply::Nothing => {}
                     Reply::Close => return Err(CloseReason::Protocol),
                 }
@@ -386,6 +411,9 @@ async fn authenticate<W: AsyncWrite + Unpin>(
             RequestBody::ApiVersions(_) => {
                 match dispatch::handle_for(broker, Decoded::Request(request), &caller).await {
                     Reply::Frame(f) => writer.write_all(&f).await.map_err(|_| CloseReason::Io)?,
+                    Reply::Chunks(c) => write_chunks(writer, &c)
+                        .await
+                        .map_err(|_| CloseReason::Io)?,
                     Reply::Nothing => {}
                     Reply::Close => return Err(CloseReason::Protocol),
                 }

@@ -22,6 +22,9 @@ use crate::security::Caller;
 /// What the connection writes back for one request.
 pub enum Reply {
     Frame(BytesMut),
+    /// A frame made of encoded bytes and segment file ranges (a zero-copy Fetch response:
+    /// [`crate::zero_copy`]).
+    Chunks(Vec<crate::zero_copy::Chunk>),
     /// Nothing (acks=0 produce).
     Nothing,
     /// Close the connection after earlier replies.
@@ -145,7 +148,14 @@ async fn handle_request(
             ProduceOutcome::NoResponse => return Reply::Nothing,
             ProduceOutcome::Close => return Reply::Close,
         },
-        RequestBody::Fetch(r) => ResponseBody::Fetch(handlers::fetch::handle(broker, v, r).await),
+        RequestBody::Fetch(r) => {
+            let fetched = handlers::fetch::handle(broker, v, r).await;
+            if fetched.slices.is_empty() {
+                ResponseBody::Fetch(fetched.response)
+            } else {
+                return fetch_chunks(broker, v, correlation_id, fetched);
+            }
+        }
         RequestBody::WriteTxnMarkers(r) => {
             ResponseBody::WriteTxnMarkers(handlers::write_txn_markers::handle(broker, r).await)
         }
@@ -256,4 +266,28 @@ async fn handle_request(
         (api_key, v),
         encode_response(api_key, v, correlation_id, &response),
     )
+}
+
+/// A Fetch response with partitions answered from files, framed as chunks.
+fn fetch_chunks(
+    broker: &Arc<Broker>,
+    v: i16,
+    correlation_id: i32,
+    fetched: handlers::fetch::Fetched,
+) -> Reply {
+    let response = ResponseBody::Fetch(fetched.response);
+    broker
+        .metrics
+        .requests
+        .count_errors(ApiKey::Fetch, &response);
+    let ResponseBody::Fetch(response) = response else {
+        unreachable!("a Fetch body");
+    };
+    match crate::zero_copy::encode_fetch(v, correlation_id, response, fetched.slices) {
+        Ok(chunks) => Reply::Chunks(chunks),
+        Err(e) => {
+            error!("cannot encode Fetch v{v} response from files: {e:#}; closing");
+            Reply::Close
+        }
+    }
 }

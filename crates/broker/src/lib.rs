@@ -39,6 +39,7 @@ pub mod replication;
 pub mod security;
 pub mod server;
 pub mod txn;
+pub mod zero_copy;
 
 /// Installed for every binary that links this crate (the broker, its tests, the fuzz target),
 /// so the decode path is always exercised with the guard in place.

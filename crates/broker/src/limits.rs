@@ -45,6 +45,11 @@ pub const FETCH_MAX_WAIT_MS_CEILING: u64 = 30_000;
 /// answered immediately with what is there (still correct, just less efficient).
 pub const FETCH_WAITERS_MAX: usize = 10_000;
 
+/// A fetched partition's records of at least this many bytes go from the segment file to a
+/// plaintext socket by `sendfile` (zero-copy); smaller ones are read into the response, where
+/// one `write` costs less than the extra `sendfile` calls (one per partition).
+pub const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
+
 /// Applied results of recent metadata blocks kept for their proposers (`metadata::store`). A
 /// proposer takes its result as soon as the image it waits for is published; the chain leader
 /// holds at most `josefine_chain::limits::PENDING_PROPOSALS_MAX` (1024) proposals, so as many

@@ -385,10 +385,14 @@ impl PartitionMetrics {
     /// Record batches were sent to a consumer (not a follower): counted from the batch
     /// headers, without decompressing.
     pub fn fetched(&self, batches: &[u8]) {
-        self.bytes_out
-            .fetch_add(batches.len() as u64, Ordering::Relaxed);
-        self.records_out
-            .fetch_add(records_in_batches(batches), Ordering::Relaxed);
+        self.fetched_counts(batches.len() as u64, records_in_batches(batches));
+    }
+
+    /// `bytes` of record batches holding `records` records were sent to a consumer (a
+    /// zero-copy fetch counts them from the batches' offsets, not their headers).
+    pub fn fetched_counts(&self, bytes: u64, records: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.records_out.fetch_add(records, Ordering::Relaxed);
     }
 }
 

@@ -146,6 +146,20 @@ impl SegmentIndex {
         }
     }
 
+    /// Where a walk over the batches from position `from` may continue without reading the
+    /// headers in between: the second-to-last indexed position p with `from < p <= limit`
+    /// whose batch has a relative offset below `rel_exclusive` (every batch before such a
+    /// position ends at or before it and has a smaller offset; the walk from p still takes the
+    /// batch at p, so its caller sees at least one header). None: walk from `from`.
+    pub(crate) fn jump(&self, from: u64, limit: u64, rel_exclusive: i64) -> Option<u32> {
+        let lo = self.offsets.partition_point(|e| e.1 as u64 <= from);
+        let hi = self.offsets.partition_point(|e| e.1 as u64 <= limit).min(
+            self.offsets
+                .partition_point(|e| (e.0 as i64) < rel_exclusive),
+        );
+        (hi >= lo + 2).then(|| self.offsets[hi - 2].1)
+    }
+
     /// Relative offset from which to scan for the first record with timestamp >= `ts`: every
     /// record before it has a smaller timestamp.
     pub(crate) fn lookup_time(&self, ts: i64) -> u32 {

@@ -142,6 +142,9 @@ pub mod cleaner;
 mod cleaner_tests;
 pub mod control;
 mod error;
+mod file_slice;
+#[cfg(test)]
+mod file_slice_tests;
 mod follower;
 #[cfg(test)]
 mod follower_tests;
@@ -169,6 +172,7 @@ pub mod txn_index;
 mod txn_tests;
 
 pub use error::{LogError, RecordError};
+pub use file_slice::{FileRead, FileSlice};
 pub use manager::{LogManager, HIGH_WATERMARK_CHECKPOINT_FILE};
 pub use partition::PartitionLog;
 pub use records::{decompress, RecordVisit};

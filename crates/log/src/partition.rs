@@ -59,7 +59,7 @@ pub struct PartitionLog {
     pub(crate) clock_ms: AtomicI64,
     /// Truncations started since open: a read that failed while this moved retries (the
     /// file it read may have been cut under it).
-    pub(crate) truncations: AtomicU64,
+    pub(crate) truncations: Arc<AtomicU64>,
     /// The leader-epoch cache, mirrored in `leader-epoch-checkpoint` after every change. Lock
     /// order: `writer`, then this.
     pub(crate) epochs: Mutex<LeaderEpochCache>,
@@ -358,7 +358,7 @@ impl PartitionLog {
             high_watermark: AtomicI64::new(high_watermark),
             high_watermark_update: Mutex::new(()),
             clock_ms: AtomicI64::new(now_ms),
-            truncations: AtomicU64::new(0),
+            truncations: Arc::new(AtomicU64::new(0)),
             epochs: Mutex::new(LeaderEpochCache::default()),
             size_bytes: AtomicU64::new(size_bytes),
             unflushed_messages: AtomicU64::new(0),
@@ -1073,10 +1073,40 @@ impl PartitionLog {
         max_bytes: usize,
         max_offset_exclusive: i64,
     ) -> Result<ReadResult, LogError> {
+        let (records, r) = self.read_segments(
+            fetch_offset,
+            max_offset_exclusive,
+            |seg, limit, interval, _| seg.read(fetch_offset, max_bytes, limit, interval),
+        )?;
+        Ok(ReadResult {
+            records: records.unwrap_or_default(),
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            log_end_offset: r.log_end_offset,
+        })
+    }
+
+    /// The walk `read` and `read_file` share: offset checks, the segment holding
+    /// `fetch_offset` (or the next one with data after it), and retries when a truncation may
+    /// have cut a file under the read. `read_segment(segment, offset limit, index interval,
+    /// truncations when the attempt started)` reads one segment (None: nothing at or after
+    /// `fetch_offset` there). Returns what it read (None: no batches) and the offsets to
+    /// report (`records` of the latter is empty).
+    pub(crate) fn read_segments<T>(
+        &self,
+        fetch_offset: i64,
+        max_offset_exclusive: i64,
+        read_segment: impl Fn(&Arc<Segment>, i64, u32, u64) -> Result<Option<T>, LogError>,
+    ) -> Result<(Option<T>, ReadResult), LogError> {
         let mut attempt = 0;
         loop {
             let truncations = self.truncations.load(Ordering::Acquire);
-            let result = self.read_once(fetch_offset, max_bytes, max_offset_exclusive);
+            let result = self.read_once(
+                fetch_offset,
+                max_offset_exclusive,
+                truncations,
+                &read_segment,
+            );
             attempt += 1;
             match result {
                 // A truncation may have cut the file under this read: read again from the new
@@ -1089,20 +1119,26 @@ impl PartitionLog {
         }
     }
 
-    fn read_once(
+    fn read_once<T>(
         &self,
         fetch_offset: i64,
-        max_bytes: usize,
         max_offset_exclusive: i64,
-    ) -> Result<ReadResult, LogError> {
+        truncations: u64,
+        read_segment: &impl Fn(&Arc<Segment>, i64, u32, u64) -> Result<Option<T>, LogError>,
+    ) -> Result<(Option<T>, ReadResult), LogError> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
         let high_watermark = self.high_watermark().min(log_end_offset);
-        let result = |records| ReadResult {
-            records,
-            high_watermark,
-            log_start_offset,
-            log_end_offset,
+        let result = |records| {
+            Ok((
+                records,
+                ReadResult {
+                    records: bytes::Bytes::new(),
+                    high_watermark,
+                    log_start_offset,
+                    log_end_offset,
+                },
+            ))
         };
         if fetch_offset < log_start_offset || fetch_offset > log_end_offset {
             return Err(LogError::OffsetOutOfRange {
@@ -1113,8 +1149,9 @@ impl PartitionLog {
         }
         let limit = max_offset_exclusive.min(log_end_offset);
         if fetch_offset >= limit {
-            return Ok(result(bytes::Bytes::new()));
+            return result(None);
         }
+        let interval = self.config().index_interval_bytes;
         // Normally the first or second segment answers; after compaction whole segments may be
         // empty (every record superseded), so walk on until one has data.
         let mut base = fetch_offset;
@@ -1131,12 +1168,7 @@ impl PartitionLog {
                 }
                 segs[i].clone()
             };
-            if let Some(b) = seg.read(
-                fetch_offset,
-                max_bytes,
-                limit,
-                self.config().index_interval_bytes,
-            )? {
+            if let Some(b) = read_segment(&seg, limit, interval, truncations)? {
                 let now_start = self.log_start_offset();
                 if fetch_offset < now_start {
                     // Retention or DeleteRecords moved the log start while we read.
@@ -1146,7 +1178,7 @@ impl PartitionLog {
                         log_end_offset,
                     });
                 }
-                return Ok(result(b));
+                return result(Some(b));
             }
             // Nothing at or after `base` in this segment: continue from the next one.
             let next_base = {
@@ -1157,7 +1189,7 @@ impl PartitionLog {
             };
             match next_base {
                 Some(b) if b < limit => base = base.max(b),
-                _ => return Ok(result(bytes::Bytes::new())),
+                _ => return result(None),
             }
         }
     }

@@ -686,6 +686,131 @@ impl Segment {
         }
     }
 
+    /// Where [`Segment::read`] would take its batches from, found by reading batch headers
+    /// only (the zero-copy fetch sends the range from the file): the same batches, the same
+    /// limits, the same errors for a bad length field, and the same windows (the copying read
+    /// takes at most `index_interval_bytes + max_bytes + BATCH_HEADER_BYTES` bytes from its
+    /// index position and its batches must lie inside them; the walk here keeps those bounds
+    /// without reading the bytes between headers). Between the first batch and the end, whole
+    /// stretches of batches are skipped through the offset index: every indexed position within
+    /// the limits is a batch boundary before which every batch passes them. Unlike the copying
+    /// read, a bad length field inside a skipped stretch is not noticed (the client checks
+    /// every batch's CRC).
+    pub(crate) fn locate(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        index_interval_bytes: u32,
+    ) -> Result<Option<Located>, LogError> {
+        let committed = self.size_bytes();
+        if offset >= self.next_offset() || committed == 0 {
+            return Ok(None);
+        }
+        let rel = (offset - self.base_offset).max(0) as u32;
+        let (_, index_pos) = self.index.lock().expect("index lock").lookup_offset(rel);
+        let mut pos = index_pos as u64;
+        if pos >= committed {
+            return Ok(None);
+        }
+        let mut headers = HeaderCursor::default();
+        let corrupt = |at: u64| corrupt_on_disk(format!("{} at {at}", self.log_path.display()));
+        loop {
+            let want = (index_interval_bytes as u64)
+                .saturating_add(max_bytes as u64)
+                .saturating_add(BATCH_HEADER_BYTES as u64)
+                .min(committed - pos)
+                .min(crate::limits::READ_BYTES_MAX as u64);
+            // The copying read's buffer: [pos, window_end).
+            let window_end = pos + want;
+            if want < BATCH_PREFIX_BYTES as u64 {
+                return Err(corrupt_on_disk(format!(
+                    "{} torn at {pos}",
+                    self.log_path.display()
+                )));
+            }
+            // Skip batches entirely before `offset`.
+            let mut at = pos;
+            let start = loop {
+                if window_end - at < BATCH_PREFIX_BYTES as u64 {
+                    break Walked::Exhausted(at);
+                }
+                let h = headers.at(self, at, committed)?;
+                if h.length < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32
+                    || at + h.total() > committed
+                {
+                    return Err(corrupt(at));
+                }
+                if h.last_offset() >= offset {
+                    break Walked::Found(at, h);
+                }
+                if window_end - at < h.total() {
+                    break Walked::Restart(at + h.total());
+                }
+                at += h.total();
+            };
+            let (s, first) = match start {
+                Walked::Found(s, h) => (s, h),
+                Walked::Restart(p) => {
+                    pos = p;
+                    continue;
+                }
+                Walked::Exhausted(p) => {
+                    pos = p;
+                    if pos >= committed {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+            };
+            let located = |end: u64, last: i64| Located {
+                position: s,
+                len: end - s,
+                first_base: first.base_offset,
+                last_offset: last,
+            };
+            // Take whole batches from s, first jumping over the indexed stretch that passes
+            // every limit.
+            let limit = window_end.min(s.saturating_add(max_bytes as u64));
+            let mut e = self
+                .index
+                .lock()
+                .expect("index lock")
+                .jump(s, limit, max_offset_exclusive - self.base_offset)
+                .map_or(s, |p| p as u64);
+            let mut last = -1;
+            while window_end - e >= BATCH_PREFIX_BYTES as u64 {
+                let h = headers.at(self, e, committed)?;
+                if h.length < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32
+                    || e + h.total() > committed
+                {
+                    return Err(corrupt(e));
+                }
+                if h.base_offset >= max_offset_exclusive {
+                    break;
+                }
+                if e > s && e + h.total() - s > max_bytes as u64 {
+                    break;
+                }
+                if window_end - e < h.total() {
+                    if e == s {
+                        // The first batch is bigger than the window: exactly it.
+                        return Ok(Some(located(s + h.total(), h.last_offset())));
+                    }
+                    break;
+                }
+                last = h.last_offset();
+                e += h.total();
+            }
+            return Ok(Some(located(e, last)));
+        }
+    }
+
+    /// The segment file (the zero-copy fetch sends ranges of it).
+    pub(crate) fn file(&self) -> &File {
+        &self.log
+    }
+
     /// First record with timestamp >= `ts` in this segment: (offset, timestamp).
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         if self.max_timestamp().0 < ts {
@@ -908,4 +1033,75 @@ pub(crate) fn max_timestamp_offset(bytes: &[u8], h: &BatchHeader) -> i64 {
         Ok(true)
     });
     found
+}
+
+/// Bytes of a batch's header [`Segment::locate`] reads: base offset, length, partition leader
+/// epoch, magic, CRC, attributes, last offset delta.
+const BATCH_PREFIX_BYTES: usize = 27;
+
+/// Bytes read per `pread` by [`HeaderCursor`]: the next headers of small batches come with
+/// the first; large batches cost one small read each.
+const HEADER_READ_BYTES: usize = 1024;
+
+/// What [`Segment::locate`] found: batches at `[position, position + len)` of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Located {
+    pub(crate) position: u64,
+    pub(crate) len: u64,
+    /// The base offset of the first batch (taken or not).
+    pub(crate) first_base: i64,
+    /// The last offset of the last batch taken; -1 when none is.
+    pub(crate) last_offset: i64,
+}
+
+enum Walked {
+    Found(u64, Prefix),
+    Restart(u64),
+    Exhausted(u64),
+}
+
+/// The fields of a batch header the walk needs.
+#[derive(Clone, Copy)]
+struct Prefix {
+    base_offset: i64,
+    length: i32,
+    last_offset_delta: i32,
+}
+
+impl Prefix {
+    fn total(&self) -> u64 {
+        LOG_OVERHEAD_BYTES as u64 + self.length.max(0) as u64
+    }
+    fn last_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
+    }
+}
+
+/// Reads batch headers through a small buffer: `HEADER_READ_BYTES` from a header's position
+/// (never past the committed end), reused while the next header lies inside it.
+#[derive(Default)]
+struct HeaderCursor {
+    buf: Vec<u8>,
+    at: u64,
+}
+
+impl HeaderCursor {
+    /// The header at `pos` (the caller checked `pos + BATCH_PREFIX_BYTES <= committed`).
+    fn at(&mut self, seg: &Segment, pos: u64, committed: u64) -> Result<Prefix, LogError> {
+        let inside =
+            pos >= self.at && pos + BATCH_PREFIX_BYTES as u64 <= self.at + self.buf.len() as u64;
+        if !inside {
+            let n = (committed - pos).min(HEADER_READ_BYTES as u64) as usize;
+            self.buf.resize(n, 0);
+            seg.read_exact_at(&mut self.buf, pos)?;
+            self.at = pos;
+        }
+        let b = &self.buf[(pos - self.at) as usize..];
+        Ok(Prefix {
+            base_offset: be_i64(b, 0),
+            length: be_i32(b, batch::LENGTH_AT),
+            last_offset_delta: be_i32(b, batch::LAST_OFFSET_DELTA_AT),
+        })
+    }
 }

@@ -244,3 +244,21 @@ pub fn committed(log: &crate::PartitionLog) -> &crate::PartitionLog {
     log.set_high_watermark(log.log_end_offset());
     log
 }
+
+/// A small deterministic generator (xorshift64*) for fuzz-style tests: a case is reproduced
+/// from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform enough in [0, n) (0 when n is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}

@@ -27,6 +27,13 @@
 //! caught-up time, ISR expansion, high watermark). A replica fetch parks on appends. A fetch
 //! naming a broker that is not a replica of the partition, or with a stale broker epoch, is
 //! served exactly as a consumer's and never counted.
+//! Zero-copy: on a connection that sends from files ([`zero_copy::ZERO_COPY_MIN_BYTES`] set: a
+//! plaintext socket on Linux) a partition's batches are located, not read
+//! (`PartitionLog::read_file`: the same batches, limits and errors as `read`), and those of at
+//! least `limits::ZERO_COPY_MIN_BYTES` are answered as a file slice that the connection sends
+//! with `sendfile`; the response is otherwise the same, byte for byte (no fetch version needs
+//! a transformation of the stored batches: down-conversion to magic 0/1 is not served, as
+//! Fetch below v4 is not). The consumer record count of a slice comes from its offsets.
 //! Fetch sessions (KIP-227) are declined: we always answer session_id 0, so clients send full
 //! fetch requests; a request naming a session gets FETCH_SESSION_ID_NOT_FOUND.
 //!
@@ -58,6 +65,8 @@ use crate::leadership::{self, LeaderAndEpoch};
 use crate::limits;
 use crate::partitions::Partition;
 use crate::replication::leader::FollowerFetch;
+use crate::zero_copy;
+use josefine_log::FileSlice;
 use josefine_meta::acl::{Operation, ResourceType};
 
 /// Why a partition is not read: its error code and, where the response reports it, the leader
@@ -142,16 +151,63 @@ fn error_partition(index: i32, (error, current_leader): Unread) -> PartitionData
     }
 }
 
-/// One pass over all partitions. Returns the topic responses and the record bytes gathered.
+/// A partition's records while the response is built: bytes read into memory, or a slice of
+/// a segment file that the connection sends from the file.
+enum Records {
+    Memory(Bytes),
+    File(FileSlice),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Memory(b) => b.len(),
+            Records::File(f) => f.len(),
+        }
+    }
+}
+
+/// Reads a partition's batches: located as a file slice when the connection sends from
+/// files (`zero_copy`: the smallest slice worth it; smaller ones are read into memory),
+/// otherwise read into memory. Returns the records and the log start offset.
+fn read_records(
+    log: &josefine_log::PartitionLog,
+    fetch_offset: i64,
+    max_bytes: usize,
+    read_until: i64,
+    zero_copy: Option<usize>,
+) -> Result<(Records, i64), josefine_log::LogError> {
+    if let Some(min) = zero_copy {
+        let r = log.read_file(fetch_offset, max_bytes, read_until)?;
+        match r.slice {
+            None => return Ok((Records::Memory(Bytes::new()), r.log_start_offset)),
+            Some(s) if s.len() >= min => return Ok((Records::File(s), r.log_start_offset)),
+            Some(s) => {
+                if let Ok(b) = s.read() {
+                    return Ok((Records::Memory(b), r.log_start_offset));
+                }
+                // A truncation raced with it: the copying read below retries.
+            }
+        }
+    }
+    let r = log.read(fetch_offset, max_bytes, read_until)?;
+    Ok((Records::Memory(r.records), r.log_start_offset))
+}
+
+/// One pass over all partitions: the topic responses, the file slices answering some of
+/// their partitions (whose `records` are empty placeholders here), the record bytes gathered
+/// and whether any partition failed.
 /// `first_pass`: replica fetch offsets are handed to the leader states (once per request).
 fn read_all(
     topics: &[TopicTargets],
     response_max_bytes: usize,
     read_committed: bool,
     first_pass: bool,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    zero_copy: Option<usize>,
+) -> ReadPass {
     let mut total = 0usize;
     let mut any_error = false;
+    let mut slices = Vec::new();
     let mut out = Vec::with_capacity(topics.len());
     for t in topics {
         let mut partitions = Vec::with_capacity(t.targets.len());
@@ -233,17 +289,28 @@ fn read_all(
                 );
                 continue;
             }
-            match log.read(target.fetch_offset, limit.max(1), read_until) {
-                Ok(r) => {
+            let read = read_records(
+                log,
+                target.fetch_offset,
+                limit.max(1),
+                read_until,
+                zero_copy,
+            );
+            match read {
+                Ok((records, log_start_offset)) => {
                     // Only the first partition with data may go over the limits.
-                    let records = if total > 0 && r.records.len() > limit {
-                        Bytes::new()
+                    let records = if total > 0 && records.len() > limit {
+                        Records::Memory(Bytes::new())
                     } else {
-                        r.records
+                        records
                     };
                     total += records.len();
+                    let last_offset = match &records {
+                        Records::Memory(b) => josefine_log::batch::last_offset_of(b),
+                        Records::File(f) => f.last_offset(),
+                    };
                     let aborted = if read_committed && target.replica.is_none() {
-                        match aborted_in(log, target.fetch_offset, &records) {
+                        match aborted_in(log, target.fetch_offset, last_offset) {
                             Ok(aborted) => Some(aborted),
                             Err(e) => {
                                 any_error = true;
@@ -260,11 +327,22 @@ fn read_all(
                     } else {
                         base.aborted_transactions.clone()
                     };
+                    let records = match records {
+                        Records::Memory(b) => b,
+                        Records::File(file) => {
+                            slices.push(zero_copy::Slice {
+                                topic: out.len(),
+                                partition: partitions.len(),
+                                file,
+                            });
+                            Bytes::new()
+                        }
+                    };
                     partitions.push(
                         base.with_error_code(code::NONE)
                             .with_high_watermark(high_watermark)
                             .with_last_stable_offset(last_stable)
-                            .with_log_start_offset(r.log_start_offset)
+                            .with_log_start_offset(log_start_offset)
                             .with_aborted_transactions(aborted)
                             .with_records(Some(records)),
                     );
@@ -293,18 +371,31 @@ fn read_all(
                 .with_partitions(partitions),
         );
     }
-    (out, total, any_error)
+    ReadPass {
+        responses: out,
+        slices,
+        total,
+        any_error,
+    }
 }
 
-/// The aborted transactions overlapping the batches in `records`, read from `fetch_offset`:
-/// [fetch_offset, the offset after the last batch), as Kafka bounds its search by the fetched
-/// data. None read: none reported.
+/// What one pass over the partitions gathered (see [`read_all`]).
+struct ReadPass {
+    responses: Vec<FetchableTopicResponse>,
+    slices: Vec<zero_copy::Slice>,
+    total: usize,
+    any_error: bool,
+}
+
+/// The aborted transactions overlapping the batches read from `fetch_offset` up to
+/// `last_offset` (the last batch's): [fetch_offset, last_offset + 1), as Kafka bounds its
+/// search by the fetched data. None read: none reported.
 fn aborted_in(
     log: &josefine_log::PartitionLog,
     fetch_offset: i64,
-    records: &Bytes,
+    last_offset: Option<i64>,
 ) -> Result<Vec<AbortedTransaction>, josefine_log::LogError> {
-    let Some(last) = josefine_log::batch::last_offset_of(records) else {
+    let Some(last) = last_offset else {
         return Ok(Vec::new());
     };
     Ok(log
@@ -319,15 +410,33 @@ fn aborted_in(
 }
 
 /// Counts the record batches a consumer (not a follower) is sent, per partition: `responses`
-/// holds one entry per topic with targets and one partition per target, in request order.
-fn count_consumer_reads(topics: &[TopicTargets], responses: &[FetchableTopicResponse]) {
-    let topics = topics.iter().filter(|t| !t.targets.is_empty());
-    for (t, r) in topics.zip(responses) {
+/// holds one entry per topic with targets and one partition per target, in request order;
+/// `slices` answer some of them from files (counted by bytes and offsets: see
+/// [`FileSlice::records_by_offsets`]).
+fn count_consumer_reads(
+    topics: &[TopicTargets],
+    responses: &[FetchableTopicResponse],
+    slices: &[zero_copy::Slice],
+) {
+    let topics: Vec<&TopicTargets> = topics.iter().filter(|t| !t.targets.is_empty()).collect();
+    for (t, r) in topics.iter().zip(responses) {
         for (target, data) in t.targets.iter().zip(&r.partitions) {
             if let (Ok(p), None, Some(records)) = (&target.partition, target.replica, &data.records)
             {
                 p.metrics.fetched(records);
             }
+        }
+    }
+    for s in slices {
+        let target = topics.get(s.topic).and_then(|t| t.targets.get(s.partition));
+        if let Some(Target {
+            partition: Ok(p),
+            replica: None,
+            ..
+        }) = target
+        {
+            p.metrics
+                .fetched_counts(s.file.len() as u64, s.file.records_by_offsets());
         }
     }
 }
@@ -364,12 +473,35 @@ fn replica_check(
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> FetchResponse {
-    if request.session_id != 0 {
-        return FetchResponse::default()
-            .with_error_code(code::FETCH_SESSION_ID_NOT_FOUND)
-            .with_session_id(0);
+/// A fetch's answer: the response, and the file slices that answer some of its partitions
+/// (their `records` in `response` are empty placeholders; [`zero_copy::encode_fetch`] frames
+/// both). No slices unless the request is handled within [`zero_copy::ZERO_COPY_MIN_BYTES`].
+pub struct Fetched {
+    pub response: FetchResponse,
+    pub slices: Vec<zero_copy::Slice>,
+}
+
+impl Fetched {
+    /// The response with every slice read into its partition's `records`: what the copying
+    /// path answers (tests compare the two).
+    pub fn into_copied(mut self) -> std::io::Result<FetchResponse> {
+        for s in self.slices {
+            self.response.responses[s.topic].partitions[s.partition].records = Some(s.file.read()?);
+        }
+        Ok(self.response)
     }
+}
+
+pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -> Fetched {
+    if request.session_id != 0 {
+        return Fetched {
+            response: FetchResponse::default()
+                .with_error_code(code::FETCH_SESSION_ID_NOT_FOUND)
+                .with_session_id(0),
+            slices: Vec::new(),
+        };
+    }
+    let zero_copy = zero_copy::ZERO_COPY_MIN_BYTES.try_with(|m| *m).ok();
     let image = broker.metadata.image();
     let response_max_bytes = if request.max_bytes > 0 {
         (request.max_bytes as u32).min(broker.config.broker.fetch_max_bytes) as usize
@@ -500,29 +632,41 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: FetchRequest) -
     loop {
         wake.borrow_and_update();
         let t = topics.clone();
-        let (responses, total, any_error) = broker
-            .blocking(move || read_all(&t, response_max_bytes, read_committed, first_pass))
+        let pass = broker
+            .blocking(move || {
+                read_all(
+                    &t,
+                    response_max_bytes,
+                    read_committed,
+                    first_pass,
+                    zero_copy,
+                )
+            })
             .await;
         first_pass = false;
-        let done = total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline;
+        let done =
+            pass.total >= min_bytes || pass.any_error || tokio::time::Instant::now() >= deadline;
         if !done && parked.is_none() {
             parked = broker.fetch_waiters.try_acquire().ok();
         }
-        let respond = |responses: Vec<FetchableTopicResponse>| {
-            count_consumer_reads(&topics, &responses);
-            FetchResponse::default()
-                .with_error_code(code::NONE)
-                .with_session_id(0)
-                .with_responses(responses)
-                .with_node_endpoints(node_endpoints.clone())
+        let respond = |pass: ReadPass| {
+            count_consumer_reads(&topics, &pass.responses, &pass.slices);
+            Fetched {
+                response: FetchResponse::default()
+                    .with_error_code(code::NONE)
+                    .with_session_id(0)
+                    .with_responses(pass.responses)
+                    .with_node_endpoints(node_endpoints.clone()),
+                slices: pass.slices,
+            }
         };
         if done || parked.is_none() {
-            return respond(responses);
+            return respond(pass);
         }
         match tokio::time::timeout_at(deadline, wake.changed()).await {
             Ok(Ok(())) => continue,
             // Timed out (or the broker is going away): answer with what we have.
-            _ => return respond(responses),
+            _ => return respond(pass),
         }
     }
 }
@@ -615,26 +759,38 @@ mod tests {
 
         let replica = Some((me, epoch));
         // The registered replica, last fetched epoch = the current one: records, no divergence.
-        let (error, diverging, bytes) =
-            answer(handle(&broker, 17, fetch(topic_id, replica, leader_epoch, 0)).await);
+        let (error, diverging, bytes) = answer(
+            handle(&broker, 17, fetch(topic_id, replica, leader_epoch, 0))
+                .await
+                .response,
+        );
         assert_eq!((error, diverging), (code::NONE, (-1, -1)));
         assert!(bytes > 0);
         // Its epoch ends here at 3, before its fetch offset 5: diverging_epoch, no records.
-        let (error, diverging, bytes) =
-            answer(handle(&broker, 17, fetch(topic_id, replica, leader_epoch, 5)).await);
+        let (error, diverging, bytes) = answer(
+            handle(&broker, 17, fetch(topic_id, replica, leader_epoch, 5))
+                .await
+                .response,
+        );
         assert_eq!(
             (error, diverging, bytes),
             (code::NONE, (leader_epoch, 3), 0)
         );
         // An epoch this log never had (above its latest): OFFSET_OUT_OF_RANGE.
-        let (error, _, bytes) =
-            answer(handle(&broker, 17, fetch(topic_id, replica, leader_epoch + 5, 0)).await);
+        let (error, _, bytes) = answer(
+            handle(&broker, 17, fetch(topic_id, replica, leader_epoch + 5, 0))
+                .await
+                .response,
+        );
         assert_eq!((error, bytes), (code::OFFSET_OUT_OF_RANGE, 0));
         // A stale broker epoch, an unknown replica, a consumer: served as consumer fetches,
         // whatever their last fetched epoch.
         for other in [Some((me, epoch - 1)), Some((me + 40, 0)), None] {
-            let (error, diverging, bytes) =
-                answer(handle(&broker, 17, fetch(topic_id, other, leader_epoch + 5, 0)).await);
+            let (error, diverging, bytes) = answer(
+                handle(&broker, 17, fetch(topic_id, other, leader_epoch + 5, 0))
+                    .await
+                    .response,
+            );
             assert_eq!((error, diverging), (code::NONE, (-1, -1)), "{other:?}");
             assert!(bytes > 0, "{other:?}");
         }
