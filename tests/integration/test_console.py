@@ -124,6 +124,21 @@ def test_cluster_and_brokers(console):
     assert configs["log.segment.bytes"]["source"] == "DEFAULT_CONFIG"
 
 
+def test_chain_of_a_single_voter(console):
+    before = console.get("chain")
+    assert (before["role"], before["leader"], before["voter_ids"]) == ("Leader", 1, [1])
+    assert before["commit"]["height"] >= 1 and before["commit"] == before["head"]
+    assert before["voters"] == [{"id": 1, "matched": before["head"], "lag_blocks": 0}]
+    assert before["uncommitted"] == [] and before["dead_branches"] == []
+    assert before["dead_blocks_collected"] == 0 and before["dead_branches_kept"] == 50
+    clients.create_topic(console.bootstrap, "chained", partitions=1)
+    after = console.get("chain")
+    # CreateTopics is one committed block (a sole voter commits what it persists).
+    assert after["commit"]["height"] >= before["commit"]["height"] + 1
+    assert after["term"] == before["term"]
+    assert console.get("cluster")["chain"]["commit_height"] >= after["commit"]["height"]
+
+
 def test_topics_and_partitions(console):
     topic = "browse"
     clients.create_topic(console.bootstrap, topic, partitions=3, config={"retention.ms": "3600000"})

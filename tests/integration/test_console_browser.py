@@ -157,6 +157,10 @@ def test_console_in_a_browser(console_factory, browser):  # noqa: F811 (the fixt
     # Overview and brokers render from the API and /metrics.
     ui.open("/", ".cards")
     ui.page.wait_for_selector(".chart svg")
+    ui.open("/chain", ".cards")
+    assert ui.page.locator("#single-voter").is_visible()
+    assert ui.page.locator("#no-dead-branches").is_visible()
+    ui.shot("chain")
     ui.open("/brokers", "table")
     assert f"127.0.0.1:{broker.port}" in ui.page.locator("table").first.inner_text()
     ui.shot("brokers")

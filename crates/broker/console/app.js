@@ -1,6 +1,6 @@
 // @ts-check
 /** The console's entry point: hash routes (#/, #/brokers, #/topics/NAME, #/messages/NAME,
- * #/groups/ID) to pages; each page renders into <main> and returns a function that stops its
+ * #/groups/ID, #/chain) to pages; each page renders into <main> and returns a function that stops its
  * timers when the route changes. */
 
 import { get } from "./api.js";
@@ -10,6 +10,7 @@ import { brokers } from "./brokers.js";
 import { topics, topic } from "./topics.js";
 import { messages } from "./messages.js";
 import { groups, group } from "./groups.js";
+import { chain } from "./chain.js";
 
 /** @typedef {{ readWrite: boolean }} Context */
 /** @typedef {(main: HTMLElement, ctx: Context, arg: string) => (void | (() => void))} Page */
@@ -23,6 +24,7 @@ const ROUTES = [
   [/^\/messages(?:\/(.*))?$/, "messages", messages],
   [/^\/groups$/, "groups", groups],
   [/^\/groups\/(.+)$/, "groups", group],
+  [/^\/chain$/, "chain", chain],
 ];
 
 /** @type {(() => void) | void} */

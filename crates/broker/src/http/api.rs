@@ -122,7 +122,9 @@ pub fn is_mutation(method: &Method) -> bool {
 /// The methods a path answers, for 405's `Allow` (None: no such path).
 fn allowed(segments: &[&str]) -> Option<&'static str> {
     Some(match segments {
-        ["cluster"] | ["brokers"] | ["groups"] | ["topics", _, "messages"] => "GET, HEAD",
+        ["cluster"] | ["chain"] | ["brokers"] | ["groups"] | ["topics", _, "messages"] => {
+            "GET, HEAD"
+        }
         ["topics"] => "GET, HEAD, POST",
         ["topics", _] | ["groups", _] => "GET, HEAD, DELETE",
         ["topics", _, "configs"] | ["brokers", _, "configs"] | ["groups", _, "reset"] => "POST",
@@ -178,6 +180,7 @@ pub async fn answer(
     }
     let result = match (method_name, segments.as_slice()) {
         ("GET", ["cluster"]) => Ok(cluster(broker, read_write)),
+        ("GET", ["chain"]) => Ok(Answer::ok(super::chain::chain(broker))),
         ("GET", ["brokers"]) => brokers(broker).await,
         ("GET", ["topics"]) => Ok(topics(broker)),
         ("GET", ["topics", name]) => topic(broker, name).await,
@@ -1079,6 +1082,7 @@ mod tests {
     fn routes_and_their_methods() {
         assert_eq!(allowed(&["topics"]), Some("GET, HEAD, POST"));
         assert_eq!(allowed(&["topics", "t", "messages"]), Some("GET, HEAD"));
+        assert_eq!(allowed(&["chain"]), Some("GET, HEAD"));
         assert_eq!(allowed(&["nope"]), None);
         assert!(is_mutation(&Method::POST) && is_mutation(&Method::DELETE));
         assert!(!is_mutation(&Method::GET));

@@ -46,6 +46,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("topics.js", JS),
     asset!("messages.js", JS),
     asset!("groups.js", JS),
+    asset!("chain.js", JS),
 ];
 
 /// Files in `console/` that are not served: the type-check tooling (TypeScript pinned by the

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod chain;
 pub mod health;
 pub mod kafka;
 pub mod messages;

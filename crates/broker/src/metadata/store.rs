@@ -243,6 +243,12 @@ impl MetadataStore {
         self.chain.watch_progress()
     }
 
+    /// The chain's uncommitted tree and the dead branches lately collected (the console's
+    /// chain page).
+    pub fn watch_chain_tree(&self) -> watch::Receiver<Arc<raft::ChainTree>> {
+        self.chain.watch_tree()
+    }
+
     /// If this node leads the chain, hands leadership to the most caught-up other voter and
     /// waits (at most `timeout`) until another node leads: a leaving leader's controlled
     /// shutdown, so the chain does not wait out an election timeout. False if it did not.

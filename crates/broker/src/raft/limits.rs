@@ -103,3 +103,7 @@ pub const STATUS_DOCUMENT_BYTES_MAX: usize = 64 << 20;
 
 /// Connecting, rendering and transferring one status document.
 pub const STATUS_IO_TIMEOUT_MS: u64 = 10_000;
+
+/// Dead branches the runtime remembers for status pages (the console's chain page shows
+/// them): enough to see a flapping leadership's history, bounded however long it flaps.
+pub const DEAD_BRANCHES_KEPT: usize = 50;

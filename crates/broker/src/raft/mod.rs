@@ -120,6 +120,37 @@ pub fn apply_channel() -> (mpsc::Sender<Applied>, mpsc::Receiver<Applied>) {
     mpsc::channel(COMMITTED_QUEUE_MAX)
 }
 
+/// The dead branches among the ids a Ready reclaims, each block joining its parent's branch.
+/// A Ready's `dead` also lists committed blocks a compaction dropped; those were never above
+/// the commit point when the tree was last published, so only ids found in `published` (the
+/// uncommitted blocks last published) count. A block received and killed between two
+/// publications is therefore not listed (the collected-blocks counter still counts it).
+fn dead_branches(dead: &[BlockId], published: &[Block], at_ms: u64) -> Vec<DeadBranch> {
+    let mut blocks: Vec<&Block> = published.iter().filter(|b| dead.contains(&b.id)).collect();
+    blocks.sort_by_key(|b| b.id);
+    let mut branch_of: HashMap<BlockId, usize> = HashMap::new();
+    let mut out: Vec<DeadBranch> = Vec::new();
+    for block in blocks {
+        let joined = branch_of.get(&block.parent).copied();
+        let i = joined.unwrap_or_else(|| {
+            out.push(DeadBranch {
+                collected_at_ms: at_ms,
+                blocks: Vec::new(),
+            });
+            out.len() - 1
+        });
+        branch_of.insert(block.id, i);
+        out[i].blocks.push(block.clone());
+    }
+    out
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A snapshot of the server's consensus state, for status pages and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainStatus {
@@ -138,6 +169,27 @@ pub struct VoterProgress {
     pub id: NodeId,
     /// Highest block the voter confirmed durable in the leader's term; None: nothing yet.
     pub matched: Option<BlockId>,
+}
+
+/// The blocks above the commit point and the dead branches lately collected, for the console's
+/// chain page. Published (on a watch) only when the uncommitted blocks or the collections change.
+#[derive(Clone, Debug, Default)]
+pub struct ChainTree {
+    pub commit: BlockId,
+    /// Every block above `commit` the core holds, forks included, in the tree's order (by
+    /// height). Clones share the payload bytes with the core's tree.
+    pub uncommitted: Vec<Block>,
+    /// The last `DEAD_BRANCHES_KEPT` collections, oldest first.
+    pub dead_branches: VecDeque<DeadBranch>,
+}
+
+/// Dead-branch blocks collected together: a fork that lost to the committed chain.
+#[derive(Clone, Debug)]
+pub struct DeadBranch {
+    /// Wall-clock time of the collection (Unix ms).
+    pub collected_at_ms: u64,
+    /// Lowest first.
+    pub blocks: Vec<Block>,
 }
 
 /// Why a proposal did not commit. `NotLeader`, `Busy` are safe to retry elsewhere or later;
@@ -178,6 +230,7 @@ pub struct ChainHandle {
     requests: mpsc::Sender<Request>,
     status: watch::Receiver<ChainStatus>,
     progress: watch::Receiver<Arc<[VoterProgress]>>,
+    tree: watch::Receiver<Arc<ChainTree>>,
     local_addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -227,6 +280,11 @@ impl ChainHandle {
     /// The address the raft listener is bound to (differs from the configured one for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The uncommitted tree and the dead branches lately collected (for status pages).
+    pub fn watch_tree(&self) -> watch::Receiver<Arc<ChainTree>> {
+        self.tree.clone()
     }
 
     /// A receiver that sees every status change.
@@ -290,6 +348,7 @@ pub async fn run_chain(
     ));
     let (status_tx, status_rx) = watch::channel(status_of(&node));
     let (progress_tx, progress_rx) = watch::channel(Arc::from([]));
+    let (tree_tx, tree_rx) = watch::channel(Arc::new(ChainTree::default()));
     let lp = Loop {
         node,
         store: Some(store),
@@ -299,6 +358,7 @@ pub async fn run_chain(
         backlog,
         status: status_tx,
         progress: progress_tx,
+        tree: tree_tx,
         waiting: HashMap::new(),
         frames_dropped: 0,
     };
@@ -312,6 +372,7 @@ pub async fn run_chain(
         requests: prop_tx,
         status: status_rx,
         progress: progress_rx,
+        tree: tree_rx,
         local_addr,
         task,
     })
@@ -327,17 +388,19 @@ async fn reserve(
     }
 }
 
+/// The blocks above the commit point, in the tree's order (by height).
+fn uncommitted_blocks(node: &Node) -> impl Iterator<Item = &Block> {
+    let commit = node.commit().height;
+    node.tree().blocks().filter(move |b| b.id.height > commit)
+}
+
 /// Heights above the commit point holding more than one block (`chain_forks`). The tree
 /// iterates by height, so equal heights are adjacent.
 fn uncommitted_forks(node: &Node) -> u64 {
-    let commit = node.commit().height;
     let mut forks = 0;
     let mut last: Option<(u64, bool)> = None;
-    for b in node.tree().blocks() {
+    for b in uncommitted_blocks(node) {
         let h = b.id.height;
-        if h <= commit {
-            continue;
-        }
         match last {
             Some((lh, counted)) if lh == h => {
                 if !counted {
@@ -376,6 +439,7 @@ struct Loop {
     backlog: VecDeque<Applied>,
     status: watch::Sender<ChainStatus>,
     progress: watch::Sender<Arc<[VoterProgress]>>,
+    tree: watch::Sender<Arc<ChainTree>>,
     waiting: HashMap<ProposalId, ProposalReply>,
     frames_dropped: u64,
 }
@@ -524,6 +588,19 @@ impl Loop {
                         total = self.node.collected_total(),
                         "chain: dead-branch blocks collected"
                     );
+                    let branches =
+                        dead_branches(&ready.dead, &self.tree.borrow().uncommitted, unix_ms());
+                    self.tree.send_if_modified(|t| {
+                        if branches.is_empty() {
+                            return false;
+                        }
+                        let t = Arc::make_mut(t);
+                        t.dead_branches.extend(branches);
+                        while t.dead_branches.len() > DEAD_BRANCHES_KEPT {
+                            t.dead_branches.pop_front();
+                        }
+                        true
+                    });
                 }
                 let mut store = self.store.take().expect("store present");
                 let (store, res) = tokio::task::spawn_blocking(move || {
@@ -550,6 +627,19 @@ impl Loop {
             }
         });
         let node = &self.node;
+        self.tree.send_if_modified(|t| {
+            let same = t.commit == node.commit()
+                && t.uncommitted
+                    .iter()
+                    .map(|b| b.id)
+                    .eq(uncommitted_blocks(node).map(|b| b.id));
+            if !same {
+                let t = Arc::make_mut(t);
+                t.commit = node.commit();
+                t.uncommitted = uncommitted_blocks(node).cloned().collect();
+            }
+            !same
+        });
         let progress = || {
             node.voter_progress()
                 .map(|(id, matched)| VoterProgress { id, matched })
@@ -562,5 +652,40 @@ impl Loop {
             changed
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+
+    fn block(term: u64, height: u64, parent: BlockId) -> Block {
+        Block {
+            id: BlockId::new(term, height),
+            parent,
+            kind: josefine_chain::BlockKind::Data,
+            payload: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn dead_blocks_group_into_branches_by_parent() {
+        let root = BlockId::new(1, 4);
+        let a5 = block(2, 5, root);
+        let a6 = block(2, 6, a5.id);
+        let b5 = block(3, 5, root);
+        let published = vec![a5.clone(), b5.clone(), a6.clone()];
+        // A compacted committed block (never published above the commit point) is no branch.
+        let compacted = BlockId::new(1, 3);
+        let got = dead_branches(&[a6.id, compacted, b5.id, a5.id], &published, 42);
+        let ids: Vec<Vec<BlockId>> = got
+            .iter()
+            .map(|d| d.blocks.iter().map(|b| b.id).collect())
+            .collect();
+        // a5 <- a6 is one branch; b5 another.
+        assert_eq!(ids, vec![vec![a5.id, a6.id], vec![b5.id]]);
+        assert!(got.iter().all(|d| d.collected_at_ms == 42));
+        assert_eq!(got[0].blocks[1], a6);
+        assert!(dead_branches(&[compacted], &published, 42).is_empty());
     }
 }
