@@ -209,6 +209,28 @@ def test_read_only_refuses_mutations(console_factory):
     assert "nope" not in clients.admin(b.bootstrap).list_topics(timeout=30).topics
 
 
+def test_actions_are_authorized_as_anonymous(console_factory):
+    """docs/console.md: under an authorizer the console's Kafka requests run as User:ANONYMOUS."""
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    b = console_factory(authorizer_class_name="org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                        allow_everyone_if_no_acl_found="true")
+    admin = clients.admin(b.bootstrap)
+    # CreateTopics needs CREATE on the cluster or on the topic: both denied to User:ANONYMOUS
+    # for "denied"; "allowed" has no ACL, so allow.everyone.if.no.acl.found lets it through.
+    denies = [AclBinding(kind, name, ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
+                         AclOperation.CREATE, AclPermissionType.DENY)
+              for kind, name in [(ResourceType.BROKER, "kafka-cluster"), (ResourceType.TOPIC, "denied")]]
+    for f in admin.create_acls(denies).values():
+        f.result(timeout=30)
+    status, body = b.api("POST", "topics", {"name": "denied", "partitions": 1})
+    assert (status, body["error"]) == (403, "TOPIC_AUTHORIZATION_FAILED"), body
+    status, body = b.api("POST", "topics", {"name": "allowed", "partitions": 1})
+    assert status == 201, body
+    assert sorted(t["name"] for t in b.get("topics")["topics"]
+                  if t["name"] in ("allowed", "denied")) == ["allowed"]
+
+
 def test_console_off_serves_no_api(console_factory):
     b = console_factory(console="off")
     status, _ = b.api("GET", "cluster")

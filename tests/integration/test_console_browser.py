@@ -177,13 +177,22 @@ def test_console_in_a_browser(console_factory, browser):  # noqa: F811 (the fixt
     ui.check()
     assert f'topic "{topic}" with {PARTITIONS} partitions' in kcat_list(bs, topic)
 
-    # 1,000 keyed JSON records, record i at partition i % 3, offset i // 3.
+    # 1,000 keyed JSON records, record i at partition i % 3, offset i // 3, produced while the
+    # topics page shows per-topic rates (from two /metrics polls): 0 before, more during.
+    ui.open("/topics", "table")
+    # (A function, not an expression: the console's CSP forbids eval.)
+    records_in_rate = "([topic, want]) => { const r = [...document.querySelectorAll('#main tbody tr')]" \
+        ".find((tr) => tr.cells[0].textContent === topic); const v = r && r.cells[9].textContent;" \
+        " return want === 'zero' ? v === '0' : Number((v || '0').replace(/,/g, '')) > 0; }"
+    ui.page.wait_for_function(records_in_rate, arg=[topic, "zero"])
     p = Producer({"bootstrap.servers": bs, "linger.ms": 5})
     for i in range(RECORDS):
         p.produce(topic, key=f"k{i}", value=json.dumps({"i": i, "item": f"sku-{i}"}),
                   partition=i % PARTITIONS, timestamp=BASE_TS_MS + i * 1000)
         p.poll(0)
     assert p.flush(60) == 0
+    ui.page.wait_for_function(records_in_rate, arg=[topic, "more"])
+    ui.check()
     ui.open("/topics", "table")
     listed = ui.rows(ui.page.locator("table"))
     assert [r for r in listed if r[0] == topic][0][5] == f"{RECORDS:,}"

@@ -41,6 +41,23 @@ export function total(m, name) {
 }
 
 /**
+ * The sum of a family's samples per value of one label (`topic` -> total).
+ * @param {Map<string, Sample[]>} m
+ * @param {string} name
+ * @param {string} label
+ * @returns {Map<string, number>}
+ */
+export function byLabel(m, name, label) {
+  /** @type {Map<string, number>} */
+  const out = new Map();
+  for (const s of m.get(name) ?? []) {
+    const key = s.labels[label];
+    if (key !== undefined) out.set(key, (out.get(key) ?? 0) + s.value);
+  }
+  return out;
+}
+
+/**
  * Cumulative request-latency buckets per API (versions summed): api -> [[le, count]...].
  * @param {Map<string, Sample[]>} m
  * @returns {Map<string, [number, number][]>}

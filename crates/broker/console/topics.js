@@ -2,8 +2,44 @@
 /** Topics: the list (create in read-write), one topic's partitions and configs (edit, delete
  * after typing its name). Every action is a Kafka request on the broker's side. */
 
-import { get, post, del, enc } from "./api.js";
+import { get, post, del, enc, metricsText } from "./api.js";
 import { h, table, bytes, num, field, showError } from "./dom.js";
+import { parse, byLabel } from "./metrics.js";
+
+/** Rates are the difference of two /metrics scrapes this far apart. */
+const RATE_POLL_MS = 2000;
+const RATE_FAMILIES = {
+  bytesIn: "josefine_topic_bytes_in_total",
+  bytesOut: "josefine_topic_bytes_out_total",
+  recordsIn: "josefine_topic_records_in_total",
+};
+
+/** @typedef {{ t: number, bytesIn: Map<string, number>, bytesOut: Map<string, number>, recordsIn: Map<string, number> }} TopicCounters */
+
+/** @param {string} text @returns {TopicCounters} */
+function topicCounters(text) {
+  const m = parse(text);
+  return {
+    t: Date.now(),
+    bytesIn: byLabel(m, RATE_FAMILIES.bytesIn, "topic"),
+    bytesOut: byLabel(m, RATE_FAMILIES.bytesOut, "topic"),
+    recordsIn: byLabel(m, RATE_FAMILIES.recordsIn, "topic"),
+  };
+}
+
+/**
+ * Per-second rate of one topic's counter between two scrapes ("–" before the second).
+ * @param {TopicCounters | null} a
+ * @param {TopicCounters | null} b
+ * @param {"bytesIn" | "bytesOut" | "recordsIn"} k
+ * @param {string} topic
+ * @param {(v: number) => string} format
+ */
+function rate(a, b, k, topic, format) {
+  if (!a || !b || b.t <= a.t) return "–";
+  const v = ((b[k].get(topic) ?? 0) - (a[k].get(topic) ?? 0)) / ((b.t - a.t) / 1000);
+  return format(Math.max(0, v));
+}
 
 /**
  * @param {HTMLElement} main
@@ -30,17 +66,42 @@ export function topics(main, ctx) {
   }
   const list = h("div", {}, "Loading…");
   main.append(list);
-  get("topics").then((r) => {
+  /** @type {any[] | null} */
+  let shown = null;
+  /** @type {TopicCounters | null} */
+  let prev = null;
+  /** @type {TopicCounters | null} */
+  let last = null;
+  let stopped = false;
+  const draw = () => {
+    if (!shown) return;
     list.replaceChildren(table(
-      ["Name", "#Partitions", "#RF", "#Under-replicated", "#Offline", "#Records", "#Size"],
-      r.topics.map((/** @type {any} */ t) => [
+      ["Name", "#Partitions", "#RF", "#Under-replicated", "#Offline", "#Records", "#Size",
+        "#Bytes in/s", "#Bytes out/s", "#Records in/s"],
+      shown.map((/** @type {any} */ t) => [
         h("a", { href: `#/topics/${enc(t.name)}` }, t.name, t.internal ? " (internal)" : ""),
         t.partitions, t.replication_factor,
         h("span", { class: t.under_replicated ? "bad" : undefined }, t.under_replicated),
         h("span", { class: t.offline ? "bad" : undefined }, t.offline),
         num(t.records), bytes(t.size_bytes),
+        rate(prev, last, "bytesIn", t.name, (v) => `${bytes(v)}/s`),
+        rate(prev, last, "bytesOut", t.name, (v) => `${bytes(v)}/s`),
+        rate(prev, last, "recordsIn", t.name, (v) => num(Math.round(v))),
       ])));
+  };
+  const poll = () => metricsText().then((text) => {
+    if (stopped) return;
+    prev = last;
+    last = topicCounters(text);
+    draw();
   }, showError);
+  get("topics").then((r) => {
+    shown = r.topics;
+    draw();
+    poll();
+  }, showError);
+  const timer = setInterval(poll, RATE_POLL_MS);
+  return () => { stopped = true; clearInterval(timer); };
 }
 
 /**
