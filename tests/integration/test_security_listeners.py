@@ -21,9 +21,9 @@ from test_josefine_cli import _wait_api_versions
 pytestmark = pytest.mark.skipif(BROKER_KIND != "josefine", reason="josefine's command line")
 
 
-def _start(tmp_path, sets):
+def _start(tmp_path, sets, extra=()):
     args = [str(josefine_bin()), "--data-dir", str(tmp_path / "data"),
-            "--raft-listen", f"127.0.0.1:{free_port()}", "--http-listen", "off"]
+            "--raft-listen", f"127.0.0.1:{free_port()}", "--http-listen", "off", *extra]
     for kv in sets:
         args += ["--set", kv]
     log = open(tmp_path / "broker.log", "wb")

@@ -74,6 +74,11 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeAcls, 1, 3),
     api(ApiKey::CreateAcls, 1, 3),
     api(ApiKey::DeleteAcls, 1, 3),
+    // SCRAM credentials (issue 15): AlterScramCredentials chain commands.
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
+    // No quotas: every filter matches nothing (kafka-configs --describe --entity-type users).
+    api(ApiKey::DescribeClientQuotas, 0, 1),
     // Transactions (issue 16): the coordinator in crates/txn, driven by broker/src/txn.rs.
     api(ApiKey::AddPartitionsToTxn, 0, 5),
     api(ApiKey::AddOffsetsToTxn, 0, 4),

@@ -134,6 +134,11 @@ pub struct ServeArgs {
     ///   listener.name.<name>.<setting>: a per-listener value of a listener setting
     #[arg(long = "set", value_name = "KEY=VALUE", verbatim_doc_comment)]
     pub set: Vec<String>,
+    /// A SCRAM credential stored at start if that user has none for that mechanism yet, in
+    /// the syntax of `kafka-storage format --add-scram` (repeatable), e.g.
+    /// 'SCRAM-SHA-512=[name=admin,password=admin-secret]' (also iterations=, salt=).
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=...,password=...]")]
+    pub add_scram: Vec<String>,
 }
 
 /// `josefine`: a Kafka-compatible broker. Running it without a subcommand means `josefine serve`.
@@ -1169,6 +1174,8 @@ pub struct Config {
     pub http_listen: HttpListen,
     /// What the web console and `/api/v1` may do.
     pub console: ConsoleMode,
+    /// `--add-scram` credentials, stored at start where missing.
+    pub scram_seeds: Vec<crate::security::credentials::ScramSeed>,
     pub log_format: LogFormat,
     /// The log filter (RUST_LOG syntax) from `--log`, `JOSEFINE_LOG` or the file, already
     /// checked to parse; None: RUST_LOG, else `info`.
@@ -1495,6 +1502,14 @@ impl Config {
         let console = parse_console(args.console.or(f.console), http_listen)?;
         let log_format = parse_log_format(args.log_format.or(f.log_format))?;
         let log_filter = check_log_filter(args.log.or(f.log))?;
+        let scram_seeds = args
+            .add_scram
+            .iter()
+            .map(|s| {
+                crate::security::credentials::parse_seed(s)
+                    .map_err(|reason| invalid("--add-scram", "(hidden)", reason))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let offsets_rf_given = sets.contains_key("offsets.topic.replication.factor");
         let txn_rf_given = sets.contains_key("transaction.state.log.replication.factor");
         let txn_min_isr_given = sets.contains_key("transaction.state.log.min.isr");
@@ -1540,6 +1555,7 @@ impl Config {
             security,
             http_listen,
             console,
+            scram_seeds,
             log_format,
             log_filter,
         })

@@ -32,7 +32,7 @@ use crate::codec::{decode_request, encode_response, Decoded, RequestBody, Respon
 use crate::dispatch::{self, Reply};
 use crate::limits;
 use crate::metrics::CloseReason;
-use crate::security::sasl::SaslServer;
+use crate::security::sasl::{Exchange, Outcome, SaslServer};
 use crate::security::{Caller, Principal};
 use crate::zero_copy::{write_chunks, ConnectionWriter, ZERO_COPY_MIN_BYTES};
 use kafka_protocol::messages::{ApiKey, SaslAuthenticateResponse, SaslHandshakeResponse};
@@ -334,10 +334,22 @@ async fn write_response<W: AsyncWrite + Unpin>(
     writer.write_all(&frame).await.map_err(|_| CloseReason::Io)
 }
 
+/// Writes a raw SASL token (after a v0 SaslHandshake): a 4-byte length, then the bytes.
+async fn write_raw_token<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    token: &[u8],
+) -> Result<(), CloseReason> {
+    let mut frame = Vec::with_capacity(4 + token.len());
+    frame.extend_from_slice(&(token.len() as u32).to_be_bytes());
+    frame.extend_from_slice(token);
+    writer.write_all(&frame).await.map_err(|_| CloseReason::Io)
+}
+
 /// Kafka's SASL flow on a SASL listener, before any other request: ApiVersions is answered,
 /// SaslHandshake (v0-1) picks an enabled mechanism (else UNSUPPORTED_SASL_MECHANISM with the
-/// enabled list, then close), then the token comes in a SaslAuthenticate (v1 handshake) or as a
-/// raw length-prefixed frame (v0). Anything else closes the connection. A failed
+/// enabled list, then close), then the tokens (one for PLAIN, two for SCRAM, each answered with
+/// the server's token) come in SaslAuthenticate requests (v1 handshake) or as raw
+/// length-prefixed frames (v0). Anything else closes the connection. A failed
 /// authentication is answered SASL_AUTHENTICATION_FAILED with Kafka's message and closed
 /// `FAILED_AUTHENTICATION_DELAY_MS` later. The whole exchange must end within
 /// `CONNECTION_SETUP_TIMEOUT_MS`. Returns the caller with its authenticated principal.
@@ -359,8 +371,8 @@ async fn authenticate<W: ConnectionWriter>(
         c.principal = Principal::user(user);
         Arc::new(c)
     };
-    // The chosen mechanism, and whether its token comes raw (SaslHandshake v0).
-    let mut chosen: Option<bool> = None;
+    // The chosen mechanism's exchange, and whether its tokens come raw (SaslHandshake v0).
+    let mut chosen: Option<(Exchange, bool)> = None;
     loop {
         let (frame, _) = match tokio::time::timeout_at(deadline, frames.recv()).await {
             Err(_) => {
@@ -370,18 +382,19 @@ async fn authenticate<W: ConnectionWriter>(
             Ok(None) => return Err(CloseReason::Client),
             Ok(Some(f)) => f,
         };
-        if chosen == Some(true) {
-            return match sasl.authenticate_plain(&frame) {
-                Ok(user) => {
-                    // An empty server token, length-prefixed.
-                    writer
-                        .write_all(&[0, 0, 0, 0])
-                        .await
-                        .map_err(|_| CloseReason::Io)?;
+        if let Some((exchange, true)) = chosen.as_mut() {
+            let image = broker.metadata.image();
+            return match exchange.step(sasl, &frame, &image.scram) {
+                Outcome::Continue(challenge) => {
+                    write_raw_token(writer, &challenge).await?;
+                    continue;
+                }
+                Outcome::Done { user, token } => {
+                    write_raw_token(writer, &token).await?;
                     Ok(authenticated(user))
                 }
-                Err(message) => {
-                    info!(?peer, listener = %caller.listener, "SASL/PLAIN authentication failed: {message}");
+                Outcome::Failed { reason, .. } => {
+                    info!(?peer, listener = %caller.listener, mechanism = ?exchange, "SASL authentication failed: {reason}");
                     tokio::time::sleep(delay).await;
                     Err(CloseReason::Protocol)
                 }
@@ -424,39 +437,51 @@ async fn authenticate<W: ConnectionWriter>(
                     .iter()
                     .map(|m| StrBytes::from_static_str(m.name()))
                     .collect();
-                let found = sasl.mechanism(r.mechanism.as_str()).is_some();
+                let found = sasl.mechanism(r.mechanism.as_str());
                 let response = SaslHandshakeResponse::default()
-                    .with_error_code(if found { 0 } else { UNSUPPORTED_SASL_MECHANISM })
+                    .with_error_code(if found.is_some() {
+                        0
+                    } else {
+                        UNSUPPORTED_SASL_MECHANISM
+                    })
                     .with_mechanisms(enabled);
                 write_response(writer, api, ResponseBody::SaslHandshake(response)).await?;
-                if !found {
+                let Some(mechanism) = found else {
                     info!(?peer, mechanism = %r.mechanism.as_str(), "unsupported SASL mechanism; closing");
                     return Err(CloseReason::Protocol);
-                }
-                chosen = Some(api.1 == 0);
+                };
+                chosen = Some((Exchange::new(mechanism), api.1 == 0));
             }
-            RequestBody::SaslAuthenticate(r) if chosen == Some(false) => {
-                return match sasl.authenticate_plain(&r.auth_bytes) {
-                    Ok(user) => {
-                        let response = SaslAuthenticateResponse::default()
-                            .with_error_code(0)
-                            .with_auth_bytes(Bytes::new())
-                            .with_session_lifetime_ms(0);
-                        write_response(writer, api, ResponseBody::SaslAuthenticate(response))
+            RequestBody::SaslAuthenticate(r) if matches!(chosen, Some((_, false))) => {
+                let (exchange, _) = chosen.as_mut().expect("matched");
+                let image = broker.metadata.image();
+                let ok = |token: Vec<u8>| {
+                    SaslAuthenticateResponse::default()
+                        .with_error_code(0)
+                        .with_auth_bytes(Bytes::from(token))
+                        .with_session_lifetime_ms(0)
+                };
+                match exchange.step(sasl, &r.auth_bytes, &image.scram) {
+                    Outcome::Continue(challenge) => {
+                        write_response(writer, api, ResponseBody::SaslAuthenticate(ok(challenge)))
                             .await?;
-                        Ok(authenticated(user))
                     }
-                    Err(message) => {
-                        info!(?peer, listener = %caller.listener, "SASL/PLAIN authentication failed: {message}");
+                    Outcome::Done { user, token } => {
+                        write_response(writer, api, ResponseBody::SaslAuthenticate(ok(token)))
+                            .await?;
+                        return Ok(authenticated(user));
+                    }
+                    Outcome::Failed { message, reason } => {
+                        info!(?peer, listener = %caller.listener, mechanism = ?exchange, "SASL authentication failed: {reason}");
                         let response = SaslAuthenticateResponse::default()
                             .with_error_code(SASL_AUTHENTICATION_FAILED)
-                            .with_error_message(Some(StrBytes::from_static_str(message)));
+                            .with_error_message(Some(StrBytes::from_string(message)));
                         write_response(writer, api, ResponseBody::SaslAuthenticate(response))
                             .await?;
                         tokio::time::sleep(delay).await;
-                        Err(CloseReason::Protocol)
+                        return Err(CloseReason::Protocol);
                     }
-                };
+                }
             }
             _ => {
                 warn!(?peer, api = ?api.0, "request before SASL authentication; closing");

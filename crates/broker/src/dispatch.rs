@@ -217,9 +217,15 @@ async fn handle_request(
             let timeout = Some(r.timeout_ms);
             crate::authz::admin_topics(broker, v, RequestBody::CreatePartitions(r), timeout).await
         }
-        body @ (RequestBody::CreateAcls(_) | RequestBody::DeleteAcls(_)) => {
-            forward::admin(broker, v, body, None).await
+        body @ (RequestBody::CreateAcls(_)
+        | RequestBody::DeleteAcls(_)
+        | RequestBody::AlterUserScramCredentials(_)) => forward::admin(broker, v, body, None).await,
+        RequestBody::DescribeClientQuotas(r) => {
+            ResponseBody::DescribeClientQuotas(handlers::describe_client_quotas::handle(r))
         }
+        RequestBody::DescribeUserScramCredentials(r) => ResponseBody::DescribeUserScramCredentials(
+            handlers::describe_user_scram_credentials::handle(broker, r),
+        ),
         RequestBody::DescribeAcls(r) => {
             ResponseBody::DescribeAcls(handlers::describe_acls::handle(broker, r))
         }

@@ -117,6 +117,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningBroker> {
     metrics.set_broker(&broker);
     let (shutdown, shutdown_rx) = watch::channel(false);
     tokio::spawn(tick_logs(broker.clone(), shutdown_rx.clone()));
+    let seeds = broker.config.scram_seeds.clone();
+    if !seeds.is_empty() {
+        tokio::spawn(crate::security::credentials::apply_seeds(
+            broker.clone(),
+            seeds,
+        ));
+    }
     // One connection cap for all listeners, as Kafka's `max.connections`.
     let connections = Arc::new(Semaphore::new(
         broker.config.broker.max_connections as usize,

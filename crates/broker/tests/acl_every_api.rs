@@ -669,6 +669,35 @@ fn cases(key: ApiKey) -> Vec<Case> {
             Code(CLUSTER_DENIED),
         )],
         ApiKey::CreateAcls => vec![case(3, R::CreateAcls(create_acls()), Code(CLUSTER_DENIED))],
+        ApiKey::DescribeUserScramCredentials => vec![case(
+            0,
+            R::DescribeUserScramCredentials(
+                kafka_protocol::messages::DescribeUserScramCredentialsRequest::default(),
+            ),
+            Code(CLUSTER_DENIED),
+        )],
+        ApiKey::AlterUserScramCredentials => vec![case(
+            0,
+            R::AlterUserScramCredentials(
+                kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
+                    .with_upsertions(vec![
+                    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                        .with_name(s("mallory"))
+                        .with_mechanism(1)
+                        .with_iterations(4096)
+                        .with_salt(Bytes::from_static(b"salt"))
+                        .with_salted_password(Bytes::from_static(b"salted")),
+                ]),
+            ),
+            Code(CLUSTER_DENIED),
+        )],
+        ApiKey::DescribeClientQuotas => vec![case(
+            1,
+            R::DescribeClientQuotas(
+                kafka_protocol::messages::DescribeClientQuotasRequest::default(),
+            ),
+            Code(CLUSTER_DENIED),
+        )],
         ApiKey::DeleteAcls => vec![case(
             3,
             R::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![

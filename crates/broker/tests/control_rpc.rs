@@ -275,6 +275,21 @@ fn answer(request: RequestKind, error: i16) -> ControlAnswer {
                 .into(),
             1000 + r.filters.len() as u64,
         ),
+        RequestKind::AlterUserScramCredentials(r) => (
+            kafka_protocol::messages::AlterUserScramCredentialsResponse::default()
+                .with_results(
+                    r.upsertions
+                        .iter()
+                        .map(|u| {
+                            kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                                .with_user(u.name.clone())
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+                .into(),
+            1000 + r.upsertions.len() as u64,
+        ),
         RequestKind::CreatePartitions(r) => (
             CreatePartitionsResponse::default()
                 .with_results(
@@ -459,6 +474,16 @@ fn request(api: ApiKey, v: i16) -> RequestKind {
             .with_filters(vec![delete_acls_request::DeleteAclsFilter::default()
                 .with_resource_name_filter(Some(StrBytes::from_string(n)))])
             .into(),
+        ApiKey::AlterUserScramCredentials => {
+            kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
+                .with_upsertions(vec![
+                    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                        .with_name(StrBytes::from_string(n))
+                        .with_mechanism(1)
+                        .with_iterations(4096),
+                ])
+                .into()
+        }
         other => panic!("{other:?} is not a control API"),
     }
 }

@@ -116,6 +116,7 @@ pub const OPERATIONS: &[ApiOperations] = &[
     row(ApiKey::SaslAuthenticate, &[], "none (before authentication)"),
     row(ApiKey::DescribeUserScramCredentials, &[(Cluster, Describe)], "DESCRIBE on the cluster"),
     row(ApiKey::AlterUserScramCredentials, &[(Cluster, Alter)], "ALTER on the cluster"),
+    row(ApiKey::DescribeClientQuotas, &[(Cluster, DescribeConfigs)], "DESCRIBE_CONFIGS on the cluster"),
 ];
 
 /// The row of `key`, if the table has one.
@@ -236,8 +237,12 @@ fn cluster_denied(
         RequestKind::DescribeAcls(_)
         | RequestKind::DescribeCluster(_)
         | RequestKind::DescribeLogDirs(_)
-        | RequestKind::ListPartitionReassignments(_) => Describe,
-        RequestKind::CreateAcls(_) | RequestKind::DeleteAcls(_) => Alter,
+        | RequestKind::ListPartitionReassignments(_)
+        | RequestKind::DescribeUserScramCredentials(_) => Describe,
+        RequestKind::CreateAcls(_)
+        | RequestKind::DeleteAcls(_)
+        | RequestKind::AlterUserScramCredentials(_) => Alter,
+        RequestKind::DescribeClientQuotas(_) => DescribeConfigs,
         _ => return None,
     };
     if Authz::of(broker).allows_cluster(op) {
@@ -289,6 +294,23 @@ fn cluster_denied(
             ListPartitionReassignmentsResponse::default()
                 .with_error_code(DENIED)
                 .with_error_message(message()),
+        ),
+        RequestKind::DescribeUserScramCredentials(_) => ResponseKind::DescribeUserScramCredentials(
+            kafka_protocol::messages::DescribeUserScramCredentialsResponse::default()
+                .with_error_code(DENIED)
+                .with_error_message(message()),
+        ),
+        RequestKind::DescribeClientQuotas(_) => ResponseKind::DescribeClientQuotas(
+            kafka_protocol::messages::DescribeClientQuotasResponse::default()
+                .with_error_code(DENIED)
+                .with_error_message(message()),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            crate::handlers::alter_user_scram_credentials::every_user(
+                r,
+                DENIED,
+                Some("Cluster authorization failed."),
+            ),
         ),
         _ => unreachable!("matched above"),
     })

@@ -113,6 +113,7 @@ pub fn not_controller(response: &ResponseKind) -> bool {
         ResponseKind::IncrementalAlterConfigs(r) => every(r.responses.iter().map(|t| t.error_code)),
         ResponseKind::CreateAcls(r) => every(r.results.iter().map(|t| t.error_code)),
         ResponseKind::DeleteAcls(r) => every(r.filter_results.iter().map(|t| t.error_code)),
+        ResponseKind::AlterUserScramCredentials(r) => every(r.results.iter().map(|t| t.error_code)),
         _ => false,
     }
 }

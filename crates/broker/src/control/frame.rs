@@ -17,7 +17,7 @@ use crate::codec::{self, DecodeError};
 
 /// The APIs a JCTRL001 connection carries: the controller's own four, and the admin requests
 /// a broker forwards as its client sent them.
-pub const CONTROL_APIS: [ApiKey; 11] = [
+pub const CONTROL_APIS: [ApiKey; 12] = [
     ApiKey::BrokerRegistration,
     ApiKey::BrokerHeartbeat,
     ApiKey::AllocateProducerIds,
@@ -29,6 +29,7 @@ pub const CONTROL_APIS: [ApiKey; 11] = [
     ApiKey::IncrementalAlterConfigs,
     ApiKey::CreateAcls,
     ApiKey::DeleteAcls,
+    ApiKey::AlterUserScramCredentials,
 ];
 
 /// The one AlterPartition version served and sent (v3: ISR members carry broker epochs).
@@ -54,7 +55,8 @@ pub fn control_versions(api_key: ApiKey) -> Option<(i16, i16)> {
         | ApiKey::AlterConfigs
         | ApiKey::IncrementalAlterConfigs
         | ApiKey::CreateAcls
-        | ApiKey::DeleteAcls => support_for(api_key).map(|s| (s.served_min, s.max)),
+        | ApiKey::DeleteAcls
+        | ApiKey::AlterUserScramCredentials => support_for(api_key).map(|s| (s.served_min, s.max)),
         _ => None,
     }
 }
@@ -73,6 +75,7 @@ pub fn request_api_key(body: &RequestKind) -> Option<ApiKey> {
         RequestKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         RequestKind::CreateAcls(_) => ApiKey::CreateAcls,
         RequestKind::DeleteAcls(_) => ApiKey::DeleteAcls,
+        RequestKind::AlterUserScramCredentials(_) => ApiKey::AlterUserScramCredentials,
         _ => return None,
     })
 }
@@ -91,6 +94,7 @@ pub fn response_api_key(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         ResponseKind::CreateAcls(_) => ApiKey::CreateAcls,
         ResponseKind::DeleteAcls(_) => ApiKey::DeleteAcls,
+        ResponseKind::AlterUserScramCredentials(_) => ApiKey::AlterUserScramCredentials,
         _ => return None,
     })
 }
@@ -332,6 +336,9 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
             ApiKey::CreateAcls => CreateAclsRequest::default().into(),
             ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
+            ApiKey::AlterUserScramCredentials => {
+                kafka_protocol::messages::AlterUserScramCredentialsRequest::default().into()
+            }
             _ => unreachable!(),
         }
     }
@@ -356,6 +363,9 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsResponse::default().into(),
             ApiKey::CreateAcls => CreateAclsResponse::default().into(),
             ApiKey::DeleteAcls => DeleteAclsResponse::default().into(),
+            ApiKey::AlterUserScramCredentials => {
+                kafka_protocol::messages::AlterUserScramCredentialsResponse::default().into()
+            }
             _ => unreachable!(),
         }
     }

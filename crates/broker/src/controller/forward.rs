@@ -61,6 +61,9 @@ pub async fn serve_admin_locally(
         RequestKind::DeleteAcls(r) => {
             ResponseKind::DeleteAcls(handlers::delete_acls::handle(broker, r).await)
         }
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            handlers::alter_user_scram_credentials::handle(broker, r).await,
+        ),
         other => error_response(&other, crate::handlers::code::INVALID_REQUEST, None)
             .expect("the control server only passes controller APIs"),
     }
@@ -260,6 +263,9 @@ pub fn error_response(
                     })
                     .collect(),
             ),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            handlers::alter_user_scram_credentials::every_user(r, code, message.as_deref()),
         ),
         RequestKind::BrokerRegistration(_) => ResponseKind::BrokerRegistration(
             kafka_protocol::messages::BrokerRegistrationResponse::default()

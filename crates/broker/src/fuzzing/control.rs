@@ -176,6 +176,9 @@ fn default_request(api: ApiKey) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default().into(),
         ApiKey::CreateAcls => CreateAclsRequest::default().into(),
         ApiKey::DeleteAcls => DeleteAclsRequest::default().into(),
+        ApiKey::AlterUserScramCredentials => {
+            kafka_protocol::messages::AlterUserScramCredentialsRequest::default().into()
+        }
         other => unreachable!("{other:?} is not a control API"),
     }
 }
@@ -274,6 +277,17 @@ fn sample_responses(api: ApiKey) -> Vec<ResponseKind> {
                     .with_permission_type(3),
             ])])
             .into()],
+        ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+            vec![
+                kafka_protocol::messages::AlterUserScramCredentialsResponse::default()
+                    .with_results(vec![AlterUserScramCredentialsResult::default()
+                        .with_user(s("alice"))
+                        .with_error_code(93)
+                        .with_error_message(Some(s("Too few iterations")))])
+                    .into(),
+            ]
+        }
         other => unreachable!("{other:?} is not a control API"),
     }
 }

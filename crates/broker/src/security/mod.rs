@@ -9,6 +9,7 @@
 //! Must never: hold or log a secret (passwords, keys, tokens) in a `Debug` or `Display` form.
 
 pub mod connections;
+pub mod credentials;
 pub mod listeners;
 pub mod principal;
 pub mod sasl;

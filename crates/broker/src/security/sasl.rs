@@ -1,18 +1,23 @@
-//! SASL on `SASL_PLAINTEXT` and `SASL_SSL` listeners: the mechanisms a listener enables and
-//! the server side of PLAIN.
+//! SASL on `SASL_PLAINTEXT` and `SASL_SSL` listeners: the mechanisms a listener enables, the
+//! server side of PLAIN, and one connection's exchange ([`Exchange`], PLAIN or SCRAM).
 //!
-//! Owns: `sasl.enabled.mechanisms` (PLAIN; GSSAPI and OAUTHBEARER refused as unsupported;
-//! SCRAM not yet), the PLAIN users of `listener.name.<l>.plain.sasl.jaas.config` (only
-//! `PlainLoginModule required user_<name>="<password>" ...;` is parsed), and checking one PLAIN
-//! token (`authzid NUL username NUL password`) with Kafka's messages. Passwords are compared
-//! in constant time (subtle).
+//! Owns: `sasl.enabled.mechanisms` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; GSSAPI and
+//! OAUTHBEARER refused as unsupported), the PLAIN users of
+//! `listener.name.<l>.plain.sasl.jaas.config` (only `PlainLoginModule required
+//! user_<name>="<password>" ...;` is parsed; needed only when PLAIN is enabled), and checking
+//! one PLAIN token (`authzid NUL username NUL password`) with Kafka's messages. Passwords are
+//! compared in constant time (subtle). SCRAM credentials come from the metadata image (the
+//! SCRAM math: `super::scram`).
 //! Must never: log or put in an error a password or a token.
 
 use std::collections::HashMap;
 
 use subtle::ConstantTimeEq;
 
+use josefine_meta::scram::{ScramIndex, ScramMechanism};
+
 use super::listeners::ListenerConfig;
+use super::scram::{self, ScramServer, Step};
 use crate::config::ConfigError;
 
 /// Kafka's answer to a wrong PLAIN username or password.
@@ -29,12 +34,87 @@ pub const KEYS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
     Plain,
+    Scram(ScramMechanism),
 }
 
 impl Mechanism {
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(m) => m.name(),
+        }
+    }
+}
+
+/// What a connection's exchange answers to one client token.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this challenge and wait for the next token.
+    Continue(Vec<u8>),
+    /// Authenticated as `user`; send `token` (possibly empty).
+    Done { user: String, token: Vec<u8> },
+    /// Failed: answer Kafka's `message`; `reason` is for the log (never a secret).
+    Failed { message: String, reason: String },
+}
+
+/// The server secret unknown SCRAM users' salts derive from: random per process (so such a
+/// salt is stable while the broker runs, and differs between brokers and restarts).
+fn server_secret() -> &'static [u8] {
+    static SECRET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| scram::random_bytes(32))
+}
+
+/// One connection's SASL exchange for the mechanism its handshake chose.
+pub enum Exchange {
+    Plain,
+    Scram(ScramServer),
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exchange::Plain => f.write_str("Exchange::Plain"),
+            Exchange::Scram(s) => write!(f, "Exchange::Scram({})", s.mechanism().name()),
+        }
+    }
+}
+
+impl Exchange {
+    pub fn new(mechanism: Mechanism) -> Exchange {
+        match mechanism {
+            Mechanism::Plain => Exchange::Plain,
+            Mechanism::Scram(m) => Exchange::Scram(ScramServer::new(m)),
+        }
+    }
+
+    /// Handles one client token; `credentials` is the current image's SCRAM index.
+    pub fn step(&mut self, sasl: &SaslServer, token: &[u8], credentials: &ScramIndex) -> Outcome {
+        match self {
+            Exchange::Plain => match sasl.authenticate_plain(token) {
+                Ok(user) => Outcome::Done {
+                    user,
+                    token: Vec::new(),
+                },
+                Err(message) => Outcome::Failed {
+                    message: message.to_string(),
+                    reason: message.to_string(),
+                },
+            },
+            Exchange::Scram(server) => {
+                let m = server.mechanism();
+                let lookup = |user: &str| credentials.get(user, m).cloned();
+                match server.step(token, lookup, &scram::server_nonce(), server_secret()) {
+                    Ok(Step::Challenge(c)) => Outcome::Continue(c),
+                    Ok(Step::Done { user, server_final }) => Outcome::Done {
+                        user,
+                        token: server_final,
+                    },
+                    Err(f) => Outcome::Failed {
+                        message: f.message,
+                        reason: f.reason.to_string(),
+                    },
+                }
+            }
         }
     }
 }
@@ -147,11 +227,15 @@ impl SaslServer {
         for m in given.split(',').map(str::trim).filter(|m| !m.is_empty()) {
             match m.to_ascii_uppercase().as_str() {
                 "PLAIN" => mechanisms.push(Mechanism::Plain),
-                other @ ("GSSAPI" | "OAUTHBEARER" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => {
+                "SCRAM-SHA-256" => mechanisms.push(Mechanism::Scram(ScramMechanism::Sha256)),
+                "SCRAM-SHA-512" => mechanisms.push(Mechanism::Scram(ScramMechanism::Sha512)),
+                other @ ("GSSAPI" | "OAUTHBEARER") => {
                     return Err(invalid(
                         &key,
                         given,
-                        format!("{other} is not supported (PLAIN is)"),
+                        format!(
+                            "{other} is not supported (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"
+                        ),
                     ))
                 }
                 other => return Err(invalid(&key, given, format!("unknown mechanism {other}"))),
@@ -174,6 +258,7 @@ impl SaslServer {
         );
         let plain_users = match l.get("plain.sasl.jaas.config") {
             Some(text) => parse_plain_jaas(text).map_err(|e| invalid(&jaas_key, "(hidden)", e))?,
+            None if !mechanisms.contains(&Mechanism::Plain) => HashMap::new(),
             None => {
                 return Err(invalid(
                     &jaas_key,
