@@ -325,3 +325,90 @@ const SENDFILE_CALL_BYTES_MAX: u64 = 0x7fff_f000;
 
 /// Piece size when a file range is read and written instead.
 const COPY_PIECE_BYTES: u64 = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use josefine_log::testkit::BatchBuilder;
+    use josefine_log::{LogConfig, PartitionLog};
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn log(dir: &std::path::Path) -> PartitionLog {
+        let log = PartitionLog::open(dir, [3; 16], LogConfig::default(), NOW).unwrap();
+        for _ in 0..8 {
+            let b = BatchBuilder::new(NOW).sized_records(5, 3000).build();
+            log.append(&b, 0, NOW).unwrap();
+        }
+        log
+    }
+
+    /// What `write_chunks` writes to a writer without a plaintext socket (the copying
+    /// fallback: TLS, other systems), read back through the other end of a pipe.
+    async fn written(chunks: Vec<Chunk>) -> (io::Result<()>, Vec<u8>) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (_server_read, mut server_write) = tokio::io::split(server);
+        let result = write_chunks(&mut server_write, &chunks).await;
+        drop(server_write);
+        drop(_server_read);
+        let mut out = Vec::new();
+        let mut client = client;
+        client.read_to_end(&mut out).await.unwrap();
+        (result, out)
+    }
+
+    /// The copying fallback writes the frame `flatten` gives (bytes, then each file range).
+    #[tokio::test]
+    async fn the_copying_fallback_writes_the_flattened_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        let slice = log.read_file(7, 1 << 20, i64::MAX).unwrap().slice.unwrap();
+        assert!(slice.len() > 30_000);
+        let chunks = vec![
+            Chunk::Bytes(Bytes::from_static(b"head")),
+            Chunk::File(slice.clone()),
+            Chunk::Bytes(Bytes::from_static(b"middle")),
+            Chunk::File(slice),
+        ];
+        let expected = flatten(&chunks).unwrap();
+        let (result, out) = written(chunks).await;
+        result.unwrap();
+        assert_eq!(out, expected.to_vec());
+    }
+
+    /// A truncation after the slices were located (here past the slice: its bytes are still
+    /// in the file, only the truncation count says they may not be): the frame's last byte is
+    /// never written.
+    #[tokio::test]
+    async fn a_truncated_partition_leaves_the_frame_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        // One batch (offsets 5..=9).
+        let slice = log.read_file(7, 1, i64::MAX).unwrap().slice.unwrap();
+        let len = slice.len();
+        for tail in [None, Some(Bytes::from_static(b"tail"))] {
+            let mut chunks = vec![
+                Chunk::Bytes(Bytes::from_static(b"head")),
+                Chunk::File(slice.clone()),
+            ];
+            chunks.extend(tail.clone().map(Chunk::Bytes));
+            let (result, out) = written(chunks.clone()).await;
+            result.unwrap();
+            assert_eq!(out.len(), 4 + len + tail.as_ref().map_or(0, |t| t.len()));
+        }
+        log.truncate_to(30).unwrap();
+        for tail in [None, Some(Bytes::from_static(b"tail"))] {
+            let mut chunks = vec![
+                Chunk::Bytes(Bytes::from_static(b"head")),
+                Chunk::File(slice.clone()),
+            ];
+            chunks.extend(tail.map(Chunk::Bytes));
+            let total: usize = chunks.iter().map(Chunk::len).sum();
+            let (result, out) = written(chunks).await;
+            assert!(result.is_err());
+            assert!(out.len() < total, "{} of {total} bytes written", out.len());
+        }
+    }
+}
