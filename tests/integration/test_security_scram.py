@@ -180,3 +180,23 @@ def test_no_secret_in_the_log(broker):
     log = broker["log"].read_text(errors="replace")
     for s in SECRETS:
         assert s not in log, s
+
+
+def test_describe_configs_hides_secrets_as_kafka(broker):
+    """Static security settings are STATIC_BROKER_CONFIG entries; passwords and JAAS entries
+    (also per listener and mechanism) have value null and is_sensitive true."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker['plain']}"})
+    (f,) = admin.describe_configs([ConfigResource("BROKER", "1")]).values()
+    cfg = f.result(timeout=30)
+    jaas = cfg["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert (jaas.value, jaas.is_sensitive, jaas.source) == (None, True, 4)
+    mechanisms = cfg["sasl.enabled.mechanisms"]
+    assert (mechanisms.value, mechanisms.is_sensitive, mechanisms.source) == (
+        "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN", False, 4)
+    assert cfg["ssl.keystore.location"].value == str(broker["certs"]["server"])
+    for name in ("ssl.key.password", "ssl.keystore.password", "sasl.jaas.config"):
+        assert cfg[name].is_sensitive and cfg[name].value is None, name
+    for entry in cfg.values():
+        for s in SECRETS:
+            assert s not in (entry.value or ""), entry.name

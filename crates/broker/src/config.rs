@@ -1174,6 +1174,9 @@ pub struct Config {
     pub http_listen: HttpListen,
     /// What the web console and `/api/v1` may do.
     pub console: ConsoleMode,
+    /// The security settings as given (`listeners`, `ssl.*`, `sasl.*`, `listener.name.*`):
+    /// DescribeConfigs shows them as static broker configs, secrets as null.
+    pub security_values: BTreeMap<String, String>,
     /// `--add-scram` credentials, stored at start where missing.
     pub scram_seeds: Vec<crate::security::credentials::ScramSeed>,
     pub log_format: LogFormat,
@@ -1522,6 +1525,7 @@ impl Config {
             advertise_given.as_deref(),
             voter_addrs.len(),
         )?;
+        let security_values = security_values.clone();
         let inter = security.inter_broker();
         let listen = inter.bind;
         let (advertise_host, advertise_port) = inter
@@ -1555,6 +1559,7 @@ impl Config {
             security,
             http_listen,
             console,
+            security_values,
             scram_seeds,
             log_format,
             log_filter,

@@ -58,7 +58,8 @@ fn unit_synonyms(key: &str) -> &'static [&'static str] {
 struct Layers<'a> {
     own: Option<&'a BTreeMap<String, String>>,
     cluster: &'a BTreeMap<String, String>,
-    static_values: &'a BTreeMap<String, String>,
+    /// Static settings: the broker's and the security ones (listeners, ssl.*, sasl.*).
+    static_values: BTreeMap<String, String>,
     effective: BrokerSettings,
 }
 
@@ -68,7 +69,12 @@ impl<'a> Layers<'a> {
         Layers {
             own: image.broker_configs.get(&broker.config.node_id),
             cluster: &image.cluster_broker_configs,
-            static_values: &settings.static_values,
+            static_values: settings
+                .static_values
+                .iter()
+                .chain(&broker.config.security_values)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             effective: settings.effective(image, broker.config.node_id),
         }
     }
@@ -83,7 +89,7 @@ impl<'a> Layers<'a> {
         for (layer, source) in [
             (self.own, SOURCE_DYNAMIC_BROKER_CONFIG),
             (Some(self.cluster), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG),
-            (Some(self.static_values), SOURCE_STATIC_BROKER_CONFIG),
+            (Some(&self.static_values), SOURCE_STATIC_BROKER_CONFIG),
         ] {
             let Some(layer) = layer else { continue };
             for n in &names {
@@ -250,8 +256,9 @@ fn broker_entry(
     synonyms: Vec<(String, Option<String>, i8)>,
     detail: Detail,
 ) -> DescribeConfigsResourceResult {
-    // Kafka never shows a password's value, in the entry or its synonyms.
-    let sensitive = is_sensitive_broker_config(key);
+    // Kafka never shows a password's value, in the entry or its synonyms (also per listener
+    // and per mechanism: `listener.name.<l>.<mechanism>.sasl.jaas.config`).
+    let sensitive = is_sensitive_broker_config(key) || crate::security::tls::is_sensitive(key);
     let hide = |v: Option<String>| v.filter(|_| !sensitive);
     let synonyms = synonyms
         .into_iter()
@@ -366,6 +373,7 @@ fn describe_broker(
         KAFKA_BROKER_CONFIGS.iter().map(|c| c.name).collect();
     keys.extend(BrokerSettings::KEYS.iter().copied());
     keys.extend(layers.cluster.keys().map(String::as_str));
+    keys.extend(broker.config.security_values.keys().map(String::as_str));
     keys.extend(
         layers
             .own
