@@ -6,7 +6,8 @@ Covered: kafka-configs --alter --add-config 'SCRAM-SHA-256=[iterations=8192,pass
 --describe and --delete-config; Kafka's refusals (too few iterations: UNACCEPTABLE_CREDENTIAL,
 deleting a missing credential: RESOURCE_NOT_FOUND); confluent-kafka produce and group consume
 over SASL_SSL with SCRAM-SHA-256, SCRAM-SHA-512 (the --add-scram admin) and PLAIN on the same
-listener; Kafka's Java producer and consumer (ConsoleProducer / ConsoleConsumer) over SCRAM;
+listener; Kafka's Java producer and consumer (ConsoleProducer / ConsoleConsumer), kafka-python and
+kafkajs (tests/clients/js/scram.js) over SASL_SSL SCRAM; DescribeConfigs hides the secrets;
 a wrong password and an unknown user give the client's authentication error with Kafka's
 message; no password in the broker log.
 
@@ -200,3 +201,41 @@ def test_describe_configs_hides_secrets_as_kafka(broker):
     for entry in cfg.values():
         for s in SECRETS:
             assert s not in (entry.value or ""), entry.name
+
+
+def test_kafka_python_over_sasl_ssl_scram(broker):
+    import ssl
+    from kafka import KafkaConsumer, KafkaProducer
+    ctx = ssl.create_default_context(cafile=str(broker["certs"]["ca"]))
+    ctx.check_hostname = False
+    common = {"bootstrap_servers": f"127.0.0.1:{broker['sasl_ssl']}", "security_protocol": "SASL_SSL",
+              "ssl_context": ctx, "sasl_mechanism": "SCRAM-SHA-256",
+              "sasl_plain_username": "alice", "sasl_plain_password": ALICE_PW}
+    topic = f"scram-kp-{uuid.uuid4().hex[:6]}"
+    p = KafkaProducer(**common)
+    for i in range(5):
+        p.send(topic, f"kp-{i}".encode())
+    p.flush(30)
+    p.close()
+    c = KafkaConsumer(topic, group_id=f"g-{topic}", auto_offset_reset="earliest",
+                      consumer_timeout_ms=30000, **common)
+    got = []
+    for m in c:
+        got.append(m.value)
+        if len(got) == 5:
+            break
+    c.close()
+    assert got == [f"kp-{i}".encode() for i in range(5)]
+
+
+def test_kafkajs_over_sasl_ssl_scram(broker):
+    import os
+    import subprocess
+    js = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients", "js")
+    if not os.path.isdir(os.path.join(js, "node_modules", "kafkajs")):
+        pytest.fail(f"kafkajs missing in {js}/node_modules: run scripts/install-test-deps")
+    topic = f"scram-js-{uuid.uuid4().hex[:6]}"
+    p = subprocess.run(["node", os.path.join(js, "scram.js"), f"127.0.0.1:{broker['sasl_ssl']}",
+                        "SCRAM-SHA-512", "alice", ALICE_PW, str(broker["certs"]["ca"]), topic],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "PASS kafkajs scram" in p.stdout, p.stdout + p.stderr
