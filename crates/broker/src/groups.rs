@@ -2,66 +2,45 @@
 //! requests, time, storage and the applied metadata image.
 //!
 //! Owns: the one task that owns the coordinator (every call to it happens there, in order), the
-//! appender task that writes its records to `__consumer_offsets`, the loaders that replay a
-//! partition of that topic into it, the choice of which partitions it serves, and the creation
-//! of the topic on the first FindCoordinator. Handlers talk to it through [`Groups`]: they send
-//! the decoded request and await its response, which may come much later (a JoinGroup waits for
-//! the rebalance). That parks only the sending connection: connections serve one request at a
-//! time, as Kafka's do, and clients expect exactly that.
+//! purge of a deleted topic's committed offsets, and the creation of `__consumer_offsets` on the
+//! first FindCoordinator. Handlers talk to it through [`Groups`]: they send the decoded request
+//! and await its response, which may come much later (a JoinGroup waits for the rebalance).
+//! That parks only the sending connection: connections serve one request at a time, as
+//! Kafka's do, and clients expect exactly that.
 //!
 //! Which partitions: the coordinator of a group is the leader of its `__consumer_offsets`
-//! partition, so the task follows the applied image (its watch): a partition this node starts
-//! leading is loaded (its groups answer COORDINATOR_LOAD_IN_PROGRESS meanwhile), one it stops
-//! leading is unloaded (NOT_COORDINATOR), and one whose leader epoch changed while led here is
-//! unloaded and loaded again, since another leader may have written to it in between. A load
-//! starts only once every append issued before it has finished, so it reads all of them; a
-//! load finishing for a partition no longer led at its epoch is discarded.
+//! partition. Following the image, loading, unloading and appending are
+//! [`crate::coordinator_partitions`]'s, shared with the transaction coordinator; this runtime
+//! implements its [`Serve`] over the group coordinator.
 //!
-//! Must never: append to a partition this node does not lead at the epoch its state was loaded
-//! at (the appender checks the image right before each append and stamps the batch with that
-//! leader epoch; a stale coordinator writing over a new leader's records would lose commits),
-//! acknowledge an append for a partition unloaded since it was issued (its caller hears
-//! NOT_COORDINATOR at the unload), block the coordinator task on storage (appends and loads
-//! run on the blocking pool via [`Broker::blocking`], and their results come back as
-//! messages), acknowledge a commit before its append is durable per the log's flush policy (the
-//! coordinator only releases a response on `on_append_complete`; a topic deletion's caller
-//! hears back once its tombstones are reported), reorder appends to one
-//! partition (one appender, FIFO: compaction keeps the *last* record per key), or queue without
-//! a bound (see `limits`).
+//! Must never: acknowledge a commit before its append is durable (the coordinator only
+//! releases a response on `on_append_complete`; a topic deletion's caller hears back once its
+//! tombstones are reported), or block the coordinator task (see
+//! [`crate::coordinator_partitions`] for the appends and loads).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use josefine_group::{
     AppendId, AppendOutcome, Coordinator, Effect, GroupConfig, GroupRequest, GroupResponse,
-    OffsetsRecord, RequestContext, RequestId,
+    RequestContext, RequestId,
 };
-use josefine_log::batch::BatchHeader;
-use josefine_log::limits::BATCH_HEADER_BYTES;
-use josefine_log::{LogError, PartitionLog};
 use josefine_meta::{Image, TopicId};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::broker::Broker;
 use crate::clock::now_ms;
-use crate::controller::forward;
+use crate::coordinator_partitions::{
+    self, Channels, Event, Inbox, LoadItem, Partitions, Phase, Report, Serve, Waiting,
+};
 use crate::limits;
-use crate::replication::leader::LeaderAppendError;
 
 /// The internal topic holding group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// Kafka 4's floor for the `segment.bytes` topic config (1 MiB).
-const SEGMENT_BYTES_TOPIC_MIN: u64 = 1024 * 1024;
 
 /// Seed for member ids: any fixed value works (ids only need to be unique per coordinator);
 /// mixing in the start time keeps ids from repeating across restarts.
@@ -98,73 +77,6 @@ enum Msg {
         done: oneshot::Sender<()>,
     },
     Shutdown,
-}
-
-/// Names one append handed to the appender (the coordinator's [`AppendId`]s restart with a
-/// new coordinator; these never do).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct JobId(u64);
-
-/// Results flowing back into the coordinator task from its helpers.
-enum Internal {
-    Appended(Vec<(JobId, AppendOutcome)>),
-    LoadStep {
-        partition: i32,
-        load_id: u64,
-        records: Vec<LoadItem>,
-    },
-    LoadDone {
-        partition: i32,
-        load_id: u64,
-        ok: bool,
-    },
-}
-
-struct AppendJob {
-    job: JobId,
-    topic_id: TopicId,
-    partition: i32,
-    /// The epoch this node led the partition at when the coordinator's state of it was loaded:
-    /// the append happens only if the image still says so, stamped with it.
-    leader_epoch: i32,
-    records: Vec<OffsetsRecord>,
-    /// A transactional batch of this producer (id, epoch): TxnOffsetCommit.
-    producer: Option<(i64, i16)>,
-}
-
-/// One `__consumer_offsets` partition this node leads per the image last followed.
-struct Led {
-    leader_epoch: i32,
-    /// Tells this load's steps from those of an earlier load of the same partition.
-    load_id: u64,
-    phase: Phase,
-    /// Transaction markers written to the partition while it loads (producer id, commit):
-    /// applied once loaded, after the records the load read (which precede them).
-    markers_while_loading: Vec<(i64, bool)>,
-}
-
-enum Phase {
-    /// Waiting for appends issued before the load to finish, so the loader reads them.
-    Draining,
-    /// The loader is reading it; set `cancelled` to stop it.
-    Loading {
-        cancelled: Arc<AtomicBool>,
-    },
-    Loaded,
-}
-
-/// An append handed to the appender and not reported back yet.
-struct InFlight {
-    partition: i32,
-    /// `None` once its caller was answered at an unload: the appender's report is then dropped.
-    append_id: Option<AppendId>,
-}
-
-/// One partition for a loader to read.
-struct LoadTask {
-    partition: i32,
-    load_id: u64,
-    cancelled: Arc<AtomicBool>,
 }
 
 /// Handle to the group coordinator runtime, shared by every handler.
@@ -219,21 +131,20 @@ impl Groups {
     /// loading at once; their groups answer COORDINATOR_LOAD_IN_PROGRESS until loaded.
     pub fn start(broker: &Arc<Broker>) -> Result<Groups, josefine_group::GroupError> {
         let (mut runtime, channels) = Runtime::new(broker)?;
-        let offsets_partitions = runtime.coordinator_partitions;
+        let offsets_partitions = runtime.core.coordinator_partitions;
         let (requests_tx, requests_rx) = mpsc::channel(limits::GROUP_REQUESTS_QUEUED_MAX);
-        let appender = tokio::spawn(run_appender(
-            broker.clone(),
-            channels.appends,
-            runtime.internal_tx.clone(),
-        ));
+        let appender = runtime.parts.spawn_appender(channels.parts.appends);
         let mut images = broker.metadata.subscribe_image();
         let image = images.borrow_and_update().clone();
         runtime.follow(&image);
         runtime.publish_stats();
-        let task = tokio::spawn(runtime.run(requests_rx, channels.internal, images, appender));
+        // The group coordinator has no helper tasks of its own.
+        let (_, internal) = mpsc::channel(1);
+        let inbox = Inbox::new(requests_rx, channels.parts.reports, internal, images);
+        let task = tokio::spawn(runtime.run(inbox, appender));
         Ok(Groups {
             requests: requests_tx,
-            served_topic: channels.served,
+            served_topic: channels.parts.served,
             offsets_partitions,
             task: std::sync::Mutex::new(Some(task)),
             stats: channels.stats,
@@ -306,38 +217,18 @@ impl Groups {
     /// Has the controller create the topic with its configs (as Kafka's coordinator does on
     /// the first FindCoordinator).
     async fn create_offsets_topic(&self, broker: &Arc<Broker>) -> Result<(), String> {
-        let rf =
-            offsets_topic_replication_factor(broker.config.broker.offsets_topic_replication_factor);
+        let s = &broker.config.broker;
+        let rf = offsets_topic_replication_factor(s.offsets_topic_replication_factor);
         offsets_topic_placeable(&broker.metadata.image(), rf)?;
-        // `offsets.topic.segment.bytes`: small segments, so the cleaner (which never touches
-        // the active segment) keeps the topic compact. Below the topic-level floor (1 MiB in
-        // Kafka 4) it goes in as `internal.segment.bytes`, as Kafka's own tests do.
-        let segment_bytes = broker.config.broker.offsets_topic_segment_bytes;
-        let segment_key = if segment_bytes < SEGMENT_BYTES_TOPIC_MIN {
-            "internal.segment.bytes"
-        } else {
-            "segment.bytes"
-        };
-        let configs = vec![
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (segment_key.to_string(), segment_bytes.to_string()),
-            ("compression.type".to_string(), "producer".to_string()),
-        ];
-        match forward::create_topic(broker, OFFSETS_TOPIC, self.offsets_partitions, rf, configs)
-            .await
-        {
-            Ok(()) => {
-                info!(
-                    partitions = self.offsets_partitions,
-                    "{OFFSETS_TOPIC} exists"
-                );
-                Ok(())
-            }
-            Err((code, message)) => {
-                error!(code, "cannot create {OFFSETS_TOPIC}: {message}");
-                Err(format!("cannot create {OFFSETS_TOPIC}: {message}"))
-            }
-        }
+        coordinator_partitions::create_topic(
+            broker,
+            OFFSETS_TOPIC,
+            self.offsets_partitions,
+            rf,
+            s.offsets_topic_segment_bytes,
+            Vec::new(),
+        )
+        .await
     }
 
     /// A topic deletion was applied to this broker's image: its committed offsets go (or, for
@@ -387,6 +278,10 @@ impl Groups {
 /// (`offsets.topic.replication.factor`), never fewer replicas once replication is on. While
 /// replication is switched off (`handlers::replication_factor_supported`), 1: a higher factor
 /// would be refused and the coordinator would never start.
+/// The replication factor `__consumer_offsets` is created with: the configured one
+/// (`offsets.topic.replication.factor`), never fewer replicas once replication is on. While
+/// replication is switched off (`handlers::replication_factor_supported`), 1: a higher factor
+/// would be refused and the coordinator would never start.
 pub fn offsets_topic_replication_factor(configured: i16) -> i16 {
     if crate::handlers::replication_factor_supported(configured) {
         configured
@@ -395,67 +290,41 @@ pub fn offsets_topic_replication_factor(configured: i16) -> i16 {
     }
 }
 
-/// Kafka's rule for creating `__consumer_offsets`: only once `replication_factor` brokers are
-/// unfenced (eligible), else the caller answers COORDINATOR_NOT_AVAILABLE and tries again on
-/// the next FindCoordinator; checked here so an early client does not cost a controller call.
+/// Kafka's rule for creating `__consumer_offsets` ([`coordinator_partitions::placeable`]).
 pub fn offsets_topic_placeable(image: &Image, replication_factor: i16) -> Result<(), String> {
-    let eligible = image.eligible_brokers().count();
-    if (eligible as i64) < i64::from(replication_factor) {
-        return Err(format!(
-            "{OFFSETS_TOPIC} needs {replication_factor} unfenced broker(s) \
-             (offsets.topic.replication.factor) and {eligible} are"
-        ));
-    }
-    Ok(())
-}
-
-/// The leader epoch of `__consumer_offsets` partition `partition` (topic `topic_id`) if the
-/// image says `node_id` leads it.
-fn led_epoch(image: &Image, node_id: i32, topic_id: TopicId, partition: i32) -> Option<i32> {
-    image
-        .partition(topic_id, partition)
-        .filter(|p| p.leader == node_id)
-        .map(|p| p.leader_epoch)
+    coordinator_partitions::placeable(
+        image,
+        OFFSETS_TOPIC,
+        replication_factor,
+        "offsets.topic.replication.factor",
+    )
 }
 
 /// The receiving ends a [`Runtime`] needs besides itself.
 struct RuntimeChannels {
-    appends: mpsc::Receiver<AppendJob>,
-    internal: mpsc::Receiver<Internal>,
-    served: watch::Receiver<Option<TopicId>>,
+    parts: Channels,
     stats: watch::Receiver<Arc<GroupStats>>,
 }
 
 struct Runtime {
+    /// The `__consumer_offsets` partitions served, their loads and appends.
+    parts: Partitions<AppendId>,
+    core: Core,
+}
+
+/// The coordinator and what it answers with: [`Serve`] for [`Partitions`].
+struct Core {
     broker: Arc<Broker>,
     coordinator: Coordinator,
     /// The partition count the coordinator hashes group ids over.
     coordinator_partitions: i32,
-    /// Responses owed, by request id: at most one per connection (one request in progress each).
-    waiting: HashMap<RequestId, oneshot::Sender<GroupResponse>>,
-    next_request_id: u64,
-    /// The `__consumer_offsets` topic (id, partition count) in the image last followed.
-    served: Option<(TopicId, i32)>,
-    served_tx: watch::Sender<Option<TopicId>>,
-    /// Position of the image last followed: an older one is never followed after a newer one.
-    followed_position: Option<u64>,
+    waiting: Waiting<GroupResponse>,
     /// Every topic (name, id) in the image last followed: a topic gone from the next image was
     /// deleted and its committed offsets go, on every broker whatever took the deletion in.
     topics: BTreeMap<String, TopicId>,
-    /// The partitions served: those this node leads per the image last followed.
-    led: BTreeMap<i32, Led>,
-    next_load_id: u64,
-    /// Appends handed to the appender and not reported back, in issue order.
-    in_flight: BTreeMap<JobId, InFlight>,
-    /// Topic deletions waiting for their tombstones: the last append each issued, and whom to
-    /// tell once no append up to it is in flight. At most one per connection (one request in
-    /// progress each).
-    deletions: Vec<(JobId, oneshot::Sender<()>)>,
-    next_job: u64,
-    appends: mpsc::Sender<AppendJob>,
-    internal_tx: mpsc::Sender<Internal>,
-    /// Loader tasks, awaited at shutdown so no load reads a log while it is being closed.
-    loaders: Vec<JoinHandle<()>>,
+    /// Transaction markers written to a partition while it loads (producer id, commit):
+    /// applied once loaded, after the records the load read (which precede them).
+    markers_while_loading: BTreeMap<i32, Vec<(i64, bool)>>,
     stats_tx: watch::Sender<Arc<GroupStats>>,
     /// When the coordinator's figures are next refreshed, if an event changed them since.
     stats_due_ms: i64,
@@ -473,123 +342,81 @@ impl Runtime {
         let config = group_config(broker, existing);
         let coordinator_partitions = config.offsets_topic_partitions;
         let coordinator = Coordinator::new(config, MEMBER_ID_SEED ^ now_ms() as u64)?;
-        let (internal_tx, internal) = mpsc::channel(limits::GROUP_LOAD_STEPS_QUEUED_MAX);
-        let (appends_tx, appends) = mpsc::channel(limits::GROUP_APPENDS_QUEUED_MAX);
-        let (served_tx, served) = watch::channel(None);
+        let (parts, channels) = Partitions::new(
+            broker,
+            OFFSETS_TOPIC,
+            limits::GROUP_APPENDS_QUEUED_MAX,
+            limits::GROUP_LOAD_STEPS_QUEUED_MAX,
+        );
         // Loading until the first image is followed and published.
         let (stats_tx, stats) = watch::channel(Arc::new(GroupStats {
             loading_partitions: 1,
             ..GroupStats::default()
         }));
-        let runtime = Runtime {
+        let core = Core {
             broker: broker.clone(),
             coordinator,
             coordinator_partitions,
-            waiting: HashMap::new(),
-            next_request_id: 1,
-            served: None,
-            served_tx,
-            followed_position: None,
+            waiting: Waiting::new(),
             topics: BTreeMap::new(),
-            led: BTreeMap::new(),
-            next_load_id: 1,
-            in_flight: BTreeMap::new(),
-            deletions: Vec::new(),
-            next_job: 1,
-            appends: appends_tx,
-            internal_tx,
-            loaders: Vec::new(),
+            markers_while_loading: BTreeMap::new(),
             stats_tx,
             stats_due_ms: 0,
             stats_dirty: true,
         };
         let channels = RuntimeChannels {
-            appends,
-            internal,
-            served,
+            parts: channels,
             stats,
         };
-        Ok((runtime, channels))
+        Ok((Runtime { parts, core }, channels))
     }
 
-    async fn run(
-        mut self,
-        mut requests: mpsc::Receiver<Msg>,
-        mut internal: mpsc::Receiver<Internal>,
-        mut images: watch::Receiver<Arc<Image>>,
-        appender: JoinHandle<()>,
-    ) {
-        let mut following = true;
+    async fn run(mut self, mut inbox: Inbox<Msg, Infallible>, appender: JoinHandle<()>) {
         loop {
-            // At least 1 ms: a timer the coordinator left due cannot make this loop spin.
-            let wait_ms = self
+            let deadline_ms = self
+                .core
                 .coordinator
                 .next_deadline_ms()
                 .into_iter()
-                .chain(self.stats_dirty.then_some(self.stats_due_ms))
-                .min()
-                .map(|d| (d - now_ms()).max(1) as u64);
-            tokio::select! {
-                msg = requests.recv() => match msg {
-                    None | Some(Msg::Shutdown) => break,
-                    Some(msg) => self.on_msg(msg),
-                },
-                Some(i) = internal.recv() => self.on_internal(i),
-                changed = images.changed(), if following => match changed {
-                    Ok(()) => {
-                        let image = images.borrow_and_update().clone();
-                        self.follow(&image);
-                    }
-                    // The store stopped: the broker is shutting down, and Shutdown follows.
-                    Err(_) => following = false,
-                },
-                _ = sleep_ms(wait_ms) => {
-                    let effects = self.coordinator.tick(now_ms());
-                    self.carry_out(effects);
+                .chain(self.core.stats_dirty.then_some(self.core.stats_due_ms))
+                .min();
+            match inbox.next(deadline_ms).await {
+                Event::Msg(None | Some(Msg::Shutdown)) => break,
+                Event::Msg(Some(msg)) => self.on_msg(msg),
+                Event::Report(r) => self.on_report(r),
+                Event::Internal(never) => match never {},
+                Event::Image(image) => self.follow(&image),
+                Event::Tick => {
+                    let effects = self.core.coordinator.tick(now_ms());
+                    self.parts.carry_out(&mut self.core, effects);
                 }
             }
             self.publish_stats();
         }
-        for led in self.led.values() {
-            if let Phase::Loading { cancelled } = &led.phase {
-                cancelled.store(true, Ordering::Relaxed);
-            }
-        }
-        // Let the appender finish what it holds, so no append races the logs' close.
-        drop(self.appends);
-        drop(internal);
-        let _ = appender.await;
-        for loader in self.loaders {
-            // Cancelled, and its next send fails now that `internal` is gone: it stops after
-            // the current step.
-            let _ = loader.await;
-        }
+        self.parts.shutdown(inbox, appender).await;
         info!("group coordinator stopped");
     }
 
     /// Publishes the figures `/metrics` and `/health/ready` read: the loading count at once
     /// when it changes (readiness must not lag a load), the coordinator's figures when due.
     fn publish_stats(&mut self) {
-        let loading_partitions = self
-            .led
-            .values()
-            .filter(|l| !matches!(l.phase, Phase::Loaded))
-            .count();
-        self.stats_dirty = true;
+        let loading_partitions = self.parts.loading_count();
+        let core = &mut self.core;
+        core.stats_dirty = true;
         let now = now_ms();
-        let due = now >= self.stats_due_ms;
-        let previous = self.stats_tx.borrow().clone();
+        let due = now >= core.stats_due_ms;
+        let previous = core.stats_tx.borrow().clone();
         if !due && previous.loading_partitions == loading_partitions {
             return;
         }
         let coordinator = if due {
-            self.stats_due_ms = now + limits::GROUP_STATS_INTERVAL_MS;
-            self.stats_dirty = false;
-            Arc::new(self.coordinator.stats(limits::METRICS_GROUP_LAG_SERIES_MAX))
+            core.stats_due_ms = now + limits::GROUP_STATS_INTERVAL_MS;
+            core.stats_dirty = false;
+            Arc::new(core.coordinator.stats(limits::METRICS_GROUP_LAG_SERIES_MAX))
         } else {
             previous.coordinator.clone()
         };
-        self.stats_tx.send_replace(Arc::new(GroupStats {
+        core.stats_tx.send_replace(Arc::new(GroupStats {
             loading_partitions,
             coordinator,
         }));
@@ -602,8 +429,8 @@ impl Runtime {
                 request,
                 reply,
             } => {
-                let request_id = RequestId(self.next_request_id);
-                self.next_request_id += 1;
+                let core = &mut self.core;
+                let request_id = RequestId(core.waiting.register(reply));
                 let ctx = RequestContext {
                     request_id,
                     api_version: caller.api_version,
@@ -612,12 +439,11 @@ impl Runtime {
                         .peer
                         .map_or_else(|| "/unknown".to_string(), |p| format!("/{}", p.ip())),
                 };
-                self.waiting.insert(request_id, reply);
-                let effects = self.coordinator.handle(ctx, *request, now_ms());
-                self.carry_out(effects);
+                let effects = core.coordinator.handle(ctx, *request, now_ms());
+                self.parts.carry_out(core, effects);
             }
             Msg::FollowImage { reply } => {
-                let image = self.broker.metadata.image();
+                let image = self.core.broker.metadata.image();
                 self.follow(&image);
                 let _ = reply.send(());
             }
@@ -625,14 +451,9 @@ impl Runtime {
                 // The deletion is applied to the local image before its proposer returns:
                 // following that image purges the topic's offsets (if the image watch has not
                 // already), and the answer waits for every tombstone issued so far.
-                let image = self.broker.metadata.image();
+                let image = self.core.broker.metadata.image();
                 self.follow(&image);
-                match self.in_flight.keys().next_back() {
-                    Some(&last) => self.deletions.push((last, done)),
-                    None => {
-                        let _ = done.send(());
-                    }
-                }
+                self.parts.when_appended(done);
             }
             Msg::TxnMarker {
                 partition,
@@ -640,11 +461,17 @@ impl Runtime {
                 commit,
                 done,
             } => {
-                match self.led.get_mut(&partition) {
-                    Some(led) if matches!(led.phase, Phase::Loaded) => self
-                        .coordinator
-                        .on_txn_marker(partition, producer_id, commit),
-                    Some(led) => led.markers_while_loading.push((producer_id, commit)),
+                let core = &mut self.core;
+                match self.parts.phase(partition) {
+                    Some(Phase::Loaded) => {
+                        core.coordinator
+                            .on_txn_marker(partition, producer_id, commit)
+                    }
+                    Some(_) => core
+                        .markers_while_loading
+                        .entry(partition)
+                        .or_default()
+                        .push((producer_id, commit)),
                     // Not led here: whoever loads it next replays the marker from the log.
                     None => {}
                 }
@@ -654,125 +481,24 @@ impl Runtime {
         }
     }
 
-    fn on_internal(&mut self, msg: Internal) {
-        match msg {
-            Internal::Appended(results) => {
-                for (job, outcome) in results {
-                    let done = self
-                        .in_flight
-                        .remove(&job)
-                        .unwrap_or_else(|| panic!("append {job:?} reported twice or never sent"));
-                    if let Some(append_id) = done.append_id {
-                        let effects =
-                            self.coordinator
-                                .on_append_complete(append_id, outcome, now_ms());
-                        self.carry_out(effects);
-                    }
-                }
-                self.answer_deletions();
-                self.start_drained_loads();
-            }
-            Internal::LoadStep {
-                partition,
-                load_id,
-                records,
-            } => {
-                if !self.is_loading(partition, load_id) {
-                    return; // a load of a partition no longer led at that epoch
-                }
-                for item in records {
-                    let loaded = match item {
-                        LoadItem::Record {
-                            key,
-                            value,
-                            producer_id: None,
-                        } => self
-                            .coordinator
-                            .load_record(partition, &key, value.as_deref()),
-                        LoadItem::Record {
-                            key,
-                            value,
-                            producer_id: Some(pid),
-                        } => self.coordinator.load_transactional_record(
-                            partition,
-                            pid,
-                            &key,
-                            value.as_deref(),
-                        ),
-                        LoadItem::Marker {
-                            producer_id,
-                            commit,
-                        } => {
-                            self.coordinator
-                                .load_txn_marker(partition, producer_id, commit);
-                            Ok(())
-                        }
-                    };
-                    if let Err(e) = loaded {
-                        // Kafka fails the load; skipping one record keeps every other group.
-                        error!(partition, "skipping a {OFFSETS_TOPIC} record: {e}");
-                    }
-                }
-            }
-            Internal::LoadDone {
-                partition,
-                load_id,
-                ok,
-            } => {
-                if !self.is_loading(partition, load_id) {
-                    return;
-                }
-                if !ok {
-                    // Its groups stay COORDINATOR_LOAD_IN_PROGRESS: serving half-read offsets
-                    // would make consumers re-read or skip data.
-                    error!(
-                        partition,
-                        "loading {OFFSETS_TOPIC} failed; its groups stay unavailable until its leadership changes"
-                    );
-                    return;
-                }
-                match self.coordinator.complete_load(partition, now_ms()) {
-                    Ok(effects) => {
-                        // Loaded before its effects run: they may append to it (tombstones).
-                        if let Some(led) = self.led.get_mut(&partition) {
-                            led.phase = Phase::Loaded;
-                            for (producer_id, commit) in led.markers_while_loading.drain(..) {
-                                self.coordinator
-                                    .on_txn_marker(partition, producer_id, commit);
-                            }
-                        }
-                        info!(partition, "{OFFSETS_TOPIC} partition loaded");
-                        self.carry_out(effects);
-                    }
-                    Err(e) => error!(partition, "completing the load: {e}"),
-                }
-            }
-        }
+    fn on_report(&mut self, report: Report) {
+        self.parts.on_report(&mut self.core, report);
     }
 
-    /// Tells the deletions whose appends are all reported back.
-    fn answer_deletions(&mut self) {
-        let in_flight = &self.in_flight;
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deletions)
-            .into_iter()
-            .partition(|(last, _)| in_flight.range(..=*last).next().is_none());
-        self.deletions = waiting;
-        for (_, tell) in done {
-            let _ = tell.send(());
-        }
+    /// Purges the offsets of topics deleted since the last image, then brings the partitions
+    /// served in line with `image`.
+    fn follow(&mut self, image: &Image) {
+        self.core.purge_deleted_topics(&mut self.parts, image);
+        self.parts.follow(&mut self.core, image);
     }
+}
 
-    fn is_loading(&self, partition: i32, load_id: u64) -> bool {
-        self.led
-            .get(&partition)
-            .is_some_and(|led| led.load_id == load_id && matches!(led.phase, Phase::Loading { .. }))
-    }
-
+impl Core {
     /// Purges the committed offsets of every topic deleted since the image last followed (a
     /// name gone, or now naming another topic id): Kafka's onPartitionsDeleted, which every
     /// broker's coordinator runs when its metadata drops the topic. `__consumer_offsets` itself
-    /// is handled by [`Runtime::follow`] (everything served is unloaded).
-    fn purge_deleted_topics(&mut self, image: &Image) {
+    /// is handled by [`Partitions::follow`] (everything served is unloaded).
+    fn purge_deleted_topics(&mut self, parts: &mut Partitions<AppendId>, image: &Image) {
         let deleted: Vec<String> = self
             .topics
             .iter()
@@ -785,80 +511,20 @@ impl Runtime {
         }
         for topic in deleted {
             let effects = self.coordinator.on_topic_deleted(&topic, now_ms());
-            self.carry_out(effects);
+            parts.carry_out(self, effects);
         }
     }
+}
 
-    /// Brings the partitions served in line with `image`: unloads those this node no longer
-    /// leads at the epoch they were loaded at, and loads those it newly leads.
-    fn follow(&mut self, image: &Image) {
-        if self.followed_position.is_some_and(|p| image.position < p) {
-            return;
-        }
-        self.followed_position = Some(image.position);
-        self.purge_deleted_topics(image);
-        let topic = image.topic_by_name(OFFSETS_TOPIC);
-        let served = topic.map(|t| (t.topic_id, t.partitions.len() as i32));
-        if served != self.served {
-            // Created, deleted or recreated: nothing of the old topic is served any more.
-            self.unload_all();
-            self.served = served;
-            self.served_tx.send_replace(served.map(|s| s.0));
-            if let Some((_, count)) = served {
-                self.fit_coordinator(count);
-            }
-        }
-        let Some(topic) = topic else {
-            return;
-        };
-        if topic.partitions.len() as i32 != self.coordinator_partitions {
-            return; // could not build a coordinator for it (logged once when it appeared)
-        }
-        let node_id = self.broker.config.node_id;
-        let leading: BTreeMap<i32, i32> = topic
-            .partitions
-            .iter()
-            .filter(|p| p.leader == node_id)
-            .map(|p| (p.partition, p.leader_epoch))
-            .collect();
-        let lost: Vec<i32> = self
-            .led
-            .iter()
-            .filter(|(p, led)| leading.get(p) != Some(&led.leader_epoch))
-            .map(|(p, _)| *p)
-            .collect();
-        for &partition in &lost {
-            self.unload(partition);
-        }
-        let gained: Vec<(i32, i32)> = leading
-            .into_iter()
-            .filter(|(p, _)| !self.led.contains_key(p))
-            .collect();
-        if !lost.is_empty() || !gained.is_empty() {
-            info!(
-                unloaded = ?lost,
-                loading = ?gained.iter().map(|g| g.0).collect::<Vec<_>>(),
-                position = image.position,
-                "{OFFSETS_TOPIC} leadership changed"
-            );
-        }
-        let ready: Vec<LoadTask> = gained
-            .into_iter()
-            .filter_map(|(partition, epoch)| self.begin_load(partition, epoch))
-            .collect();
-        self.spawn_loader(ready);
+impl Serve for Core {
+    type AppendId = AppendId;
+    type Effect = Effect;
+
+    fn partition_count(&self) -> i32 {
+        self.coordinator_partitions
     }
 
-    /// Hashes group ids over `count` partitions (a topic created with a count other than
-    /// `offsets.topic.num.partitions`). Only called with nothing served.
-    fn fit_coordinator(&mut self, count: i32) {
-        if count == self.coordinator_partitions {
-            return;
-        }
-        warn!(
-            count,
-            "{OFFSETS_TOPIC} has a partition count other than offsets.topic.num.partitions"
-        );
+    fn fit(&mut self, count: i32) {
         let config = group_config(&self.broker, Some(count));
         match Coordinator::new(config, MEMBER_ID_SEED ^ now_ms() as u64) {
             Ok(c) => {
@@ -869,534 +535,94 @@ impl Runtime {
         }
     }
 
-    /// Starts serving `partition` (led here at `leader_epoch`): loading, or draining first if
-    /// appends issued before are still in flight. The load to start now, if any.
-    fn begin_load(&mut self, partition: i32, leader_epoch: i32) -> Option<LoadTask> {
-        let effects = self.coordinator.begin_load(partition);
-        self.carry_out(effects);
-        let load_id = self.next_load_id;
-        self.next_load_id += 1;
-        let draining = self.in_flight.values().any(|f| f.partition == partition);
-        let (phase, task) = if draining {
-            (Phase::Draining, None)
-        } else {
-            let cancelled = Arc::new(AtomicBool::new(false));
-            let task = LoadTask {
-                partition,
-                load_id,
-                cancelled: cancelled.clone(),
-            };
-            (Phase::Loading { cancelled }, Some(task))
-        };
-        let led = Led {
-            leader_epoch,
-            load_id,
-            phase,
-            markers_while_loading: Vec::new(),
-        };
-        self.led.insert(partition, led);
-        task
+    fn begin_load(&mut self, partition: i32) -> Vec<Effect> {
+        self.markers_while_loading.remove(&partition);
+        self.coordinator.begin_load(partition)
     }
 
-    /// Starts the loads whose partitions have no append in flight any more.
-    fn start_drained_loads(&mut self) {
-        let mut ready = Vec::new();
-        for (&partition, led) in self.led.iter_mut() {
-            if !matches!(led.phase, Phase::Draining)
-                || self.in_flight.values().any(|f| f.partition == partition)
-            {
-                continue;
-            }
-            let cancelled = Arc::new(AtomicBool::new(false));
-            ready.push(LoadTask {
-                partition,
-                load_id: led.load_id,
-                cancelled: cancelled.clone(),
-            });
-            led.phase = Phase::Loading { cancelled };
-        }
-        self.spawn_loader(ready);
-    }
-
-    fn spawn_loader(&mut self, loads: Vec<LoadTask>) {
-        let Some((topic_id, _)) = self.served else {
-            return;
-        };
-        if loads.is_empty() {
-            return;
-        }
-        self.loaders.retain(|l| !l.is_finished());
-        self.loaders.push(tokio::spawn(run_loader(
-            self.broker.clone(),
-            topic_id,
-            loads,
-            self.internal_tx.clone(),
-        )));
-    }
-
-    /// Stops serving `partition`: its groups answer NOT_COORDINATOR, and so do the callers
-    /// of its appends still in flight (whatever the appender reports for them is dropped).
-    fn unload(&mut self, partition: i32) {
-        let Some(led) = self.led.remove(&partition) else {
-            return;
-        };
-        if let Phase::Loading { cancelled } = &led.phase {
-            cancelled.store(true, Ordering::Relaxed);
-        }
-        let effects = self.coordinator.unload(partition);
-        self.carry_out(effects);
-        let orphans: Vec<AppendId> = self
-            .in_flight
-            .values_mut()
-            .filter(|f| f.partition == partition)
-            .filter_map(|f| f.append_id.take())
-            .collect();
-        for append_id in orphans {
-            let effects =
-                self.coordinator
-                    .on_append_complete(append_id, AppendOutcome::NotLeader, now_ms());
-            self.carry_out(effects);
-        }
-    }
-
-    fn unload_all(&mut self) {
-        let partitions: Vec<i32> = self.led.keys().copied().collect();
-        for partition in partitions {
-            self.unload(partition);
-        }
-    }
-
-    /// Carries out effects, including those of appends failed at once (not served, queue
-    /// full).
-    fn carry_out(&mut self, effects: Vec<Effect>) {
-        let mut work: VecDeque<Effect> = effects.into();
-        while let Some(effect) = work.pop_front() {
-            match effect {
-                Effect::Respond {
-                    request_id,
-                    response,
-                    ..
-                } => {
-                    if let Some(reply) = self.waiting.remove(&request_id) {
-                        // The connection may be gone; nothing to do then.
-                        let _ = reply.send(response);
-                    }
-                }
-                Effect::Append {
-                    append_id,
+    fn load(&mut self, partition: i32, items: Vec<LoadItem>) {
+        for item in items {
+            let loaded = match item {
+                LoadItem::Record {
+                    key,
+                    value,
+                    producer_id: None,
+                } => self
+                    .coordinator
+                    .load_record(partition, &key, value.as_deref()),
+                LoadItem::Record {
+                    key,
+                    value,
+                    producer_id: Some(pid),
+                } => self.coordinator.load_transactional_record(
                     partition,
-                    records,
-                    producer,
-                } => {
-                    let failed = match self.append_job(partition, records, producer) {
-                        Some(job) => {
-                            let id = job.job;
-                            match self.appends.try_send(job) {
-                                Ok(()) => {
-                                    let f = InFlight {
-                                        partition,
-                                        append_id: Some(append_id),
-                                    };
-                                    self.in_flight.insert(id, f);
-                                    continue;
-                                }
-                                Err(_) => {
-                                    warn!("{OFFSETS_TOPIC} append queue full; failing the append");
-                                    AppendOutcome::Unavailable
-                                }
-                            }
-                        }
-                        None => AppendOutcome::NotLeader,
-                    };
-                    let more = self
-                        .coordinator
-                        .on_append_complete(append_id, failed, now_ms());
-                    work.extend(more);
-                }
-            }
-        }
-    }
-
-    /// The appender's job for an append to `partition`, if it is loaded here.
-    fn append_job(
-        &mut self,
-        partition: i32,
-        records: Vec<OffsetsRecord>,
-        producer: Option<(i64, i16)>,
-    ) -> Option<AppendJob> {
-        let (topic_id, _) = self.served?;
-        let led = self.led.get(&partition)?;
-        if !matches!(led.phase, Phase::Loaded) {
-            return None;
-        }
-        let job = JobId(self.next_job);
-        self.next_job += 1;
-        Some(AppendJob {
-            job,
-            topic_id,
-            partition,
-            leader_epoch: led.leader_epoch,
-            records,
-            producer,
-        })
-    }
-}
-
-async fn sleep_ms(ms: Option<u64>) {
-    match ms {
-        Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        None => std::future::pending().await,
-    }
-}
-
-// ---- Appending -------------------------------------------------------------------------------
-
-/// Writes coordinator records in queue order, a round of jobs per blocking call.
-async fn run_appender(
-    broker: Arc<Broker>,
-    mut jobs: mpsc::Receiver<AppendJob>,
-    done: mpsc::Sender<Internal>,
-) {
-    while let Some(first) = jobs.recv().await {
-        let mut round = vec![first];
-        while round.len() < limits::GROUP_APPENDS_PER_ROUND_MAX {
-            match jobs.try_recv() {
-                Ok(job) => round.push(job),
-                Err(_) => break,
-            }
-        }
-        let b = broker.clone();
-        let (mut results, waits) = broker.blocking(move || append_round(&b, round)).await;
-        broker.notify_append();
-        // Answered only once the high watermark covers them (Kafka's coordinator writes with
-        // acks=-1): with replicas, the followers have them then.
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(limits::GROUP_APPEND_COMMIT_TIMEOUT_MS);
-        for (result, wait) in results.iter_mut().zip(waits) {
-            let Some((partition, leader_epoch, required)) = wait else {
-                continue;
-            };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            result.1 = match partition
-                .wait_for_high_watermark(leader_epoch, required, left)
-                .await
-            {
-                0 => AppendOutcome::Appended,
-                crate::handlers::code::NOT_LEADER_OR_FOLLOWER => AppendOutcome::NotLeader,
-                _ => AppendOutcome::Unavailable,
-            };
-        }
-        if done.send(Internal::Appended(results)).await.is_err() {
-            return; // the coordinator stopped
-        }
-    }
-}
-
-/// A successful append's wait: the partition, its leader epoch and the offset the high
-/// watermark must reach.
-type HighWatermarkWait = Option<(Arc<crate::partitions::Partition>, i32, i64)>;
-
-fn append_round(
-    broker: &Broker,
-    round: Vec<AppendJob>,
-) -> (Vec<(JobId, AppendOutcome)>, Vec<HighWatermarkWait>) {
-    let node_id = broker.config.node_id;
-    let now = now_ms();
-    let mut results = Vec::with_capacity(round.len());
-    let mut waits = Vec::with_capacity(round.len());
-    // Logs to flush after the round, and for each result the log it waits on.
-    let mut to_flush: Vec<Arc<PartitionLog>> = Vec::new();
-    let mut flush_of: Vec<Option<usize>> = Vec::with_capacity(round.len());
-    for job in round {
-        // Right before the append: a coordinator loaded at another epoch (or not leading at
-        // all) must not write over what the partition's real leader wrote.
-        let image = broker.metadata.image();
-        let leads = led_epoch(&image, node_id, job.topic_id, job.partition);
-        let partition = match leads == Some(job.leader_epoch) {
-            true => broker.partitions.get(job.topic_id, job.partition),
-            false => None,
-        };
-        let Some(partition) = partition else {
-            results.push((job.job, AppendOutcome::NotLeader));
-            flush_of.push(None);
-            waits.push(None);
-            continue;
-        };
-        let log = partition.log.clone();
-        let mut wait = None;
-        // A TxnOffsetCommit is a transactional batch of the producer, numbered after the last
-        // batch this log holds of it (only this appender writes that producer here).
-        let transactional = job.producer.map(|(producer_id, epoch)| {
-            let next = log
-                .producers()
-                .into_iter()
-                .find(|p| p.producer_id == producer_id && p.producer_epoch == epoch)
-                .filter(|p| p.last_sequence >= 0)
-                .map_or(0, |p| p.last_sequence.checked_add(1).unwrap_or(0));
-            (producer_id, epoch, next)
-        });
-        let append = match transactional {
-            Some(_) => crate::partitions::Partition::append_transactional_as_leader,
-            None => crate::partitions::Partition::append_as_leader,
-        };
-        let outcome = match encode_batch_as(&job.records, transactional) {
-            Err(e) => {
-                error!("cannot encode {OFFSETS_TOPIC} records: {e:#}");
-                AppendOutcome::TooLarge
-            }
-            Ok(batch) => match append(&partition, &batch, job.leader_epoch, true, now) {
-                Ok(o) => {
-                    wait = Some((partition.clone(), job.leader_epoch, o.last_offset + 1));
-                    AppendOutcome::Appended
-                }
-                Err(LeaderAppendError::Log(e)) => append_outcome(job.partition, &e),
-                Err(LeaderAppendError::NotLeader) => AppendOutcome::NotLeader,
-                Err(LeaderAppendError::NotEnoughReplicas { .. }) => AppendOutcome::Unavailable,
-            },
-        };
-        waits.push(wait);
-        let mut waits_on = None;
-        if outcome == AppendOutcome::Appended && log.needs_flush_after_append() {
-            let i = match to_flush.iter().position(|l| Arc::ptr_eq(l, &log)) {
-                Some(i) => i,
-                None => {
-                    to_flush.push(log);
-                    to_flush.len() - 1
-                }
-            };
-            waits_on = Some(i);
-        }
-        results.push((job.job, outcome));
-        flush_of.push(waits_on);
-    }
-    // One flush per partition after all of the round's appends (a group commit).
-    for (i, log) in to_flush.iter().enumerate() {
-        if let Err(e) = crate::metrics::timed_flush(log) {
-            error!("flushing {OFFSETS_TOPIC}: {e}");
-            for (result, waits_on) in results.iter_mut().zip(&flush_of) {
-                if *waits_on == Some(i) {
-                    result.1 = AppendOutcome::Unavailable;
-                }
-            }
-        }
-    }
-    for (result, wait) in results.iter().zip(waits.iter_mut()) {
-        if result.1 != AppendOutcome::Appended {
-            *wait = None;
-        }
-    }
-    (results, waits)
-}
-
-fn append_outcome(partition: i32, e: &LogError) -> AppendOutcome {
-    match e {
-        LogError::MessageTooLarge { .. } | LogError::RecordListTooLarge(_) => {
-            AppendOutcome::TooLarge
-        }
-        other => {
-            warn!(partition, "{OFFSETS_TOPIC} append failed: {other}");
-            AppendOutcome::Unavailable
-        }
-    }
-}
-
-/// One uncompressed v2 batch, no producer id, offsets 0..n-1 (the log assigns the real ones).
-pub fn encode_batch(records: &[OffsetsRecord]) -> anyhow::Result<Bytes> {
-    encode_batch_as(records, None)
-}
-
-/// [`encode_batch`], or with `transactional` (producer id, epoch, base sequence) a
-/// transactional batch of that producer.
-fn encode_batch_as(
-    records: &[OffsetsRecord],
-    transactional: Option<(i64, i16, i32)>,
-) -> anyhow::Result<Bytes> {
-    // The encoder derives the base sequence from the first record and starts a new batch when
-    // offset - sequence changes: sequence base + i keeps every record in one batch (base -1:
-    // no sequence).
-    let (producer_id, producer_epoch, base_sequence) = transactional.unwrap_or((-1, -1, -1));
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: transactional.is_some(),
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: base_sequence.wrapping_add(i as i32),
-            timestamp: r.timestamp_ms,
-            key: Some(r.key.clone()),
-            value: r.value.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buf.freeze())
-}
-
-// ---- Loading ---------------------------------------------------------------------------------
-
-/// Replays each partition from its log start to its end into the coordinator, one bounded
-/// step at a time, then reports it done. A cancelled load stops at its next step, unreported.
-async fn run_loader(
-    broker: Arc<Broker>,
-    topic_id: TopicId,
-    loads: Vec<LoadTask>,
-    tx: mpsc::Sender<Internal>,
-) {
-    for load in loads {
-        let ok = load_partition(&broker, topic_id, &load, &tx).await;
-        if load.cancelled.load(Ordering::Relaxed) {
-            continue;
-        }
-        let done = Internal::LoadDone {
-            partition: load.partition,
-            load_id: load.load_id,
-            ok,
-        };
-        if tx.send(done).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn load_partition(
-    broker: &Arc<Broker>,
-    topic_id: TopicId,
-    load: &LoadTask,
-    tx: &mpsc::Sender<Internal>,
-) -> bool {
-    let partition = load.partition;
-    let Some(p) = broker.partitions.get(topic_id, partition) else {
-        error!(partition, "{OFFSETS_TOPIC} partition log is not open");
-        return false;
-    };
-    let log = p.log.clone();
-    let (mut from, end) = (log.log_start_offset(), log.log_end_offset());
-    while from < end {
-        if load.cancelled.load(Ordering::Relaxed) {
-            return false;
-        }
-        let l = log.clone();
-        let step = broker.blocking(move || read_step(&l, from, end)).await;
-        match step {
-            Ok((records, next)) => {
-                assert!(next > from, "a load step must advance");
-                from = next;
-                let msg = Internal::LoadStep {
-                    partition,
-                    load_id: load.load_id,
-                    records,
-                };
-                if tx.send(msg).await.is_err() {
-                    return false;
-                }
-            }
-            Err(e) => {
-                error!(partition, from, "reading {OFFSETS_TOPIC}: {e}");
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// Records (key, value) of the batches from `from`, and the offset to continue at.
-type LoadStep = (Vec<LoadItem>, i64);
-
-/// What a load replays, in log order.
-enum LoadItem {
-    /// A keyed record; `producer_id` when it is in a transactional batch (TxnOffsetCommit).
-    Record {
-        key: Bytes,
-        value: Option<Bytes>,
-        producer_id: Option<i64>,
-    },
-    /// A transaction marker of `producer_id`.
-    Marker { producer_id: i64, commit: bool },
-}
-
-fn read_step(log: &PartitionLog, from: i64, end: i64) -> Result<LoadStep, String> {
-    let read = log
-        .read(from, limits::GROUP_LOAD_READ_BYTES_MAX, end)
-        .map_err(|e| e.to_string())?;
-    let mut buf = read.records;
-    if buf.is_empty() {
-        return Ok((Vec::new(), end)); // the rest was compacted away
-    }
-    let mut next = from;
-    let mut out = Vec::new();
-    while buf.len() >= BATCH_HEADER_BYTES {
-        let header = BatchHeader::parse(&buf).map_err(|e| e.to_string())?;
-        let size = header.total_bytes();
-        if size > buf.len() {
-            break;
-        }
-        let mut batch = buf.split_to(size);
-        next = next.max(header.last_offset() + 1);
-        if header.is_control() {
-            if header.last_offset() < from {
-                continue;
-            }
-            match josefine_log::control::decode_marker(&batch, &header) {
-                Ok(Some(marker)) => out.push(LoadItem::Marker {
-                    producer_id: header.producer_id,
-                    commit: marker.commit,
-                }),
-                Ok(None) => {}
-                Err(e) => warn!(
-                    base_offset = header.base_offset,
-                    "skipping an unreadable {OFFSETS_TOPIC} control batch: {e}"
+                    pid,
+                    &key,
+                    value.as_deref(),
                 ),
-            }
-            continue;
-        }
-        let producer_id = header.is_transactional().then_some(header.producer_id);
-        let set = RecordBatchDecoder::decode_with_custom_compression(
-            &mut batch,
-            Some(|b: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
-                // The coordinator writes uncompressed batches and clients cannot produce here.
-                match c {
-                    Compression::None => Ok(b.split_off(0)),
-                    other => anyhow::bail!("compressed ({other:?}) batch in {OFFSETS_TOPIC}"),
+                LoadItem::Marker {
+                    producer_id,
+                    commit,
+                } => {
+                    self.coordinator
+                        .load_txn_marker(partition, producer_id, commit);
+                    Ok(())
                 }
-            }),
-        );
-        match set {
-            Ok(set) => out.extend(
-                set.records
-                    .into_iter()
-                    .filter(|r| r.offset >= from)
-                    .filter_map(|r| {
-                        r.key.map(|key| LoadItem::Record {
-                            key,
-                            value: r.value,
-                            producer_id,
-                        })
-                    }),
-            ),
-            Err(e) => warn!(
-                base_offset = header.base_offset,
-                "skipping an unreadable {OFFSETS_TOPIC} batch: {e:#}"
-            ),
+            };
+            if let Err(e) = loaded {
+                // Kafka fails the load; skipping one record keeps every other group.
+                error!(partition, "skipping a {OFFSETS_TOPIC} record: {e}");
+            }
         }
     }
-    if next <= from {
-        return Err(format!("no complete batch at offset {from}"));
+
+    fn complete_load(&mut self, partition: i32, _leader_epoch: i32) -> Result<Vec<Effect>, String> {
+        let effects = self
+            .coordinator
+            .complete_load(partition, now_ms())
+            .map_err(|e| e.to_string())?;
+        // The markers written while it loaded follow the records the load read.
+        let markers = self.markers_while_loading.remove(&partition);
+        for (producer_id, commit) in markers.unwrap_or_default() {
+            self.coordinator
+                .on_txn_marker(partition, producer_id, commit);
+        }
+        Ok(effects)
     }
-    Ok((out, next))
+
+    fn unload(&mut self, partition: i32) -> Vec<Effect> {
+        self.markers_while_loading.remove(&partition);
+        self.coordinator.unload(partition)
+    }
+
+    fn append_done(&mut self, append_id: AppendId, outcome: AppendOutcome) -> Vec<Effect> {
+        self.coordinator
+            .on_append_complete(append_id, outcome, now_ms())
+    }
+
+    fn carry_out(
+        &mut self,
+        parts: &mut Partitions<AppendId>,
+        effect: Effect,
+    ) -> Result<(), (AppendId, AppendOutcome)> {
+        match effect {
+            Effect::Respond {
+                request_id,
+                response,
+                ..
+            } => self.waiting.respond(request_id.0, response),
+            Effect::Append {
+                append_id,
+                partition,
+                records,
+                producer,
+            } => {
+                let submitted = parts.submit(append_id, partition, records, producer);
+                return submitted.map_err(|failed| (append_id, failed));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1414,8 +640,15 @@ mod tests {
     };
     use kafka_protocol::protocol::StrBytes;
 
+    use std::time::Duration;
+
+    use josefine_group::OffsetsRecord;
+    use josefine_log::batch::BatchHeader;
+    use josefine_log::PartitionLog;
+
     use super::*;
     use crate::config::{Config, ServeArgs};
+    use crate::coordinator_partitions::{append_round, encode_batch, AppendJob};
     use crate::server::RunningBroker;
 
     const NOT_COORDINATOR: i16 = 16;
@@ -1488,9 +721,9 @@ mod tests {
     /// Feeds the loader's messages in until partition 0 is loaded.
     async fn settle(rt: &mut Runtime, ch: &mut RuntimeChannels) {
         let wait = Duration::from_secs(10);
-        while !matches!(rt.led.get(&0).map(|l| &l.phase), Some(Phase::Loaded)) {
-            let msg = tokio::time::timeout(wait, ch.internal.recv()).await;
-            rt.on_internal(msg.expect("the load finishes").expect("loader alive"));
+        while !matches!(rt.parts.phase(0), Some(Phase::Loaded)) {
+            let msg = tokio::time::timeout(wait, ch.parts.reports.recv()).await;
+            rt.on_report(msg.expect("the load finishes").expect("loader alive"));
         }
     }
 
@@ -1554,12 +787,12 @@ mod tests {
     /// Hands the appender's jobs to the real append code and reports back, as the appender
     /// (one replica: the high watermark already covers every append).
     fn append(rt: &mut Runtime, broker: &Broker, jobs: Vec<AppendJob>) -> Vec<AppendOutcome> {
-        let (results, waits) = append_round(broker, jobs);
+        let (results, waits) = append_round(broker, OFFSETS_TOPIC, jobs);
         for (partition, _, required) in waits.into_iter().flatten() {
             assert!(partition.log.high_watermark() >= required);
         }
         let outcomes = results.iter().map(|r| r.1).collect();
-        rt.on_internal(Internal::Appended(results));
+        rt.on_report(Report::Appended(results));
         outcomes
     }
 
@@ -1613,7 +846,7 @@ mod tests {
         settle(&mut rt, &mut ch).await;
 
         let acked = commit(&mut rt, 5);
-        let job = ch.appends.try_recv().unwrap();
+        let job = ch.parts.appends.try_recv().unwrap();
         assert_eq!(
             append(&mut rt, &broker, vec![job]),
             [AppendOutcome::Appended]
@@ -1623,7 +856,7 @@ mod tests {
 
         // A commit is in flight (with the appender) when the image takes the partition away.
         let mut in_flight = commit(&mut rt, 6);
-        let job = ch.appends.try_recv().unwrap();
+        let job = ch.parts.appends.try_recv().unwrap();
         assert!(
             in_flight.try_recv().is_err(),
             "not answered before its append"
@@ -1631,7 +864,7 @@ mod tests {
         set_leaders(&broker, &[PartitionAssignment::NO_LEADER]).await;
         rt.follow(&broker.metadata.image());
         assert_eq!(commit_error(in_flight), NOT_COORDINATOR);
-        assert!(rt.led.is_empty());
+        assert!(rt.parts.led.is_empty());
 
         // The appender reaches it later: refused by the image, nothing written, nobody told.
         assert_eq!(
@@ -1639,7 +872,7 @@ mod tests {
             [AppendOutcome::NotLeader]
         );
         assert_eq!(log_of(&broker).log_end_offset(), log_end);
-        assert!(rt.in_flight.is_empty());
+        assert!(rt.parts.in_flight_count() == 0);
 
         // Its groups are somebody else's now.
         assert_eq!(fetch(&mut rt).0, NOT_COORDINATOR);
@@ -1654,7 +887,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            ch.appends.try_recv().is_err(),
+            ch.parts.appends.try_recv().is_err(),
             "nothing sent to the appender"
         );
         running.shutdown().await;
@@ -1667,7 +900,7 @@ mod tests {
         let (mut rt, mut ch) = runtime(&broker);
         settle(&mut rt, &mut ch).await;
         commit(&mut rt, 5);
-        let job = ch.appends.try_recv().unwrap();
+        let job = ch.parts.appends.try_recv().unwrap();
         append(&mut rt, &broker, vec![job]);
 
         // Not led, then led again (a new epoch): loaded from the log, as after a restart.
@@ -1679,16 +912,16 @@ mod tests {
         settle(&mut rt, &mut ch).await;
         assert_eq!(fetch(&mut rt), (0, 5));
         let epoch = offsets_partition(&broker).1.leader_epoch;
-        assert_eq!(rt.led[&0].leader_epoch, epoch);
+        assert_eq!(rt.parts.led[&0].leader_epoch, epoch);
 
         // A commit in flight when the epoch moves on while this node still leads.
         let in_flight = commit(&mut rt, 6);
-        let stale = ch.appends.try_recv().unwrap();
+        let stale = ch.parts.appends.try_recv().unwrap();
         set_leaders(&broker, &[PartitionAssignment::NO_LEADER, 1]).await;
         rt.follow(&broker.metadata.image());
         assert_eq!(commit_error(in_flight), NOT_COORDINATOR);
         // The reload waits until that append is done, so it reads whatever the append wrote.
-        assert!(matches!(rt.led[&0].phase, Phase::Draining));
+        assert!(matches!(rt.parts.led[&0].phase, Phase::Draining));
         assert_eq!(fetch(&mut rt).0, COORDINATOR_LOAD_IN_PROGRESS);
         // Meanwhile "another leader" wrote to the partition at the new epoch.
         let new_epoch = offsets_partition(&broker).1.leader_epoch;
@@ -1713,10 +946,10 @@ mod tests {
             append(&mut rt, &broker, vec![stale]),
             [AppendOutcome::NotLeader]
         );
-        assert!(matches!(rt.led[&0].phase, Phase::Loading { .. }));
+        assert!(matches!(rt.parts.led[&0].phase, Phase::Loading { .. }));
         // A step or completion of an earlier load of the partition is discarded.
-        let load_id = rt.led[&0].load_id;
-        rt.on_internal(Internal::LoadDone {
+        let load_id = rt.parts.led[&0].load_id;
+        rt.on_report(Report::LoadDone {
             partition: 0,
             load_id: load_id - 1,
             ok: true,
@@ -1731,7 +964,7 @@ mod tests {
 
         // New appends are stamped with the new leader epoch.
         let acked = commit(&mut rt, 10);
-        let job = ch.appends.try_recv().unwrap();
+        let job = ch.parts.appends.try_recv().unwrap();
         assert_eq!(job.leader_epoch, new_epoch);
         append(&mut rt, &broker, vec![job]);
         assert_eq!(commit_error(acked), 0);
@@ -1768,7 +1001,7 @@ mod tests {
         let (mut rt, mut ch) = runtime(&broker);
         settle(&mut rt, &mut ch).await;
         commit(&mut rt, 5);
-        let job = ch.appends.try_recv().unwrap();
+        let job = ch.parts.appends.try_recv().unwrap();
         append(&mut rt, &broker, vec![job]);
         let log_end = log_of(&broker).log_end_offset();
 
@@ -1778,7 +1011,7 @@ mod tests {
         let (done, mut answered) = oneshot::channel();
         rt.on_msg(Msg::TopicDeleted { done });
         assert_eq!(fetch(&mut rt), (0, -1));
-        let tombstones = ch.appends.try_recv().unwrap();
+        let tombstones = ch.parts.appends.try_recv().unwrap();
         assert!(answered.try_recv().is_err(), "answered before the append");
         assert_eq!(
             append(&mut rt, &broker, vec![tombstones]),
@@ -1791,7 +1024,7 @@ mod tests {
         let (done, mut answered) = oneshot::channel();
         rt.on_msg(Msg::TopicDeleted { done });
         answered.try_recv().expect("answered at once");
-        assert!(ch.appends.try_recv().is_err());
+        assert!(ch.parts.appends.try_recv().is_err());
         running.shutdown().await;
     }
 
@@ -1805,7 +1038,7 @@ mod tests {
         let (mut rt, mut ch) = runtime(&broker);
         settle(&mut rt, &mut ch).await;
         commit(&mut rt, 5);
-        let job = ch.appends.try_recv().unwrap();
+        let job = ch.parts.appends.try_recv().unwrap();
         append(&mut rt, &broker, vec![job]);
         assert_eq!(fetch(&mut rt), (0, 5));
 
@@ -1813,7 +1046,7 @@ mod tests {
         assert_eq!(fetch(&mut rt), (0, 5), "not followed yet");
         rt.follow(&broker.metadata.image());
         assert_eq!(fetch(&mut rt), (0, -1));
-        let tombstones = ch.appends.try_recv().expect("tombstones issued");
+        let tombstones = ch.parts.appends.try_recv().expect("tombstones issued");
         assert_eq!(
             append(&mut rt, &broker, vec![tombstones]),
             [AppendOutcome::Appended]

@@ -6,7 +6,8 @@
 //! `josefine_log::PartitionLog` (produce, fetch) or [`metadata`] (the chain) -> `josefine_meta`
 //! (topics) -> reply back through [`connection`]. Consumer-group APIs go `handlers/groups.rs` ->
 //! [`groups`] (the task that drives `josefine_group::Coordinator` and writes its records to
-//! `__consumer_offsets`).
+//! `__consumer_offsets`; [`coordinator_partitions`] follows, loads and appends to its partitions,
+//! and those of `__transaction_state` for [`txn`]).
 //! Configuration is in [`config`], every network limit in [`limits`], and [`alloc_guard`] keeps
 //! hostile array counts from aborting the process (see its doc). Operators read [`metrics`]
 //! and the health checks through [`http`] (`--http-listen`).
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod control;
 pub mod controller;
+pub mod coordinator_partitions;
 pub mod dispatch;
 pub mod error;
 #[doc(hidden)]

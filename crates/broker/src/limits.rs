@@ -107,13 +107,24 @@ pub const GROUP_REQUESTS_QUEUED_MAX: usize = 1024;
 /// retries) rather than waiting, so the coordinator task itself never blocks on storage.
 pub const GROUP_APPENDS_QUEUED_MAX: usize = 1024;
 
-/// Appends the group appender writes in one blocking round (one flush per partition per round
+/// Appends a coordinator's appender (`coordinator_partitions`, for `__consumer_offsets` and
+/// `__transaction_state`) writes in one blocking round (one flush per partition per round
 /// when `log.flush.interval.messages=1`): amortises the blocking-pool hop under commit load.
-pub const GROUP_APPENDS_PER_ROUND_MAX: usize = 64;
+pub const COORDINATOR_APPENDS_PER_ROUND_MAX: usize = 64;
 
-/// Bytes of `__consumer_offsets` read per step while loading a partition at start-up; bounds
-/// the memory a load holds (one step's records are handed to the coordinator, then dropped).
-pub const GROUP_LOAD_READ_BYTES_MAX: usize = 1 << 20;
+/// Appended rounds waiting for the high watermark behind the appender, which keeps appending
+/// meanwhile; beyond this it waits too (back-pressure on the coordinator's append queue).
+pub const COORDINATOR_ROUNDS_WAITING_MAX: usize = 64;
+
+/// How long a coordinator's append waits for the high watermark to cover it before it counts
+/// as failed (COORDINATOR_NOT_AVAILABLE-style errors to the client, who retries): Kafka's
+/// `offsets.commit.timeout.ms` default, 5 s, for both coordinators.
+pub const COORDINATOR_APPEND_COMMIT_TIMEOUT_MS: u64 = 5_000;
+
+/// Bytes of an internal topic (`__consumer_offsets`, `__transaction_state`) read per step while
+/// loading a partition; bounds the memory a load holds (one step's records are handed to the
+/// coordinator, then dropped).
+pub const COORDINATOR_LOAD_READ_BYTES_MAX: usize = 1 << 20;
 
 /// Load steps queued from the loader to the coordinator task.
 pub const GROUP_LOAD_STEPS_QUEUED_MAX: usize = 16;
@@ -152,11 +163,6 @@ pub const REPLICA_TICK_MS_MAX: u64 = 5_000;
 /// How long a WriteTxnMarkers marker waits for the high watermark to cover it before its
 /// partition answers REQUEST_TIMED_OUT (Kafka uses `request.timeout.ms`, 30 s).
 pub const WRITE_TXN_MARKERS_TIMEOUT_MS: u64 = 30_000;
-
-/// How long a `__consumer_offsets` append waits for the high watermark to cover it before the
-/// coordinator answers COORDINATOR_NOT_AVAILABLE-style errors (Kafka's
-/// `offsets.commit.timeout.ms` default, 5 s).
-pub const GROUP_APPEND_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// Most hosted partitions exported with per-partition series on `/metrics`; beyond it only
 /// per-topic series (and `metrics_partitions_truncated`). Five gauges of ~90 bytes each make
@@ -203,18 +209,9 @@ pub const TXN_APPENDS_QUEUED_MAX: usize = 1024;
 /// senders are helper tasks that wait when it is full, never the task itself.
 pub const TXN_INTERNAL_QUEUED_MAX: usize = 256;
 
-/// How long a `__transaction_state` append waits for the high watermark (acks=all) before it
-/// counts as failed (COORDINATOR_NOT_AVAILABLE to the client, which retries): Kafka's
-/// coordinator appends with `request.timeout.ms`-like bounds; 5 s as the group coordinator.
-pub const TXN_APPEND_COMMIT_TIMEOUT_MS: u64 = 5_000;
-
 /// Largest WriteTxnMarkers / AddPartitionsToTxn answer frame read from another broker: one
 /// error code per partition, so 1 MiB holds tens of thousands.
 pub const TXN_PEER_ANSWER_BYTES_MAX: usize = 1 << 20;
-
-/// Bytes read per step when loading a `__transaction_state` partition (one record per id,
-/// a few hundred bytes each): bounds memory per step, as the group loader's.
-pub const TXN_LOAD_READ_BYTES_MAX: usize = 1 << 20;
 
 /// How long a partition leader waits for the transaction coordinator to verify a
 /// transactional produce (KIP-890, AddPartitionsToTxn v4 verify_only); past it the produce

@@ -10,7 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::{start_broker, Client};
-use josefine::groups::{encode_batch, OFFSETS_TOPIC};
+use josefine::coordinator_partitions::encode_batch;
+use josefine::groups::OFFSETS_TOPIC;
 use josefine::server::RunningBroker;
 use josefine_group::records::{encode_offset_key, encode_offset_value, OffsetCommitValue};
 use josefine_group::OffsetsRecord;

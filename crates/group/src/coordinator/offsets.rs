@@ -43,6 +43,48 @@ pub(super) struct PendingCommit {
     results: Vec<(String, Vec<(i32, i16)>)>,
 }
 
+/// Per topic, per partition error (0 for those being written).
+pub(super) type CommitResults = Vec<(String, Vec<(i32, i16)>)>;
+
+/// An OffsetCommit or a TxnOffsetCommit, decoded (versions applied).
+pub(super) struct CommitRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub instance: Option<String>,
+    pub generation: i32,
+    /// A TxnOffsetCommit: Kafka's `doTxnCommitOffsets` rules.
+    pub transactional: bool,
+    pub expire_timestamp_ms: Option<i64>,
+    pub topics: Vec<(String, Vec<CommitPartition>)>,
+}
+
+pub(super) struct CommitPartition {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+impl CommitRequest {
+    /// Every partition of the request failed with `code`.
+    fn fail_all(&self, code: i16) -> CommitResults {
+        self.topics
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, code)).collect()))
+            .collect()
+    }
+}
+
+/// A checked commit: its `__consumer_offsets` partition, the offsets and records to write
+/// (none if every partition failed) and the per-partition results.
+pub(super) struct PreparedCommit {
+    pub group_id: String,
+    pub partition: i32,
+    pub offsets: Vec<((String, i32), CommittedOffset)>,
+    pub records: Vec<OffsetsRecord>,
+    pub results: CommitResults,
+}
+
 /// One group's fetch result: group error, then per topic the partitions.
 type FetchResult = (i16, Vec<(String, Vec<FetchedPartition>)>);
 
@@ -68,107 +110,131 @@ impl Coordinator {
         now_ms: i64,
     ) {
         let v = ctx.api_version;
-        let group_id = req.group_id.0.to_string();
-        let requested: Vec<(String, Vec<i32>)> = req
-            .topics
-            .iter()
-            .map(|t| {
-                (
-                    t.name.0.to_string(),
-                    t.partitions.iter().map(|p| p.partition_index).collect(),
-                )
-            })
-            .collect();
-        let fail_all = |c: &mut Self, code: i16| {
-            let results = requested
+        let commit = CommitRequest {
+            group_id: req.group_id.0.to_string(),
+            member_id: req.member_id.to_string(),
+            instance: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            generation: req.generation_id_or_member_epoch,
+            transactional: false,
+            expire_timestamp_ms: (v <= 4 && req.retention_time_ms >= 0)
+                .then(|| now_ms + req.retention_time_ms),
+            topics: req
+                .topics
                 .iter()
-                .map(|(t, ps)| (t.clone(), ps.iter().map(|&p| (p, code)).collect()))
-                .collect();
-            c.respond_commit(ctx.request_id, v, results);
+                .map(|t| {
+                    let partitions = t.partitions.iter().map(|p| CommitPartition {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
+                        metadata: p.committed_metadata.as_deref().unwrap_or("").to_string(),
+                    });
+                    (t.name.0.to_string(), partitions.collect())
+                })
+                .collect(),
         };
-        // Kafka 4.1 accepts "" here (a simple group named ""), unlike JoinGroup.
-        if group_id.len() > STRING_BYTES_MAX {
-            return fail_all(self, ResponseError::InvalidGroupId.code());
-        }
-        let partition = match self.coordinator_for(&group_id) {
+        let prepared = match self.prepare_commit(v, commit, now_ms) {
             Ok(p) => p,
-            Err(code) => return fail_all(self, code),
+            Err(results) => return self.respond_commit(ctx.request_id, v, results),
         };
-        if self.pending_appends.len() >= self.config.pending_appends_max {
-            return fail_all(self, ResponseError::CoordinatorNotAvailable.code());
+        if prepared.records.is_empty() {
+            return self.respond_commit(ctx.request_id, v, prepared.results);
         }
-        let generation = req.generation_id_or_member_epoch;
-        if !self.groups.contains_key(&group_id) {
-            if generation >= 0 {
+        let pending = PendingCommit {
+            request_id: ctx.request_id,
+            api_version: v,
+            group_id: prepared.group_id,
+            partition: prepared.partition,
+            offsets: prepared.offsets,
+            results: prepared.results,
+        };
+        let partition = prepared.partition;
+        self.append(
+            partition,
+            prepared.records,
+            AfterAppend::OffsetCommit(pending),
+        );
+    }
+
+    /// Checks an OffsetCommit or a TxnOffsetCommit (`commit.transactional`, Kafka's
+    /// `doTxnCommitOffsets`) and turns it into records; the offsets written count as pending
+    /// commits of the group. `Err`: the whole request failed, with these per-partition results.
+    pub(super) fn prepare_commit(
+        &mut self,
+        v: i16,
+        commit: CommitRequest,
+        now_ms: i64,
+    ) -> Result<PreparedCommit, CommitResults> {
+        let group_id = &commit.group_id;
+        // Kafka 4.1 accepts "" in OffsetCommit (a simple group named ""), unlike JoinGroup and
+        // TxnOffsetCommit.
+        if (commit.transactional && group_id.is_empty()) || group_id.len() > STRING_BYTES_MAX {
+            return Err(commit.fail_all(ResponseError::InvalidGroupId.code()));
+        }
+        let partition = self
+            .coordinator_for(group_id)
+            .map_err(|code| commit.fail_all(code))?;
+        if self.pending_appends.len() >= self.config.pending_appends_max {
+            return Err(commit.fail_all(ResponseError::CoordinatorNotAvailable.code()));
+        }
+        let generation = commit.generation;
+        if !self.groups.contains_key(group_id) {
+            if generation >= 0 && !commit.transactional {
                 // v9+ says the group is unknown; older clients only understand this one.
                 let code = if v >= 9 {
                     ResponseError::GroupIdNotFound.code()
                 } else {
                     ResponseError::IllegalGeneration.code()
                 };
-                return fail_all(self, code);
+                return Err(commit.fail_all(code));
             }
             if self.groups.len() >= self.config.groups_max {
-                return fail_all(self, ResponseError::CoordinatorNotAvailable.code());
+                return Err(commit.fail_all(ResponseError::CoordinatorNotAvailable.code()));
             }
-            // A consumer without group management (assign()) or an admin client: the group
-            // exists only to hold offsets.
+            // A consumer without group management (assign()), an admin client or a
+            // transactional producer: the group exists only to hold offsets.
             self.groups.insert(
                 group_id.clone(),
                 Group::new(group_id.clone(), partition, now_ms),
             );
         }
-        let member_id = req.member_id.to_string();
-        let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-        let validation = self
-            .with_group(&group_id, |_, g| {
-                let r = validate_offset_commit(g, &member_id, instance.as_deref(), generation);
-                if r.is_ok() {
-                    if let Some(m) = g.members.get_mut(&member_id) {
-                        // A commit proves the member is alive, as a heartbeat does.
-                        m.session_deadline_ms = now_ms + i64::from(m.session_timeout_ms);
-                    }
-                }
-                r
-            })
-            .expect("group present");
-        if let Err(code) = validation {
-            return fail_all(self, code);
-        }
+        let (member_id, instance) = (&commit.member_id, commit.instance.as_deref());
+        let transactional = commit.transactional;
+        self.with_group(group_id, |_, g| {
+            validate_commit(g, member_id, instance, generation, transactional)?;
+            if let Some(m) = g.members.get_mut(member_id).filter(|_| !transactional) {
+                // A commit proves the member is alive, as a heartbeat does.
+                m.session_deadline_ms = now_ms + i64::from(m.session_timeout_ms);
+            }
+            Ok(())
+        })
+        .expect("group present")
+        .map_err(|code| commit.fail_all(code))?;
 
-        let expire_timestamp_ms =
-            (v <= 4 && req.retention_time_ms >= 0).then(|| now_ms + req.retention_time_ms);
         let mut offsets = Vec::new();
         let mut records_out = Vec::new();
         let mut results = Vec::new();
-        for topic in &req.topics {
-            let name = topic.name.0.to_string();
-            let mut partitions = Vec::with_capacity(topic.partitions.len());
-            for p in &topic.partitions {
-                let metadata = p.committed_metadata.as_deref().unwrap_or("").to_string();
-                if metadata.len() > self.config.offset_metadata_max_bytes {
-                    partitions.push((
-                        p.partition_index,
-                        ResponseError::OffsetMetadataTooLarge.code(),
-                    ));
+        for (name, topic) in commit.topics {
+            let mut partitions = Vec::with_capacity(topic.len());
+            for p in topic {
+                if p.metadata.len() > self.config.offset_metadata_max_bytes {
+                    let code = ResponseError::OffsetMetadataTooLarge.code();
+                    partitions.push((p.partition, code));
                     continue;
                 }
                 if name.len() > STRING_BYTES_MAX / 2 {
-                    partitions.push((
-                        p.partition_index,
-                        ResponseError::InvalidTopicException.code(),
-                    ));
+                    let code = ResponseError::InvalidTopicException.code();
+                    partitions.push((p.partition, code));
                     continue;
                 }
                 let value = CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: if v >= 6 { p.committed_leader_epoch } else { -1 },
-                    metadata,
+                    offset: p.offset,
+                    leader_epoch: p.leader_epoch,
+                    metadata: p.metadata,
                     commit_timestamp_ms: now_ms,
-                    expire_timestamp_ms,
+                    expire_timestamp_ms: commit.expire_timestamp_ms,
                 };
                 records_out.push(OffsetsRecord {
-                    key: records::encode_offset_key(&group_id, &name, p.partition_index),
+                    key: records::encode_offset_key(group_id, &name, p.partition),
                     value: Some(records::encode_offset_value(&OffsetCommitValue {
                         offset: value.offset,
                         leader_epoch: value.leader_epoch,
@@ -178,28 +244,24 @@ impl Coordinator {
                     })),
                     timestamp_ms: now_ms,
                 });
-                offsets.push(((name.clone(), p.partition_index), value));
-                partitions.push((p.partition_index, 0));
+                offsets.push(((name.clone(), p.partition), value));
+                partitions.push((p.partition, 0));
             }
             results.push((name, partitions));
         }
-        if records_out.is_empty() {
-            return self.respond_commit(ctx.request_id, v, results);
-        }
-        if let Some(g) = self.groups.get_mut(&group_id) {
+        if !records_out.is_empty() {
+            let g = self.groups.get_mut(group_id).expect("group present");
             for (key, _) in &offsets {
                 *g.pending_commits.entry(key.clone()).or_default() += 1;
             }
         }
-        let pending = PendingCommit {
-            request_id: ctx.request_id,
-            api_version: v,
-            group_id,
+        Ok(PreparedCommit {
+            group_id: commit.group_id,
             partition,
             offsets,
+            records: records_out,
             results,
-        };
-        self.append(partition, records_out, AfterAppend::OffsetCommit(pending));
+        })
     }
 
     pub(super) fn complete_commit(
@@ -610,15 +672,28 @@ impl Coordinator {
     }
 }
 
-/// Kafka's ClassicGroup.validateOffsetCommit.
-fn validate_offset_commit(
+/// Who may commit. OffsetCommit: members of the current generation, or anyone while the
+/// group is Empty (simple consumers using assign(), admin clients). TxnOffsetCommit
+/// (`transactional`, Kafka's `doTxnCommitOffsets`, KIP-447): a member id must be a member (or
+/// the static member of its instance id), and a generation must be the group's current one.
+fn validate_commit(
     g: &Group,
     member_id: &str,
     instance: Option<&str>,
     generation: i32,
+    transactional: bool,
 ) -> Result<(), i16> {
     if g.state == GroupState::Dead {
         return Err(ResponseError::CoordinatorNotAvailable.code());
+    }
+    if transactional {
+        if !member_id.is_empty() || instance.is_some() {
+            super::membership::validate_member(g, member_id, instance)?;
+        }
+        if generation >= 0 && generation != g.generation_id {
+            return Err(ResponseError::IllegalGeneration.code());
+        }
+        return Ok(());
     }
     if generation < 0 && g.state == GroupState::Empty {
         return Ok(()); // Admin client or assign() consumer on an empty group.

@@ -18,12 +18,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
+use super::offsets::{CommitPartition, CommitRequest};
 use super::{AfterAppend, AppendOutcome, Coordinator, GroupResponse, RequestContext, RequestId};
-use crate::config::STRING_BYTES_MAX;
-use crate::group::{CommittedOffset, Group, GroupState};
-use crate::records::{self, OffsetCommitValue, OffsetsRecord};
+use crate::group::{CommittedOffset, Group};
 
 /// A transactional commit whose records are being appended.
 #[derive(Debug)]
@@ -44,120 +42,56 @@ impl Coordinator {
         now_ms: i64,
     ) {
         let v = ctx.api_version;
-        let group_id = req.group_id.0.to_string();
-        let requested: Vec<(String, Vec<i32>)> = req
-            .topics
-            .iter()
-            .map(|t| {
-                let ps = t.partitions.iter().map(|p| p.partition_index).collect();
-                (t.name.0.to_string(), ps)
-            })
-            .collect();
-        let fail_all = |c: &mut Self, code: i16| {
-            let results = requested
+        // v3+ (KIP-447) carry the member and generation; older ones commit as no member.
+        let commit = CommitRequest {
+            group_id: req.group_id.0.to_string(),
+            member_id: if v >= 3 {
+                req.member_id.to_string()
+            } else {
+                String::new()
+            },
+            instance: req
+                .group_instance_id
+                .as_ref()
+                .filter(|_| v >= 3)
+                .map(|s| s.to_string()),
+            generation: if v >= 3 { req.generation_id } else { -1 },
+            transactional: true,
+            expire_timestamp_ms: None,
+            topics: req
+                .topics
                 .iter()
-                .map(|(t, ps)| (t.clone(), ps.iter().map(|&p| (p, code)).collect()))
-                .collect();
-            c.respond_txn_commit(ctx.request_id, v, results);
+                .map(|t| {
+                    let partitions = t.partitions.iter().map(|p| CommitPartition {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: if v >= 2 { p.committed_leader_epoch } else { -1 },
+                        metadata: p.committed_metadata.as_deref().unwrap_or("").to_string(),
+                    });
+                    (t.name.0.to_string(), partitions.collect())
+                })
+                .collect(),
         };
-        if group_id.is_empty() || group_id.len() > STRING_BYTES_MAX {
-            return fail_all(self, ResponseError::InvalidGroupId.code());
-        }
-        let partition = match self.coordinator_for(&group_id) {
+        let prepared = match self.prepare_commit(v, commit, now_ms) {
             Ok(p) => p,
-            Err(code) => return fail_all(self, code),
+            Err(results) => return self.respond_txn_commit(ctx.request_id, v, results),
         };
-        if self.pending_appends.len() >= self.config.pending_appends_max {
-            return fail_all(self, ResponseError::CoordinatorNotAvailable.code());
-        }
-        if !self.groups.contains_key(&group_id) {
-            if self.groups.len() >= self.config.groups_max {
-                return fail_all(self, ResponseError::CoordinatorNotAvailable.code());
-            }
-            // Kafka creates the group to hold the offsets, as for a simple consumer.
-            self.groups.insert(
-                group_id.clone(),
-                Group::new(group_id.clone(), partition, now_ms),
-            );
-        }
-        let (member_id, generation) = if v >= 3 {
-            (req.member_id.to_string(), req.generation_id)
-        } else {
-            (String::new(), -1)
-        };
-        let instance = req
-            .group_instance_id
-            .as_ref()
-            .filter(|_| v >= 3)
-            .map(|s| s.to_string());
-        let group = &self.groups[&group_id];
-        let validation = validate_txn_commit(group, &member_id, instance.as_deref(), generation);
-        if let Err(code) = validation {
-            return fail_all(self, code);
-        }
-
-        let mut offsets = Vec::new();
-        let mut records_out = Vec::new();
-        let mut results = Vec::new();
-        for topic in &req.topics {
-            let name = topic.name.0.to_string();
-            let mut partitions = Vec::with_capacity(topic.partitions.len());
-            for p in &topic.partitions {
-                let metadata = p.committed_metadata.as_deref().unwrap_or("").to_string();
-                if metadata.len() > self.config.offset_metadata_max_bytes {
-                    let code = ResponseError::OffsetMetadataTooLarge.code();
-                    partitions.push((p.partition_index, code));
-                    continue;
-                }
-                if name.len() > STRING_BYTES_MAX / 2 {
-                    let code = ResponseError::InvalidTopicException.code();
-                    partitions.push((p.partition_index, code));
-                    continue;
-                }
-                let value = CommittedOffset {
-                    offset: p.committed_offset,
-                    leader_epoch: if v >= 2 { p.committed_leader_epoch } else { -1 },
-                    metadata,
-                    commit_timestamp_ms: now_ms,
-                    expire_timestamp_ms: None,
-                };
-                records_out.push(OffsetsRecord {
-                    key: records::encode_offset_key(&group_id, &name, p.partition_index),
-                    value: Some(records::encode_offset_value(&OffsetCommitValue {
-                        offset: value.offset,
-                        leader_epoch: value.leader_epoch,
-                        metadata: value.metadata.clone(),
-                        commit_timestamp_ms: value.commit_timestamp_ms,
-                        expire_timestamp_ms: None,
-                    })),
-                    timestamp_ms: now_ms,
-                });
-                offsets.push(((name.clone(), p.partition_index), value));
-                partitions.push((p.partition_index, 0));
-            }
-            results.push((name, partitions));
-        }
-        if records_out.is_empty() {
-            return self.respond_txn_commit(ctx.request_id, v, results);
-        }
-        if let Some(g) = self.groups.get_mut(&group_id) {
-            for (key, _) in &offsets {
-                *g.pending_commits.entry(key.clone()).or_default() += 1;
-            }
+        if prepared.records.is_empty() {
+            return self.respond_txn_commit(ctx.request_id, v, prepared.results);
         }
         let pending = PendingTxnCommit {
             request_id: ctx.request_id,
             api_version: v,
-            group_id,
+            group_id: prepared.group_id,
             producer_id: req.producer_id.0,
-            offsets,
-            results,
+            offsets: prepared.offsets,
+            results: prepared.results,
         };
         let producer = (req.producer_id.0, req.producer_epoch);
         self.append_transactional(
-            partition,
+            prepared.partition,
             producer,
-            records_out,
+            prepared.records,
             AfterAppend::TxnOffsetCommit(pending),
         );
     }
@@ -281,24 +215,4 @@ pub(super) fn has_pending_txn_offset(
     key: &(String, i32),
 ) -> bool {
     pending.values().any(|offsets| offsets.contains_key(key))
-}
-
-/// Kafka's `doTxnCommitOffsets` checks (KIP-447): a member id must be a member (or the static
-/// member of its instance id), and a generation must be the group's current one.
-fn validate_txn_commit(
-    g: &Group,
-    member_id: &str,
-    instance: Option<&str>,
-    generation: i32,
-) -> Result<(), i16> {
-    if g.state == GroupState::Dead {
-        return Err(ResponseError::CoordinatorNotAvailable.code());
-    }
-    if !member_id.is_empty() || instance.is_some() {
-        super::membership::validate_member(g, member_id, instance)?;
-    }
-    if generation >= 0 && generation != g.generation_id {
-        return Err(ResponseError::IllegalGeneration.code());
-    }
-    Ok(())
 }

@@ -122,28 +122,17 @@ pub enum Effect {
     AllocateProducerIds,
 }
 
-/// How an append ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppendOutcome {
-    /// Durable (committed per the partition's replication policy).
-    Appended,
-    /// This broker no longer leads the partition (or a storage error moved it).
-    NotLeader,
-    /// Transient: not enough replicas, timeout.
-    Unavailable,
-    /// The batch was rejected as too large.
-    TooLarge,
-}
+/// How an append ended: the group coordinator's type, as both coordinators' appends go
+/// through the same runtime (the broker's `coordinator_partitions`).
+pub use josefine_group::AppendOutcome;
 
-impl AppendOutcome {
-    /// The error a client sees (Kafka's `appendTransactionToLog` mapping).
-    fn error(self) -> i16 {
-        match self {
-            AppendOutcome::Appended => codes::NONE,
-            AppendOutcome::NotLeader => codes::NOT_COORDINATOR,
-            AppendOutcome::Unavailable => codes::COORDINATOR_NOT_AVAILABLE,
-            AppendOutcome::TooLarge => codes::UNKNOWN_SERVER_ERROR,
-        }
+/// The error a client sees for a failed append (Kafka's `appendTransactionToLog` mapping).
+fn append_error(outcome: AppendOutcome) -> i16 {
+    match outcome {
+        AppendOutcome::Appended => codes::NONE,
+        AppendOutcome::NotLeader => codes::NOT_COORDINATOR,
+        AppendOutcome::Unavailable => codes::COORDINATOR_NOT_AVAILABLE,
+        AppendOutcome::TooLarge => codes::UNKNOWN_SERVER_ERROR,
     }
 }
 
@@ -467,7 +456,7 @@ impl Coordinator {
         let current =
             self.loaded(pending.partition) == Some((pending.coordinator_epoch, pending.load));
         let error = if current {
-            outcome.error()
+            append_error(outcome)
         } else {
             codes::NOT_COORDINATOR
         };
