@@ -14,8 +14,9 @@ keeps producing (every produce acknowledged), malformed SCRAM messages answered
 SASL_AUTHENTICATION_FAILED and closed; SCRAM login latency p50/p99 printed (run with -s); no
 secret in the broker log.
 
-Josefine's command line (scripts/kafka-reference fixes its own listeners): skipped under
-BROKER=kafka.
+Differential: under BROKER=kafka the same listener settings and --add-scram go to
+scripts/kafka-reference (Kafka 4.1.2, which adds its CONTROLLER listener, the server's SCRAM
+JAAS entries and ssl.keystore.type=PEM).
 """
 
 import time
@@ -23,14 +24,31 @@ import uuid
 
 import pytest
 
-from conftest import BROKER_KIND, free_port
+import os
+import subprocess
+
+from conftest import BROKER_KIND, REPO_ROOT, free_port
 from security_certs import make_certs
 from test_java_tools import run_tool, _kafka_jars  # noqa: F401 - the fixture checks the jars
 from test_josefine_cli import _wait_api_versions
 from test_security_listeners import _start
 from test_security_tls import _produce_consume
 
-pytestmark = pytest.mark.skipif(BROKER_KIND != "josefine", reason="josefine's command line")
+
+
+def _start_broker(tmp, sets, extra):
+    """Josefine, or Kafka through scripts/kafka-reference, with the same settings."""
+    if BROKER_KIND == "josefine":
+        return _start(tmp, sets, extra=extra)
+    args = [str(REPO_ROOT / "scripts" / "kafka-reference"), "--data-dir", str(tmp / "data"),
+            "--raft-listen", f"127.0.0.1:{free_port()}", *extra]
+    for kv in sets:
+        args += ["--set", kv]
+    log = open(tmp / "broker.log", "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ})
+    log.close()
+    return proc
 
 CONFIG_COMMAND = "kafka.admin.ConfigCommand"
 ADMIN_PW = "admin-Scr4m-secret"
@@ -46,7 +64,7 @@ def broker(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("scram")
     certs = make_certs(tmp / "certs")
     plain, sp, ss = free_port(), free_port(), free_port()
-    proc = _start(tmp, [
+    proc = _start_broker(tmp, [
         f"listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sp},SASL_SSL://127.0.0.1:{ss}",
         "inter.broker.listener.name=PLAINTEXT",
         "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
@@ -54,7 +72,7 @@ def broker(tmp_path_factory):
         f"listener.name.sasl_ssl.plain.sasl.jaas.config={JAAS}",
         f"ssl.keystore.location={certs['server']}",
     ], extra=["--add-scram", f"SCRAM-SHA-512=[name=admin,password={ADMIN_PW}]"])
-    _wait_api_versions(plain, proc)
+    _wait_api_versions(plain, proc, timeout_s=180)
     b = {"plain": plain, "sasl_plaintext": sp, "sasl_ssl": ss, "certs": certs,
          "log": tmp / "broker.log", "proc": proc, "tmp": tmp}
     # alice through confluent-kafka's Admin API (both mechanisms, in two requests: Kafka
@@ -62,6 +80,7 @@ def broker(tmp_path_factory):
     from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
                                        UserScramCredentialUpsertion)
     admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{plain}"})
+    admin.list_topics(timeout=120)
     for m in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
         up = UserScramCredentialUpsertion("alice", ScramCredentialInfo(m, 8192), ALICE_PW.encode())
         for f in admin.alter_user_scram_credentials([up]).values():
