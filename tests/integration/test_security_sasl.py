@@ -3,8 +3,8 @@ listener.name.<l>.plain.sasl.jaas.config; Kafka's flow (only ApiVersions, SaslHa
 SaslAuthenticate before authentication; a wrong password is the client's authentication error);
 hostile clients (a request before authentication, an oversized token) are closed.
 
-Josefine's command line (scripts/kafka-reference fixes its own listeners): skipped under
-BROKER=kafka.
+Differential: under BROKER=kafka the listener settings go to scripts/kafka-reference (see
+test_security_scram.py); only the start-up refusals (exit 2) are Josefine's alone.
 """
 
 import socket
@@ -16,10 +16,10 @@ import pytest
 from conftest import BROKER_KIND, free_port
 from security_certs import make_certs
 from test_josefine_cli import _wait_api_versions
-from test_security_listeners import _refused, _start
+from test_security_listeners import _refused
+from test_security_scram import _start_broker
 from test_security_tls import _produce_consume
 
-pytestmark = pytest.mark.skipif(BROKER_KIND != "josefine", reason="josefine's command line")
 
 JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
         'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-pw";')
@@ -30,15 +30,15 @@ def broker(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sasl")
     certs = make_certs(tmp / "certs")
     plain, sp, ss = free_port(), free_port(), free_port()
-    proc = _start(tmp, [
+    proc = _start_broker(tmp, [
         f"listeners=PLAINTEXT://127.0.0.1:{plain},SASL_PLAINTEXT://127.0.0.1:{sp},SASL_SSL://127.0.0.1:{ss}",
         "inter.broker.listener.name=PLAINTEXT",
         "sasl.enabled.mechanisms=PLAIN",
         f"listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}",
         f"listener.name.sasl_ssl.plain.sasl.jaas.config={JAAS}",
         f"ssl.keystore.location={certs['server']}",
-    ])
-    _wait_api_versions(plain, proc)
+    ], extra=[])
+    _wait_api_versions(plain, proc, timeout_s=180)
     yield {"plain": plain, "sasl_plaintext": sp, "sasl_ssl": ss, "certs": certs,
            "log": tmp / "broker.log", "proc": proc}
     proc.kill()
@@ -106,6 +106,7 @@ def test_an_oversized_token_closes_before_allocation(broker):
     assert [(n.host, n.port) for n in md.brokers.values()] == [("127.0.0.1", broker["sasl_plaintext"])]
 
 
+@pytest.mark.skipif(BROKER_KIND != "josefine", reason="josefine's command line")
 @pytest.mark.parametrize("sets,expected", [
     (["sasl.enabled.mechanisms=GSSAPI"], "GSSAPI is not supported"),
     (["sasl.enabled.mechanisms=OAUTHBEARER"], "OAUTHBEARER is not supported"),
