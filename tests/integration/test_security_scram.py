@@ -7,7 +7,8 @@ Covered: kafka-configs --alter --add-config 'SCRAM-SHA-256=[iterations=8192,pass
 deleting a missing credential: RESOURCE_NOT_FOUND); confluent-kafka produce and group consume
 over SASL_SSL with SCRAM-SHA-256, SCRAM-SHA-512 (the --add-scram admin) and PLAIN on the same
 listener; Kafka's Java producer and consumer (ConsoleProducer / ConsoleConsumer), kafka-python and
-kafkajs (tests/clients/js/scram.js) over SASL_SSL SCRAM; DescribeConfigs hides the secrets;
+kafkajs (tests/clients/js/scram.js) and franz-go (tests/clients/go, `franz scram`) over SASL_SSL
+SCRAM; DescribeConfigs hides the secrets;
 a wrong password and an unknown user give the client's authentication error with Kafka's
 message; hostile: 1,000 wrong SCRAM passwords from 50 connections at a time while another client
 keeps producing (every produce acknowledged), malformed SCRAM messages answered
@@ -261,6 +262,18 @@ def test_kafkajs_over_sasl_ssl_scram(broker):
                         "SCRAM-SHA-512", "alice", ALICE_PW, str(broker["certs"]["ca"]), topic],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "PASS kafkajs scram" in p.stdout, p.stdout + p.stderr
+
+
+def test_franz_go_over_sasl_ssl_scram(broker):
+    go_bin = os.environ.get("GO_CLIENTS_BIN", str(REPO_ROOT / ".cache" / "go-clients" / "clients"))
+    if not os.path.exists(go_bin):
+        pytest.fail(f"{go_bin} missing: run scripts/install-test-deps")
+    topic = f"scram-go-{uuid.uuid4().hex[:6]}"
+    p = subprocess.run([go_bin, "franz", "scram", "-brokers", f"127.0.0.1:{broker['sasl_ssl']}",
+                        "-topic", topic, "-user", "alice", "-password", ALICE_PW,
+                        "-mechanism", "SCRAM-SHA-512", "-ca", str(broker["certs"]["ca"])],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0 and "PASS franz scram" in p.stdout, p.stdout + p.stderr
 
 
 # A SCRAM client over the raw protocol (SaslHandshake v1, SaslAuthenticate v0): hostile and

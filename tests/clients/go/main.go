@@ -6,7 +6,8 @@
 // exits 1 with a "FAIL:" line saying what differed. It must never decide pass/fail on timing:
 // deadlines only bound how long it waits for records that should arrive.
 //
-// Usage: clients <franz|sarama> <produce|group|admin> (franz also: record-errors) -brokers host:port -topic name
+// Usage: clients <franz|sarama> <produce|group|admin> (franz also: record-errors, scram) -brokers host:port -topic name
+// (scram also: -user U -password P -mechanism SCRAM-SHA-256|SCRAM-SHA-512 -ca ca.pem)
 package main
 
 import (
@@ -38,12 +39,17 @@ func main() {
 	fs := flag.NewFlagSet("clients", flag.ExitOnError)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "bootstrap host:port")
 	topic := fs.String("topic", "go-clients", "topic (scenarios create it)")
+	fs.StringVar(&scramUser, "user", "", "SCRAM user (franz scram)")
+	fs.StringVar(&scramPassword, "password", "", "SCRAM password (franz scram)")
+	fs.StringVar(&scramMechanism, "mechanism", "SCRAM-SHA-256", "SCRAM-SHA-256 or SCRAM-SHA-512 (franz scram)")
+	fs.StringVar(&scramCA, "ca", "", "PEM CA file of the SASL_SSL listener (franz scram)")
 	_ = fs.Parse(os.Args[3:])
 	run := map[string]func(string, string){
 		"franz/produce":       franzProduce,
 		"franz/group":         franzGroup,
 		"franz/admin":         franzAdmin,
 		"franz/record-errors": franzRecordErrors,
+		"franz/scram":         franzScram,
 		"sarama/produce":      saramaProduce,
 		"sarama/group":        saramaGroup,
 		"sarama/admin":        saramaAdmin,
