@@ -151,7 +151,8 @@ impl Broker {
             &config.voter_addrs,
             metadata.watch_chain_status(),
             Duration::from_millis(config.broker.broker_heartbeat_interval_ms.max(1_000)),
-        );
+        )
+        .with_tls(config.security.raft_tls.clone());
         let broker = Arc::new(Broker {
             advertised_host: listeners[0].host.clone(),
             advertised_port: listeners[0].port,

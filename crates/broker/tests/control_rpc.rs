@@ -34,7 +34,13 @@ async fn raft_listener() -> (
     let addr = listener.local_addr().unwrap();
     let (inbound_tx, inbound_rx) = mpsc::channel(16);
     let (conn_tx, conn_rx) = transport::non_chain_channel();
-    tokio::spawn(transport::serve(listener, 1, inbound_tx, Some(conn_tx)));
+    tokio::spawn(transport::serve(
+        listener,
+        1,
+        inbound_tx,
+        Some(conn_tx),
+        None,
+    ));
     (addr, inbound_rx, conn_rx)
 }
 
@@ -124,7 +130,7 @@ async fn control_preface_without_a_control_server_is_closed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (inbound_tx, _inbound_rx) = mpsc::channel(16);
-    tokio::spawn(transport::serve(listener, 1, inbound_tx, None));
+    tokio::spawn(transport::serve(listener, 1, inbound_tx, None, None));
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(Preface::Control.bytes()).await.unwrap();
     assert!(closed_by_server(&mut s).await);

@@ -180,6 +180,7 @@ async fn a_voter_without_quorum_answers_not_controller() {
         snapshot_every_blocks: 1000,
         snapshot_every_bytes: 1 << 20,
         non_chain: None,
+        raft_tls: None,
     };
     let store = MetadataStore::open(settings, partitions).await.unwrap();
     assert!(!store.is_leader() && !store.is_sole_voter());

@@ -22,9 +22,11 @@ use kafka_protocol::messages::{
     AlterPartitionRequest, AlterPartitionResponse, ApiKey, RequestHeader, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
+use tokio::io::WriteHalf;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
+
+use crate::raft::transport::{RaftStream, RaftTls};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -147,6 +149,14 @@ impl ControlClient {
             call_timeout,
             next_correlation_id: AtomicI32::new(0),
         }
+    }
+
+    /// Opens every connection with mutual TLS (`controller.listener.names` mapped to SSL).
+    pub fn with_tls(mut self, tls: Option<RaftTls>) -> ControlClient {
+        for peer in self.peers.values_mut() {
+            peer.tls = tls.clone();
+        }
+        self
     }
 
     /// Calls node `node` once: sends `request` at `api_version` and waits for the answer and
@@ -356,12 +366,14 @@ impl Conn {
 struct Peer {
     node: NodeId,
     addr: SocketAddr,
+    /// Mutual TLS when the controller listener is SSL.
+    tls: Option<RaftTls>,
     live: tokio::sync::Mutex<Option<Live>>,
 }
 
 /// An open connection: the write half (used under `Peer::live`'s lock) and the reader task.
 struct Live {
-    writer: OwnedWriteHalf,
+    writer: WriteHalf<RaftStream>,
     conn: Arc<Conn>,
     reader: tokio::task::JoinHandle<()>,
     /// Set while a frame is being written: if the write is cancelled half-way (the call was
@@ -381,6 +393,7 @@ impl Peer {
         Peer {
             node,
             addr,
+            tls: None,
             live: tokio::sync::Mutex::new(None),
         }
     }
@@ -430,9 +443,11 @@ impl Peer {
         };
         let mut stream =
             tokio::time::timeout(Duration::from_millis(CONTROL_CONNECT_TIMEOUT_MS), async {
-                let mut s = TcpStream::connect(self.addr).await?;
+                let s = TcpStream::connect(self.addr).await?;
                 s.set_nodelay(true)?;
                 crate::raft::transport::set_peer_user_timeout(&s);
+                let tls = self.tls.as_ref();
+                let mut s = crate::raft::transport::client_stream(tls, self.addr, s).await?;
                 s.write_all(Preface::Control.bytes()).await?;
                 Ok::<_, std::io::Error>(s)
             })
@@ -440,7 +455,7 @@ impl Peer {
             .map_err(|_| failed("timed out".into()))?
             .map_err(|e| failed(e.to_string()))?;
         let _ = stream.flush().await;
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = tokio::io::split(stream);
         let conn = Arc::new(Conn {
             node: self.node,
             waiting: Mutex::new(Waiting::default()),

@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
+use tokio::io::WriteHalf;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+
+use crate::raft::transport::RaftStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
@@ -92,10 +93,10 @@ impl ControlServer {
 
 /// Serves one JCTRL001 connection until the peer closes, sends a bad frame, idles out, or the
 /// handler answers `Close`.
-async fn serve_control(stream: TcpStream, peer: SocketAddr, handler: Arc<dyn ControlHandler>) {
+async fn serve_control(stream: RaftStream, peer: SocketAddr, handler: Arc<dyn ControlHandler>) {
     let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let mut closed_by_peer = false;
-    let (reader, writer) = stream.into_split();
+    let (reader, writer) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(CONTROL_READ_BUFFER_BYTES, reader);
     // One slot per answer in progress, so the writer's queue never fills.
     let (answers, answers_rx) = mpsc::channel(CONTROL_IN_FLIGHT_PER_CONNECTION_MAX);
@@ -232,7 +233,10 @@ enum ReadError {
 }
 
 /// Writes answers in completion order; None (or a failed write) ends the connection.
-async fn write_answers(mut writer: OwnedWriteHalf, mut answers: mpsc::Receiver<Option<BytesMut>>) {
+async fn write_answers(
+    mut writer: WriteHalf<RaftStream>,
+    mut answers: mpsc::Receiver<Option<BytesMut>>,
+) {
     let io_timeout = Duration::from_millis(CONTROL_FRAME_IO_TIMEOUT_MS);
     while let Some(Some(out)) = answers.recv().await {
         if !matches!(
@@ -246,7 +250,7 @@ async fn write_answers(mut writer: OwnedWriteHalf, mut answers: mpsc::Receiver<O
 }
 
 /// Writes the status document and closes.
-async fn serve_status(mut stream: TcpStream, peer: SocketAddr, status: StatusSource) {
+async fn serve_status(mut stream: RaftStream, peer: SocketAddr, status: StatusSource) {
     let io_timeout = Duration::from_millis(STATUS_IO_TIMEOUT_MS);
     let rendered =
         tokio::time::timeout(io_timeout, tokio::task::spawn_blocking(move || status())).await;

@@ -49,6 +49,8 @@ pub struct StoreSettings {
     pub snapshot_every_bytes: u64,
     /// Receives the raft address's controller and status connections (see `raft::transport`).
     pub non_chain: Option<mpsc::Sender<raft::transport::RaftConnection>>,
+    /// Mutual TLS on the raft address (`controller.listener.names` mapped to SSL).
+    pub raft_tls: Option<raft::transport::RaftTls>,
 }
 
 impl StoreSettings {
@@ -62,6 +64,7 @@ impl StoreSettings {
             snapshot_every_blocks: limits::METADATA_SNAPSHOT_EVERY_BLOCKS,
             snapshot_every_bytes: limits::METADATA_SNAPSHOT_EVERY_BYTES,
             non_chain: None,
+            raft_tls: config.security.raft_tls.clone(),
         }
     }
 }
@@ -95,6 +98,7 @@ impl MetadataStore {
         cfg.listen = Some(settings.raft_listen);
         cfg.apply = Some(apply_tx);
         cfg.non_chain = settings.non_chain;
+        cfg.tls = settings.raft_tls;
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let chain = raft::run_chain(cfg, async {
             let _ = shutdown_rx.await;

@@ -64,6 +64,8 @@ pub struct ChainNodeConfig {
     /// Receives the raft address's non-chain connections (controller RPCs, status), preface
     /// read ([`transport::non_chain_channel`]). None: they are closed.
     pub non_chain: Option<mpsc::Sender<transport::RaftConnection>>,
+    /// Mutual TLS on every node-to-node connection (None: plain TCP).
+    pub tls: Option<transport::RaftTls>,
 }
 
 impl ChainNodeConfig {
@@ -79,6 +81,7 @@ impl ChainNodeConfig {
             seed: os_random_seed(),
             apply: None,
             non_chain: None,
+            tls: None,
         }
     }
 
@@ -338,13 +341,14 @@ pub async fn run_chain(
     let peers: BTreeMap<NodeId, PeerSender> = addrs
         .iter()
         .filter(|(&id, _)| id != cfg.id)
-        .map(|(&id, &addr)| (id, transport::spawn_peer(id, addr)))
+        .map(|(&id, &addr)| (id, transport::spawn_peer(id, addr, cfg.tls.clone())))
         .collect();
     let server = tokio::spawn(transport::serve(
         listener,
         cfg.id,
         inbound_tx,
         cfg.non_chain.clone(),
+        cfg.tls.clone(),
     ));
     let (status_tx, status_rx) = watch::channel(status_of(&node));
     let (progress_tx, progress_rx) = watch::channel(Arc::from([]));

@@ -1,7 +1,10 @@
 //! The raft listener and the chain transport: connection prefaces, and length-prefixed,
 //! versioned chain frames (`josefine_chain::codec`) over TCP on the raft address.
 //!
-//! Owns the sockets of the raft address. Every connection opens with an 8-byte [`Preface`]
+//! Owns the sockets of the raft address, and their TLS ([`RaftTls`]: when the controller
+//! listener is SSL every connection, accepted or opened, is mutual TLS, and a peer without a
+//! certificate this node trusts is closed in the handshake, before its preface is read). Every
+//! connection opens with an 8-byte [`Preface`]
 //! naming its protocol (docs/chain-format.md, "Connections on the raft address"): the listener
 //! reads it within `PREFACE_TIMEOUT_MS`, keeps `JCHAIN01` connections and feeds their decoded
 //! messages to the core through a bounded queue, and hands `JCTRL001` and `JSTAT001`
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use josefine_chain::codec;
 use josefine_chain::{Envelope, NodeId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -62,16 +65,72 @@ impl Preface {
     }
 }
 
+/// A node-to-node byte stream: TCP, or TLS over TCP when the controller listener is SSL.
+pub trait RaftIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> RaftIo for T {}
+
+/// A connection on the raft address, plain or TLS.
+pub type RaftStream = Box<dyn RaftIo>;
+
+/// Mutual TLS on the raft address (`controller.listener.names` mapped to SSL): every
+/// connection, accepted or opened, is TLS with a certificate the other node's truststore
+/// verifies; a peer without one cannot get past the handshake.
+#[derive(Clone)]
+pub struct RaftTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for RaftTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RaftTls")
+    }
+}
+
+impl RaftTls {
+    /// `server` must require client certificates.
+    pub fn new(server: Arc<rustls::ServerConfig>, client: Arc<rustls::ClientConfig>) -> RaftTls {
+        RaftTls {
+            acceptor: tokio_rustls::TlsAcceptor::from(server),
+            connector: tokio_rustls::TlsConnector::from(client),
+        }
+    }
+}
+
+/// The stream of a connection this node opened to `addr`: TLS (the peer's certificate checked
+/// against its IP address) when `tls` is set.
+pub async fn client_stream(
+    tls: Option<&RaftTls>,
+    addr: SocketAddr,
+    s: TcpStream,
+) -> std::io::Result<RaftStream> {
+    match tls {
+        None => Ok(Box::new(s)),
+        Some(tls) => {
+            let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+            Ok(Box::new(tls.connector.connect(name, s).await?))
+        }
+    }
+}
+
 /// A connection on the raft address that is not a chain connection, handed to its server after
 /// its preface was read.
-#[derive(Debug)]
 pub struct RaftConnection {
     /// `Control` or `Status`.
     pub preface: Preface,
-    pub stream: TcpStream,
+    pub stream: RaftStream,
     pub peer: SocketAddr,
     /// The listener's connection slot: held for as long as the connection lives.
     pub slot: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for RaftConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftConnection")
+            .field("preface", &self.preface)
+            .field("peer", &self.peer)
+            .finish()
+    }
 }
 
 /// A bounded channel for `ChainNodeConfig::non_chain`, sized by `NON_CHAIN_HANDOFF_QUEUE_MAX`.
@@ -94,9 +153,9 @@ impl PeerSender {
 }
 
 /// Starts the outgoing task for `peer` at `addr`. It ends when every sender is dropped.
-pub fn spawn_peer(id: NodeId, addr: SocketAddr) -> PeerSender {
+pub fn spawn_peer(id: NodeId, addr: SocketAddr, tls: Option<RaftTls>) -> PeerSender {
     let (tx, rx) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
-    tokio::spawn(peer_task(id, addr, rx));
+    tokio::spawn(peer_task(id, addr, rx, tls));
     PeerSender { id, tx }
 }
 
@@ -109,13 +168,25 @@ pub fn set_peer_user_timeout(s: &TcpStream) {
 }
 
 /// Connects and writes the chain preface, both within `io_timeout`.
-async fn connect_chain(addr: SocketAddr, io_timeout: Duration) -> Option<TcpStream> {
-    let mut s = tokio::time::timeout(io_timeout, TcpStream::connect(addr))
+async fn connect_chain(
+    addr: SocketAddr,
+    io_timeout: Duration,
+    tls: Option<&RaftTls>,
+) -> Option<RaftStream> {
+    let s = tokio::time::timeout(io_timeout, TcpStream::connect(addr))
         .await
         .ok()?
         .ok()?;
     let _ = s.set_nodelay(true);
     set_peer_user_timeout(&s);
+    let mut s = match tokio::time::timeout(io_timeout, client_stream(tls, addr, s)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "chain peer TLS handshake failed");
+            return None;
+        }
+        Err(_) => return None,
+    };
     tokio::time::timeout(io_timeout, s.write_all(Preface::Chain.bytes()))
         .await
         .ok()?
@@ -123,13 +194,18 @@ async fn connect_chain(addr: SocketAddr, io_timeout: Duration) -> Option<TcpStre
     Some(s)
 }
 
-async fn peer_task(id: NodeId, addr: SocketAddr, mut rx: mpsc::Receiver<Bytes>) {
+async fn peer_task(
+    id: NodeId,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Bytes>,
+    tls: Option<RaftTls>,
+) {
     let io_timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
     let mut backoff_ms = RECONNECT_BACKOFF_MIN_MS;
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<RaftStream> = None;
     while let Some(frame) = rx.recv().await {
         if conn.is_none() {
-            match connect_chain(addr, io_timeout).await {
+            match connect_chain(addr, io_timeout, tls.as_ref()).await {
                 Some(s) => {
                     tracing::debug!(peer = id, %addr, "chain peer connected");
                     conn = Some(s);
@@ -192,6 +268,7 @@ pub async fn serve(
     me: NodeId,
     inbound: mpsc::Sender<Envelope>,
     non_chain: Option<mpsc::Sender<RaftConnection>>,
+    tls: Option<RaftTls>,
 ) {
     let slots = Arc::new(Semaphore::new(INBOUND_CONNECTIONS_MAX));
     loop {
@@ -204,9 +281,30 @@ pub async fn serve(
         };
         let inbound = inbound.clone();
         let non_chain = non_chain.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut stream = stream;
+            let mut stream: RaftStream = match &tls {
+                None => Box::new(stream),
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(
+                        Duration::from_millis(PREFACE_TIMEOUT_MS),
+                        tls.acceptor.accept(stream),
+                    )
+                    .await;
+                    match handshake {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            REFUSALS.note(|n| tracing::warn!(%peer, error = %e, refused = n, "TLS handshake failed on the raft address; closing"));
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "raft-address TLS handshake timed out; closing");
+                            return;
+                        }
+                    }
+                }
+            };
             let Some(preface) = read_preface(&mut stream, peer).await else {
                 return;
             };
@@ -250,7 +348,7 @@ pub async fn serve(
 
 /// Reads the 8-byte preface within `PREFACE_TIMEOUT_MS`. None (logged, rate-limited): timeout,
 /// early close or unknown bytes; the caller drops the connection.
-async fn read_preface(stream: &mut TcpStream, peer: SocketAddr) -> Option<Preface> {
+async fn read_preface(stream: &mut RaftStream, peer: SocketAddr) -> Option<Preface> {
     let mut bytes = [0u8; PREFACE_BYTES];
     let read = tokio::time::timeout(
         Duration::from_millis(PREFACE_TIMEOUT_MS),
@@ -274,7 +372,7 @@ async fn read_preface(stream: &mut TcpStream, peer: SocketAddr) -> Option<Prefac
 
 /// Reads chain frames until the connection ends; `from` is set to the sender of the first one.
 async fn read_frames(
-    stream: TcpStream,
+    stream: RaftStream,
     me: NodeId,
     inbound: mpsc::Sender<Envelope>,
     from: &mut Option<NodeId>,

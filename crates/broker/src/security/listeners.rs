@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "security.inter.broker.protocol",
     "max.connections.per.ip",
     "max.connections.per.ip.overrides",
+    "controller.listener.names",
 ];
 
 /// Whether `key` may also be given per listener as `listener.name.<name>.<key>`.
@@ -90,6 +91,94 @@ pub struct SecurityConfig {
     pub inter_broker_listener: String,
     /// `max.connections.per.ip` and its overrides.
     pub per_ip: PerIpLimits,
+    /// Mutual TLS on the raft address: the listener `controller.listener.names` names is
+    /// mapped to SSL (None: plain TCP, unprotected).
+    pub raft_tls: Option<crate::raft::transport::RaftTls>,
+}
+
+/// The protocol `listener.security.protocol.map` gives listener `name`.
+fn protocol_of(
+    values: &BTreeMap<String, String>,
+    protocols: &BTreeMap<String, SecurityProtocol>,
+    name: &str,
+) -> Result<SecurityProtocol, ConfigError> {
+    protocols.get(name).copied().ok_or_else(|| {
+        invalid(
+            "listener.security.protocol.map",
+            values
+                .get("listener.security.protocol.map")
+                .map(String::as_str)
+                .unwrap_or(""),
+            format!("maps no security protocol to listener {name}"),
+        )
+    })
+}
+
+/// The listener `controller.listener.names` names (its first name, as Kafka's brokers use it):
+/// the raft address (`--raft-listen`) speaks its protocol with its settings. PLAINTEXT or SSL;
+/// SSL means mutual TLS, so its `ssl.client.auth` is `required` (the default here).
+fn controller_listener(
+    values: &BTreeMap<String, String>,
+    protocols: &BTreeMap<String, SecurityProtocol>,
+    listeners: &[ListenerConfig],
+) -> Result<Option<ListenerConfig>, ConfigError> {
+    const KEY: &str = "controller.listener.names";
+    let Some(v) = values.get(KEY) else {
+        return Ok(None);
+    };
+    let name = v
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_uppercase();
+    if name.is_empty() {
+        return Err(invalid(KEY, v, "name the controller listener"));
+    }
+    if listeners.iter().any(|l| l.name == name) {
+        return Err(invalid(
+            KEY,
+            v,
+            "the controller listener is the raft address (--raft-listen): leave it out of `listeners`",
+        ));
+    }
+    let protocol = protocol_of(values, protocols, &name)?;
+    if !matches!(
+        protocol,
+        SecurityProtocol::Plaintext | SecurityProtocol::Ssl
+    ) {
+        return Err(invalid(
+            KEY,
+            v,
+            format!(
+                "the controller listener speaks PLAINTEXT or SSL, not {}",
+                protocol.name()
+            ),
+        ));
+    }
+    let auth_key = format!(
+        "listener.name.{}.ssl.client.auth",
+        name.to_ascii_lowercase()
+    );
+    let auth = values.get(&auth_key).or(values.get("ssl.client.auth"));
+    if protocol == SecurityProtocol::Ssl && auth.is_some_and(|a| a.trim() != "required") {
+        return Err(invalid(
+            &auth_key,
+            auth.map(String::as_str).unwrap_or(""),
+            "nodes authenticate each other: the controller listener needs ssl.client.auth=required",
+        ));
+    }
+    let mut settings = BTreeMap::new();
+    settings.insert("ssl.client.auth".to_string(), "required".to_string());
+    Ok(Some(ListenerConfig {
+        name,
+        protocol,
+        bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+        advertised: None,
+        settings,
+        tls: None,
+        sasl: None,
+    }))
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -267,16 +356,7 @@ impl SecurityConfig {
             } else {
                 "listen"
             };
-            let protocol = *protocols.get(name).ok_or_else(|| {
-                invalid(
-                    "listener.security.protocol.map",
-                    values
-                        .get("listener.security.protocol.map")
-                        .map(String::as_str)
-                        .unwrap_or(""),
-                    format!("maps no security protocol to listener {name}"),
-                )
-            })?;
+            let protocol = protocol_of(values, &protocols, name)?;
             if *port != 0 {
                 if let Some(other) = listeners
                     .iter()
@@ -330,6 +410,7 @@ impl SecurityConfig {
                 ));
             }
         }
+        let mut controller = controller_listener(values, &protocols, &listeners)?;
         for (k, v) in values {
             let Some(rest) = k.strip_prefix("listener.name.") else {
                 continue;
@@ -339,6 +420,7 @@ impl SecurityConfig {
                 .ok_or_else(|| invalid(k, v, "expected listener.name.<listener>.<setting>"))?;
             let listener = listeners
                 .iter_mut()
+                .chain(controller.iter_mut())
                 .find(|l| l.name.eq_ignore_ascii_case(name))
                 .ok_or_else(|| invalid(k, v, format!("there is no listener named {name}")))?;
             if !is_listener_key(setting) {
@@ -346,7 +428,7 @@ impl SecurityConfig {
             }
             listener.settings.insert(setting.to_string(), v.clone());
         }
-        for l in &mut listeners {
+        for l in listeners.iter_mut().chain(controller.iter_mut()) {
             for (key, v) in values.iter().filter(|(k, _)| is_listener_key(k)) {
                 if !l.settings.contains_key(key) {
                     l.settings.insert(key.clone(), v.clone());
@@ -412,10 +494,21 @@ impl SecurityConfig {
                 .get("max.connections.per.ip.overrides")
                 .map(String::as_str),
         )?;
+        let raft_tls = match &controller {
+            Some(c) if c.protocol == SecurityProtocol::Ssl => {
+                let server = c.tls.as_ref().expect("built above for SSL");
+                Some(crate::raft::transport::RaftTls::new(
+                    server.config.clone(),
+                    super::tls::client_config(c)?,
+                ))
+            }
+            _ => None,
+        };
         Ok(SecurityConfig {
             listeners,
             inter_broker_listener,
             per_ip,
+            raft_tls,
         })
     }
 

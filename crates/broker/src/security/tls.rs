@@ -161,48 +161,51 @@ fn certificates(
     Ok(certs)
 }
 
-impl TlsServer {
-    /// Builds the TLS side of listener `l` from its settings. Every problem is a
-    /// `ConfigError` naming the setting (start-up exits 2).
-    pub fn from_listener(l: &ListenerConfig) -> Result<TlsServer, ConfigError> {
-        check_pem_type(l, "ssl.keystore.type")?;
-        check_pem_type(l, "ssl.truststore.type")?;
-        let (chain, key) = match (
-            l.get("ssl.keystore.location"),
-            l.get("ssl.keystore.certificate.chain"),
-            l.get("ssl.keystore.key"),
-        ) {
-            (Some(path), None, None) => {
-                let pem = read_file(l, "ssl.keystore.location", path)?;
-                (
-                    certificates(l, "ssl.keystore.location", &pem)?,
-                    private_key(l, "ssl.keystore.location", &pem)?,
-                )
-            }
-            (None, Some(chain), Some(key)) => (
-                certificates(l, "ssl.keystore.certificate.chain", chain.as_bytes())?,
-                private_key(l, "ssl.keystore.key", key.as_bytes())?,
-            ),
-            (None, None, None) => {
-                return Err(invalid(
-                    &key_name(l, "ssl.keystore.location"),
-                    "",
-                    format!(
-                        "listener {} uses {} and needs a keystore (ssl.keystore.location, or ssl.keystore.certificate.chain and ssl.keystore.key)",
-                        l.name,
-                        l.protocol.name()
-                    ),
-                ))
-            }
-            _ => {
-                return Err(invalid(
-                    &key_name(l, "ssl.keystore.location"),
-                    l.get("ssl.keystore.location").unwrap_or(""),
-                    "give either ssl.keystore.location or both ssl.keystore.certificate.chain and ssl.keystore.key",
-                ))
-            }
-        };
-        let trust = match (
+/// The keystore of `l`: its certificate chain and private key.
+type Keystore = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn keystore(l: &ListenerConfig) -> Result<Keystore, ConfigError> {
+    Ok(match (
+        l.get("ssl.keystore.location"),
+        l.get("ssl.keystore.certificate.chain"),
+        l.get("ssl.keystore.key"),
+    ) {
+        (Some(path), None, None) => {
+            let pem = read_file(l, "ssl.keystore.location", path)?;
+            (
+                certificates(l, "ssl.keystore.location", &pem)?,
+                private_key(l, "ssl.keystore.location", &pem)?,
+            )
+        }
+        (None, Some(chain), Some(key)) => (
+            certificates(l, "ssl.keystore.certificate.chain", chain.as_bytes())?,
+            private_key(l, "ssl.keystore.key", key.as_bytes())?,
+        ),
+        (None, None, None) => {
+            return Err(invalid(
+                &key_name(l, "ssl.keystore.location"),
+                "",
+                format!(
+                    "listener {} uses {} and needs a keystore (ssl.keystore.location, or ssl.keystore.certificate.chain and ssl.keystore.key)",
+                    l.name,
+                    l.protocol.name()
+                ),
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                &key_name(l, "ssl.keystore.location"),
+                l.get("ssl.keystore.location").unwrap_or(""),
+                "give either ssl.keystore.location or both ssl.keystore.certificate.chain and ssl.keystore.key",
+            ))
+        }
+    })
+}
+
+/// The CA certificates of `l`'s truststore, if it has one.
+fn truststore(l: &ListenerConfig) -> Result<Option<Vec<CertificateDer<'static>>>, ConfigError> {
+    Ok(
+        match (
             l.get("ssl.truststore.location"),
             l.get("ssl.truststore.certificates"),
         ) {
@@ -224,7 +227,64 @@ impl TlsServer {
                     "give either ssl.truststore.location or ssl.truststore.certificates",
                 ))
             }
-        };
+        },
+    )
+}
+
+fn root_store(
+    l: &ListenerConfig,
+    trust: Vec<CertificateDer<'static>>,
+) -> Result<RootCertStore, ConfigError> {
+    let mut roots = RootCertStore::empty();
+    for c in trust {
+        roots.add(c).map_err(|e| {
+            invalid(
+                &key_name(l, "ssl.truststore.location"),
+                "",
+                format!("bad CA certificate: {e}"),
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The client side of `l` for node-to-node connections (the controller listener mapped to
+/// SSL): this node's keystore as its client certificate, servers verified against the
+/// truststore (which is required), ring as the provider.
+pub fn client_config(l: &ListenerConfig) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    let (chain, key) = keystore(l)?;
+    let Some(trust) = truststore(l)? else {
+        return Err(invalid(
+            &key_name(l, "ssl.truststore.location"),
+            "",
+            "nodes verify each other: the controller listener needs a truststore",
+        ));
+    };
+    let roots = root_store(l, trust)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&key_name(l, "ssl.enabled.protocols"), "", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| {
+            invalid(
+                &key_name(l, "ssl.keystore.location"),
+                l.get("ssl.keystore.location").unwrap_or(""),
+                format!("the key does not fit the certificate chain: {e}"),
+            )
+        })?;
+    Ok(Arc::new(config))
+}
+
+impl TlsServer {
+    /// Builds the TLS side of listener `l` from its settings. Every problem is a
+    /// `ConfigError` naming the setting (start-up exits 2).
+    pub fn from_listener(l: &ListenerConfig) -> Result<TlsServer, ConfigError> {
+        check_pem_type(l, "ssl.keystore.type")?;
+        check_pem_type(l, "ssl.truststore.type")?;
+        let (chain, key) = keystore(l)?;
+        let trust = truststore(l)?;
         let mut provider = rustls::crypto::ring::default_provider();
         if let Some(suites) = l.get("ssl.cipher.suites").filter(|s| !s.trim().is_empty()) {
             let wanted: Vec<&str> = suites.split(',').map(str::trim).collect();
@@ -283,16 +343,7 @@ impl TlsServer {
         let builder = match (auth.as_str(), trust) {
             ("none", _) => builder.with_no_client_auth(),
             ("requested" | "required", Some(trust)) => {
-                let mut roots = RootCertStore::empty();
-                for c in trust {
-                    roots.add(c).map_err(|e| {
-                        invalid(
-                            &key_name(l, "ssl.truststore.location"),
-                            "",
-                            format!("bad CA certificate: {e}"),
-                        )
-                    })?;
-                }
+                let roots = root_store(l, trust)?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = if auth == "requested" {
