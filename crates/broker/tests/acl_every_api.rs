@@ -1,7 +1,7 @@
 //! Issue 15, acceptance 5: for every served API with a row in `authz::OPERATIONS`, a principal
 //! without ACLs (`User:mallory` over SASL/PLAIN, `allow.everyone.if.no.acl.found=false`) gets
-//! Kafka's authorization error, and topics, configs, offsets, groups, transactions and ACLs read
-//! back byte-equal afterwards. The setup and the reads are done by a super user (ANONYMOUS on
+//! Kafka's authorization error, and topics, configs, offsets, groups, transactions, SCRAM
+//! credentials and ACLs read back byte-equal afterwards. The setup and the reads are done by a super user (ANONYMOUS on
 //! the PLAINTEXT listener). An API added to the table without a case here fails the test.
 
 mod common;
@@ -155,6 +155,11 @@ async fn setup(admin: &mut Client) {
             5,
             RequestKind::InitProducerId(init_producer_id(Some(txn()))),
         ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            0,
+            RequestKind::AlterUserScramCredentials(upsert_credential()),
+        ),
     ] {
         // Coordinators load their internal topic first: retried until served.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -167,6 +172,18 @@ async fn setup(admin: &mut Client) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A SCRAM-SHA-256 credential for `carol` (what `kafka-configs --add-config` sends).
+fn upsert_credential() -> AlterUserScramCredentialsRequest {
+    AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+            .with_name(s("carol"))
+            .with_mechanism(1)
+            .with_iterations(4096)
+            .with_salt(Bytes::from_static(b"0123456789abcdef"))
+            .with_salted_password(Bytes::from_static(&[7; 32])),
+    ])
 }
 
 fn find_coordinator(key_type: i8, key: &str) -> FindCoordinatorRequest {
@@ -310,6 +327,13 @@ async fn state(admin: &mut Client) -> Vec<(ApiKey, Bytes)> {
             ApiKey::ListGroups,
             5,
             RequestKind::ListGroups(ListGroupsRequest::default()),
+        ),
+        (
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            RequestKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsRequest::default().with_users(None),
+            ),
         ),
         (
             ApiKey::DescribeTransactions,
