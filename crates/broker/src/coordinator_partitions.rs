@@ -881,9 +881,8 @@ pub fn append_round(
         // batch this log holds of it (only this appender writes that producer here).
         let transactional = job.producer.map(|(producer_id, epoch)| {
             let next = log
-                .producers()
-                .into_iter()
-                .find(|p| p.producer_id == producer_id && p.producer_epoch == epoch)
+                .producer(producer_id)
+                .filter(|p| p.producer_epoch == epoch)
                 .filter(|p| p.last_sequence >= 0)
                 .map_or(0, |p| p.last_sequence.checked_add(1).unwrap_or(0));
             (producer_id, epoch, next)

@@ -964,6 +964,17 @@ impl PartitionLog {
         }
     }
 
+    /// One producer's state, if this partition remembers it: whether it has a transaction
+    /// open here (`current_txn_start_offset`), at which epoch, its last sequence. A lookup,
+    /// not a walk of every producer: the transactional produce path asks it per batch.
+    pub fn producer(&self, producer_id: i64) -> Option<crate::ProducerInfo> {
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .producers
+            .get(producer_id)
+    }
+
     /// Every producer this partition remembers (idempotent and transactional), by producer
     /// id: what DescribeProducers and `kafka-transactions find-hanging` read.
     pub fn producers(&self) -> Vec<crate::ProducerInfo> {

@@ -57,6 +57,21 @@ struct ProducerEntry {
 }
 
 impl ProducerEntry {
+    /// DescribeProducers' fields of this producer.
+    fn info(&self, producer_id: i64) -> crate::ProducerInfo {
+        crate::ProducerInfo {
+            producer_id,
+            producer_epoch: self.epoch,
+            last_sequence: self
+                .batches
+                .back()
+                .map_or(batch::NO_SEQUENCE, |b| b.last_seq),
+            last_timestamp: self.last_timestamp,
+            coordinator_epoch: self.coordinator_epoch,
+            current_txn_start_offset: self.txn_first_offset.unwrap_or(-1),
+        }
+    }
+
     fn new(epoch: i16, timestamp: i64) -> Self {
         ProducerEntry {
             epoch,
@@ -230,17 +245,18 @@ impl ProducerStates {
         let mut out: Vec<crate::ProducerInfo> = self
             .producers
             .iter()
-            .map(|(&producer_id, e)| crate::ProducerInfo {
-                producer_id,
-                producer_epoch: e.epoch,
-                last_sequence: e.batches.back().map_or(batch::NO_SEQUENCE, |b| b.last_seq),
-                last_timestamp: e.last_timestamp,
-                coordinator_epoch: e.coordinator_epoch,
-                current_txn_start_offset: e.txn_first_offset.unwrap_or(-1),
-            })
+            .map(|(&producer_id, e)| e.info(producer_id))
             .collect();
         out.sort_unstable_by_key(|p| p.producer_id);
         out
+    }
+
+    /// One producer's state, if remembered: a map lookup (the transactional produce path asks
+    /// this for every batch; `describe` walks every producer).
+    pub(crate) fn get(&self, producer_id: i64) -> Option<crate::ProducerInfo> {
+        self.producers
+            .get(&producer_id)
+            .map(|e| e.info(producer_id))
     }
 
     /// The open transactions: (producer id, first offset).

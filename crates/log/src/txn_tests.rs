@@ -897,6 +897,11 @@ fn producers_are_described_as_describe_producers_reports_them() {
     log.append_control_marker(3, 1, 7, false, 0, NOW + 9)
         .unwrap(); // 5: markers only
     let info = log.producers();
+    // One producer's state is the same, looked up by id.
+    for p in &info {
+        assert_eq!(log.producer(p.producer_id).as_ref(), Some(p));
+    }
+    assert_eq!(log.producer(4), None);
     assert_eq!(
         info,
         vec![

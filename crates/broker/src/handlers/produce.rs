@@ -373,10 +373,8 @@ async fn admit_transactional(
                 continue;
             }
             let (producer_id, producer_epoch) = (header.producer_id, header.producer_epoch);
-            let open = target.partition.log.producers().into_iter().any(|p| {
-                p.producer_id == producer_id
-                    && p.producer_epoch == producer_epoch
-                    && p.current_txn_start_offset >= 0
+            let open = target.partition.log.producer(producer_id).is_some_and(|p| {
+                p.producer_epoch == producer_epoch && p.current_txn_start_offset >= 0
             });
             target.transactional = true;
             if verify && !open {
