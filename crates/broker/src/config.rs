@@ -1176,13 +1176,30 @@ pub struct Config {
     pub console: ConsoleMode,
     /// The security settings as given (`listeners`, `ssl.*`, `sasl.*`, `listener.name.*`):
     /// DescribeConfigs shows them as static broker configs, secrets as null.
-    pub security_values: BTreeMap<String, String>,
+    pub security_values: SecurityValues,
     /// `--add-scram` credentials, stored at start where missing.
     pub scram_seeds: Vec<crate::security::credentials::ScramSeed>,
     pub log_format: LogFormat,
     /// The log filter (RUST_LOG syntax) from `--log`, `JOSEFINE_LOG` or the file, already
     /// checked to parse; None: RUST_LOG, else `info`.
     pub log_filter: Option<String>,
+}
+
+/// The security settings as given. `Debug` shows the keys only: values hold passwords.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecurityValues(pub BTreeMap<String, String>);
+
+impl std::ops::Deref for SecurityValues {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecurityValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// The default HTTP listener address (Redpanda's admin port, which serves its /metrics too).
@@ -1525,7 +1542,7 @@ impl Config {
             advertise_given.as_deref(),
             voter_addrs.len(),
         )?;
-        let security_values = security_values.clone();
+        let security_values = SecurityValues(security_values.clone());
         let inter = security.inter_broker();
         let listen = inter.bind;
         let (advertise_host, advertise_port) = inter
@@ -1875,5 +1892,20 @@ mod tests {
         let file = parse_file(&PathBuf::from("x.toml"), "cluster_id = \"fromfile\"").unwrap();
         let c = Config::resolve_with(ServeArgs::default(), file).unwrap();
         assert_eq!(c.broker.cluster_id.as_deref(), Some("fromfile"));
+    }
+}
+
+#[cfg(test)]
+mod security_values_tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_keys_not_values() {
+        let v = SecurityValues([("ssl.key.password".to_string(), "hunter2".to_string())].into());
+        let shown = format!("{v:?}");
+        assert!(
+            shown.contains("ssl.key.password") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

@@ -72,7 +72,7 @@ impl<'a> Layers<'a> {
             static_values: settings
                 .static_values
                 .iter()
-                .chain(&broker.config.security_values)
+                .chain(broker.config.security_values.iter())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             effective: settings.effective(image, broker.config.node_id),
