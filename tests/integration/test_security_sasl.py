@@ -38,11 +38,13 @@ def broker(tmp_path_factory):
         f"listener.name.sasl_ssl.plain.sasl.jaas.config={JAAS}",
         f"ssl.keystore.location={certs['server']}",
     ], extra=[])
-    _wait_api_versions(plain, proc, timeout_s=180)
-    yield {"plain": plain, "sasl_plaintext": sp, "sasl_ssl": ss, "certs": certs,
-           "log": tmp / "broker.log", "proc": proc}
-    proc.kill()
-    proc.wait()
+    try:  # killed however setup ends
+        _wait_api_versions(plain, proc, timeout_s=180)
+        yield {"plain": plain, "sasl_plaintext": sp, "sasl_ssl": ss, "certs": certs,
+               "log": tmp / "broker.log", "proc": proc}
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _conf(b, protocol, user="alice", password="alice-pw"):

@@ -73,30 +73,33 @@ def broker(tmp_path_factory):
         f"listener.name.sasl_ssl.plain.sasl.jaas.config={JAAS}",
         f"ssl.keystore.location={certs['server']}",
     ], extra=["--add-scram", f"SCRAM-SHA-512=[name=admin,password={ADMIN_PW}]"])
-    _wait_api_versions(plain, proc, timeout_s=180)
-    b = {"plain": plain, "sasl_plaintext": sp, "sasl_ssl": ss, "certs": certs,
-         "log": tmp / "broker.log", "proc": proc, "tmp": tmp}
-    # alice through confluent-kafka's Admin API (both mechanisms, in two requests: Kafka
-    # refuses one user twice in a request).
-    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
-                                       UserScramCredentialUpsertion)
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{plain}"})
-    admin.list_topics(timeout=120)
-    for m in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
-        up = UserScramCredentialUpsertion("alice", ScramCredentialInfo(m, 8192), ALICE_PW.encode())
-        for f in admin.alter_user_scram_credentials([up]).values():
-            f.result(timeout=30)
-    # The --add-scram credential is stored by a start-up task: wait for it.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            admin.describe_user_scram_credentials(["admin"])["admin"].result(timeout=10)
-            break
-        except Exception:
-            time.sleep(0.2)
-    yield b
-    proc.kill()
-    proc.wait()
+    # Killed however setup ends: a failed setup must not leave the broker running.
+    try:
+        _wait_api_versions(plain, proc, timeout_s=180)
+        b = {"plain": plain, "sasl_plaintext": sp, "sasl_ssl": ss, "certs": certs,
+             "log": tmp / "broker.log", "proc": proc, "tmp": tmp}
+        # alice through confluent-kafka's Admin API (both mechanisms, in two requests: Kafka
+        # refuses one user twice in a request).
+        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                           UserScramCredentialUpsertion)
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{plain}"})
+        admin.list_topics(timeout=120)
+        for m in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+            up = UserScramCredentialUpsertion("alice", ScramCredentialInfo(m, 8192), ALICE_PW.encode())
+            for f in admin.alter_user_scram_credentials([up]).values():
+                f.result(timeout=30)
+        # The --add-scram credential is stored by a start-up task: wait for it.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                admin.describe_user_scram_credentials(["admin"])["admin"].result(timeout=10)
+                break
+            except Exception:
+                time.sleep(0.2)
+        yield b
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def configs(b, *args):
