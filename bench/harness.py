@@ -113,6 +113,12 @@ EXTENDED = [
     scenario("produce-1KiB-p16-acks1-4producers", "produce", size=1024, partitions=16, acks="1",
              records=200_000, producers=4),
     scenario("consume-catchup-100B-p16", "catchup", size=100, partitions=16, records=2_000_000),
+    # Broker-side recompression (issue 12): closed-loop bench/load whose producer codec differs
+    # from the topic's compression.type, and the same load stored as sent for reference.
+    *[scenario(f"recompress-1KiB-{codec}-to-{topic}", "load", size=1024, partitions=16, acks="1",
+               rate=0, linger_ms=5, duration_s=10, compression=codec,
+               topic_config=f"compression.type={topic}")
+      for codec, topic in (("none", "producer"), ("none", "lz4"), ("none", "zstd"), ("gzip", "lz4"))],
 ]
 # Three brokers of each kind on the broker core (Josefine x3 vs Kafka x3), the same load
 # program; min.insync.replicas=2 on every topic. Each run: a fixed-rate phase (latency) and a
